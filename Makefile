@@ -1,0 +1,29 @@
+# The two commands of the README. Both install missing Debian packages first (needs root or
+# sudo), configure and build with CMake presets, then run.
+#   make run    build, then list devices and verify every kernel on every backend
+#   make test   build, then run every test with CTest
+# CI=true selects the "ci" preset (warnings are errors).
+PRESET ?= $(if $(filter true,$(CI)),ci,release)
+BUILD_DIR := build/$(PRESET)
+JOBS ?= $(shell nproc)
+export POCL_CACHE_DIR ?= $(CURDIR)/build/pocl-cache
+export GPUBRIDGE_CACHE_DIR ?= $(CURDIR)/build/kernel-cache
+
+.PHONY: run test build deps clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake --preset $(PRESET)
+	cmake --build --preset $(PRESET) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/src/gpubridge devices
+	$(BUILD_DIR)/src/gpubridge verify
+
+test: build
+	GPUBRIDGE_REQUIRE_BACKENDS=opencl ctest --preset $(PRESET) -j $(JOBS)
+
+clean:
+	rm -rf build

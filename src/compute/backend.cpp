@@ -1,0 +1,44 @@
+#include "compute/backend.hpp"
+
+#include <string>
+
+namespace gpubridge::compute {
+
+namespace {
+
+// A backend that is not usable on this machine or in this build; status() says why.
+class AbsentBackend final : public Backend {
+ public:
+  AbsentBackend(BackendKind kind, std::string reason) : kind_(kind), reason_(std::move(reason)) {}
+  BackendKind kind() const override { return kind_; }
+  BackendStatus status() const override { return {kind_, false, reason_, {}}; }
+  Status can_run(int, const KernelDef&, DType) const override {
+    return Error(ErrorCode::failed_precondition, reason_);
+  }
+  void execute(int, std::shared_ptr<const PreparedCall>, BackendCompletion done) override {
+    done(Error(ErrorCode::unavailable, reason_));
+  }
+
+ private:
+  BackendKind kind_;
+  std::string reason_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_absent_backend(BackendKind kind, std::string reason) {
+  return std::make_unique<AbsentBackend>(kind, std::move(reason));
+}
+
+#ifndef GPUBRIDGE_HAVE_CUDA
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
+  return make_absent_backend(BackendKind::cuda, "this build has no CUDA backend (CUDA toolkit not found at configure time)");
+}
+#endif
+#ifndef GPUBRIDGE_HAVE_OPENCL
+std::unique_ptr<Backend> make_opencl_backend(const BackendOptions&) {
+  return make_absent_backend(BackendKind::opencl, "this build has no OpenCL backend (OpenCL not found at configure time)");
+}
+#endif
+
+}  // namespace gpubridge::compute

@@ -1,0 +1,60 @@
+#pragma once
+// Internal backend interface. A backend owns the devices of one kind (cpu, cuda, opencl), their
+// memory pools and queues. The Executor validates calls and applies the fallback policy; a
+// backend only runs what it is given.
+#include <memory>
+#include <vector>
+
+#include "gpubridge/compute/executor.hpp"
+
+namespace gpubridge::compute {
+
+// A validated call bound to its kernel definition. Shared so that asynchronous backends can
+// keep it alive until completion; input views must stay valid until then (caller's contract).
+struct PreparedCall {
+  const KernelDef* def = nullptr;
+  DType dtype = DType::f32;
+  std::size_t n = 0;             // common input length (>= 1)
+  std::size_t output_count = 0;  // n or 1, per the signature
+  std::vector<TensorView> inputs;
+  std::vector<double> scalars;
+};
+
+// Called exactly once per execute(), from any thread (possibly inline). On success it carries
+// the single output tensor. Error codes the Executor relies on:
+//   resource_exhausted  -> device memory could not hold the call (fallback reason out_of_memory)
+//   failed_precondition -> kernel or dtype not runnable on that device (kernel_missing)
+//   invalid_argument    -> the data itself is invalid (e.g. zero-norm input); never a fallback
+//   anything else       -> the device failed (device_error)
+using BackendCompletion = std::function<void(Result<Tensor>)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendKind kind() const = 0;
+  // Discovery result, fixed after construction except for memory_free_bytes (re-read).
+  virtual BackendStatus status() const = 0;
+  // OK when device `ordinal` can run `def` with `dtype`; otherwise failed_precondition with why.
+  virtual Status can_run(int ordinal, const KernelDef& def, DType dtype) const = 0;
+  virtual void execute(int ordinal, std::shared_ptr<const PreparedCall> call, BackendCompletion done) = 0;
+  virtual PoolStats device_pool_stats(int /*ordinal*/) const { return {}; }
+  virtual PoolStats staging_pool_stats(int /*ordinal*/) const { return {}; }
+};
+
+struct BackendOptions {
+  unsigned cpu_threads = 0;
+  std::uint64_t device_pool_limit_bytes = 0;  // 0: no cap
+};
+
+// Factories. The CUDA and OpenCL factories always return a backend; when the backend is not
+// usable (not built in, no driver, no device) its status() says why and it has no devices.
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_opencl_backend(const BackendOptions& options);
+
+}  // namespace gpubridge::compute
+
+namespace gpubridge::compute {
+// A backend with no devices whose status() carries `reason`.
+std::unique_ptr<Backend> make_absent_backend(BackendKind kind, std::string reason);
+}  // namespace gpubridge::compute

@@ -1,0 +1,41 @@
+#pragma once
+// A fixed pool of worker threads. post() never blocks on the work itself; parallel loops run
+// by for_chunks() are completed by the calling thread when workers are busy, so a task running
+// on the pool may itself call for_chunks() without deadlock.
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "gpubridge/compute/kernel_catalog.hpp"
+
+namespace gpubridge::compute {
+
+class ThreadPool final : public CpuParallel {
+ public:
+  explicit ThreadPool(unsigned threads);  // 0: hardware concurrency
+  ~ThreadPool() override;                 // runs every queued task, then joins
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
+  void post(std::function<void()> task);
+
+  std::size_t chunk_count(std::size_t n, std::size_t min_chunk) const override;
+  void for_chunks(std::size_t n, std::size_t min_chunk,
+                  const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) override;
+
+ private:
+  void worker_loop();
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace gpubridge::compute

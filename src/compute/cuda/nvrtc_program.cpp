@@ -1,0 +1,164 @@
+#include "compute/cuda/nvrtc_program.hpp"
+
+#include <nvrtc.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+#include <vector>
+
+#include "compute/cuda/cuda_error.hpp"
+#include "compute/gpu/gpu_recipe.hpp"
+
+namespace gpubridge::compute::cuda {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t fnv1a(std::string_view data, std::uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+fs::path cache_dir() {
+  if (const char* d = std::getenv("GPUBRIDGE_CACHE_DIR"); d && *d) return fs::path(d) / "cuda";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gpubridge" / "cuda";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "gpubridge" / "cuda";
+  return {};
+}
+
+std::vector<char> read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) return {};
+  return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+}
+
+// Best effort: a cache that cannot be written only costs a recompile next time.
+void write_file_atomically(const fs::path& p, const std::vector<char>& data) {
+  std::error_code ec;
+  fs::create_directories(p.parent_path(), ec);
+  if (ec) return;
+  const fs::path tmp = p.string() + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f.write(data.data(), static_cast<std::streamsize>(data.size()))) return;
+  }
+  fs::rename(tmp, p, ec);
+  if (ec) fs::remove(tmp, ec);
+}
+
+// Highest architecture NVRTC supports that the device can run; exact match gives a cubin.
+Result<std::string> pick_target(int cc) {
+  int count = 0;
+  if (nvrtcResult r = nvrtcGetNumSupportedArchs(&count); r != NVRTC_SUCCESS) return to_error(r, "nvrtcGetNumSupportedArchs");
+  std::vector<int> archs(static_cast<std::size_t>(count));
+  if (nvrtcResult r = nvrtcGetSupportedArchs(archs.data()); r != NVRTC_SUCCESS) return to_error(r, "nvrtcGetSupportedArchs");
+  int best = -1;
+  for (int a : archs) {
+    if (a <= cc && a > best) best = a;
+  }
+  if (best < 0) {
+    return Error(ErrorCode::failed_precondition,
+                 "NVRTC cannot target compute capability " + std::to_string(cc / 10) + "." + std::to_string(cc % 10));
+  }
+  return (best == cc ? "sm_" : "compute_") + std::to_string(best);
+}
+
+Result<std::vector<char>> compile(std::string_view source, const std::vector<std::string>& options, bool cubin) {
+  nvrtcProgram prog = nullptr;
+  const std::string src(source);
+  if (nvrtcResult r = nvrtcCreateProgram(&prog, src.c_str(), "gpubridge_kernels.cu", 0, nullptr, nullptr);
+      r != NVRTC_SUCCESS) {
+    return to_error(r, "nvrtcCreateProgram");
+  }
+  std::vector<const char*> opts;
+  for (const auto& o : options) opts.push_back(o.c_str());
+  const nvrtcResult compiled = nvrtcCompileProgram(prog, static_cast<int>(opts.size()), opts.data());
+  if (compiled != NVRTC_SUCCESS) {
+    std::size_t log_size = 0;
+    nvrtcGetProgramLogSize(prog, &log_size);
+    std::string log(log_size, '\0');
+    if (log_size > 0) nvrtcGetProgramLog(prog, log.data());
+    nvrtcDestroyProgram(&prog);
+    Error e = to_error(compiled, "nvrtcCompileProgram");
+    return Error(ErrorCode::internal, e.message() + "\n" + log.substr(0, 4000));
+  }
+  std::size_t size = 0;
+  nvrtcResult r = cubin ? nvrtcGetCUBINSize(prog, &size) : nvrtcGetPTXSize(prog, &size);
+  std::vector<char> image(size);
+  if (r == NVRTC_SUCCESS) r = cubin ? nvrtcGetCUBIN(prog, image.data()) : nvrtcGetPTX(prog, image.data());
+  nvrtcDestroyProgram(&prog);
+  if (r != NVRTC_SUCCESS) return to_error(r, "nvrtcGet(CUBIN|PTX)");
+  return image;
+}
+
+}  // namespace
+
+Result<NvrtcProgram> NvrtcProgram::build(std::string_view source, DType dtype, int compute_capability) {
+  auto target = pick_target(compute_capability);
+  if (!target) return target.error();
+  const bool cubin = target->rfind("sm_", 0) == 0;
+
+  std::vector<std::string> options{"--gpu-architecture=" + *target, "--std=c++17"};
+  std::istringstream defines(detail::portable_defines(dtype, "-D"));
+  for (std::string d; defines >> d;) options.push_back(d);
+
+  int major = 0, minor = 0;
+  nvrtcVersion(&major, &minor);
+  std::string key_text(source);
+  for (const auto& o : options) key_text += "\n" + o;
+  key_text += "\nnvrtc " + std::to_string(major) + "." + std::to_string(minor);
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(fnv1a(key_text)));
+
+  const fs::path dir = cache_dir();
+  const fs::path cached = dir.empty() ? fs::path() : dir / (std::string(name) + (cubin ? ".cubin" : ".ptx"));
+  std::vector<char> image = cached.empty() ? std::vector<char>{} : read_file(cached);
+  bool from_cache = !image.empty();
+  cudaLibrary_t lib = nullptr;
+  if (from_cache && cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0) != cudaSuccess) {
+    cudaGetLastError();  // clear the non-sticky load error; the entry is recompiled below
+    from_cache = false;
+    lib = nullptr;
+  }
+  if (!from_cache) {
+    auto compiled = compile(source, options, cubin);
+    if (!compiled) return compiled.error();
+    image = std::move(*compiled);
+    if (!cubin) image.push_back('\0');
+    GB_CUDA_TRY(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+    if (!cached.empty()) write_file_atomically(cached, image);
+  }
+  return NvrtcProgram(lib, *target, from_cache);
+}
+
+NvrtcProgram::NvrtcProgram(NvrtcProgram&& other) noexcept
+    : library_(std::exchange(other.library_, nullptr)),
+      target_(std::move(other.target_)),
+      from_cache_(other.from_cache_),
+      kernels_(std::move(other.kernels_)) {}
+
+NvrtcProgram::~NvrtcProgram() {
+  // An unload error at teardown (e.g. the driver is shutting down) is ignored on purpose.
+  if (library_ != nullptr) cudaLibraryUnload(library_);
+}
+
+Result<cudaKernel_t> NvrtcProgram::kernel(const std::string& entry) {
+  if (auto it = kernels_.find(entry); it != kernels_.end()) return it->second;
+  cudaKernel_t k = nullptr;
+  if (cudaError_t e = cudaLibraryGetKernel(&k, library_, entry.c_str()); e != cudaSuccess) {
+    return Error(ErrorCode::not_found, "kernel entry '" + entry + "': " + describe(e));
+  }
+  kernels_.emplace(entry, k);
+  return k;
+}
+
+}  // namespace gpubridge::compute::cuda

@@ -1,0 +1,40 @@
+#pragma once
+// Compiles the portable kernel source with NVRTC for one device architecture and loads it with
+// cudaLibraryLoadData (no driver API). Compiled images are cached on disk under
+// $GPUBRIDGE_CACHE_DIR (default $XDG_CACHE_HOME/gpubridge or ~/.cache/gpubridge), keyed by a
+// hash of source, options and NVRTC version; a corrupt or unreadable cache entry is recompiled.
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "gpubridge/compute/dtype.hpp"
+#include "gpubridge/core/result.hpp"
+
+namespace gpubridge::compute::cuda {
+
+class NvrtcProgram {
+ public:
+  // compute_capability: major * 10 + minor (90 for sm_90).
+  static Result<NvrtcProgram> build(std::string_view source, DType dtype, int compute_capability);
+  NvrtcProgram(NvrtcProgram&& other) noexcept;
+  NvrtcProgram& operator=(NvrtcProgram&&) = delete;
+  NvrtcProgram(const NvrtcProgram&) = delete;
+  ~NvrtcProgram();
+
+  // not_found when the entry point does not exist.
+  Result<cudaKernel_t> kernel(const std::string& entry);
+  const std::string& target() const { return target_; }  // "sm_90" (cubin) or "compute_89" (PTX, JIT)
+  bool from_disk_cache() const { return from_cache_; }
+
+ private:
+  NvrtcProgram(cudaLibrary_t lib, std::string target, bool from_cache)
+      : library_(lib), target_(std::move(target)), from_cache_(from_cache) {}
+  cudaLibrary_t library_ = nullptr;
+  std::string target_;
+  bool from_cache_ = false;
+  std::map<std::string, cudaKernel_t, std::less<>> kernels_;
+};
+
+}  // namespace gpubridge::compute::cuda

@@ -1,0 +1,11 @@
+#pragma once
+// Subcommands of the gpubridge program. Each registers itself on the CLI11 app and returns the
+// process exit code through `exit_code` when it ran.
+#include <CLI/CLI.hpp>
+
+namespace gpubridge::server {
+
+void add_devices_command(CLI::App& app, int& exit_code);
+void add_verify_command(CLI::App& app, int& exit_code);
+
+}  // namespace gpubridge::server

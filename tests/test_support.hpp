@@ -1,0 +1,64 @@
+#pragma once
+// Shared helpers for tests: executors, backend presence, reference values.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpubridge/compute/executor.hpp"
+
+namespace gpubridge::testing {
+
+inline std::unique_ptr<compute::Executor> make_executor(compute::ExecutorOptions options = {}) {
+  auto e = compute::Executor::create(options);
+  EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().to_string());
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+// True when GPUBRIDGE_REQUIRE_BACKENDS (comma-separated) names the backend: its absence is then
+// a failure rather than a skip (CI installs PoCL, so OpenCL must really run there).
+inline bool backend_required(std::string_view name) {
+  const char* env = std::getenv("GPUBRIDGE_REQUIRE_BACKENDS");
+  if (env == nullptr) return false;
+  std::string list = std::string(",") + env + ",";
+  return list.find("," + std::string(name) + ",") != std::string::npos;
+}
+
+inline std::string absent_reason(const compute::Executor& e, compute::BackendKind kind) {
+  for (const auto& b : e.backends()) {
+    if (b.kind == kind) return b.available ? std::string() : (b.reason.empty() ? "no device" : b.reason);
+  }
+  return "backend not registered";
+}
+
+inline std::vector<float> random_f32(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+inline std::vector<double> random_f64(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> d(-1., 1.);
+  std::vector<double> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace gpubridge::testing
+
+// Skips the test (or fails it when the backend is required) when `kind` has no device.
+#define GB_REQUIRE_BACKEND(executor, kind)                                                        \
+  do {                                                                                            \
+    const std::string gb_reason_ = ::gpubridge::testing::absent_reason(*(executor), (kind));     \
+    if (!gb_reason_.empty()) {                                                                    \
+      if (::gpubridge::testing::backend_required(::gpubridge::compute::to_string(kind)))          \
+        FAIL() << "required backend " << ::gpubridge::compute::to_string(kind) << " is absent: " << gb_reason_; \
+      GTEST_SKIP() << "no " << ::gpubridge::compute::to_string(kind) << " device: " << gb_reason_; \
+    }                                                                                             \
+  } while (0)
