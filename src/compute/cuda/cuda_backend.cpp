@@ -349,12 +349,7 @@ class CudaBackend final : public Backend {
     auto& slot = d.programs[dtype == DType::f32 ? 0 : 1];
     if (!slot) {
       if (cudaError_t e = cudaSetDevice(d.cuda_ordinal); e != cudaSuccess) return to_error(e, "cudaSetDevice");
-      auto built = cuda::NvrtcProgram::build(detail::portable_kernel_source(), dtype, d.compute_capability);
-      if (built) {
-        slot = Result<std::shared_ptr<cuda::NvrtcProgram>>(std::make_shared<cuda::NvrtcProgram>(std::move(*built)));
-      } else {
-        slot = Result<std::shared_ptr<cuda::NvrtcProgram>>(built.error());
-      }
+      slot = cuda::NvrtcProgram::build(detail::portable_kernel_source(), dtype, d.compute_capability);
     }
     return *slot;
   }

@@ -102,14 +102,22 @@ Result<std::vector<char>> compile(std::string_view source, const std::vector<std
 
 }  // namespace
 
-Result<NvrtcProgram> NvrtcProgram::build(std::string_view source, DType dtype, int compute_capability) {
+std::vector<std::string> compile_options(DType dtype, const std::string& target) {
+  std::vector<std::string> options{"--gpu-architecture=" + target, "--std=c++17"};
+  std::istringstream defines(detail::portable_defines(dtype, "-D"));
+  for (std::string d; defines >> d;) options.push_back(d);
+  return options;
+}
+
+Result<std::vector<char>> compile_portable(std::string_view source, DType dtype, const std::string& target) {
+  return compile(source, compile_options(dtype, target), target.rfind("sm_", 0) == 0);
+}
+
+Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view source, DType dtype, int compute_capability) {
   auto target = pick_target(compute_capability);
   if (!target) return target.error();
   const bool cubin = target->rfind("sm_", 0) == 0;
-
-  std::vector<std::string> options{"--gpu-architecture=" + *target, "--std=c++17"};
-  std::istringstream defines(detail::portable_defines(dtype, "-D"));
-  for (std::string d; defines >> d;) options.push_back(d);
+  const std::vector<std::string> options = compile_options(dtype, *target);
 
   int major = 0, minor = 0;
   nvrtcVersion(&major, &minor);
@@ -137,14 +145,8 @@ Result<NvrtcProgram> NvrtcProgram::build(std::string_view source, DType dtype, i
     GB_CUDA_TRY(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
     if (!cached.empty()) write_file_atomically(cached, image);
   }
-  return NvrtcProgram(lib, *target, from_cache);
+  return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(lib, *target, from_cache));
 }
-
-NvrtcProgram::NvrtcProgram(NvrtcProgram&& other) noexcept
-    : library_(std::exchange(other.library_, nullptr)),
-      target_(std::move(other.target_)),
-      from_cache_(other.from_cache_),
-      kernels_(std::move(other.kernels_)) {}
 
 NvrtcProgram::~NvrtcProgram() {
   // An unload error at teardown (e.g. the driver is shutting down) is ignored on purpose.
@@ -152,6 +154,7 @@ NvrtcProgram::~NvrtcProgram() {
 }
 
 Result<cudaKernel_t> NvrtcProgram::kernel(const std::string& entry) {
+  std::lock_guard lock(mutex_);
   if (auto it = kernels_.find(entry); it != kernels_.end()) return it->second;
   cudaKernel_t k = nullptr;
   if (cudaError_t e = cudaLibraryGetKernel(&k, library_, entry.c_str()); e != cudaSuccess) {

@@ -6,7 +6,10 @@
 #include <cuda_runtime_api.h>
 
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "gpubridge/compute/dtype.hpp"
@@ -14,13 +17,17 @@
 
 namespace gpubridge::compute::cuda {
 
+// Compiles `source` for one dtype to a cubin ("sm_90") or PTX ("compute_90") image. Needs no
+// driver, so it also runs on build machines without a GPU.
+Result<std::vector<char>> compile_portable(std::string_view source, DType dtype, const std::string& target);
+
+// A loaded program. Thread-safe.
 class NvrtcProgram {
  public:
   // compute_capability: major * 10 + minor (90 for sm_90).
-  static Result<NvrtcProgram> build(std::string_view source, DType dtype, int compute_capability);
-  NvrtcProgram(NvrtcProgram&& other) noexcept;
-  NvrtcProgram& operator=(NvrtcProgram&&) = delete;
+  static Result<std::shared_ptr<NvrtcProgram>> build(std::string_view source, DType dtype, int compute_capability);
   NvrtcProgram(const NvrtcProgram&) = delete;
+  NvrtcProgram& operator=(const NvrtcProgram&) = delete;
   ~NvrtcProgram();
 
   // not_found when the entry point does not exist.
@@ -31,6 +38,7 @@ class NvrtcProgram {
  private:
   NvrtcProgram(cudaLibrary_t lib, std::string target, bool from_cache)
       : library_(lib), target_(std::move(target)), from_cache_(from_cache) {}
+  std::mutex mutex_;  // guards kernels_
   cudaLibrary_t library_ = nullptr;
   std::string target_;
   bool from_cache_ = false;

@@ -23,6 +23,7 @@ constexpr std::string_view kSource = R"GBSRC(
 #  define GB_LOCAL_ID ((unsigned)get_local_id(0))
 #  define GB_GROUP_ID ((unsigned)get_group_id(0))
 #  define GB_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+#  define GB_SQRT sqrt
 #else
 #  define GB_KERNEL extern "C" __global__
 #  define GB_DEVICE __device__
@@ -35,6 +36,11 @@ constexpr std::string_view kSource = R"GBSRC(
 #  define GB_LOCAL_ID ((unsigned)threadIdx.x)
 #  define GB_GROUP_ID ((unsigned)blockIdx.x)
 #  define GB_BARRIER() __syncthreads()
+#  if GB_FP64
+#    define GB_SQRT sqrt
+#  else
+#    define GB_SQRT sqrtf
+#  endif
 #endif
 
 /* Tree reduction of one value per work-item; work-item 0 stores the group's sum to *dst. */
@@ -91,7 +97,7 @@ GB_KERNEL void gb_sum_partials(GB_GLOBAL const GB_T* partials, GB_GLOBAL GB_T* o
 /* out[i] = x[i] / sqrt(sumsq[0]) */
 GB_KERNEL void gb_div_by_sqrt(GB_GLOBAL const GB_T* x, GB_GLOBAL const GB_T* sumsq, GB_GLOBAL GB_T* out,
                               GB_SIZE n) {
-  GB_T norm = sqrt(sumsq[0]);
+  GB_T norm = GB_SQRT(sumsq[0]);
   for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) out[i] = x[i] / norm;
 }
 )GBSRC";

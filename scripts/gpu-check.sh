@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# GPU check: build with CUDA, run the tests (the gpu-labelled ones must not skip), verify every
+# kernel on CUDA, run the compute benchmarks; write everything to one directory.
+#
+#   scripts/gpu-check.sh            build here, then run here (a machine with a GPU and the toolchain)
+#   scripts/gpu-check.sh package    build here and pack binaries + non-CUDA, non-glibc libraries into
+#                                   .gpu-carry/ (for a GPU machine without the build dependencies)
+#   scripts/gpu-check.sh run        run from .gpu-carry/ (on the GPU machine)
+#
+# Results go to $OUT when set, else bench/results/local-<date>/. The CUDA runtime and NVRTC are
+# taken from the GPU machine's own CUDA installation (they must match its driver).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-all}
+root=$PWD
+carry=$root/.gpu-carry
+build=$root/build/gpu
+
+do_build() {
+  bash scripts/install-deps.sh || return 1
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPUBRIDGE_WERROR=ON || return 1
+  cmake --build "$build" -j "$(nproc)" || return 1
+}
+
+do_package() {
+  rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
+  cp "$build/src/gpubridge" "$carry/bin/"
+  cp "$build"/tests/*_test "$carry/bin/"
+  [ -x "$build/bench/bench_compute" ] && cp "$build/bench/bench_compute" "$carry/bin/"
+  # Libraries the binaries need that the GPU machine may lack: everything except glibc and CUDA.
+  ldd "$carry"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+    case "$(basename "$lib")" in
+      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda*|libnvrtc*|libgcc_s*|libstdc++*) ;;
+      *) cp -L "$lib" "$carry/lib/" ;;
+    esac
+  done
+  du -sh "$carry"
+}
+
+find_cuda_libs() {
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
+           $(ls -d /usr/local/lib/python3*/dist-packages/nvidia/cu*/lib /opt/*/.venv/lib/python3*/site-packages/nvidia/cu*/lib 2>/dev/null); do
+    [ -e "$d/libnvrtc.so.13" ] && printf '%s:' "$d"
+  done
+}
+
+do_run() {
+  local bin=$1 out=${OUT:-$root/bench/results/local-$(date +%Y%m%d-%H%M%S)}
+  mkdir -p "$out"
+  export LD_LIBRARY_PATH="$(find_cuda_libs)${carry}/lib:${LD_LIBRARY_PATH:-}"
+  export GPUBRIDGE_CACHE_DIR=${GPUBRIDGE_CACHE_DIR:-/tmp/gpubridge-cache}
+  export POCL_CACHE_DIR=${POCL_CACHE_DIR:-/tmp/pocl-cache}
+  export GPUBRIDGE_CLI=$bin/gpubridge
+  local failed=0
+  {
+    echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    "$bin/gpubridge" devices
+  } > "$out/environment.txt" 2>&1
+  cat "$out/environment.txt"
+
+  # Every test binary; CUDA is required here, so gpu tests fail instead of skipping.
+  : > "$out/tests.log"
+  for t in "$bin"/*_test; do
+    echo "== $(basename "$t")" | tee -a "$out/tests.log"
+    GPUBRIDGE_REQUIRE_BACKENDS=cuda timeout 300 "$t" --gtest_brief=1 >> "$out/tests.log" 2>&1 || { failed=1; echo "FAILED: $t" | tee -a "$out/tests.log"; }
+  done
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/tests.log" || true
+
+  echo "== gpubridge verify --backend cuda"
+  "$bin/gpubridge" verify --backend cuda > "$out/verify-cuda.txt" 2>&1 || failed=1
+  tail -n 3 "$out/verify-cuda.txt"
+  "$bin/gpubridge" verify --backend cuda --json > "$out/verify-cuda.json" 2>/dev/null || failed=1
+
+  if [ -x "$bin/bench_compute" ]; then
+    echo "== bench_compute"
+    timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
+      --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
+  fi
+  echo "gpu-check: results in $out (failed=$failed)"
+  return $failed
+}
+
+case "$mode" in
+  all) do_build && do_package && do_run "$carry/bin" ;;
+  package) do_build && do_package ;;
+  run) do_run "$carry/bin" ;;
+  *) echo "usage: $0 [all|package|run]" >&2; exit 2 ;;
+esac

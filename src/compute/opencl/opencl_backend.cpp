@@ -1,0 +1,840 @@
+// OpenCL backend: every device of every platform that the ICD loader reports.
+//
+// Per device: one context; kLanes in-order command queues ("lanes") taken round-robin, so that
+// one call's copies overlap another call's kernels, each lane with one completion thread; one
+// buffer pool; one program per dtype, built on first use and kept with one set of kernel objects
+// per lane (kernel arguments are per-object state: a lane's kernels are only touched under its
+// enqueue mutex, which also keeps one call's argument setting and launches together).
+//
+// execute() enqueues a whole call (uploads straight from the caller's memory, the recipe's
+// launches, downloads into a fresh Tensor) without waiting, then hands it to the lane's
+// completion thread, which waits for its events, checks them, runs the recipe's check, returns
+// the buffers to the pool and calls done. The destructor completes every pending call first.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "compute/backend.hpp"
+#include "compute/gpu/gpu_recipe.hpp"
+#include "compute/opencl/opencl_error.hpp"
+
+namespace gpubridge::compute {
+
+namespace {
+
+using opencl::cl_call_error;
+using opencl::cl_device_error;
+using opencl::cl_error_name;
+
+constexpr std::size_t kLanes = 2;
+constexpr std::uint64_t kMinBufferBytes = 256;
+constexpr std::size_t kBuildLogExcerptChars = 2000;
+constexpr std::size_t kSlotCount = 7;  // detail::Slot::input0 .. aux
+constexpr std::size_t kMaxInputs = 4;
+// OpenCL 2.0 query and flag, by number: opencl.hpp's 1.2 target leaves them out.
+constexpr cl_device_info kDeviceSvmCapabilities = 0x1053;
+constexpr cl_bitfield kSvmAtomics = cl_bitfield{1} << 3;
+
+std::string trimmed(std::string s) {
+  const auto keep = [](char c) { return c != '\0' && c != ' ' && c != '\n' && c != '\r' && c != '\t'; };
+  const auto first = std::find_if(s.begin(), s.end(), keep);
+  const auto last = std::find_if(s.rbegin(), s.rend(), keep).base();
+  return first < last ? std::string(first, last) : std::string();
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += sep;
+    out += p;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffer pool
+
+struct PooledBuffer {
+  cl::Buffer buffer;
+  std::uint64_t bytes = 0;  // the buffer's size: its size class
+};
+
+// Device buffers by power-of-two size class (at least kMinBufferBytes, at most the device's
+// largest allocation). A call takes all its buffers at once and gives them back on completion;
+// later calls of the same classes reuse them, so a warm pool allocates nothing. Bytes reserved
+// (in use + cached) never exceed `limit_bytes`: cached buffers are dropped first, then the call
+// fails with resource_exhausted. Thread-safe.
+class BufferPool {
+ public:
+  BufferPool(cl::Context context, std::string device_id, std::uint64_t max_alloc_bytes, std::uint64_t limit_bytes,
+             std::string limit_name)
+      : context_(std::move(context)),
+        device_id_(std::move(device_id)),
+        max_alloc_bytes_(max_alloc_bytes),
+        limit_bytes_(limit_bytes),
+        limit_name_(std::move(limit_name)) {}
+
+  // One buffer of at least sizes[i] bytes per entry, or none on error.
+  Result<std::vector<PooledBuffer>> acquire(std::span<const std::uint64_t> sizes) {
+    for (const std::uint64_t bytes : sizes) {
+      if (bytes > max_alloc_bytes_) {
+        return Error(ErrorCode::resource_exhausted,
+                     device_id_ + ": a buffer of " + std::to_string(bytes) +
+                         " bytes exceeds CL_DEVICE_MAX_MEM_ALLOC_SIZE (" + std::to_string(max_alloc_bytes_) + " bytes)");
+      }
+    }
+    std::lock_guard lock(mu_);
+    std::vector<PooledBuffer> out(sizes.size());
+    std::vector<bool> hit(sizes.size(), false);
+    std::uint64_t total = 0;
+    std::uint64_t new_bytes = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      out[i].bytes = size_class(sizes[i]);
+      total += out[i].bytes;
+      auto it = free_.find(out[i].bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        out[i].buffer = std::move(it->second.back());
+        it->second.pop_back();
+        hit[i] = true;
+      } else {
+        new_bytes += out[i].bytes;
+      }
+    }
+    const auto undo = [&] {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        if (hit[i]) free_[out[i].bytes].push_back(std::move(out[i].buffer));
+      }
+    };
+    if (limit_bytes_ != 0 && stats_.bytes_reserved + new_bytes > limit_bytes_) {
+      if (new_bytes <= limit_bytes_) drop_cached_until(limit_bytes_ - new_bytes);
+      if (stats_.bytes_reserved + new_bytes > limit_bytes_) {
+        const std::uint64_t would_hold = stats_.bytes_reserved + new_bytes;
+        undo();
+        return Error(ErrorCode::resource_exhausted,
+                     device_id_ + ": the call needs " + std::to_string(total) + " bytes of device buffers (" +
+                         std::to_string(new_bytes) + " new), which would bring the pool to " +
+                         std::to_string(would_hold) + " bytes, over its limit of " + std::to_string(limit_bytes_) +
+                         " bytes (" + limit_name_ + ")");
+      }
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (hit[i]) continue;
+      Result<cl::Buffer> created = create(out[i].bytes);
+      if (!created && created.error().code() == ErrorCode::resource_exhausted && cached_bytes() > 0) {
+        drop_cached_until(0);
+        created = create(out[i].bytes);
+      }
+      if (!created) {
+        undo();
+        return created.error();
+      }
+      out[i].buffer = std::move(created.value());
+    }
+    stats_.bytes_reserved += new_bytes;
+    stats_.bytes_in_use += total;
+    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+    const auto hits = static_cast<std::uint64_t>(std::count(hit.begin(), hit.end(), true));
+    stats_.hits += hits;
+    stats_.misses += out.size() - hits;
+    return out;
+  }
+
+  // Takes the buffers back for reuse; their commands must have completed.
+  void release(std::vector<PooledBuffer>& buffers) noexcept {
+    std::lock_guard lock(mu_);
+    for (auto& b : buffers) {
+      stats_.bytes_in_use -= b.bytes;
+      try {
+        free_[b.bytes].push_back(std::move(b.buffer));
+      } catch (...) {
+        stats_.bytes_reserved -= b.bytes;  // not cached: the buffer is freed with `buffers`
+      }
+    }
+    buffers.clear();
+  }
+
+  PoolStats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
+ private:
+  std::uint64_t size_class(std::uint64_t bytes) const noexcept {
+    return std::min(std::bit_ceil(std::max(bytes, kMinBufferBytes)), max_alloc_bytes_);
+  }
+
+  Result<cl::Buffer> create(std::uint64_t bytes) const {
+    cl_int err = CL_SUCCESS;
+    cl::Buffer buffer(context_, CL_MEM_READ_WRITE, static_cast<cl::size_type>(bytes), nullptr, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clCreateBuffer(" + std::to_string(bytes) + " bytes)");
+    return buffer;
+  }
+
+  std::uint64_t cached_bytes() const noexcept { return stats_.bytes_reserved - stats_.bytes_in_use; }
+
+  // Frees cached buffers, largest first, until at most `target` bytes are reserved.
+  void drop_cached_until(std::uint64_t target) noexcept {
+    for (auto it = free_.rbegin(); it != free_.rend() && stats_.bytes_reserved > target; ++it) {
+      auto& list = it->second;
+      while (!list.empty() && stats_.bytes_reserved > target) {
+        list.pop_back();
+        stats_.bytes_reserved -= it->first;
+      }
+    }
+  }
+
+  const cl::Context context_;
+  const std::string device_id_;
+  const std::uint64_t max_alloc_bytes_;
+  const std::uint64_t limit_bytes_;  // 0: none
+  const std::string limit_name_;     // where the limit comes from, for messages
+
+  mutable std::mutex mu_;
+  std::map<std::uint64_t, std::vector<cl::Buffer>> free_;  // guarded by mu_
+  PoolStats stats_;                                        // guarded by mu_
+};
+
+// ---------------------------------------------------------------------------------------------
+// Programs and calls in flight
+
+using KernelMap = std::map<std::string, cl::Kernel, std::less<>>;
+
+// The portable program for one dtype on one device, built on first use.
+struct ProgramState {
+  std::mutex mu;         // guards the first build
+  bool built = false;    // guarded by mu; a failure that is not transient is kept too
+  std::optional<Error> failure;
+  cl::Program program;
+  std::array<KernelMap, kLanes> kernels;  // immutable once built; lane i's map is used under its enqueue mutex
+};
+
+// A call whose commands are (partly) enqueued, owned by its lane until completion.
+struct PendingCall {
+  std::shared_ptr<const PreparedCall> call;  // keeps the inputs' views and the recipe alive
+  BackendCompletion done;
+  BufferPool* pool = nullptr;
+  std::vector<PooledBuffer> buffers;
+  std::vector<cl::Event> events;            // every enqueued command, in queue order
+  std::vector<std::string_view> commands;   // what each event is (static or program-owned text)
+  Tensor output;
+  std::vector<std::byte> aux;               // downloaded aux slot
+  std::optional<Error> error;               // an enqueue failed: wait for the rest, then fail
+};
+
+// Waits for every command of `p`, then returns the output or the first failure.
+Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
+  cl_int err = p.events.empty() ? CL_SUCCESS : cl::WaitForEvents(p.events);
+  if (err != CL_SUCCESS && err != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) {
+    // The wait itself failed: make sure nothing still uses the buffers before they are reused.
+    queue.finish();
+  }
+  if (p.error) return *p.error;
+  for (std::size_t i = 0; i < p.events.size(); ++i) {
+    cl_int status = CL_COMPLETE;
+    const cl_int info_err = p.events[i].getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &status);
+    if (info_err != CL_SUCCESS) return cl_call_error(info_err, "clGetEventInfo(" + std::string(p.commands[i]) + ")");
+    if (status < 0) return cl_device_error(status, p.commands[i]);
+    if (status != CL_COMPLETE) {
+      return Error(ErrorCode::internal, std::string(p.commands[i]) + " did not complete after clWaitForEvents (status " +
+                                            std::to_string(status) + ")");
+    }
+  }
+  if (err != CL_SUCCESS) return cl_call_error(err, "clWaitForEvents");
+  const detail::GpuRecipe& recipe = *p.call->def->gpu;
+  if (recipe.check != nullptr) {
+    std::vector<double> aux(recipe.aux_elems);
+    for (std::size_t i = 0; i < aux.size(); ++i) {
+      if (p.call->dtype == DType::f64) {
+        double v = 0;
+        std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
+        aux[i] = v;
+      } else {
+        float v = 0;
+        std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
+        aux[i] = v;
+      }
+    }
+    if (Status s = recipe.check(aux); !s) return s.error();
+  }
+  return std::move(p.output);
+}
+
+// Completes `p` exactly once: waits, returns its buffers, calls done.
+void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
+  std::optional<Result<Tensor>> result;
+  try {
+    result.emplace(finish_call(p, queue));
+  } catch (const std::exception& e) {
+    result.emplace(Error(ErrorCode::internal, std::string("completing an OpenCL call: ") + e.what()));
+  } catch (...) {
+    result.emplace(Error(ErrorCode::internal, "completing an OpenCL call: unknown exception"));
+  }
+  if (p.pool != nullptr) p.pool->release(p.buffers);
+  BackendCompletion done = std::move(p.done);
+  try {
+    done(std::move(*result));
+  } catch (...) {
+    // A completion must not throw; swallowed (and said on stderr) so that the lane keeps serving.
+    std::fputs("gpubridge: an OpenCL backend completion threw; exception ignored\n", stderr);
+  }
+}
+
+// One in-order command queue and the thread that completes its calls in submission order.
+class Lane {
+ public:
+  Lane(std::size_t index, cl::CommandQueue queue) : index_(index), queue_(std::move(queue)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  // Completes every pending call, joins the thread, then finishes the queue.
+  ~Lane() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    queue_.finish();  // error ignored: no call is pending any more, there is no one to tell
+  }
+  Lane(const Lane&) = delete;
+  Lane& operator=(const Lane&) = delete;
+
+  std::size_t index() const noexcept { return index_; }
+  const cl::CommandQueue& queue() const noexcept { return queue_; }
+  std::mutex& enqueue_mutex() noexcept { return enqueue_mu_; }
+
+  // Takes `call` for completion. On an exception `call` is left untouched.
+  void push(std::unique_ptr<PendingCall>& call) {
+    {
+      std::lock_guard lock(mu_);
+      pending_.push_back(std::move(call));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::unique_ptr<PendingCall> call;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+        if (pending_.empty()) return;
+        call = std::move(pending_.front());
+        pending_.pop_front();
+      }
+      complete_call(*call, queue_);
+    }
+  }
+
+  const std::size_t index_;
+  const cl::CommandQueue queue_;
+  std::mutex enqueue_mu_;  // one call's uploads, argument setting and launches stay together
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<PendingCall>> pending_;  // guarded by mu_
+  bool stopping_ = false;                             // guarded by mu_
+  std::thread thread_;
+};
+
+// Sets arguments and enqueues launches on one lane for one call (holding the lane's mutex).
+class ClLauncher final : public detail::GpuLauncher {
+ public:
+  ClLauncher(const Lane& lane, KernelMap& kernels, DType dtype, const std::array<const cl::Buffer*, kSlotCount>& slots,
+             PendingCall& pending)
+      : lane_(lane), kernels_(kernels), dtype_(dtype), slots_(slots), pending_(pending) {}
+
+  Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
+    auto it = kernels_.find(entry);
+    if (it == kernels_.end()) {
+      return Error(ErrorCode::internal, "no entry point '" + std::string(entry) + "' in the portable kernel source");
+    }
+    cl::Kernel& kernel = it->second;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const detail::LaunchArg& a = args[i];
+      const auto index = static_cast<cl_uint>(i);
+      cl_int err = CL_SUCCESS;
+      switch (a.kind) {
+        case detail::LaunchArg::Kind::buffer: {
+          const cl::Buffer* b = slots_[static_cast<std::size_t>(a.slot)];
+          if (b == nullptr) {
+            return Error(ErrorCode::internal, it->first + ": argument " + std::to_string(i) +
+                                                  " names a buffer slot this call has no buffer for");
+          }
+          err = kernel.setArg(index, *b);
+          break;
+        }
+        case detail::LaunchArg::Kind::count:
+          err = kernel.setArg(index, static_cast<cl_ulong>(a.count));
+          break;
+        case detail::LaunchArg::Kind::scalar:
+          err = dtype_ == DType::f64 ? kernel.setArg(index, static_cast<cl_double>(a.scalar))
+                                     : kernel.setArg(index, static_cast<cl_float>(a.scalar));
+          break;
+      }
+      if (err != CL_SUCCESS) return cl_call_error(err, "clSetKernelArg(" + it->first + ", " + std::to_string(i) + ")");
+    }
+    if (groups == 0 || groups > std::numeric_limits<cl::size_type>::max() / detail::kGroupSize) {
+      return Error(ErrorCode::internal, it->first + ": invalid work-group count " + std::to_string(groups));
+    }
+    cl::Event event;
+    const cl_int err = lane_.queue().enqueueNDRangeKernel(
+        kernel, cl::NullRange, cl::NDRange(static_cast<cl::size_type>(groups) * detail::kGroupSize),
+        cl::NDRange(detail::kGroupSize), nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueNDRangeKernel(" + it->first + ")");
+    pending_.events.push_back(std::move(event));
+    pending_.commands.push_back(it->first);
+    return {};
+  }
+
+ private:
+  const Lane& lane_;
+  KernelMap& kernels_;
+  const DType dtype_;
+  const std::array<const cl::Buffer*, kSlotCount>& slots_;
+  PendingCall& pending_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+struct ClDevice {
+  Device info;
+  cl::Device device;
+  cl::Context context;
+  bool fp64 = false;
+  std::size_t max_work_group = 0;
+  std::uint64_t max_alloc_bytes = 0;
+  std::unique_ptr<BufferPool> pool;
+  std::array<ProgramState, 2> programs;  // indexed by DType
+  std::atomic<std::size_t> next_lane{0};
+  std::array<std::unique_ptr<Lane>, kLanes> lanes;  // last: drained and joined before the rest goes
+};
+
+template <typename T>
+Status device_info(const cl::Device& d, cl_device_info what, std::string_view name, T* out) {
+  const cl_int err = d.getInfo(what, out);
+  if (err != CL_SUCCESS) return cl_call_error(err, "clGetDeviceInfo(" + std::string(name) + ")");
+  return {};
+}
+
+// "OpenCL 2.1 vendor text" -> 210; 0 when unreadable.
+int parse_cl_version(std::string_view text) {
+  constexpr std::string_view kPrefix = "OpenCL ";
+  if (text.substr(0, kPrefix.size()) != kPrefix) return 0;
+  text.remove_prefix(kPrefix.size());
+  int major = 0;
+  int minor = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), major);
+  if (ec != std::errc() || p == text.data() + text.size() || *p != '.') return 0;
+  ++p;
+  if (std::from_chars(p, text.data() + text.size(), minor).ec != std::errc()) return 0;
+  return major * 100 + minor * 10;
+}
+
+struct PlatformInfo {
+  std::string name;
+  std::string version;
+};
+
+// Reads the device's properties and opens its context, queues and pool.
+Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, const cl::Device& device, int ordinal,
+                                              const BackendOptions& options) {
+  auto d = std::make_unique<ClDevice>();
+  d->device = device;
+  Device& info = d->info;
+  info.id = "opencl:" + std::to_string(ordinal);
+  info.backend = BackendKind::opencl;
+  info.ordinal = ordinal;
+
+  std::string driver_version;
+  std::string device_version;
+  std::string extensions;
+  cl_ulong global_mem = 0;
+  cl_ulong max_alloc = 0;
+  cl_uint compute_units = 0;
+  cl_device_type type = 0;
+  cl_bool available = CL_FALSE;
+  cl::size_type max_work_group = 0;
+  for (Status s : {device_info(device, CL_DEVICE_NAME, "CL_DEVICE_NAME", &info.name),
+                   device_info(device, CL_DEVICE_VENDOR, "CL_DEVICE_VENDOR", &info.vendor),
+                   device_info(device, CL_DRIVER_VERSION, "CL_DRIVER_VERSION", &driver_version),
+                   device_info(device, CL_DEVICE_VERSION, "CL_DEVICE_VERSION", &device_version),
+                   device_info(device, CL_DEVICE_EXTENSIONS, "CL_DEVICE_EXTENSIONS", &extensions),
+                   device_info(device, CL_DEVICE_GLOBAL_MEM_SIZE, "CL_DEVICE_GLOBAL_MEM_SIZE", &global_mem),
+                   device_info(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, "CL_DEVICE_MAX_MEM_ALLOC_SIZE", &max_alloc),
+                   device_info(device, CL_DEVICE_MAX_COMPUTE_UNITS, "CL_DEVICE_MAX_COMPUTE_UNITS", &compute_units),
+                   device_info(device, CL_DEVICE_TYPE, "CL_DEVICE_TYPE", &type),
+                   device_info(device, CL_DEVICE_AVAILABLE, "CL_DEVICE_AVAILABLE", &available),
+                   device_info(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, "CL_DEVICE_MAX_WORK_GROUP_SIZE",
+                               &max_work_group)}) {
+    if (!s) return s.error();
+  }
+  info.name = trimmed(std::move(info.name));
+  info.vendor = trimmed(std::move(info.vendor));
+  if (available != CL_TRUE) return Error(ErrorCode::unavailable, info.name + " reports CL_DEVICE_AVAILABLE = false");
+  if (max_alloc == 0) return Error(ErrorCode::internal, info.name + " reports CL_DEVICE_MAX_MEM_ALLOC_SIZE = 0");
+
+  info.driver = platform.name + " " + platform.version + ", driver " + trimmed(std::move(driver_version));
+  info.memory_total_bytes = global_mem;
+  info.compute_units = compute_units;
+  info.is_gpu = (type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) != 0;
+
+  // Optional properties: a device that cannot answer does not have the capability.
+  cl_device_fp_config double_config = 0;
+  if (device.getInfo(CL_DEVICE_DOUBLE_FP_CONFIG, &double_config) != CL_SUCCESS) double_config = 0;
+  info.caps.fp64 = double_config != 0 || extensions.find("cl_khr_fp64") != std::string::npos;
+  cl_bool unified = CL_FALSE;
+  if (device.getInfo(CL_DEVICE_HOST_UNIFIED_MEMORY, &unified) != CL_SUCCESS) unified = CL_FALSE;
+  info.caps.host_mapped_memory = unified == CL_TRUE;
+  if (parse_cl_version(device_version) >= 200) {
+    cl_bitfield svm = 0;
+    if (clGetDeviceInfo(device(), kDeviceSvmCapabilities, sizeof(svm), &svm, nullptr) != CL_SUCCESS) svm = 0;
+    info.caps.host_native_atomics = (svm & kSvmAtomics) != 0;
+  }
+  info.caps.peer_access = false;
+
+  d->fp64 = info.caps.fp64;
+  d->max_work_group = max_work_group;
+  d->max_alloc_bytes = max_alloc;
+
+  cl_int err = CL_SUCCESS;
+  d->context = cl::Context(device, nullptr, nullptr, nullptr, &err);
+  if (err != CL_SUCCESS) return cl_call_error(err, "clCreateContext");
+  const bool capped = options.device_pool_limit_bytes != 0;
+  d->pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
+                                         capped ? options.device_pool_limit_bytes : global_mem,
+                                         capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE");
+  for (std::size_t i = 0; i < kLanes; ++i) {
+    cl::CommandQueue queue(d->context, device, 0, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
+    d->lanes[i] = std::make_unique<Lane>(i, std::move(queue));
+  }
+  return d;
+}
+
+std::string build_log_excerpt(const cl::Program& program, const cl::Device& device) {
+  std::string log;
+  if (program.getBuildInfo(device, CL_PROGRAM_BUILD_LOG, &log) != CL_SUCCESS) return "(build log unavailable)";
+  log = trimmed(std::move(log));
+  if (log.empty()) return "(empty build log)";
+  if (log.size() > kBuildLogExcerptChars) {
+    const std::size_t more = log.size() - kBuildLogExcerptChars;
+    log.resize(kBuildLogExcerptChars);
+    log += " ... (" + std::to_string(more) + " more characters)";
+  }
+  return log;
+}
+
+// Builds the portable source for `dtype` and creates each lane's kernels. Errors:
+// failed_precondition (the device cannot build or run it; kept), resource_exhausted (transient).
+Status build_program(const ClDevice& d, DType dtype, ProgramState& state) {
+  const std::string what = d.info.id + " (" + d.info.name + ") cannot build the portable kernels for " +
+                           std::string(to_string(dtype)) + ": ";
+  const auto fail = [&](cl_int err, std::string_view call, std::string detail) -> Error {
+    Error e = cl_call_error(err, call);
+    return Error(e.code() == ErrorCode::resource_exhausted ? e.code() : ErrorCode::failed_precondition,
+                 what + e.message() + detail);
+  };
+  cl_int err = CL_SUCCESS;
+  cl::Program program(d.context, std::string(detail::portable_kernel_source()), false, &err);
+  if (err != CL_SUCCESS) return fail(err, "clCreateProgramWithSource", {});
+  const std::string options = detail::portable_defines(dtype, "-D");
+  err = program.build(std::vector<cl::Device>{d.device}, options.c_str());
+  if (err != CL_SUCCESS) return fail(err, "clBuildProgram", "; build log: " + build_log_excerpt(program, d.device));
+  std::array<KernelMap, kLanes> kernels;
+  for (std::size_t lane = 0; lane < kLanes; ++lane) {
+    std::vector<cl::Kernel> created;
+    err = program.createKernels(&created);
+    if (err != CL_SUCCESS) return fail(err, "clCreateKernelsInProgram", {});
+    for (cl::Kernel& k : created) {
+      std::string name;
+      err = k.getInfo(CL_KERNEL_FUNCTION_NAME, &name);
+      if (err != CL_SUCCESS) return fail(err, "clGetKernelInfo(CL_KERNEL_FUNCTION_NAME)", {});
+      name = trimmed(std::move(name));
+      if (lane == 0) {
+        cl::size_type group = 0;
+        err = k.getWorkGroupInfo(d.device, CL_KERNEL_WORK_GROUP_SIZE, &group);
+        if (err != CL_SUCCESS) return fail(err, "clGetKernelWorkGroupInfo(" + name + ")", {});
+        if (group < detail::kGroupSize) {
+          return Error(ErrorCode::failed_precondition,
+                       what + "kernel " + name + " allows at most " + std::to_string(group) +
+                           " work-items per work-group, the portable kernels need " +
+                           std::to_string(detail::kGroupSize));
+        }
+      }
+      kernels[lane].emplace(std::move(name), std::move(k));
+    }
+  }
+  state.program = std::move(program);
+  state.kernels = std::move(kernels);
+  return {};
+}
+
+// The built program for `dtype`, building it on first use (thread-safe).
+Result<ProgramState*> program_for(ClDevice& d, DType dtype) {
+  ProgramState& state = d.programs[static_cast<std::size_t>(dtype)];
+  std::lock_guard lock(state.mu);
+  if (!state.built) {
+    if (Status s = build_program(d, dtype, state); !s) {
+      if (s.error().code() == ErrorCode::resource_exhausted) return s.error();  // transient: retried next time
+      state.failure = s.error();
+    }
+    state.built = true;
+  }
+  if (state.failure) return *state.failure;
+  return &state;
+}
+
+// Checks that `d` can run `def` in `dtype` and returns its program (failed_precondition if not).
+Result<ProgramState*> runnable(ClDevice& d, const KernelDef& def, DType dtype) {
+  if (def.gpu == nullptr || def.gpu->enqueue == nullptr) {
+    return Error(ErrorCode::failed_precondition, "kernel " + def.id + " has no GPU implementation");
+  }
+  if (dtype == DType::f64 && !d.fp64) {
+    return Error(ErrorCode::failed_precondition,
+                 d.info.id + " (" + d.info.name + ") has no double-precision (fp64) support for kernel " + def.id);
+  }
+  if (d.max_work_group < detail::kGroupSize) {
+    return Error(ErrorCode::failed_precondition,
+                 d.info.id + " (" + d.info.name + ") allows at most " + std::to_string(d.max_work_group) +
+                     " work-items per work-group, the portable kernels need " + std::to_string(detail::kGroupSize));
+  }
+  return program_for(d, dtype);
+}
+
+// Takes the call's buffers and enqueues all its commands on `lane`, recording them in `p`.
+Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
+  const PreparedCall& call = *p.call;
+  Result<ProgramState*> program = runnable(d, *call.def, call.dtype);
+  if (!program) return program.error();
+  const detail::GpuRecipe& recipe = *call.def->gpu;
+  if (call.inputs.size() > kMaxInputs) {
+    return Error(ErrorCode::failed_precondition, "kernel " + call.def->id + " has " +
+                                                     std::to_string(call.inputs.size()) +
+                                                     " inputs; GPU recipes take at most 4");
+  }
+
+  const std::uint64_t elem = size_of(call.dtype);
+  std::array<int, kSlotCount> slot_buffer{};
+  slot_buffer.fill(-1);
+  std::vector<std::uint64_t> sizes;
+  const auto add = [&](detail::Slot slot, std::uint64_t elems) {
+    slot_buffer[static_cast<std::size_t>(slot)] = static_cast<int>(sizes.size());
+    sizes.push_back(elems * elem);
+  };
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) add(static_cast<detail::Slot>(i), call.n);
+  add(detail::Slot::output, call.output_count);
+  if (recipe.scratch_elems > 0) add(detail::Slot::scratch, recipe.scratch_elems);
+  if (recipe.aux_elems > 0) add(detail::Slot::aux, recipe.aux_elems);
+
+  Result<std::vector<PooledBuffer>> buffers = d.pool->acquire(sizes);
+  if (!buffers) return buffers.error();
+  p.buffers = std::move(buffers.value());
+  p.pool = d.pool.get();
+  std::array<const cl::Buffer*, kSlotCount> slots{};
+  for (std::size_t s = 0; s < kSlotCount; ++s) {
+    slots[s] = slot_buffer[s] < 0 ? nullptr : &p.buffers[static_cast<std::size_t>(slot_buffer[s])].buffer;
+  }
+  p.output = Tensor(call.dtype, call.output_count);
+  p.aux.resize(recipe.aux_elems * elem);
+  p.events.reserve(16);
+  p.commands.reserve(16);
+
+  static constexpr std::array<std::string_view, kMaxInputs> kWriteNames{
+      "clEnqueueWriteBuffer(input0)", "clEnqueueWriteBuffer(input1)", "clEnqueueWriteBuffer(input2)",
+      "clEnqueueWriteBuffer(input3)"};
+  const cl::CommandQueue& queue = lane.queue();
+  std::lock_guard lock(lane.enqueue_mutex());
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) {
+    cl::Event event;
+    const cl_int err = queue.enqueueWriteBuffer(*slots[i], CL_FALSE, 0, static_cast<cl::size_type>(call.n * elem),
+                                                call.inputs[i].data, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, kWriteNames[i]);
+    p.events.push_back(std::move(event));
+    p.commands.push_back(kWriteNames[i]);
+  }
+  ClLauncher launcher(lane, (*program)->kernels[lane.index()], call.dtype, slots, p);
+  if (Status s = recipe.enqueue(launcher, call.n, call.scalars); !s) return s;
+  const auto read = [&](detail::Slot slot, void* dst, std::uint64_t bytes, std::string_view name) -> Status {
+    cl::Event event;
+    const cl_int err = queue.enqueueReadBuffer(*slots[static_cast<std::size_t>(slot)], CL_FALSE, 0,
+                                               static_cast<cl::size_type>(bytes), dst, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, name);
+    p.events.push_back(std::move(event));
+    p.commands.push_back(name);
+    return {};
+  };
+  if (Status s = read(detail::Slot::output, p.output.data(), p.output.bytes(), "clEnqueueReadBuffer(output)"); !s) {
+    return s;
+  }
+  if (!p.aux.empty()) {
+    if (Status s = read(detail::Slot::aux, p.aux.data(), p.aux.size(), "clEnqueueReadBuffer(aux)"); !s) return s;
+  }
+  if (const cl_int err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend
+
+class OpenClBackend final : public Backend {
+ public:
+  explicit OpenClBackend(const BackendOptions& options) { discover(options); }
+
+  // Every pending call completes (its done runs) before the devices go.
+  ~OpenClBackend() override = default;
+
+  BackendKind kind() const override { return BackendKind::opencl; }
+
+  BackendStatus status() const override { return status_; }
+
+  Status can_run(int ordinal, const KernelDef& def, DType dtype) const override {
+    try {
+      ClDevice* d = device(ordinal);
+      if (d == nullptr) return no_such_device(ordinal);
+      Result<ProgramState*> program = runnable(*d, def, dtype);
+      if (program) return {};
+      const Error& e = program.error();
+      if (e.code() == ErrorCode::failed_precondition) return e;
+      return Error(ErrorCode::failed_precondition, e.message(), e.context());
+    } catch (const std::exception& e) {
+      return Error(ErrorCode::failed_precondition, std::string("OpenCL can_run: ") + e.what());
+    }
+  }
+
+  void execute(int ordinal, std::shared_ptr<const PreparedCall> call, BackendCompletion done) override {
+    ClDevice* d = device(ordinal);
+    if (d == nullptr || call == nullptr || call->def == nullptr) {
+      done(d == nullptr ? no_such_device(ordinal) : Error(ErrorCode::internal, "OpenCL execute: empty call"));
+      return;
+    }
+    std::unique_ptr<PendingCall> p;
+    try {
+      p = std::make_unique<PendingCall>();
+    } catch (const std::bad_alloc&) {
+      done(Error(ErrorCode::resource_exhausted, "out of host memory starting an OpenCL call"));
+      return;
+    }
+    p->call = std::move(call);
+    p->done = std::move(done);
+    Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
+    Status s;
+    try {
+      s = enqueue_call(*d, lane, *p);
+    } catch (const std::exception& e) {
+      // Commands may be enqueued that `p` does not record: let them all finish first.
+      lane.queue().finish();
+      const bool oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+      s = Error(oom ? ErrorCode::resource_exhausted : ErrorCode::internal,
+                std::string("enqueueing an OpenCL call: ") + e.what());
+    }
+    if (!s) p->error = s.error();
+    if (!p->events.empty()) {
+      try {
+        lane.push(p);
+        return;
+      } catch (...) {
+        // Could not queue it: complete it here instead (complete_call waits for its events).
+      }
+    }
+    complete_call(*p, lane.queue());
+  }
+
+  PoolStats device_pool_stats(int ordinal) const override {
+    const ClDevice* d = device(ordinal);
+    return d == nullptr ? PoolStats{} : d->pool->stats();
+  }
+
+  // Zeros by design: OpenCL copies straight from and to the caller's memory (no page-locked
+  // staging buffers in this backend).
+  PoolStats staging_pool_stats(int /*ordinal*/) const override { return {}; }
+
+ private:
+  ClDevice* device(int ordinal) const {
+    if (ordinal < 0 || static_cast<std::size_t>(ordinal) >= devices_.size()) return nullptr;
+    return devices_[static_cast<std::size_t>(ordinal)].get();
+  }
+
+  static Error no_such_device(int ordinal) {
+    return Error(ErrorCode::failed_precondition, "no OpenCL device opencl:" + std::to_string(ordinal));
+  }
+
+  Result<std::unique_ptr<ClDevice>> open_device_noexcept(const PlatformInfo& platform, const cl::Device& device,
+                                                         const BackendOptions& options) const {
+    try {
+      return open_device(platform, device, static_cast<int>(devices_.size()), options);
+    } catch (const std::exception& e) {
+      return Error(ErrorCode::internal, std::string("opening the device: ") + e.what());
+    }
+  }
+
+  void discover(const BackendOptions& options) {
+    status_.kind = BackendKind::opencl;
+    std::vector<cl::Platform> platforms;
+    const cl_int err = cl::Platform::get(&platforms);
+    if (err != CL_SUCCESS || platforms.empty()) {
+      status_.reason = err == CL_SUCCESS ? "clGetPlatformIDs: no OpenCL platform"
+                                         : "clGetPlatformIDs: " + cl_error_name(err);
+      if (err == CL_PLATFORM_NOT_FOUND_KHR) status_.reason += ": the OpenCL ICD loader found no platform";
+      return;
+    }
+    std::vector<std::string> notes;
+    for (std::size_t pi = 0; pi < platforms.size(); ++pi) {
+      const cl::Platform& platform = platforms[pi];
+      PlatformInfo pinfo;
+      if (platform.getInfo(CL_PLATFORM_NAME, &pinfo.name) != CL_SUCCESS) pinfo.name = "platform " + std::to_string(pi);
+      if (platform.getInfo(CL_PLATFORM_VERSION, &pinfo.version) != CL_SUCCESS) pinfo.version = "(unknown version)";
+      pinfo.name = trimmed(std::move(pinfo.name));
+      pinfo.version = trimmed(std::move(pinfo.version));
+      std::vector<cl::Device> found;
+      const cl_int derr = platform.getDevices(CL_DEVICE_TYPE_ALL, &found);
+      if (derr != CL_SUCCESS || found.empty()) {
+        notes.push_back(pinfo.name + ": no device (clGetDeviceIDs: " +
+                        cl_error_name(derr == CL_SUCCESS ? CL_DEVICE_NOT_FOUND : derr) + ")");
+        continue;
+      }
+      for (std::size_t di = 0; di < found.size(); ++di) {
+        Result<std::unique_ptr<ClDevice>> opened = open_device_noexcept(pinfo, found[di], options);
+        if (!opened) {
+          notes.push_back(pinfo.name + " device " + std::to_string(di) + " skipped: " + opened.error().message());
+          continue;
+        }
+        status_.devices.push_back(opened.value()->info);
+        devices_.push_back(std::move(opened.value()));
+      }
+    }
+    status_.available = !devices_.empty();
+    status_.reason = status_.available ? join(notes, "; ") : "no usable OpenCL device: " + join(notes, "; ");
+  }
+
+  BackendStatus status_;
+  std::vector<std::unique_ptr<ClDevice>> devices_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_opencl_backend(const BackendOptions& options) {
+  try {
+    return std::make_unique<OpenClBackend>(options);
+  } catch (const std::exception& e) {
+    return make_absent_backend(BackendKind::opencl, std::string("the OpenCL backend failed to start: ") + e.what());
+  }
+}
+
+}  // namespace gpubridge::compute
