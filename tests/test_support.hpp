@@ -23,8 +23,14 @@ inline std::unique_ptr<compute::Executor> make_executor(compute::ExecutorOptions
 inline bool backend_required(std::string_view name) {
   const char* env = std::getenv("GPUBRIDGE_REQUIRE_BACKENDS");
   if (env == nullptr) return false;
-  std::string list = std::string(",") + env + ",";
-  return list.find("," + std::string(name) + ",") != std::string::npos;
+  std::string_view rest(env);
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    if (rest.substr(0, comma) == name) return true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return false;
 }
 
 inline std::string absent_reason(const compute::Executor& e, compute::BackendKind kind) {

@@ -49,6 +49,33 @@ TEST_F(CudaBackendTest, ZeroNormIsAnError) {
   testing::expect_zero_norm_is_error(*executor, BackendChoice::cuda);
 }
 
+TEST_F(CudaBackendTest, LargeCallsStreamThroughBoundedStaging) {
+  GB_REQUIRE_BACKEND(executor, BackendKind::cuda);
+  constexpr std::size_t n = 10'000'019;  // 40 MB per f32 input: above the packed-path limit
+  auto x = testing::random_f32(n, 21);
+  auto y = testing::random_f32(n, 22);
+  for (const char* id : {"vector.add", "vector.normalize", "vector.dot"}) {
+    SCOPED_TRACE(id);
+    KernelCall call{id, DType::f32, {x}, {}};
+    if (std::string(id) != "vector.normalize") call.inputs.emplace_back(y);
+    auto gpu = executor->run(call, testing::strictly_on(BackendChoice::cuda));
+    auto cpu = executor->run(call, testing::strictly_on(BackendChoice::cpu));
+    ASSERT_TRUE(gpu.ok()) << gpu.error().to_string();
+    ASSERT_TRUE(cpu.ok());
+    const Tensor& a = gpu->outputs[0];
+    const Tensor& b = cpu->outputs[0];
+    ASSERT_EQ(a.count(), b.count());
+    const double tol = a.count() == 1 ? 1e-2 : 1e-6;
+    for (std::size_t i = 0; i < a.count(); i += 997) ASSERT_NEAR(a.at(i), b.at(i), tol) << i;
+    ASSERT_NEAR(a.at(a.count() - 1), b.at(b.count() - 1), tol);
+  }
+  for (const auto& d : executor->stats().devices) {
+    if (d.device_id != "cuda:0") continue;
+    EXPECT_LE(d.staging_pool.peak_bytes_in_use, std::uint64_t{64} << 20) << "staging must not grow with the call";
+    EXPECT_EQ(d.device_pool.bytes_in_use, 0u);
+  }
+}
+
 TEST_F(CudaBackendTest, AutoPicksTheGpu) {
   GB_REQUIRE_BACKEND(executor, BackendKind::cuda);
   std::vector<float> a(100, 1.f), b(100, 2.f);

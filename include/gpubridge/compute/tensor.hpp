@@ -32,6 +32,9 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(DType dtype, std::size_t count);  // zero-initialised storage
+  // Storage left uninitialised, for outputs that are overwritten completely. Large tensors are
+  // backed by transparent huge pages where the kernel allows, so first touch is cheap.
+  static Tensor uninitialized(DType dtype, std::size_t count);
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
@@ -61,7 +64,12 @@ class Tensor {
   void check() const {
     if (dtype_of_v<T> != dtype_) throw std::logic_error("Tensor::as<T>: T does not match dtype");
   }
+  struct Uninit {};
+  Tensor(DType dtype, std::size_t count, Uninit);
   struct Free {
+    Free() noexcept : alignment(64) {}
+    explicit Free(std::size_t a) noexcept : alignment(a) {}
+    std::size_t alignment;
     void operator()(std::byte* p) const noexcept;
   };
   DType dtype_ = DType::f32;

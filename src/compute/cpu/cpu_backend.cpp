@@ -77,7 +77,7 @@ class CpuBackend final : public Backend {
  private:
   Result<Tensor> run(const PreparedCall& call) {
     try {
-      Tensor out(call.dtype, call.output_count);
+      Tensor out = Tensor::uninitialized(call.dtype, call.output_count);
       std::vector<const void*> inputs;
       inputs.reserve(call.inputs.size());
       for (const auto& v : call.inputs) inputs.push_back(v.data);

@@ -2,12 +2,17 @@
 //
 // Per device: a stream-ordered memory pool (cudaMemPool) whose release threshold keeps freed
 // memory reserved, so warm calls allocate without the driver; a page-locked staging pool; and
-// kLanes lanes. A lane is a non-blocking stream plus one completion thread: a call packs its
-// inputs into staging (in chunks, each copied to the device as soon as it is packed, so packing
-// overlaps the transfer), runs its recipe, copies output and aux back into staging, frees its
-// device memory in stream order and records an event; the lane's completion thread waits for the
-// event, unpacks the result and completes the call. Lanes spread calls over streams so copies of
-// one call overlap kernels of another.
+// kLanes lanes. A lane is a non-blocking work stream, a download stream and one completion
+// thread. Lanes spread calls over streams so copies of one call overlap kernels of another.
+//
+// Two transfer paths, both through reused page-locked memory (inputs are pageable user memory):
+// - packed (calls up to kPackedMaxBytes): inputs are packed into one staging buffer, uploaded,
+//   the recipe runs, output and aux come back into the same buffer, device memory is freed in
+//   stream order and an event is recorded; the completion thread waits for it and unpacks.
+// - streamed (larger calls): inputs go through two kChunkBytes buffers in turn (packing chunk
+//   k+1 overlaps the upload of chunk k), so staging memory does not grow with the call; the
+//   completion thread downloads the output the same way on the download stream, then frees the
+//   device memory.
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -35,7 +40,8 @@ using cuda::to_error;
 
 constexpr unsigned kLanes = 4;
 constexpr std::size_t kSlotAlign = 256;
-constexpr std::size_t kUploadChunk = std::size_t{8} << 20;
+constexpr std::size_t kPackedMaxBytes = std::size_t{32} << 20;
+constexpr std::size_t kChunkBytes = std::size_t{8} << 20;
 constexpr std::size_t kMaxCachedStaging = std::size_t{1} << 30;
 
 std::size_t align_up(std::size_t v) { return (v + kSlotAlign - 1) / kSlotAlign * kSlotAlign; }
@@ -82,15 +88,20 @@ struct Layout {
 struct Pending {
   std::shared_ptr<const PreparedCall> call;
   BackendCompletion done;
-  cuda::PinnedBuffer staging;
-  cudaEvent_t event = nullptr;
+  cudaEvent_t event = nullptr;  // packed: everything done; streamed: upload and kernels done
   std::size_t device_bytes = 0;
+  cuda::PinnedBuffer staging;                // packed: the staged layout
+  std::array<cuda::PinnedBuffer, 2> chunks;  // streamed: the two chunk buffers
+  std::byte* device = nullptr;               // streamed: downloaded and freed by the completion thread
 };
 
 struct DeviceState;
 
 struct Lane {
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;           // uploads, kernels, packed downloads
+  cudaStream_t download_stream = nullptr;  // streamed downloads (completion thread only)
+  std::array<cudaEvent_t, 2> upload_events{};    // streamed uploads (under submit_mutex)
+  std::array<cudaEvent_t, 2> download_events{};  // streamed downloads (completion thread only)
   std::mutex submit_mutex;  // one call enqueues at a time on this stream
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
@@ -212,7 +223,10 @@ class CudaBackend final : public Backend {
         if (lane->completer.joinable()) lane->completer.join();
         cudaSetDevice(d->cuda_ordinal);
         for (cudaEvent_t e : lane->free_events) cudaEventDestroy(e);
+        for (cudaEvent_t e : lane->upload_events) cudaEventDestroy(e);
+        for (cudaEvent_t e : lane->download_events) cudaEventDestroy(e);
         cudaStreamDestroy(lane->stream);
+        cudaStreamDestroy(lane->download_stream);
       }
       if (d->pool != nullptr) cudaMemPoolDestroy(d->pool);
     }
@@ -260,11 +274,12 @@ class CudaBackend final : public Backend {
     }
     Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
     std::unique_lock submit(lane.submit_mutex);
-    Pending p{call, std::move(done), {}, nullptr, 0};
+    Pending p;
+    p.call = call;
+    p.done = std::move(done);
     if (Status s = enqueue(d, lane, **program, p); !s) {
       submit.unlock();
-      d.staging.release(p.staging);
-      if (p.event != nullptr) recycle_event(lane, p.event);
+      release_host(d, lane, p);
       p.done(s.error());
       return;
     }
@@ -333,6 +348,10 @@ class CudaBackend final : public Backend {
     for (auto& lane : d.lanes) {
       lane = std::make_unique<Lane>();
       GB_CUDA_TRY(cudaStreamCreateWithFlags(&lane->stream, cudaStreamNonBlocking));
+      GB_CUDA_TRY(cudaStreamCreateWithFlags(&lane->download_stream, cudaStreamNonBlocking));
+      for (auto* events : {&lane->upload_events, &lane->download_events}) {
+        for (cudaEvent_t& e : *events) GB_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      }
     }
     return {};
   }
@@ -366,12 +385,13 @@ class CudaBackend final : public Backend {
     lane.free_events.push_back(e);
   }
 
-  // Enqueues the whole call on the lane's stream. On error, what was taken is left in `p` for
-  // the caller to release; device memory is always freed in stream order here.
+  // Enqueues the whole call on the lane's stream. On error, the stream has been drained, device
+  // memory is freed and what is left in `p` (staging, event) is for the caller to release.
   Status enqueue(DeviceState& d, Lane& lane, cuda::NvrtcProgram& program, Pending& p) {
     const PreparedCall& c = *p.call;
     const detail::GpuRecipe& recipe = *c.def->gpu;
     const Layout layout(c, recipe);
+    const bool packed = layout.staged_bytes <= kPackedMaxBytes;
     GB_CUDA_TRY(cudaSetDevice(d.cuda_ordinal));
 
     if (d.pool_limit != 0) {
@@ -383,66 +403,128 @@ class CudaBackend final : public Backend {
                          " in use");
       }
     }
-    auto staging = d.staging.acquire(layout.staged_bytes);
-    if (!staging) return staging.error();
-    p.staging = *staging;
+    if (packed) {
+      auto staging = d.staging.acquire(layout.staged_bytes);
+      if (!staging) return staging.error();
+      p.staging = *staging;
+    } else {
+      for (auto& chunk : p.chunks) {
+        auto buffer = d.staging.acquire(kChunkBytes);
+        if (!buffer) return buffer.error();
+        chunk = *buffer;
+      }
+    }
 
-    std::uint64_t reserved_before = 0, reserved_after = 0;
-    cudaMemPoolGetAttribute(d.pool, cudaMemPoolAttrReservedMemCurrent, &reserved_before);
     void* base_ptr = nullptr;
     GB_CUDA_TRY(cudaMallocFromPoolAsync(&base_ptr, layout.device_bytes, d.pool, lane.stream));
-    cudaMemPoolGetAttribute(d.pool, cudaMemPoolAttrReservedMemCurrent, &reserved_after);
+    std::uint64_t reserved = 0;
+    cudaMemPoolGetAttribute(d.pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
     {
       std::lock_guard lock(d.pool_mutex);
-      (reserved_after > reserved_before ? d.pool_stats.misses : d.pool_stats.hits) += 1;
+      (reserved > d.pool_stats.bytes_reserved ? d.pool_stats.misses : d.pool_stats.hits) += 1;
+      d.pool_stats.bytes_reserved = reserved;
       d.pool_stats.bytes_in_use += layout.device_bytes;
       d.pool_stats.peak_bytes_in_use = std::max(d.pool_stats.peak_bytes_in_use, d.pool_stats.bytes_in_use);
     }
     p.device_bytes = layout.device_bytes;
     auto* base = static_cast<std::byte*>(base_ptr);
-    Status s = enqueue_work(lane, program, c, recipe, layout, base, p.staging.data);
-    // Freed in stream order: after the work above, whether or not it was all enqueued.
-    const cudaError_t freed = cudaFreeAsync(base, lane.stream);
-    if (s && freed != cudaSuccess) s = to_error(freed, "cudaFreeAsync");
+
+    Status s = packed ? upload_packed(lane, c, layout, base, p.staging.data) : upload_streamed(lane, c, layout, base, p.chunks);
     if (s) {
-      p.event = take_event(lane);
-      if (p.event == nullptr) {
-        if (cudaError_t e = cudaEventCreateWithFlags(&p.event, cudaEventDisableTiming); e != cudaSuccess) {
-          p.event = nullptr;
-          s = to_error(e, "cudaEventCreate");
-        }
-      }
-      if (s) {
-        if (cudaError_t e = cudaEventRecord(p.event, lane.stream); e != cudaSuccess) s = to_error(e, "cudaEventRecord");
+      CudaLauncher launcher(program, lane.stream, base, layout, c.dtype);
+      s = recipe.enqueue(launcher, c.n, c.scalars);
+    }
+    if (s && packed) {
+      if (cudaError_t e = cudaMemcpyAsync(p.staging.data + layout.output, base + layout.output, layout.download_bytes,
+                                          cudaMemcpyDeviceToHost, lane.stream);
+          e != cudaSuccess) {
+        s = to_error(e, "cudaMemcpyAsync(device to host)");
       }
     }
+    // Packed calls free their device memory in stream order right away; streamed calls after the
+    // completion thread downloaded the output. Failed calls free it here.
+    if (packed || !s) {
+      const cudaError_t freed = cudaFreeAsync(base, lane.stream);
+      if (s && freed != cudaSuccess) s = to_error(freed, "cudaFreeAsync");
+    } else {
+      p.device = base;
+    }
+    if (s) s = record_event(lane, p);
     if (!s) {
-      // The stream may still be using the staging buffer: wait before it is reused.
+      // The stream may still read the staging memory: drain it before the memory is reused.
       cudaStreamSynchronize(lane.stream);
       cudaGetLastError();
+      p.device = nullptr;
       release_device_bytes(d, p.device_bytes);
     }
     return s;
   }
 
-  static Status enqueue_work(Lane& lane, cuda::NvrtcProgram& program, const PreparedCall& c,
-                             const detail::GpuRecipe& recipe, const Layout& layout, std::byte* base,
-                             std::byte* staging) {
-    // Pack inputs chunk by chunk; each chunk's copy starts while the next one is packed.
+  Status record_event(Lane& lane, Pending& p) {
+    p.event = take_event(lane);
+    if (p.event == nullptr) GB_CUDA_TRY(cudaEventCreateWithFlags(&p.event, cudaEventDisableTiming));
+    GB_CUDA_TRY(cudaEventRecord(p.event, lane.stream));
+    return {};
+  }
+
+  // Packs each input into staging in chunks; each chunk's copy starts while the next is packed.
+  static Status upload_packed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
+                              std::byte* staging) {
     for (std::size_t i = 0; i < c.inputs.size(); ++i) {
       const auto* src = static_cast<const std::byte*>(c.inputs[i].data);
       const std::size_t bytes = c.inputs[i].bytes();
-      for (std::size_t off = 0; off < bytes; off += kUploadChunk) {
-        const std::size_t len = std::min(kUploadChunk, bytes - off);
+      for (std::size_t off = 0; off < bytes; off += kChunkBytes) {
+        const std::size_t len = std::min(kChunkBytes, bytes - off);
         std::memcpy(staging + layout.input[i] + off, src + off, len);
         GB_CUDA_TRY(cudaMemcpyAsync(base + layout.input[i] + off, staging + layout.input[i] + off, len,
                                     cudaMemcpyHostToDevice, lane.stream));
       }
     }
-    CudaLauncher launcher(program, lane.stream, base, layout, c.dtype);
-    if (Status s = recipe.enqueue(launcher, c.n, c.scalars); !s) return s;
-    GB_CUDA_TRY(cudaMemcpyAsync(staging + layout.output, base + layout.output, layout.download_bytes,
-                                cudaMemcpyDeviceToHost, lane.stream));
+    return {};
+  }
+
+  // Uploads through two chunk buffers in turn: a buffer is refilled once its previous upload is done.
+  static Status upload_streamed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
+                                const std::array<cuda::PinnedBuffer, 2>& chunks) {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < c.inputs.size(); ++i) {
+      const auto* src = static_cast<const std::byte*>(c.inputs[i].data);
+      const std::size_t bytes = c.inputs[i].bytes();
+      for (std::size_t off = 0; off < bytes; off += kChunkBytes, ++k) {
+        const std::size_t b = k % 2;
+        const std::size_t len = std::min(kChunkBytes, bytes - off);
+        if (k >= 2) GB_CUDA_TRY(cudaEventSynchronize(lane.upload_events[b]));
+        std::memcpy(chunks[b].data, src + off, len);
+        GB_CUDA_TRY(cudaMemcpyAsync(base + layout.input[i] + off, chunks[b].data, len, cudaMemcpyHostToDevice,
+                                    lane.stream));
+        GB_CUDA_TRY(cudaEventRecord(lane.upload_events[b], lane.stream));
+      }
+    }
+    return {};
+  }
+
+  // Downloads `bytes` from the device through the two chunk buffers into `dst`.
+  static Status download_streamed(Lane& lane, const std::byte* src, std::size_t bytes, std::byte* dst,
+                                  const std::array<cuda::PinnedBuffer, 2>& chunks) {
+    const std::size_t count = (bytes + kChunkBytes - 1) / kChunkBytes;
+    auto start = [&](std::size_t k) -> Status {
+      const std::size_t off = k * kChunkBytes;
+      GB_CUDA_TRY(cudaMemcpyAsync(chunks[k % 2].data, src + off, std::min(kChunkBytes, bytes - off),
+                                  cudaMemcpyDeviceToHost, lane.download_stream));
+      GB_CUDA_TRY(cudaEventRecord(lane.download_events[k % 2], lane.download_stream));
+      return {};
+    };
+    for (std::size_t k = 0; k < std::min<std::size_t>(count, 2); ++k) {
+      if (Status s = start(k); !s) return s;
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::size_t off = k * kChunkBytes;
+      GB_CUDA_TRY(cudaEventSynchronize(lane.download_events[k % 2]));
+      std::memcpy(dst + off, chunks[k % 2].data, std::min(kChunkBytes, bytes - off));
+      if (k + 2 < count) {
+        if (Status s = start(k + 2); !s) return s;
+      }
+    }
     return {};
   }
 
@@ -451,7 +533,14 @@ class CudaBackend final : public Backend {
     d.pool_stats.bytes_in_use -= bytes;
   }
 
+  void release_host(DeviceState& d, Lane& lane, Pending& p) {
+    d.staging.release(std::exchange(p.staging, {}));
+    for (auto& chunk : p.chunks) d.staging.release(std::exchange(chunk, {}));
+    if (p.event != nullptr) recycle_event(lane, std::exchange(p.event, nullptr));
+  }
+
   void complete_loop(DeviceState& d, Lane& lane) {
+    cudaSetDevice(d.cuda_ordinal);  // for the streamed downloads and frees issued from here
     for (;;) {
       Pending p;
       {
@@ -462,35 +551,56 @@ class CudaBackend final : public Backend {
         lane.queue.pop_front();
       }
       const cudaError_t e = cudaEventSynchronize(p.event);
+      Result<Tensor> out = e == cudaSuccess ? unpack(lane, p) : Result<Tensor>(to_error(e, "running " + p.call->def->id));
+      if (p.device != nullptr) {
+        if (cudaError_t f = cudaFreeAsync(p.device, lane.download_stream); f != cudaSuccess && out.ok()) {
+          out = to_error(f, "cudaFreeAsync");
+        }
+      }
       release_device_bytes(d, p.device_bytes);
-      Result<Tensor> out = e == cudaSuccess ? unpack(p) : Result<Tensor>(to_error(e, "running " + p.call->def->id));
-      d.staging.release(p.staging);
-      recycle_event(lane, p.event);
+      release_host(d, lane, p);
       p.done(std::move(out));
     }
   }
 
-  static Result<Tensor> unpack(const Pending& p) {
+  static Result<Tensor> unpack(Lane& lane, const Pending& p) {
     const PreparedCall& c = *p.call;
     const detail::GpuRecipe& recipe = *c.def->gpu;
     const Layout layout(c, recipe);
-    if (recipe.check != nullptr) {
-      std::vector<double> aux(recipe.aux_elems);
-      for (std::size_t i = 0; i < aux.size(); ++i) {
-        const std::byte* src = p.staging.data + layout.aux + i * size_of(c.dtype);
-        if (c.dtype == DType::f32) {
-          float v;
-          std::memcpy(&v, src, sizeof v);
-          aux[i] = v;
-        } else {
-          std::memcpy(&aux[i], src, sizeof(double));
-        }
+    const std::size_t t = size_of(c.dtype);
+    std::vector<double> aux(recipe.aux_elems);
+    const std::byte* aux_src = nullptr;
+    if (p.device != nullptr && !aux.empty()) {  // streamed: fetch aux into the first chunk buffer
+      if (cudaError_t e = cudaMemcpyAsync(p.chunks[0].data, p.device + layout.aux, aux.size() * t,
+                                          cudaMemcpyDeviceToHost, lane.download_stream);
+          e != cudaSuccess) {
+        return to_error(e, "cudaMemcpyAsync(aux)");
       }
+      if (cudaError_t e = cudaStreamSynchronize(lane.download_stream); e != cudaSuccess) return to_error(e, "download aux");
+      aux_src = p.chunks[0].data;
+    } else if (!aux.empty()) {
+      aux_src = p.staging.data + layout.aux;
+    }
+    for (std::size_t i = 0; i < aux.size(); ++i) {
+      if (c.dtype == DType::f32) {
+        float v;
+        std::memcpy(&v, aux_src + i * t, sizeof v);
+        aux[i] = v;
+      } else {
+        std::memcpy(&aux[i], aux_src + i * t, sizeof(double));
+      }
+    }
+    if (recipe.check != nullptr) {
       if (Status s = recipe.check(aux); !s) return s.error();
     }
     try {
-      Tensor out(c.dtype, c.output_count);
-      std::memcpy(out.data(), p.staging.data + layout.output, out.bytes());
+      Tensor out = Tensor::uninitialized(c.dtype, c.output_count);
+      auto* dst = static_cast<std::byte*>(out.data());
+      if (p.device != nullptr) {
+        if (Status s = download_streamed(lane, p.device + layout.output, out.bytes(), dst, p.chunks); !s) return s.error();
+      } else {
+        std::memcpy(dst, p.staging.data + layout.output, out.bytes());
+      }
       return out;
     } catch (const std::bad_alloc&) {
       return Error(ErrorCode::resource_exhausted, "out of host memory for the output of " + c.def->id);

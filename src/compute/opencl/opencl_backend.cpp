@@ -651,7 +651,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
   for (std::size_t s = 0; s < kSlotCount; ++s) {
     slots[s] = slot_buffer[s] < 0 ? nullptr : &p.buffers[static_cast<std::size_t>(slot_buffer[s])].buffer;
   }
-  p.output = Tensor(call.dtype, call.output_count);
+  p.output = Tensor::uninitialized(call.dtype, call.output_count);
   p.aux.resize(recipe.aux_elems * elem);
   p.events.reserve(16);
   p.commands.reserve(16);

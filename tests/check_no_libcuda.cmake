@@ -1,0 +1,11 @@
+# Fails when any of FILES (a ;-list) records libcuda as a needed shared library.
+foreach(f IN LISTS FILES)
+  execute_process(COMMAND readelf -d ${f} OUTPUT_VARIABLE dyn RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "readelf failed on ${f}")
+  endif()
+  if(dyn MATCHES "libcuda\\.so")
+    message(FATAL_ERROR "${f} needs libcuda (the CUDA driver library); link cudart and NVRTC only")
+  endif()
+  message(STATUS "${f}: no libcuda dependency")
+endforeach()
