@@ -31,7 +31,7 @@ TEST_F(CudaBackendTest, AllKernelsMatchCpu) {
 
 TEST_F(CudaBackendTest, WarmCallsReusePooledMemory) {
   GB_REQUIRE_BACKEND(executor, BackendKind::cuda);
-  testing::expect_pool_reuse(*executor, BackendChoice::cuda, "cuda:0");
+  testing::expect_pool_reuse(*executor, BackendChoice::cuda);
   for (const auto& d : executor->stats().devices) {
     if (d.device_id == "cuda:0") {
       EXPECT_GT(d.staging_pool.hits, 0u) << "page-locked staging is reused";

@@ -31,7 +31,7 @@ TEST_F(OpenClBackendTest, AllKernelsMatchCpu) {
 
 TEST_F(OpenClBackendTest, WarmCallsReusePooledBuffers) {
   GB_REQUIRE_BACKEND(executor, BackendKind::opencl);
-  testing::expect_pool_reuse(*executor, BackendChoice::opencl, "opencl:0");
+  testing::expect_pool_reuse(*executor, BackendChoice::opencl);
 }
 
 TEST_F(OpenClBackendTest, ConcurrentCallsAllComplete) {
