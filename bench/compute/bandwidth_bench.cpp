@@ -10,6 +10,8 @@
 //   bandwidth/cuda/copy     cudaMemcpyAsync H2D of [a | b] (8n) from page-locked memory and D2H of
 //                           the output (4n) into page-locked memory, then cudaStreamSynchronize:
 //                           the PCIe transfers of the call without the kernel or host-side packing.
+//   bandwidth/cuda/copy_pageable  the same transfers from / to pageable host vectors (as the
+//                           catalog's inputs and outputs are), staged by the driver itself.
 //   bandwidth/opencl/copy   clEnqueueWriteBuffer of a and b (8n, from the same host vectors as the
 //                           catalog) and a blocking clEnqueueReadBuffer of the output (4n).
 // Kernel-only pair on CUDA (device memory only, no PCIe), 8 back-to-back operations per iteration
@@ -161,6 +163,24 @@ void cuda_copy(benchmark::State& state) {
   set_bytes(state, add_bytes(n));
 }
 
+void cuda_copy_pageable(benchmark::State& state) {
+  RawCuda* cuda = raw_cuda_for(state);
+  if (cuda == nullptr) return;
+  state.SetLabel(backend_label(BackendKind::cuda).c_str());
+  const std::size_t n = arg_n(state);
+  const HostInputs& in = host_inputs(n);
+  auto buffers = RawCudaBuffers::create(*cuda, n, 1);
+  if (!buffers) return skip(state, "raw CUDA buffers", buffers.error().message());
+  std::vector<float> out(n);
+  for (auto _ : state) {
+    if (Status st = (*buffers)->copy_pageable(in.a.data(), in.b.data(), out.data()); !st) {
+      skip(state, "raw CUDA pageable copy", st.error().message());
+      break;
+    }
+  }
+  set_bytes(state, add_bytes(n));
+}
+
 void opencl_copy(benchmark::State& state) {
   RawOpenCl* cl = raw_opencl_for(state);
   if (cl == nullptr) return;
@@ -237,6 +257,8 @@ void register_bandwidth_benchmarks(const BandwidthSizes& sizes) {
   add_sizes("bandwidth/cuda/catalog", sizes.cuda, catalog_bandwidth, BackendKind::cuda);
   add_sizes("bandwidth/cuda/copy", sizes.cuda, cuda_copy);
   register_pair({"bandwidth", "cuda", "bandwidth/cuda/catalog", "bandwidth/cuda/copy", 1});
+  add_sizes("bandwidth/cuda/copy_pageable", sizes.cuda, cuda_copy_pageable);
+  register_pair({"bandwidth", "cuda", "bandwidth/cuda/catalog", "bandwidth/cuda/copy_pageable", 1});
 
   add_sizes("kernel_bandwidth/cuda/raw_kernel", sizes.cuda, cuda_device_op, DeviceOp::raw_kernel);
   add_sizes("kernel_bandwidth/cuda/portable_kernel", sizes.cuda, cuda_device_op, DeviceOp::portable_kernel);

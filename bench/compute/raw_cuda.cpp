@@ -205,6 +205,16 @@ Status RawCudaBuffers::upload(std::size_t slot) {
   return {};
 }
 
+Status RawCudaBuffers::copy_pageable(const float* a, const float* b, float* out) {
+  const std::size_t bytes = impl_->n * sizeof(float);
+  float* dev = impl_->in(impl_->dev_in, 0);
+  RAW_CUDA_TRY(cudaMemcpyAsync(dev, a, bytes, cudaMemcpyHostToDevice, impl_->cuda->stream));
+  RAW_CUDA_TRY(cudaMemcpyAsync(dev + impl_->n, b, bytes, cudaMemcpyHostToDevice, impl_->cuda->stream));
+  RAW_CUDA_TRY(cudaMemcpyAsync(out, impl_->out(impl_->dev_out, 0), bytes, cudaMemcpyDeviceToHost, impl_->cuda->stream));
+  RAW_CUDA_TRY(cudaStreamSynchronize(impl_->cuda->stream));
+  return {};
+}
+
 Status RawCudaBuffers::add(std::size_t slot, RawCudaKernel kernel) {
   const float* a = impl_->in(impl_->dev_in, slot);
   const float* b = a + impl_->n;
@@ -269,6 +279,7 @@ void RawCudaBuffers::stage_inputs(std::size_t, const float*, const float*) {}
 Status RawCudaBuffers::upload(std::size_t) { return unavailable(); }
 Status RawCudaBuffers::add(std::size_t, RawCudaKernel) { return unavailable(); }
 Status RawCudaBuffers::download(std::size_t) { return unavailable(); }
+Status RawCudaBuffers::copy_pageable(const float*, const float*, float*) { return unavailable(); }
 Status RawCudaBuffers::device_copy() { return unavailable(); }
 Status RawCudaBuffers::synchronize() { return unavailable(); }
 const float* RawCudaBuffers::staged_output(std::size_t) const { return nullptr; }

@@ -56,6 +56,9 @@ class RawCudaBuffers {
   Status upload(std::size_t slot);                      // H2D of 2n floats (page-locked -> device)
   Status add(std::size_t slot, RawCudaKernel kernel);   // out = a + b on the device
   Status download(std::size_t slot);                    // D2H of n floats (device -> page-locked)
+  // Slot 0 transfers straight from / to pageable host memory (the driver stages them): H2D of a
+  // and b (n floats each), D2H of n floats into out, then a stream synchronize.
+  Status copy_pageable(const float* a, const float* b, float* out);
   // D2D copy of 6n bytes (slot 0's device input -> copy target): reads and writes 12n bytes, the
   // traffic of one n-element add.
   Status device_copy();

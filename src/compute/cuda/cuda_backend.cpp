@@ -27,6 +27,7 @@
 #include <cuda_runtime_api.h>
 
 #include "compute/backend.hpp"
+#include "compute/cpu/thread_pool.hpp"
 #include "compute/cuda/cuda_error.hpp"
 #include "compute/cuda/nvrtc_program.hpp"
 #include "compute/cuda/pinned_pool.hpp"
@@ -43,6 +44,7 @@ constexpr std::size_t kSlotAlign = 256;
 constexpr std::size_t kPackedMaxBytes = std::size_t{32} << 20;
 constexpr std::size_t kChunkBytes = std::size_t{8} << 20;
 constexpr std::size_t kMaxCachedStaging = std::size_t{1} << 30;
+constexpr unsigned kCopyThreads = 4;
 
 std::size_t align_up(std::size_t v) { return (v + kSlotAlign - 1) / kSlotAlign * kSlotAlign; }
 
@@ -207,6 +209,7 @@ class CudaBackend final : public Backend {
       state->device.id = "cuda:" + std::to_string(state->device.ordinal);
       devices_.push_back(std::move(state));
     }
+    if (!devices_.empty()) copy_pool_ = std::make_unique<ThreadPool>(kCopyThreads);
     for (auto& d : devices_) start_lanes(*d);
     if (devices_.empty()) reason_ = problems;
   }
@@ -468,14 +471,14 @@ class CudaBackend final : public Backend {
   }
 
   // Packs each input into staging in chunks; each chunk's copy starts while the next is packed.
-  static Status upload_packed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
+  Status upload_packed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
                               std::byte* staging) {
     for (std::size_t i = 0; i < c.inputs.size(); ++i) {
       const auto* src = static_cast<const std::byte*>(c.inputs[i].data);
       const std::size_t bytes = c.inputs[i].bytes();
       for (std::size_t off = 0; off < bytes; off += kChunkBytes) {
         const std::size_t len = std::min(kChunkBytes, bytes - off);
-        std::memcpy(staging + layout.input[i] + off, src + off, len);
+        host_copy(staging + layout.input[i] + off, src + off, len);
         GB_CUDA_TRY(cudaMemcpyAsync(base + layout.input[i] + off, staging + layout.input[i] + off, len,
                                     cudaMemcpyHostToDevice, lane.stream));
       }
@@ -484,7 +487,7 @@ class CudaBackend final : public Backend {
   }
 
   // Uploads through two chunk buffers in turn: a buffer is refilled once its previous upload is done.
-  static Status upload_streamed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
+  Status upload_streamed(Lane& lane, const PreparedCall& c, const Layout& layout, std::byte* base,
                                 const std::array<cuda::PinnedBuffer, 2>& chunks) {
     std::size_t k = 0;
     for (std::size_t i = 0; i < c.inputs.size(); ++i) {
@@ -494,7 +497,7 @@ class CudaBackend final : public Backend {
         const std::size_t b = k % 2;
         const std::size_t len = std::min(kChunkBytes, bytes - off);
         if (k >= 2) GB_CUDA_TRY(cudaEventSynchronize(lane.upload_events[b]));
-        std::memcpy(chunks[b].data, src + off, len);
+        host_copy(chunks[b].data, src + off, len);
         GB_CUDA_TRY(cudaMemcpyAsync(base + layout.input[i] + off, chunks[b].data, len, cudaMemcpyHostToDevice,
                                     lane.stream));
         GB_CUDA_TRY(cudaEventRecord(lane.upload_events[b], lane.stream));
@@ -504,7 +507,7 @@ class CudaBackend final : public Backend {
   }
 
   // Downloads `bytes` from the device through the two chunk buffers into `dst`.
-  static Status download_streamed(Lane& lane, const std::byte* src, std::size_t bytes, std::byte* dst,
+  Status download_streamed(Lane& lane, const std::byte* src, std::size_t bytes, std::byte* dst,
                                   const std::array<cuda::PinnedBuffer, 2>& chunks) {
     const std::size_t count = (bytes + kChunkBytes - 1) / kChunkBytes;
     auto start = [&](std::size_t k) -> Status {
@@ -520,12 +523,25 @@ class CudaBackend final : public Backend {
     for (std::size_t k = 0; k < count; ++k) {
       const std::size_t off = k * kChunkBytes;
       GB_CUDA_TRY(cudaEventSynchronize(lane.download_events[k % 2]));
-      std::memcpy(dst + off, chunks[k % 2].data, std::min(kChunkBytes, bytes - off));
+      host_copy(dst + off, chunks[k % 2].data, std::min(kChunkBytes, bytes - off));
       if (k + 2 < count) {
         if (Status s = start(k + 2); !s) return s;
       }
     }
     return {};
+  }
+
+  // Host copies between user memory and page-locked staging: one thread moves about 6 GB/s,
+  // so large copies are split over the copy pool.
+  void host_copy(std::byte* dst, const std::byte* src, std::size_t bytes) {
+    constexpr std::size_t kMinPiece = std::size_t{1} << 20;
+    if (bytes < 2 * kMinPiece) {
+      std::memcpy(dst, src, bytes);
+      return;
+    }
+    copy_pool_->for_chunks(bytes, kMinPiece, [&](std::size_t, std::size_t b, std::size_t e) {
+      std::memcpy(dst + b, src + b, e - b);
+    });
   }
 
   static void release_device_bytes(DeviceState& d, std::size_t bytes) {
@@ -563,7 +579,7 @@ class CudaBackend final : public Backend {
     }
   }
 
-  static Result<Tensor> unpack(Lane& lane, const Pending& p) {
+  Result<Tensor> unpack(Lane& lane, const Pending& p) {
     const PreparedCall& c = *p.call;
     const detail::GpuRecipe& recipe = *c.def->gpu;
     const Layout layout(c, recipe);
@@ -599,7 +615,7 @@ class CudaBackend final : public Backend {
       if (p.device != nullptr) {
         if (Status s = download_streamed(lane, p.device + layout.output, out.bytes(), dst, p.chunks); !s) return s.error();
       } else {
-        std::memcpy(dst, p.staging.data + layout.output, out.bytes());
+        host_copy(dst, p.staging.data + layout.output, out.bytes());
       }
       return out;
     } catch (const std::bad_alloc&) {
@@ -607,6 +623,7 @@ class CudaBackend final : public Backend {
     }
   }
 
+  std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: lanes' threads use it until joined
   std::vector<std::unique_ptr<DeviceState>> devices_;
   std::string reason_;
 };
