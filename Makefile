@@ -1,6 +1,7 @@
 # The two commands of the README. Both install missing Debian packages first (needs root or
 # sudo), configure and build with CMake presets, then run.
-#   make run    build, then list devices and verify every kernel on every backend
+#   make run    build, list devices, verify every kernel on every backend, then start a silo and
+#               run the demo workload for 10 seconds
 #   make test   build, then run every test with CTest
 # CI=true selects the "ci" preset (warnings are errors).
 PRESET ?= $(if $(filter true,$(CI)),ci,release)
@@ -21,6 +22,7 @@ build: deps
 run: build
 	$(BUILD_DIR)/src/gpubridge devices
 	$(BUILD_DIR)/src/gpubridge verify
+	$(BUILD_DIR)/src/gpubridge run --demo --duration 10
 
 test: build
 	GPUBRIDGE_REQUIRE_BACKENDS=opencl ctest --preset $(PRESET) -j $(JOBS)

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   args.push_back(nullptr);
 
   gpubridge::bench::register_dispatch_benchmarks();
+  gpubridge::bench::register_batch_benchmarks();
   gpubridge::bench::register_bandwidth_benchmarks(sizes);
   gpubridge::bench::RunOptions options;
   options.help =

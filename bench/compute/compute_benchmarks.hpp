@@ -8,6 +8,10 @@ namespace gpubridge::bench {
 // dispatch/<backend>/{catalog,raw} and dispatch_pipelined/<backend>/{catalog,raw}.
 void register_dispatch_benchmarks();
 
+// batch/<backend>/{batcher,raw,per_request}: many 256-element vector.add requests through the
+// dynamic batcher, the raw backend API in the same batch sizes, and one launch per request.
+void register_batch_benchmarks();
+
 // Element counts of the bandwidth benchmarks per backend (each count is one Arg).
 struct BandwidthSizes {
   std::vector<std::size_t> cpu;

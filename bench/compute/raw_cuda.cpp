@@ -251,6 +251,8 @@ Status RawCudaBuffers::synchronize() {
 
 const float* RawCudaBuffers::staged_output(std::size_t slot) const { return impl_->out(impl_->host_out, slot); }
 
+float* RawCudaBuffers::staged_input(std::size_t slot) { return impl_->in(impl_->host_in, slot); }
+
 }  // namespace gpubridge::bench
 
 #else  // built without CUDA: nothing can be created, so the other members are never reached.
@@ -283,6 +285,7 @@ Status RawCudaBuffers::copy_pageable(const float*, const float*, float*) { retur
 Status RawCudaBuffers::device_copy() { return unavailable(); }
 Status RawCudaBuffers::synchronize() { return unavailable(); }
 const float* RawCudaBuffers::staged_output(std::size_t) const { return nullptr; }
+float* RawCudaBuffers::staged_input(std::size_t) { return nullptr; }
 
 }  // namespace gpubridge::bench
 

@@ -65,6 +65,9 @@ class RawCudaBuffers {
   Status synchronize();
   // The slot's page-locked output; valid after download() and synchronize().
   const float* staged_output(std::size_t slot) const;
+  // The slot's page-locked input [a | b] (2n floats), for callers that pack it themselves. Only
+  // write it when no upload of this slot is in flight.
+  float* staged_input(std::size_t slot);
 
   struct Impl;
 

@@ -18,6 +18,9 @@ class AbsentBackend final : public Backend {
   void execute(int, std::shared_ptr<const PreparedCall>, BackendCompletion done) override {
     done(Error(ErrorCode::unavailable, reason_));
   }
+  void execute_batch(int, const BatchCall&, BatchCompletion done) override {
+    done(Error(ErrorCode::unavailable, reason_));
+  }
 
  private:
   BackendKind kind_;
@@ -25,6 +28,11 @@ class AbsentBackend final : public Backend {
 };
 
 }  // namespace
+
+void Backend::execute_batch(int, const BatchCall& call, BatchCompletion done) {
+  done(Error(ErrorCode::failed_precondition,
+             "the " + std::string(to_string(kind())) + " backend cannot run batches of " + call.def->id));
+}
 
 std::unique_ptr<Backend> make_absent_backend(BackendKind kind, std::string reason) {
   return std::make_unique<AbsentBackend>(kind, std::move(reason));

@@ -3,8 +3,10 @@
 // memory pools and queues. The Executor validates calls and applies the fallback policy; a
 // backend only runs what it is given.
 #include <memory>
+#include <span>
 #include <vector>
 
+#include "gpubridge/compute/batcher.hpp"
 #include "gpubridge/compute/executor.hpp"
 
 namespace gpubridge::compute {
@@ -28,6 +30,32 @@ struct PreparedCall {
 //   anything else       -> the device failed (device_error)
 using BackendCompletion = std::function<void(Result<Tensor>)>;
 
+// One batch of the dynamic batcher: validated requests of one kernel and dtype, run as segments
+// of one launch. Segment i is requests[i]: its length n_i = inputs[0].count (>= 1, every input of
+// the signature that long), its scalars, and its output (output_count(def, n_i) elements). The
+// batcher owns the call and the requests until the completion ran; the backend must not touch
+// them afterwards.
+struct BatchCall {
+  const KernelDef* def = nullptr;
+  DType dtype = DType::f32;
+  std::span<BatchRequest* const> requests;
+  std::span<const std::uint64_t> offsets;  // requests.size() + 1 prefix sums: segment i starts at offsets[i]
+  std::size_t total_elements = 0;          // sum of the segments' lengths = offsets.back()
+};
+
+// Called exactly once per execute_batch(), from any thread (possibly inline), with the batch's
+// status. A function pointer and a context rather than a std::function: nothing is allocated
+// per batch to carry it.
+//   ok:    every request's `status` is set: ok (its output is written) or that segment's own
+//          error (e.g. invalid_argument for a zero-norm segment; its output is unspecified).
+//   error: the batch as a whole failed (codes as for BackendCompletion); request statuses and
+//          outputs are unspecified, and the caller may run the batch again elsewhere.
+struct BatchCompletion {
+  void (*fn)(void* context, Status status) = nullptr;
+  void* context = nullptr;
+  void operator()(Status status) const { fn(context, std::move(status)); }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -37,6 +65,12 @@ class Backend {
   // OK when device `ordinal` can run `def` with `dtype`; otherwise failed_precondition with why.
   virtual Status can_run(int ordinal, const KernelDef& def, DType dtype) const = 0;
   virtual void execute(int ordinal, std::shared_ptr<const PreparedCall> call, BackendCompletion done) = 0;
+  // Runs a batch as one segmented launch: inputs packed into one staging buffer with an offsets
+  // table, one upload, the launch(es), one download, results scattered into each request's
+  // output. No device allocation and no heap allocation per request once the pools are warm.
+  // `call` stays valid until `done` ran. The default fails with failed_precondition (a backend
+  // without batches: the batcher then runs them on the CPU, reason kernel_missing).
+  virtual void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done);
   virtual PoolStats device_pool_stats(int /*ordinal*/) const { return {}; }
   virtual PoolStats staging_pool_stats(int /*ordinal*/) const { return {}; }
 };

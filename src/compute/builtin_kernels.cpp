@@ -1,4 +1,5 @@
 // The built-in kernels: signatures, native CPU implementations, and their GPU recipes.
+#include <array>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -36,40 +37,54 @@ const T* in(const CpuKernelArgs& a, std::size_t i) {
   return static_cast<const T*>(a.inputs[i]);
 }
 
+// The loop bodies capture one pointer (to a local struct) or two references, so that the
+// std::function that for_chunks takes stores them inline: a small call allocates nothing, which
+// keeps the dynamic batcher's hot path free of per-request heap allocations.
+
 template <typename T>
 Status cpu_add(const CpuKernelArgs& a) {
-  const T* x = in<T>(a, 0);
-  const T* y = in<T>(a, 1);
-  T* out = static_cast<T*>(a.output);
-  a.parallel.for_chunks(a.n, kMinChunk, [&](std::size_t, std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) out[i] = x[i] + y[i];
+  const struct {
+    const T* x;
+    const T* y;
+    T* out;
+  } p{in<T>(a, 0), in<T>(a, 1), static_cast<T*>(a.output)};
+  a.parallel.for_chunks(a.n, kMinChunk, [&p](std::size_t, std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) p.out[i] = p.x[i] + p.y[i];
   });
   return {};
 }
 
 template <typename T>
 Status cpu_axpy(const CpuKernelArgs& a) {
-  const T alpha = static_cast<T>(a.scalars[0]);
-  const T* x = in<T>(a, 0);
-  const T* y = in<T>(a, 1);
-  T* out = static_cast<T*>(a.output);
-  a.parallel.for_chunks(a.n, kMinChunk, [&](std::size_t, std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) out[i] = alpha * x[i] + y[i];
+  const struct {
+    T alpha;
+    const T* x;
+    const T* y;
+    T* out;
+  } p{static_cast<T>(a.scalars[0]), in<T>(a, 0), in<T>(a, 1), static_cast<T*>(a.output)};
+  a.parallel.for_chunks(a.n, kMinChunk, [&p](std::size_t, std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) p.out[i] = p.alpha * p.x[i] + p.y[i];
   });
   return {};
 }
 
-// Sums term(i) over [0, n) with double accumulators per chunk, combined in chunk order.
+// Sums term(i) over [0, n) with double accumulators per chunk, combined in chunk order. The
+// partial sums live on the stack up to kStackPartials chunks.
 template <typename Term>
-double parallel_sum(const CpuKernelArgs& a, Term term) {
-  std::vector<double> partial(a.parallel.chunk_count(a.n, kMinChunk), 0.0);
-  a.parallel.for_chunks(a.n, kMinChunk, [&](std::size_t c, std::size_t b, std::size_t e) {
+double parallel_sum(const CpuKernelArgs& a, const Term& term) {
+  constexpr std::size_t kStackPartials = 64;
+  const std::size_t chunks = a.parallel.chunk_count(a.n, kMinChunk);
+  std::array<double, kStackPartials> stack{};
+  std::vector<double> heap(chunks > kStackPartials ? chunks : 0, 0.0);
+  double* partial = chunks > kStackPartials ? heap.data() : stack.data();
+  const auto body = [&term, partial](std::size_t c, std::size_t b, std::size_t e) {
     double acc = 0;
     for (std::size_t i = b; i < e; ++i) acc += term(i);
     partial[c] = acc;
-  });
+  };
+  a.parallel.for_chunks(a.n, kMinChunk, body);
   double total = 0;
-  for (double p : partial) total += p;
+  for (std::size_t c = 0; c < chunks; ++c) total += partial[c];
   return total;
 }
 
@@ -78,14 +93,14 @@ Status cpu_dot(const CpuKernelArgs& a) {
   const T* x = in<T>(a, 0);
   const T* y = in<T>(a, 1);
   *static_cast<T*>(a.output) =
-      static_cast<T>(parallel_sum(a, [&](std::size_t i) { return static_cast<double>(x[i]) * y[i]; }));
+      static_cast<T>(parallel_sum(a, [x, y](std::size_t i) { return static_cast<double>(x[i]) * y[i]; }));
   return {};
 }
 
 template <typename T>
 Status cpu_sum(const CpuKernelArgs& a) {
   const T* x = in<T>(a, 0);
-  *static_cast<T*>(a.output) = static_cast<T>(parallel_sum(a, [&](std::size_t i) { return static_cast<double>(x[i]); }));
+  *static_cast<T*>(a.output) = static_cast<T>(parallel_sum(a, [x](std::size_t i) { return static_cast<double>(x[i]); }));
   return {};
 }
 
@@ -93,16 +108,19 @@ template <typename T>
 Status cpu_normalize(const CpuKernelArgs& a) {
   const T* x = in<T>(a, 0);
   // Checked in the element type so every backend rejects the same inputs.
-  const T ss = static_cast<T>(parallel_sum(a, [&](std::size_t i) {
+  const T ss = static_cast<T>(parallel_sum(a, [x](std::size_t i) {
     const double v = x[i];
     return v * v;
   }));
   const double aux[1] = {static_cast<double>(ss)};
   if (Status s = detail::check_sum_of_squares(aux); !s) return s;
-  const T norm = std::sqrt(ss);
-  T* out = static_cast<T*>(a.output);
-  a.parallel.for_chunks(a.n, kMinChunk, [&](std::size_t, std::size_t b, std::size_t e) {
-    for (std::size_t i = b; i < e; ++i) out[i] = x[i] / norm;
+  const struct {
+    const T* x;
+    T norm;
+    T* out;
+  } p{x, std::sqrt(ss), static_cast<T*>(a.output)};
+  a.parallel.for_chunks(a.n, kMinChunk, [&p](std::size_t, std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i) p.out[i] = p.x[i] / p.norm;
   });
   return {};
 }

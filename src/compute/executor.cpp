@@ -8,6 +8,7 @@
 
 #include "compute/backend.hpp"
 #include "compute/cpu/thread_pool.hpp"
+#include "compute/executor_access.hpp"
 #include "compute/fallback_policy.hpp"
 
 namespace gpubridge::compute {
@@ -61,7 +62,14 @@ struct Executor::Impl {
     if (--inflight == 0) inflight_cv.notify_all();
   }
 
-  void count_fallback(FallbackReason r) { fallbacks[static_cast<std::size_t>(r)].fetch_add(1); }
+  void count_fallback(FallbackReason r, std::uint64_t calls = 1) {
+    fallbacks[static_cast<std::size_t>(r)].fetch_add(calls, std::memory_order_relaxed);
+  }
+  void count_call(const DeviceSlot& slot, bool failed) {
+    DeviceCounters& c = counters.at(slot.device.id);
+    c.calls.fetch_add(1);
+    if (failed) c.errors.fetch_add(1);
+  }
 
   void run_on(const DeviceSlot& slot, std::shared_ptr<Call> call) {
     call->report.device_id = slot.device.id;
@@ -72,10 +80,8 @@ struct Executor::Impl {
   }
 
   void on_done(const DeviceSlot& slot, const std::shared_ptr<Call>& call, Result<Tensor> out) {
-    DeviceCounters& c = counters.at(slot.device.id);
-    c.calls.fetch_add(1);
+    count_call(slot, !out.ok());
     if (!out.ok()) {
-      c.errors.fetch_add(1);
       const FallbackReason reason = FallbackPolicy::reason_for(out.error());
       const bool on_cpu = slot.device.backend == BackendKind::cpu;
       if (reason != FallbackReason::none && !on_cpu && call->options.allow_fallback) {
@@ -208,6 +214,16 @@ Result<KernelResult> Executor::run(KernelCall call, CallOptions options) {
 }
 
 const KernelCatalog& Executor::catalog() const noexcept { return impl_->catalog; }
+
+const FallbackPolicy& detail::ExecutorAccess::policy(const Executor& executor) { return *executor.impl_->policy; }
+
+void detail::ExecutorAccess::count_call(Executor& executor, const DeviceSlot& slot, bool failed) {
+  executor.impl_->count_call(slot, failed);
+}
+
+void detail::ExecutorAccess::count_fallback(Executor& executor, FallbackReason reason, std::uint64_t calls) {
+  executor.impl_->count_fallback(reason, calls);
+}
 
 std::vector<BackendStatus> Executor::backends() const {
   std::vector<BackendStatus> out;

@@ -94,3 +94,23 @@ TEST(Cli, MissingSubcommandIsAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, DemoRunsAndChecksItsResults) {
+  CliRun r = run_cli("run --demo --duration 1 --sensors 64 --callers 16 --set silo.workers=2");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("demo: OK"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p99"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(" 0 host recomputations"), std::string::npos) << "the demo must check some results: " << r.out;
+}
+
+TEST(Cli, RunRejectsBadConfiguration) {
+  CliRun r = run_cli("run --demo --duration 1 --set batching.max_batch=0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("batching.max_batch"), std::string::npos) << r.out;
+  CliRun nodemo = run_cli("run");
+  EXPECT_EQ(nodemo.exit_code, 2);
+}
+
+}  // namespace

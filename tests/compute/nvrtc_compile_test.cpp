@@ -4,6 +4,10 @@
 
 #include "compute/cuda/nvrtc_program.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
+#include "gpubridge/compute/kernel_catalog.hpp"
+
+#include <string>
+#include <vector>
 
 namespace gpubridge::compute {
 namespace {
@@ -14,6 +18,39 @@ TEST(NvrtcCompile, PortableSourceCompilesForEveryDtypeAndTarget) {
       auto image = cuda::compile_portable(detail::portable_kernel_source(), dtype, target);
       ASSERT_TRUE(image.ok()) << target << " " << to_string(dtype) << ": " << image.error().to_string();
       EXPECT_GT(image->size(), 1000u);
+    }
+  }
+}
+
+// Records the entry points a recipe launches, without a device.
+class EntryRecorder final : public detail::GpuLauncher {
+ public:
+  Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
+    EXPECT_GT(groups, 0u) << entry;
+    EXPECT_LE(args.size(), 8u) << entry << ": the CUDA launcher passes at most 8 arguments";
+    entries.emplace_back(entry);
+    return {};
+  }
+  std::vector<std::string> entries;
+};
+
+TEST(NvrtcCompile, EveryEntryPointOfEveryRecipeIsInTheCompiledCode) {
+  EntryRecorder recorder;
+  const std::vector<double> scalars{0.5, 0.25};
+  const KernelCatalog catalog = KernelCatalog::with_builtin_kernels();
+  for (const std::string& id : catalog.ids()) {
+    const KernelDef& def = **catalog.lookup(id);
+    ASSERT_NE(def.gpu, nullptr) << id;
+    ASSERT_TRUE(def.gpu->enqueue(recorder, 1000, scalars).ok()) << id;
+    ASSERT_NE(def.gpu->batched, nullptr) << id << " has no batched GPU recipe";
+    ASSERT_TRUE(def.gpu->batched->enqueue(recorder, {7, 1000}).ok()) << id;
+  }
+  for (DType dtype : {DType::f32, DType::f64}) {
+    auto ptx = cuda::compile_portable(detail::portable_kernel_source(), dtype, "compute_90");
+    ASSERT_TRUE(ptx.ok()) << ptx.error().to_string();
+    const std::string text(ptx->begin(), ptx->end());
+    for (const std::string& entry : recorder.entries) {
+      EXPECT_NE(text.find(".entry " + entry + "("), std::string::npos) << entry << " missing for " << to_string(dtype);
     }
   }
 }

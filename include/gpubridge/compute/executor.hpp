@@ -28,6 +28,9 @@
 namespace gpubridge::compute {
 
 class Backend;  // internal (src/compute/backend.hpp)
+namespace detail {
+struct ExecutorAccess;  // internal (src/compute/executor_access.hpp): the batcher's view of an Executor
+}
 
 enum class BackendChoice { automatic, cpu, cuda, opencl };
 std::string_view to_string(BackendChoice c) noexcept;
@@ -77,14 +80,16 @@ struct PoolStats {
 
 struct DeviceStats {
   std::string device_id;
-  std::uint64_t calls = 0;   // calls completed on this device (success or error)
-  std::uint64_t errors = 0;  // calls that failed on this device
+  std::uint64_t calls = 0;   // calls completed on this device (success or error); a batch counts once
+  std::uint64_t errors = 0;  // calls (batches) that failed on this device
   PoolStats device_pool;     // device memory (absent for the CPU: all zeros)
   PoolStats staging_pool;    // page-locked host staging memory
 };
 
 struct ExecutorStats {
-  std::array<std::uint64_t, kFallbackReasonCount> fallbacks{};  // indexed by FallbackReason
+  // Calls (batched requests included, one each) that ran somewhere other than asked, indexed by
+  // FallbackReason.
+  std::array<std::uint64_t, kFallbackReasonCount> fallbacks{};
   std::vector<DeviceStats> devices;
   std::uint64_t fallback_count(FallbackReason r) const { return fallbacks[static_cast<std::size_t>(r)]; }
 };
@@ -120,6 +125,7 @@ class Executor {
   ExecutorStats stats() const;
 
  private:
+  friend struct detail::ExecutorAccess;
   struct Impl;
   explicit Executor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,5 +1,11 @@
 // The CPU backend: one device ("cpu:0") backed by a thread pool. Every catalog kernel has a
 // CPU implementation, so can_run() always succeeds.
+//
+// Batches run their segments in parallel over the pool, in chunks of consecutive segments; each
+// segment runs the kernel's CPU implementation on the caller's memory (inputs read in place,
+// output written in place) with a serial CpuParallel, so nothing is allocated per request.
+#include <algorithm>
+#include <array>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -39,6 +45,37 @@ std::optional<std::uint64_t> mem_available_bytes() {
   return std::nullopt;
 }
 
+// Elements per chunk of a batch (about 64 KiB of f32 input): below it, segments share a chunk.
+constexpr std::size_t kBatchChunkElements = 1 << 14;
+
+// Runs every loop on the calling thread, as one chunk.
+class SerialParallel final : public CpuParallel {
+ public:
+  std::size_t chunk_count(std::size_t n, std::size_t) const override { return n == 0 ? 0 : 1; }
+  void for_chunks(std::size_t n, std::size_t,
+                  const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) override {
+    if (n > 0) fn(0, 0, n);
+  }
+};
+
+// Runs one segment of a batch into its request's output and sets the request's status.
+void run_segment(const KernelDef& def, DType dtype, BatchRequest& r) {
+  SerialParallel serial;
+  const std::size_t inputs = def.signature.inputs.size();
+  std::array<const void*, BatchRequest::kMaxInputs> data{};
+  for (std::size_t i = 0; i < inputs; ++i) data[i] = r.inputs[i].data;
+  const CpuKernelArgs args{dtype, r.inputs[0].count, std::span<const void* const>(data.data(), inputs),
+                           std::span<const double>(r.scalars.data(), def.signature.scalars.size()), r.output,
+                           serial};
+  try {
+    r.status = def.cpu(args);
+  } catch (const std::bad_alloc&) {
+    r.status = Error(ErrorCode::resource_exhausted, "out of host memory running " + def.id);
+  } catch (const std::exception& e) {
+    r.status = Error(ErrorCode::internal, std::string("CPU kernel ") + def.id + " threw: " + e.what());
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(unsigned threads) : pool_(threads) {
@@ -74,7 +111,33 @@ class CpuBackend final : public Backend {
     pool_.post([this, call = std::move(call), done = std::move(done)] { done(run(*call)); });
   }
 
+  // Small batches run on the submitting thread (the batcher's dispatcher); larger ones on the
+  // pool, so that the dispatcher can form the next batch meanwhile. Segment failures are
+  // per-request; the batch as a whole always succeeds.
+  void execute_batch(int, const BatchCall& call, BatchCompletion done) override {
+    if (call.total_elements * call.def->signature.inputs.size() <= kInlineElements) {
+      run_batch(call);
+      done(Status{});
+      return;
+    }
+    pool_.post([this, &call, done] {
+      run_batch(call);
+      done(Status{});
+    });
+  }
+
  private:
+  void run_batch(const BatchCall& call) {
+    const std::size_t segments = call.requests.size();
+    // Consecutive segments per chunk so that a chunk holds about kBatchChunkElements elements.
+    const std::size_t per_chunk =
+        std::max<std::size_t>(1, segments * kBatchChunkElements / std::max<std::size_t>(call.total_elements, 1));
+    const BatchCall* c = &call;  // one pointer: the loop body fits std::function's inline storage
+    pool_.for_chunks(segments, per_chunk, [c](std::size_t, std::size_t begin, std::size_t end) {
+      for (std::size_t s = begin; s < end; ++s) run_segment(*c->def, c->dtype, *c->requests[s]);
+    });
+  }
+
   Result<Tensor> run(const PreparedCall& call) {
     try {
       Tensor out = Tensor::uninitialized(call.dtype, call.output_count);

@@ -13,6 +13,14 @@
 //   k+1 overlaps the upload of chunk k), so staging memory does not grow with the call; the
 //   completion thread downloads the output the same way on the download stream, then frees the
 //   device memory.
+//
+// Batches of the dynamic batcher take the packed path in one piece: the offsets table, the
+// per-segment scalars and every segment's inputs are packed into one pinned staging buffer
+// (large batches are packed by the copy pool), uploaded with one copy, run by the segmented
+// recipe, and output + per-segment aux come back with one copy; the completion thread checks
+// each segment's aux and scatters each request's output straight from staging into its memory.
+// Device memory comes from the stream-ordered pool, staging from the pinned pool: warm batches
+// allocate nothing from the driver or the heap per request.
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -31,6 +39,7 @@
 #include "compute/cuda/cuda_error.hpp"
 #include "compute/cuda/nvrtc_program.hpp"
 #include "compute/cuda/pinned_pool.hpp"
+#include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 
 namespace gpubridge::compute {
@@ -47,6 +56,10 @@ constexpr std::size_t kMaxCachedStaging = std::size_t{1} << 30;
 constexpr unsigned kCopyThreads = 4;
 
 std::size_t align_up(std::size_t v) { return (v + kSlotAlign - 1) / kSlotAlign * kSlotAlign; }
+
+// Device address of each buffer slot of one launch sequence (nullptr: the call has no such slot).
+using SlotPointers = std::array<std::byte*, detail::kSlotCount>;
+constexpr std::size_t slot_index(detail::Slot s) { return static_cast<std::size_t>(s); }
 
 // Byte offsets of a call's slots in one device allocation, mirrored in its staging buffer:
 // [inputs][output][aux] are staged (inputs up, output+aux down); scratch lives on the device only.
@@ -73,23 +86,22 @@ struct Layout {
     off += align_up(r.scratch_elems * t);
     device_bytes = off;
   }
-  std::size_t offset(detail::Slot s) const {
-    switch (s) {
-      case detail::Slot::input0: return input[0];
-      case detail::Slot::input1: return input[1];
-      case detail::Slot::input2: return input[2];
-      case detail::Slot::input3: return input[3];
-      case detail::Slot::output: return output;
-      case detail::Slot::aux: return aux;
-      case detail::Slot::scratch: return scratch;
-    }
-    return 0;
+  // Device address of every slot the call has (nullptr for the batch-only slots).
+  SlotPointers pointers(std::byte* base, std::size_t inputs) const {
+    SlotPointers p{};
+    for (std::size_t i = 0; i < inputs; ++i) p[i] = base + input[i];
+    p[slot_index(detail::Slot::output)] = base + output;
+    p[slot_index(detail::Slot::aux)] = base + aux;
+    p[slot_index(detail::Slot::scratch)] = base + scratch;
+    return p;
   }
 };
 
 struct Pending {
-  std::shared_ptr<const PreparedCall> call;
+  std::shared_ptr<const PreparedCall> call;  // a single call, or
+  const BatchCall* batch = nullptr;           // a batch (owned by the batcher until batch_done)
   BackendCompletion done;
+  BatchCompletion batch_done;
   cudaEvent_t event = nullptr;  // packed: everything done; streamed: upload and kernels done
   std::size_t device_bytes = 0;
   cuda::PinnedBuffer staging;                // packed: the staged layout
@@ -134,8 +146,8 @@ struct DeviceState {
 // Executes recipe launches on one stream against one device allocation.
 class CudaLauncher final : public detail::GpuLauncher {
  public:
-  CudaLauncher(cuda::NvrtcProgram& program, cudaStream_t stream, std::byte* base, const Layout& layout, DType dtype)
-      : program_(program), stream_(stream), base_(base), layout_(layout), dtype_(dtype) {}
+  CudaLauncher(cuda::NvrtcProgram& program, cudaStream_t stream, const SlotPointers& slots, DType dtype)
+      : program_(program), stream_(stream), slots_(slots), dtype_(dtype) {}
 
   Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
     auto kernel = program_.kernel(std::string(entry));
@@ -151,7 +163,11 @@ class CudaLauncher final : public detail::GpuLauncher {
       const auto& a = args[i];
       switch (a.kind) {
         case detail::LaunchArg::Kind::buffer:
-          buffers[i] = base_ + layout_.offset(a.slot);
+          buffers[i] = slots_[slot_index(a.slot)];
+          if (buffers[i] == nullptr) {
+            return Error(ErrorCode::internal, std::string(entry) + ": argument " + std::to_string(i) +
+                                                  " names a buffer slot this launch has no buffer for");
+          }
           ptrs[i] = &buffers[i];
           break;
         case detail::LaunchArg::Kind::count:
@@ -177,8 +193,7 @@ class CudaLauncher final : public detail::GpuLauncher {
  private:
   cuda::NvrtcProgram& program_;
   cudaStream_t stream_;
-  std::byte* base_;
-  const Layout& layout_;
+  const SlotPointers& slots_;
   DType dtype_;
 };
 
@@ -293,6 +308,35 @@ class CudaBackend final : public Backend {
     lane.queue_cv.notify_one();
   }
 
+  void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done) override {
+    DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
+    if (call.def->gpu == nullptr || call.def->gpu->batched == nullptr) {
+      done(Error(ErrorCode::failed_precondition, "kernel '" + call.def->id + "' has no batched GPU implementation"));
+      return;
+    }
+    auto program = program_for(d, call.dtype);
+    if (!program) {
+      done(Error(ErrorCode::failed_precondition, program.error().message()));
+      return;
+    }
+    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
+    std::unique_lock submit(lane.submit_mutex);
+    Pending p;
+    p.batch = &call;
+    p.batch_done = done;
+    if (Status s = enqueue_batch(d, lane, **program, p); !s) {
+      submit.unlock();
+      release_host(d, lane, p);
+      done(s.error());
+      return;
+    }
+    {
+      std::lock_guard lock(lane.queue_mutex);
+      lane.queue.push_back(std::move(p));
+    }
+    lane.queue_cv.notify_one();
+  }
+
   PoolStats device_pool_stats(int ordinal) const override {
     DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
     std::lock_guard lock(d.pool_mutex);
@@ -397,15 +441,7 @@ class CudaBackend final : public Backend {
     const bool packed = layout.staged_bytes <= kPackedMaxBytes;
     GB_CUDA_TRY(cudaSetDevice(d.cuda_ordinal));
 
-    if (d.pool_limit != 0) {
-      std::lock_guard lock(d.pool_mutex);
-      if (d.pool_stats.bytes_in_use + layout.device_bytes > d.pool_limit) {
-        return Error(ErrorCode::resource_exhausted,
-                     "call needs " + std::to_string(layout.device_bytes) + " bytes of device memory; pool limit " +
-                         std::to_string(d.pool_limit) + " bytes with " + std::to_string(d.pool_stats.bytes_in_use) +
-                         " in use");
-      }
-    }
+    if (Status s = check_pool_limit(d, layout.device_bytes); !s) return s;
     if (packed) {
       auto staging = d.staging.acquire(layout.staged_bytes);
       if (!staging) return staging.error();
@@ -418,23 +454,15 @@ class CudaBackend final : public Backend {
       }
     }
 
-    void* base_ptr = nullptr;
-    GB_CUDA_TRY(cudaMallocFromPoolAsync(&base_ptr, layout.device_bytes, d.pool, lane.stream));
-    std::uint64_t reserved = 0;
-    cudaMemPoolGetAttribute(d.pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
-    {
-      std::lock_guard lock(d.pool_mutex);
-      (reserved > d.pool_stats.bytes_reserved ? d.pool_stats.misses : d.pool_stats.hits) += 1;
-      d.pool_stats.bytes_reserved = reserved;
-      d.pool_stats.bytes_in_use += layout.device_bytes;
-      d.pool_stats.peak_bytes_in_use = std::max(d.pool_stats.peak_bytes_in_use, d.pool_stats.bytes_in_use);
-    }
+    auto allocated = allocate_device(d, lane, layout.device_bytes);
+    if (!allocated) return allocated.error();
     p.device_bytes = layout.device_bytes;
-    auto* base = static_cast<std::byte*>(base_ptr);
+    std::byte* base = *allocated;
 
     Status s = packed ? upload_packed(lane, c, layout, base, p.staging.data) : upload_streamed(lane, c, layout, base, p.chunks);
     if (s) {
-      CudaLauncher launcher(program, lane.stream, base, layout, c.dtype);
+      const SlotPointers slots = layout.pointers(base, c.inputs.size());
+      CudaLauncher launcher(program, lane.stream, slots, c.dtype);
       s = recipe.enqueue(launcher, c.n, c.scalars);
     }
     if (s && packed) {
@@ -461,6 +489,124 @@ class CudaBackend final : public Backend {
       release_device_bytes(d, p.device_bytes);
     }
     return s;
+  }
+
+  static Status check_pool_limit(DeviceState& d, std::size_t bytes) {
+    if (d.pool_limit == 0) return {};
+    std::lock_guard lock(d.pool_mutex);
+    if (d.pool_stats.bytes_in_use + bytes > d.pool_limit) {
+      return Error(ErrorCode::resource_exhausted,
+                   "call needs " + std::to_string(bytes) + " bytes of device memory; pool limit " +
+                       std::to_string(d.pool_limit) + " bytes with " + std::to_string(d.pool_stats.bytes_in_use) +
+                       " in use");
+    }
+    return {};
+  }
+
+  // Stream-ordered allocation from the device's pool (no driver allocation once it is warm).
+  static Result<std::byte*> allocate_device(DeviceState& d, Lane& lane, std::size_t bytes) {
+    void* base_ptr = nullptr;
+    GB_CUDA_TRY(cudaMallocFromPoolAsync(&base_ptr, bytes, d.pool, lane.stream));
+    std::uint64_t reserved = 0;
+    cudaMemPoolGetAttribute(d.pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
+    {
+      std::lock_guard lock(d.pool_mutex);
+      (reserved > d.pool_stats.bytes_reserved ? d.pool_stats.misses : d.pool_stats.hits) += 1;
+      d.pool_stats.bytes_reserved = reserved;
+      d.pool_stats.bytes_in_use += bytes;
+      d.pool_stats.peak_bytes_in_use = std::max(d.pool_stats.peak_bytes_in_use, d.pool_stats.bytes_in_use);
+    }
+    return static_cast<std::byte*>(base_ptr);
+  }
+
+  // Enqueues a whole batch: pack, one upload, the segmented recipe, one download, free, event.
+  // One staging buffer and one device allocation hold [upload region][download region]. On
+  // error, as for enqueue(): the stream is drained and device memory freed.
+  Status enqueue_batch(DeviceState& d, Lane& lane, cuda::NvrtcProgram& program, Pending& p) {
+    const BatchCall& c = *p.batch;
+    const detail::GpuBatchRecipe& recipe = *c.def->gpu->batched;
+    const detail::BatchStaging layout(c, recipe, kSlotAlign);
+    const std::size_t total = layout.upload_bytes + layout.download_bytes;
+    GB_CUDA_TRY(cudaSetDevice(d.cuda_ordinal));
+    if (Status s = check_pool_limit(d, total); !s) return s;
+    auto staging = d.staging.acquire(total);
+    if (!staging) return staging.error();
+    p.staging = *staging;
+    std::byte* upload = p.staging.data;
+    detail::pack_batch_tables(c, layout, upload);
+    for_segments(c, layout.input_bytes * c.def->signature.inputs.size(), [&](std::size_t b, std::size_t e) {
+      detail::pack_batch_inputs(c, layout, upload, b, e);
+    });
+
+    auto allocated = allocate_device(d, lane, total);
+    if (!allocated) return allocated.error();
+    p.device_bytes = total;
+    std::byte* base = *allocated;
+    Status s;
+    if (cudaError_t e = cudaMemcpyAsync(base, upload, layout.upload_bytes, cudaMemcpyHostToDevice, lane.stream);
+        e != cudaSuccess) {
+      s = to_error(e, "cudaMemcpyAsync(batch upload)");
+    }
+    if (s) {
+      const SlotPointers slots = batch_pointers(base, c, recipe, layout);
+      CudaLauncher launcher(program, lane.stream, slots, c.dtype);
+      s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements});
+    }
+    if (s) {
+      if (cudaError_t e = cudaMemcpyAsync(upload + layout.upload_bytes, base + layout.upload_bytes,
+                                          layout.download_bytes, cudaMemcpyDeviceToHost, lane.stream);
+          e != cudaSuccess) {
+        s = to_error(e, "cudaMemcpyAsync(batch download)");
+      }
+    }
+    const cudaError_t freed = cudaFreeAsync(base, lane.stream);
+    if (s && freed != cudaSuccess) s = to_error(freed, "cudaFreeAsync");
+    if (s) s = record_event(lane, p);
+    if (!s) {
+      cudaStreamSynchronize(lane.stream);  // the stream may still read the staging memory
+      cudaGetLastError();
+      release_device_bytes(d, p.device_bytes);
+    }
+    return s;
+  }
+
+  // Checks each segment and copies its output from staging into its request (statuses set).
+  void scatter(const Pending& p) {
+    const BatchCall& c = *p.batch;
+    const detail::GpuBatchRecipe& recipe = *c.def->gpu->batched;
+    const detail::BatchStaging layout(c, recipe, kSlotAlign);
+    const std::byte* download = p.staging.data + layout.upload_bytes;
+    for_segments(c, layout.output_bytes, [&](std::size_t b, std::size_t e) {
+      detail::scatter_batch(c, recipe, layout, download, b, e);
+    });
+  }
+
+  // Runs fn(begin, end) over segment ranges: on the copy pool when the batch moves at least
+  // kParallelCopyBytes, inline otherwise.
+  template <typename Fn>
+  void for_segments(const BatchCall& c, std::size_t bytes, const Fn& fn) {
+    constexpr std::size_t kParallelCopyBytes = std::size_t{1} << 20;
+    const std::size_t segments = c.requests.size();
+    if (bytes < kParallelCopyBytes) {
+      fn(std::size_t{0}, segments);
+      return;
+    }
+    // About kParallelCopyBytes / 4 per chunk.
+    const std::size_t per_chunk = std::max<std::size_t>(1, segments * (kParallelCopyBytes / 4) / bytes);
+    copy_pool_->for_chunks(segments, per_chunk, [&fn](std::size_t, std::size_t b, std::size_t e) { fn(b, e); });
+  }
+
+  // Pointers of a batch's slots in one device allocation: upload region, then download region.
+  static SlotPointers batch_pointers(std::byte* base, const BatchCall& c, const detail::GpuBatchRecipe& r,
+                                     const detail::BatchStaging& layout) {
+    SlotPointers p{};
+    for (std::size_t i = 0; i < c.def->signature.inputs.size(); ++i) p[i] = base + layout.input[i];
+    p[slot_index(detail::Slot::offsets)] = base + layout.offsets;
+    if (layout.scalars_bytes > 0) p[slot_index(detail::Slot::scalars)] = base + layout.scalars;
+    std::byte* download = base + layout.upload_bytes;
+    p[slot_index(detail::Slot::output)] = download + layout.output;
+    if (r.aux_elems > 0) p[slot_index(detail::Slot::aux)] = download + layout.aux;
+    return p;
   }
 
   Status record_event(Lane& lane, Pending& p) {
@@ -565,6 +711,19 @@ class CudaBackend final : public Backend {
         if (lane.queue.empty()) return;
         p = std::move(lane.queue.front());
         lane.queue.pop_front();
+      }
+      if (p.batch != nullptr) {
+        const cudaError_t e = cudaEventSynchronize(p.event);
+        Status status;
+        if (e == cudaSuccess) {
+          scatter(p);
+        } else {
+          status = to_error(e, "running a batch of " + p.batch->def->id);
+        }
+        release_device_bytes(d, p.device_bytes);
+        release_host(d, lane, p);
+        p.batch_done(std::move(status));
+        continue;
       }
       const cudaError_t e = cudaEventSynchronize(p.event);
       Result<Tensor> out = e == cudaSuccess ? unpack(lane, p) : Result<Tensor>(to_error(e, "running " + p.call->def->id));

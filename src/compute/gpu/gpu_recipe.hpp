@@ -9,6 +9,16 @@
 //   output          output_count elements, downloaded
 //   scratch         recipe.scratch_elems elements, device-only
 //   aux             recipe.aux_elems elements, downloaded and passed to recipe.check
+//
+// A batched recipe (GpuBatchRecipe) runs many requests ("segments") of one kernel in one go over
+// the concatenation of their inputs. Its slots:
+//   offsets         segments + 1 uint64 (GB_SIZE): segment s is [offsets[s], offsets[s+1])
+//   scalars         segments * signature.scalars elements of the dtype, row s = segment s's scalars
+//   input0..input3  the concatenated inputs (offsets[segments] elements each)
+//   output          like_inputs: the concatenated outputs; scalar: one element per segment
+//   aux             aux_elems elements per segment (segment s at s * aux_elems), downloaded and
+//                   passed to check one segment at a time
+// Segment lengths are >= 1. A segment that fails its check fails alone.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -24,7 +34,8 @@ inline constexpr unsigned kGroupSize = 256;          // work-items per work-grou
 inline constexpr unsigned kMaxReduceGroups = 1024;   // partial sums per reduction
 inline constexpr unsigned kMaxElementwiseGroups = 65535;
 
-enum class Slot : std::uint8_t { input0, input1, input2, input3, output, scratch, aux };
+enum class Slot : std::uint8_t { input0, input1, input2, input3, output, scratch, aux, offsets, scalars };
+inline constexpr std::size_t kSlotCount = 9;
 
 struct LaunchArg {
   enum class Kind : std::uint8_t { buffer, count, scalar };
@@ -45,12 +56,28 @@ class GpuLauncher {
   virtual Status launch(std::string_view entry, std::uint64_t groups, std::span<const LaunchArg> args) = 0;
 };
 
+// The shape of one batch: `segments` requests holding `elements` input elements in total.
+struct BatchShape {
+  std::uint64_t segments = 0;
+  std::uint64_t elements = 0;
+};
+
+struct GpuBatchRecipe {
+  std::size_t aux_elems = 0;  // per segment, at most kMaxBatchAux
+  Status (*enqueue)(GpuLauncher& launcher, const BatchShape& shape) = nullptr;
+  // Optional: validates one segment's aux values; an error fails that segment only.
+  Status (*check)(std::span<const double> aux) = nullptr;
+};
+inline constexpr std::size_t kMaxBatchAux = 4;
+
 struct GpuRecipe {
   std::size_t scratch_elems = 0;
   std::size_t aux_elems = 0;
   Status (*enqueue)(GpuLauncher& launcher, std::size_t n, std::span<const double> scalars) = nullptr;
   // Optional: validates the downloaded aux values (as doubles); an error discards the output.
   Status (*check)(std::span<const double> aux) = nullptr;
+  // Optional: the segmented form used by the dynamic batcher (absent: batches run on the CPU).
+  const GpuBatchRecipe* batched = nullptr;
 };
 
 // Work-groups for a grid-stride elementwise kernel over n elements.

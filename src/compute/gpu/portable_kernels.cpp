@@ -100,6 +100,69 @@ GB_KERNEL void gb_div_by_sqrt(GB_GLOBAL const GB_T* x, GB_GLOBAL const GB_T* sum
   GB_T norm = GB_SQRT(sumsq[0]);
   for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) out[i] = x[i] / norm;
 }
+
+/* Segmented kernels (the dynamic batcher): segment s covers [offsets[s], offsets[s+1]) of the
+   concatenated inputs; offsets[0] = 0, offsets[nseg] = n, every segment non-empty. */
+
+/* The segment holding element i (i < offsets[nseg]), searching from segment `lo`, which must
+   satisfy offsets[lo] <= i: grid-stride loops pass the previous answer, as i only grows. */
+GB_DEVICE GB_SIZE gb_segment_of(GB_GLOBAL const GB_SIZE* offsets, GB_SIZE lo, GB_SIZE nseg, GB_SIZE i) {
+  GB_SIZE hi = nseg; /* offsets[lo] <= i < offsets[hi] */
+  while (hi - lo > 1) {
+    GB_SIZE mid = lo + (hi - lo) / 2;
+    if (offsets[mid] <= i) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
+/* out[i] = alpha[s] * x[i] + y[i], alpha[s] being segment s's scalar. */
+GB_KERNEL void gb_seg_axpy(GB_GLOBAL const GB_SIZE* offsets, GB_SIZE nseg, GB_GLOBAL const GB_T* alpha,
+                           GB_GLOBAL const GB_T* x, GB_GLOBAL const GB_T* y, GB_GLOBAL GB_T* out, GB_SIZE n) {
+  GB_SIZE seg = 0;
+  for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) {
+    seg = gb_segment_of(offsets, seg, nseg, i);
+    out[i] = alpha[seg] * x[i] + y[i];
+  }
+}
+
+/* Segmented reductions: one work-group per segment, launched with exactly nseg groups. */
+GB_KERNEL void gb_seg_dot(GB_GLOBAL const GB_SIZE* offsets, GB_GLOBAL const GB_T* a, GB_GLOBAL const GB_T* b,
+                          GB_GLOBAL GB_T* out) {
+  GB_LOCAL GB_T s[GB_GROUP_SIZE];
+  GB_SIZE seg = GB_GROUP_ID;
+  GB_SIZE end = offsets[seg + 1];
+  GB_T acc = 0;
+  for (GB_SIZE i = offsets[seg] + GB_LOCAL_ID; i < end; i += GB_GROUP_SIZE) acc += a[i] * b[i];
+  gb_group_sum_store(s, acc, out + seg);
+}
+
+GB_KERNEL void gb_seg_sum(GB_GLOBAL const GB_SIZE* offsets, GB_GLOBAL const GB_T* x, GB_GLOBAL GB_T* out) {
+  GB_LOCAL GB_T s[GB_GROUP_SIZE];
+  GB_SIZE seg = GB_GROUP_ID;
+  GB_SIZE end = offsets[seg + 1];
+  GB_T acc = 0;
+  for (GB_SIZE i = offsets[seg] + GB_LOCAL_ID; i < end; i += GB_GROUP_SIZE) acc += x[i];
+  gb_group_sum_store(s, acc, out + seg);
+}
+
+GB_KERNEL void gb_seg_sumsq(GB_GLOBAL const GB_SIZE* offsets, GB_GLOBAL const GB_T* x, GB_GLOBAL GB_T* out) {
+  GB_LOCAL GB_T s[GB_GROUP_SIZE];
+  GB_SIZE seg = GB_GROUP_ID;
+  GB_SIZE end = offsets[seg + 1];
+  GB_T acc = 0;
+  for (GB_SIZE i = offsets[seg] + GB_LOCAL_ID; i < end; i += GB_GROUP_SIZE) acc += x[i] * x[i];
+  gb_group_sum_store(s, acc, out + seg);
+}
+
+/* out[i] = x[i] / sqrt(sumsq[s]) for element i of segment s. */
+GB_KERNEL void gb_seg_div_by_sqrt(GB_GLOBAL const GB_SIZE* offsets, GB_SIZE nseg, GB_GLOBAL const GB_T* x,
+                                  GB_GLOBAL const GB_T* sumsq, GB_GLOBAL GB_T* out, GB_SIZE n) {
+  GB_SIZE seg = 0;
+  for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) {
+    seg = gb_segment_of(offsets, seg, nseg, i);
+    out[i] = x[i] / GB_SQRT(sumsq[seg]);
+  }
+}
 )GBSRC";
 
 }  // namespace

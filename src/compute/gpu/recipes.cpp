@@ -63,15 +63,58 @@ Status enqueue_normalize(GpuLauncher& l, std::size_t n, std::span<const double>)
   return l.launch("gb_div_by_sqrt", elementwise_groups(n), args);
 }
 
+// ---- Batched (segmented) forms: one launch per batch, or two for vector.normalize ----
+
+Status batch_add(GpuLauncher& l, const BatchShape& b) {
+  // Elementwise without scalars: the concatenation is one long vector.add.
+  const std::array args{A::buffer(Slot::input0), A::buffer(Slot::input1), A::buffer(Slot::output),
+                        A::size(b.elements)};
+  return l.launch("gb_add", elementwise_groups(b.elements), args);
+}
+
+Status batch_axpy(GpuLauncher& l, const BatchShape& b) {
+  const std::array args{A::buffer(Slot::offsets), A::size(b.segments), A::buffer(Slot::scalars),
+                        A::buffer(Slot::input0),  A::buffer(Slot::input1), A::buffer(Slot::output),
+                        A::size(b.elements)};
+  return l.launch("gb_seg_axpy", elementwise_groups(b.elements), args);
+}
+
+Status batch_dot(GpuLauncher& l, const BatchShape& b) {
+  const std::array args{A::buffer(Slot::offsets), A::buffer(Slot::input0), A::buffer(Slot::input1),
+                        A::buffer(Slot::output)};
+  return l.launch("gb_seg_dot", b.segments, args);
+}
+
+Status batch_sum(GpuLauncher& l, const BatchShape& b) {
+  const std::array args{A::buffer(Slot::offsets), A::buffer(Slot::input0), A::buffer(Slot::output)};
+  return l.launch("gb_seg_sum", b.segments, args);
+}
+
+Status batch_normalize(GpuLauncher& l, const BatchShape& b) {
+  const std::array sumsq{A::buffer(Slot::offsets), A::buffer(Slot::input0), A::buffer(Slot::aux)};
+  if (Status s = l.launch("gb_seg_sumsq", b.segments, sumsq); !s) return s;
+  const std::array args{A::buffer(Slot::offsets), A::size(b.segments), A::buffer(Slot::input0),
+                        A::buffer(Slot::aux),     A::buffer(Slot::output), A::size(b.elements)};
+  return l.launch("gb_seg_div_by_sqrt", elementwise_groups(b.elements), args);
+}
+
 }  // namespace
 
 // Shared with the CPU implementation: the L2 norm must be positive and finite.
 Status check_sum_of_squares(std::span<const double> aux);
 
-const GpuRecipe kVectorAddRecipe{0, 0, enqueue_add, nullptr};
-const GpuRecipe kVectorAxpyRecipe{0, 0, enqueue_axpy, nullptr};
-const GpuRecipe kVectorDotRecipe{kMaxReduceGroups, 0, enqueue_dot, nullptr};
-const GpuRecipe kReduceSumRecipe{kMaxReduceGroups, 0, enqueue_sum, nullptr};
-const GpuRecipe kVectorNormalizeRecipe{kMaxReduceGroups, 1, enqueue_normalize, check_sum_of_squares};
+namespace {
+const GpuBatchRecipe kAddBatch{0, batch_add, nullptr};
+const GpuBatchRecipe kAxpyBatch{0, batch_axpy, nullptr};
+const GpuBatchRecipe kDotBatch{0, batch_dot, nullptr};
+const GpuBatchRecipe kSumBatch{0, batch_sum, nullptr};
+const GpuBatchRecipe kNormalizeBatch{1, batch_normalize, check_sum_of_squares};
+}  // namespace
+
+const GpuRecipe kVectorAddRecipe{0, 0, enqueue_add, nullptr, &kAddBatch};
+const GpuRecipe kVectorAxpyRecipe{0, 0, enqueue_axpy, nullptr, &kAxpyBatch};
+const GpuRecipe kVectorDotRecipe{kMaxReduceGroups, 0, enqueue_dot, nullptr, &kDotBatch};
+const GpuRecipe kReduceSumRecipe{kMaxReduceGroups, 0, enqueue_sum, nullptr, &kSumBatch};
+const GpuRecipe kVectorNormalizeRecipe{kMaxReduceGroups, 1, enqueue_normalize, check_sum_of_squares, &kNormalizeBatch};
 
 }  // namespace gpubridge::compute::detail

@@ -10,6 +10,14 @@
 // launches, downloads into a fresh Tensor) without waiting, then hands it to the lane's
 // completion thread, which waits for its events, checks them, runs the recipe's check, returns
 // the buffers to the pool and calls done. The destructor completes every pending call first.
+//
+// execute_batch() stages a batch in two host-accessible buffers (CL_MEM_ALLOC_HOST_PTR, from a
+// second pool): the upload buffer is mapped, packed (offsets table, per-segment scalars, every
+// segment's inputs; see gpu/batch_staging.hpp) and unmapped; the segmented recipe runs on
+// sub-buffers of both (one per slot, no copies); the download buffer (output + aux) is mapped
+// for reading. The completion thread scatters each request's output from the mapped memory,
+// calls done, then unmaps and returns the buffers. On a CPU device (PoCL) map and unmap copy
+// nothing, so a batch moves each byte once in and once out, as a raw write/read pair would.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -31,6 +39,7 @@
 #include <vector>
 
 #include "compute/backend.hpp"
+#include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 #include "compute/opencl/opencl_error.hpp"
 
@@ -45,7 +54,7 @@ using opencl::cl_error_name;
 constexpr std::size_t kLanes = 2;
 constexpr std::uint64_t kMinBufferBytes = 256;
 constexpr std::size_t kBuildLogExcerptChars = 2000;
-constexpr std::size_t kSlotCount = 7;  // detail::Slot::input0 .. aux
+constexpr std::size_t kSlotCount = detail::kSlotCount;
 constexpr std::size_t kMaxInputs = 4;
 // OpenCL 2.0 query and flag, by number: opencl.hpp's 1.2 target leaves them out.
 constexpr cl_device_info kDeviceSvmCapabilities = 0x1053;
@@ -83,8 +92,9 @@ struct PooledBuffer {
 class BufferPool {
  public:
   BufferPool(cl::Context context, std::string device_id, std::uint64_t max_alloc_bytes, std::uint64_t limit_bytes,
-             std::string limit_name)
-      : context_(std::move(context)),
+             std::string limit_name, cl_mem_flags flags = CL_MEM_READ_WRITE)
+      : flags_(flags),
+        context_(std::move(context)),
         device_id_(std::move(device_id)),
         max_alloc_bytes_(max_alloc_bytes),
         limit_bytes_(limit_bytes),
@@ -169,6 +179,14 @@ class BufferPool {
     buffers.clear();
   }
 
+  // Forgets a buffer that must not be reused (e.g. it could not be unmapped); it is freed with `b`.
+  void drop(PooledBuffer& b) noexcept {
+    std::lock_guard lock(mu_);
+    stats_.bytes_in_use -= b.bytes;
+    stats_.bytes_reserved -= b.bytes;
+    b.bytes = 0;
+  }
+
   PoolStats stats() const {
     std::lock_guard lock(mu_);
     return stats_;
@@ -181,7 +199,7 @@ class BufferPool {
 
   Result<cl::Buffer> create(std::uint64_t bytes) const {
     cl_int err = CL_SUCCESS;
-    cl::Buffer buffer(context_, CL_MEM_READ_WRITE, static_cast<cl::size_type>(bytes), nullptr, &err);
+    cl::Buffer buffer(context_, flags_, static_cast<cl::size_type>(bytes), nullptr, &err);
     if (err != CL_SUCCESS) return cl_call_error(err, "clCreateBuffer(" + std::to_string(bytes) + " bytes)");
     return buffer;
   }
@@ -199,6 +217,7 @@ class BufferPool {
     }
   }
 
+  const cl_mem_flags flags_;
   const cl::Context context_;
   const std::string device_id_;
   const std::uint64_t max_alloc_bytes_;
@@ -235,10 +254,17 @@ struct PendingCall {
   Tensor output;
   std::vector<std::byte> aux;               // downloaded aux slot
   std::optional<Error> error;               // an enqueue failed: wait for the rest, then fail
+  // A batch instead of `call` (buffers: [0] upload, [1] download, both host-accessible).
+  const BatchCall* batch = nullptr;
+  BatchCompletion batch_done;
+  std::array<cl::Buffer, kSlotCount> regions;  // sub-buffers the recipe's slots use
+  std::size_t region_align = 0;                 // the layout's alignment (the device's)
+  void* mapped_upload = nullptr;                // set while the upload buffer is mapped
+  void* mapped_download = nullptr;              // the download buffer, mapped for reading
 };
 
-// Waits for every command of `p`, then returns the output or the first failure.
-Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
+// Waits for every command of `p` and returns the first failure (or p.error).
+Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue) {
   cl_int err = p.events.empty() ? CL_SUCCESS : cl::WaitForEvents(p.events);
   if (err != CL_SUCCESS && err != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) {
     // The wait itself failed: make sure nothing still uses the buffers before they are reused.
@@ -256,6 +282,12 @@ Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
     }
   }
   if (err != CL_SUCCESS) return cl_call_error(err, "clWaitForEvents");
+  return {};
+}
+
+// Waits for every command of `p`, then returns the output or the first failure.
+Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
+  if (Status s = wait_for_commands(p, queue); !s) return s.error();
   const detail::GpuRecipe& recipe = *p.call->def->gpu;
   if (recipe.check != nullptr) {
     std::vector<double> aux(recipe.aux_elems);
@@ -275,8 +307,50 @@ Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
   return std::move(p.output);
 }
 
+// Unmaps `mapped` (a pointer into `b`) and waits for it; a buffer that cannot be unmapped is
+// dropped from the pool rather than reused while mapped.
+void unmap_or_drop(const cl::CommandQueue& queue, BufferPool& pool, PooledBuffer& b, void*& mapped) noexcept {
+  if (mapped == nullptr) return;
+  cl::Event unmapped;
+  cl_int err = queue.enqueueUnmapMemObject(b.buffer, mapped, nullptr, &unmapped);
+  if (err == CL_SUCCESS) err = unmapped.wait();
+  mapped = nullptr;
+  if (err != CL_SUCCESS) {
+    queue.finish();
+    pool.drop(b);
+  }
+}
+
+// Completes a batch exactly once: waits, scatters the outputs, calls done, then unmaps and
+// returns the buffers (the unmap waits for this lane's later commands, so done does not).
+void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
+  Status status;
+  try {
+    status = wait_for_commands(p, queue);
+    if (status) {
+      const detail::GpuBatchRecipe& recipe = *p.batch->def->gpu->batched;
+      const detail::BatchStaging layout(*p.batch, recipe, p.region_align);
+      detail::scatter_batch(*p.batch, recipe, layout, static_cast<const std::byte*>(p.mapped_download), 0,
+                            p.batch->requests.size());
+    }
+  } catch (const std::exception& e) {
+    status = Error(ErrorCode::internal, std::string("completing an OpenCL batch: ") + e.what());
+  }
+  p.batch_done(std::move(status));
+  p.regions = {};
+  if (p.pool == nullptr) return;
+  if (p.mapped_upload != nullptr) unmap_or_drop(queue, *p.pool, p.buffers[0], p.mapped_upload);
+  if (p.mapped_download != nullptr) unmap_or_drop(queue, *p.pool, p.buffers[1], p.mapped_download);
+  std::erase_if(p.buffers, [](const PooledBuffer& b) { return b.bytes == 0; });
+  p.pool->release(p.buffers);
+}
+
 // Completes `p` exactly once: waits, returns its buffers, calls done.
 void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
+  if (p.batch != nullptr) {
+    complete_batch(p, queue);
+    return;
+  }
   std::optional<Result<Tensor>> result;
   try {
     result.emplace(finish_call(p, queue));
@@ -420,7 +494,9 @@ struct ClDevice {
   bool fp64 = false;
   std::size_t max_work_group = 0;
   std::uint64_t max_alloc_bytes = 0;
+  std::size_t region_align = 256;  // sub-buffer origins: CL_DEVICE_MEM_BASE_ADDR_ALIGN, at least 256 bytes
   std::unique_ptr<BufferPool> pool;
+  std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
   std::array<std::unique_ptr<Lane>, kLanes> lanes;  // last: drained and joined before the rest goes
@@ -471,6 +547,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   cl_device_type type = 0;
   cl_bool available = CL_FALSE;
   cl::size_type max_work_group = 0;
+  cl_uint base_align_bits = 0;
   for (Status s : {device_info(device, CL_DEVICE_NAME, "CL_DEVICE_NAME", &info.name),
                    device_info(device, CL_DEVICE_VENDOR, "CL_DEVICE_VENDOR", &info.vendor),
                    device_info(device, CL_DRIVER_VERSION, "CL_DRIVER_VERSION", &driver_version),
@@ -482,7 +559,9 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
                    device_info(device, CL_DEVICE_TYPE, "CL_DEVICE_TYPE", &type),
                    device_info(device, CL_DEVICE_AVAILABLE, "CL_DEVICE_AVAILABLE", &available),
                    device_info(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, "CL_DEVICE_MAX_WORK_GROUP_SIZE",
-                               &max_work_group)}) {
+                               &max_work_group),
+                   device_info(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, "CL_DEVICE_MEM_BASE_ADDR_ALIGN",
+                               &base_align_bits)}) {
     if (!s) return s.error();
   }
   info.name = trimmed(std::move(info.name));
@@ -512,6 +591,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   d->fp64 = info.caps.fp64;
   d->max_work_group = max_work_group;
   d->max_alloc_bytes = max_alloc;
+  d->region_align = std::max<std::size_t>(256, std::bit_ceil(std::max<std::size_t>(base_align_bits / 8, 1)));
 
   cl_int err = CL_SUCCESS;
   d->context = cl::Context(device, nullptr, nullptr, nullptr, &err);
@@ -520,6 +600,10 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   d->pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
                                          capped ? options.device_pool_limit_bytes : global_mem,
                                          capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE");
+  d->staging_pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
+                                                 capped ? options.device_pool_limit_bytes : global_mem,
+                                                 capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE",
+                                                 CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR);
   for (std::size_t i = 0; i < kLanes; ++i) {
     cl::CommandQueue queue(d->context, device, 0, &err);
     if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
@@ -690,6 +774,86 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
   return {};
 }
 
+// Stages a batch and enqueues all its commands on `lane` (see the header comment), recording
+// them in `p`. On error, what was enqueued is recorded and the upload buffer is unmapped or
+// marked mapped in `p`, so that completing `p` cleans up.
+Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
+  const BatchCall& c = *p.batch;
+  Result<ProgramState*> program = runnable(d, *c.def, c.dtype);
+  if (!program) return program.error();
+  if (c.def->gpu->batched == nullptr) {
+    return Error(ErrorCode::failed_precondition, "kernel " + c.def->id + " has no batched GPU implementation");
+  }
+  const detail::GpuBatchRecipe& recipe = *c.def->gpu->batched;
+  const detail::BatchStaging layout(c, recipe, d.region_align);
+  p.region_align = d.region_align;
+  const std::array<std::uint64_t, 2> sizes{layout.upload_bytes, layout.download_bytes};
+  Result<std::vector<PooledBuffer>> buffers = d.staging_pool->acquire(sizes);
+  if (!buffers) return buffers.error();
+  p.buffers = std::move(buffers.value());
+  p.pool = d.staging_pool.get();
+  cl::Buffer& upload = p.buffers[0].buffer;
+  cl::Buffer& download = p.buffers[1].buffer;
+
+  std::array<const cl::Buffer*, kSlotCount> slots{};
+  const auto region = [&](detail::Slot slot, cl::Buffer& parent, std::size_t origin,
+                          std::size_t bytes) -> Status {
+    if (bytes == 0) return {};
+    const cl_buffer_region r{origin, bytes};
+    cl_int err = CL_SUCCESS;
+    cl::Buffer sub = parent.createSubBuffer(CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clCreateSubBuffer");
+    const auto i = static_cast<std::size_t>(slot);
+    p.regions[i] = std::move(sub);
+    slots[i] = &p.regions[i];
+    return {};
+  };
+  Status s = region(detail::Slot::offsets, upload, layout.offsets, layout.offsets_bytes);
+  if (s) s = region(detail::Slot::scalars, upload, layout.scalars, layout.scalars_bytes);
+  for (std::size_t i = 0; s && i < c.def->signature.inputs.size(); ++i) {
+    s = region(static_cast<detail::Slot>(i), upload, layout.input[i], layout.input_bytes);
+  }
+  if (s) s = region(detail::Slot::output, download, layout.output, layout.output_bytes);
+  if (s) s = region(detail::Slot::aux, download, layout.aux, layout.aux_bytes);
+  if (!s) return s;
+  p.events.reserve(8);
+  p.commands.reserve(8);
+
+  const cl::CommandQueue& queue = lane.queue();
+  std::lock_guard lock(lane.enqueue_mutex());
+  cl_int err = CL_SUCCESS;
+  p.mapped_upload = queue.enqueueMapBuffer(upload, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
+                                           static_cast<cl::size_type>(layout.upload_bytes), nullptr, nullptr, &err);
+  if (err != CL_SUCCESS) {
+    p.mapped_upload = nullptr;
+    return cl_call_error(err, "clEnqueueMapBuffer(batch upload)");
+  }
+  auto* host = static_cast<std::byte*>(p.mapped_upload);
+  detail::pack_batch_tables(c, layout, host);
+  detail::pack_batch_inputs(c, layout, host, 0, c.requests.size());
+  {
+    cl::Event event;
+    err = queue.enqueueUnmapMemObject(upload, p.mapped_upload, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueUnmapMemObject(batch upload)");
+    p.mapped_upload = nullptr;
+    p.events.push_back(std::move(event));
+    p.commands.push_back("clEnqueueUnmapMemObject(batch upload)");
+  }
+  ClLauncher launcher(lane, (*program)->kernels[lane.index()], c.dtype, slots, p);
+  if (s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements}); !s) return s;
+  {
+    cl::Event event;
+    void* mapped = queue.enqueueMapBuffer(download, CL_FALSE, CL_MAP_READ, 0,
+                                          static_cast<cl::size_type>(layout.download_bytes), nullptr, &event, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueMapBuffer(batch download)");
+    p.mapped_download = mapped;
+    p.events.push_back(std::move(event));
+    p.commands.push_back("clEnqueueMapBuffer(batch download)");
+  }
+  if (err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
+  return {};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backend
 
@@ -756,14 +920,54 @@ class OpenClBackend final : public Backend {
     complete_call(*p, lane.queue());
   }
 
+  void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done) override {
+    ClDevice* d = device(ordinal);
+    if (d == nullptr) {
+      done(no_such_device(ordinal));
+      return;
+    }
+    std::unique_ptr<PendingCall> p;
+    try {
+      p = std::make_unique<PendingCall>();
+    } catch (const std::bad_alloc&) {
+      done(Error(ErrorCode::resource_exhausted, "out of host memory starting an OpenCL batch"));
+      return;
+    }
+    p->batch = &call;
+    p->batch_done = done;
+    Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
+    Status s;
+    try {
+      s = enqueue_batch(*d, lane, *p);
+    } catch (const std::exception& e) {
+      lane.queue().finish();  // commands may be enqueued that `p` does not record
+      const bool oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+      s = Error(oom ? ErrorCode::resource_exhausted : ErrorCode::internal,
+                std::string("enqueueing an OpenCL batch: ") + e.what());
+    }
+    if (!s) p->error = s.error();
+    if (!p->events.empty()) {
+      try {
+        lane.push(p);
+        return;
+      } catch (...) {
+        // Could not queue it: complete it here instead (complete_call waits for its events).
+      }
+    }
+    complete_call(*p, lane.queue());
+  }
+
   PoolStats device_pool_stats(int ordinal) const override {
     const ClDevice* d = device(ordinal);
     return d == nullptr ? PoolStats{} : d->pool->stats();
   }
 
-  // Zeros by design: OpenCL copies straight from and to the caller's memory (no page-locked
-  // staging buffers in this backend).
-  PoolStats staging_pool_stats(int /*ordinal*/) const override { return {}; }
+  // The host-accessible buffers batches are staged in. Single calls copy straight from and to
+  // the caller's memory and use no staging.
+  PoolStats staging_pool_stats(int ordinal) const override {
+    const ClDevice* d = device(ordinal);
+    return d == nullptr ? PoolStats{} : d->staging_pool->stats();
+  }
 
  private:
   ClDevice* device(int ordinal) const {

@@ -1,0 +1,79 @@
+#pragma once
+// GpuServices: the compute side of a silo as GPU grains see it — the Executor, and one
+// DynamicBatcher per (kernel, dtype), created on first use with the silo's batch policy and
+// placement. Grains get it from their factory (the silo registers them with it).
+//
+// submit_batch() is the bridge between the two worlds: a coroutine awaits one BatchRequest and
+// resumes in its own ResumeContext (inside its grain's turn) when the batch that served it
+// completed. It allocates nothing: the request lives in the awaiting frame.
+//
+// Thread-safety: every member is thread-safe. Batchers live until stop() or destruction.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gpubridge/compute/batcher.hpp"
+#include "gpubridge/compute/executor.hpp"
+#include "gpubridge/runtime/resume_context.hpp"
+
+namespace gpubridge::grains {
+
+class GpuServices {
+ public:
+  GpuServices(compute::Executor& executor, compute::BatchPolicy policy, compute::CallOptions placement);
+  ~GpuServices();  // stops every batcher
+  GpuServices(const GpuServices&) = delete;
+  GpuServices& operator=(const GpuServices&) = delete;
+
+  compute::Executor& executor() noexcept { return executor_; }
+  const compute::BatchPolicy& policy() const noexcept { return policy_; }
+
+  // The batcher of (kernel, dtype); created on first use. Errors as DynamicBatcher::create.
+  Result<compute::DynamicBatcher*> batcher(std::string_view kernel, compute::DType dtype);
+  // "kernel/dtype" -> statistics of every batcher created so far.
+  std::vector<std::pair<std::string, compute::BatcherStats>> batcher_stats() const;
+  // Stops every batcher: queued requests fail with `cancelled`. Later batcher() calls fail.
+  void stop();
+
+ private:
+  compute::Executor& executor_;
+  compute::BatchPolicy policy_;
+  compute::CallOptions placement_;
+  mutable std::mutex mutex_;
+  bool stopped_ = false;
+  std::map<std::string, std::unique_ptr<compute::DynamicBatcher>, std::less<>> batchers_;
+};
+
+// co_await submit_batch(batcher, request): submits and suspends until on_done; then returns the
+// request's report or throws ErrorException with the request's error (queue full, deadline,
+// device or data error). The request's on_done/user fields are taken over by the awaiter.
+class BatchAwaiter {
+ public:
+  BatchAwaiter(compute::DynamicBatcher& batcher, compute::BatchRequest& request) noexcept
+      : batcher_(batcher), request_(request) {}
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> handle);
+  compute::BatchReport await_resume() const;
+
+ private:
+  static void on_done(compute::BatchRequest& request);
+  compute::DynamicBatcher& batcher_;
+  compute::BatchRequest& request_;
+  runtime::Resumption resumption_;
+  runtime::ResumeContext context_;
+  Status submitted_;
+};
+
+inline BatchAwaiter submit_batch(compute::DynamicBatcher& batcher, compute::BatchRequest& request) noexcept {
+  return BatchAwaiter(batcher, request);
+}
+
+// "vector.add/f32" -> ("vector.add", f32). invalid_argument on anything else.
+Result<std::pair<std::string, compute::DType>> parse_kernel_key(std::string_view key);
+std::string kernel_key(std::string_view kernel, compute::DType dtype);
+
+}  // namespace gpubridge::grains

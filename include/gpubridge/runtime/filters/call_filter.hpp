@@ -1,0 +1,40 @@
+#pragma once
+// Call filters (interceptors): code that runs before and after every grain call, in the
+// callee's turn. Telemetry (spans, durations) and tenancy (quotas, identity) hook in here.
+//
+// Order: filters run in the order they were added for before(), and in reverse order for
+// after() (an onion). after() runs only for filters whose before() ran. A filter that throws in
+// before() fails the call with that exception and the method does not run; a filter that throws
+// in after() fails the call with that exception. Timer ticks and lifecycle hooks are not calls
+// and are not filtered.
+//
+// Thread-safety: a filter is shared by all workers; before()/after() run concurrently for
+// different calls and must be thread-safe. Filters are added with Runtime::add_call_filter and
+// kept until the runtime is destroyed.
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <string_view>
+
+#include "gpubridge/runtime/grain_id.hpp"
+
+namespace gpubridge::runtime {
+
+struct CallContext {
+  const GrainId& grain;
+  std::string_view method;  // "Class::method"
+  std::size_t argument_count = 0;
+  // Set before after(): wall time from before the first filter to after the method's end.
+  std::chrono::nanoseconds duration{0};
+  // Set before after(): what the call is about to throw to the caller (null on success).
+  std::exception_ptr exception;
+};
+
+class CallFilter {
+ public:
+  virtual ~CallFilter() = default;
+  virtual void before(CallContext& context) = 0;
+  virtual void after(CallContext& context) = 0;
+};
+
+}  // namespace gpubridge::runtime

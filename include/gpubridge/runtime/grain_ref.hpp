@@ -1,0 +1,114 @@
+#pragma once
+// GrainRef<G>: a typed reference to a grain, obtained from Runtime::get<G>(key) (the grain
+// factory). It names the grain; it does not own or pin an activation. Callers never create or
+// destroy grains: the first call activates the grain, idle activations are collected.
+//
+//   GrainRef<Counter> c = runtime.get<Counter>("c1");
+//   int v = co_await c.call<&Counter::add>(5);   // Task<int>; the grain's exception rethrows here
+//   c.send<&Counter::add>(1);                     // one-way: not awaited, errors are reported
+//
+// call<M>() is type-checked at compile time: M must be a method of G (or a base) returning
+// Task<R>, and the arguments must convert to its parameters. Arguments are moved into the
+// returned Task's frame and passed to the method by reference or by move: an in-process call
+// copies nothing else, serializes nothing and (warm) allocates nothing.
+//
+// Thread-safety: a GrainRef is an immutable value; copy it freely across threads. The Task
+// returned by call() must be awaited (or run) before the Runtime is destroyed.
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+
+#include "gpubridge/runtime/grain_id.hpp"
+#include "gpubridge/runtime/internal/method.hpp"
+#include "gpubridge/runtime/messaging/message.hpp"
+#include "gpubridge/runtime/task.hpp"
+
+namespace gpubridge::runtime {
+
+class Runtime;
+
+namespace internal {
+
+// Runtime::dispatch() and Runtime::spawn(), reachable without the Runtime's definition.
+bool dispatch(Runtime& runtime, Message& message) noexcept;
+bool spawn(Runtime& runtime, Task<void> task);
+[[noreturn]] void throw_unbound_ref();
+
+struct DispatchAwaiter {
+  Runtime& runtime;
+  Message& message;
+  bool await_ready() const noexcept { return false; }
+  // Suspends unless dispatch failed at once. After dispatch() returns true another thread may
+  // already have resumed the caller, so nothing here touches the frame afterwards.
+  bool await_suspend(std::coroutine_handle<> caller) const noexcept {
+    message.reply.handle = caller;
+    return dispatch(runtime, message);
+  }
+  void await_resume() const noexcept {}
+};
+
+template <auto M>
+Task<result_of<M>> call_grain(Runtime* runtime, const void* grain_class, GrainId id,
+                              typename traits_of<M>::arguments args) {
+  using R = result_of<M>;
+  if (runtime == nullptr) throw_unbound_ref();
+  ResultSlot<R> slot;
+  Message m;
+  m.target = &id;
+  m.method = &method_info<M>;
+  m.grain_class = grain_class;
+  m.arguments = &args;
+  if constexpr (!std::is_void_v<R>) m.result = &slot;
+  co_await DispatchAwaiter{*runtime, m};
+  if (m.error) std::rethrow_exception(m.error);
+  if constexpr (!std::is_void_v<R>) co_return std::move(*slot.value);
+}
+
+template <typename T>
+Task<void> discard_result(Task<T> task) {
+  co_await std::move(task);
+}
+
+}  // namespace internal
+
+template <typename G>
+class GrainRef {
+ public:
+  GrainRef() = default;  // unbound: calls fail with failed_precondition
+  GrainRef(Runtime* runtime, GrainId id) : runtime_(runtime), id_(std::move(id)) {}
+
+  const GrainId& id() const noexcept { return id_; }
+  Runtime* runtime() const noexcept { return runtime_; }
+  explicit operator bool() const noexcept { return runtime_ != nullptr && id_.valid(); }
+
+  template <auto M, typename... A>
+  Task<internal::result_of<M>> call(A&&... args) const {
+    static_assert(internal::check_method<M>());
+    using Traits = internal::traits_of<M>;
+    static_assert(std::is_base_of_v<typename Traits::grain_type, G>, "the method does not belong to this grain type");
+    static_assert(sizeof...(A) == Traits::arity, "wrong number of arguments for this grain method");
+    static_assert(std::is_constructible_v<typename Traits::arguments, A&&...>,
+                  "arguments do not convert to this grain method's parameters");
+    return internal::call_grain<M>(runtime_, internal::type_key<G>(), id_,
+                                   typename Traits::arguments(std::forward<A>(args)...));
+  }
+
+  // One-way call: returns at once; the result is dropped and an exception goes to the runtime's
+  // unhandled-error handler. False when the runtime no longer accepts work.
+  template <auto M, typename... A>
+  bool send(A&&... args) const {
+    if (runtime_ == nullptr) internal::throw_unbound_ref();
+    return internal::spawn(*runtime_, internal::discard_result(call<M>(std::forward<A>(args)...)));
+  }
+
+  friend bool operator==(const GrainRef& a, const GrainRef& b) noexcept {
+    return a.runtime_ == b.runtime_ && a.id_ == b.id_;
+  }
+
+ private:
+  Runtime* runtime_ = nullptr;
+  GrainId id_;
+};
+
+}  // namespace gpubridge::runtime

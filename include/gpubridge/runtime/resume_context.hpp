@@ -1,0 +1,32 @@
+#pragma once
+// ResumeContext: where a suspended coroutine must continue. Awaitables that complete on another
+// thread (I/O, device completions, AsyncEvent) capture ResumeContext::current() in
+// await_suspend and hand their continuation to it instead of calling handle.resume():
+//   - inside a grain: the continuation runs as part of the same turn, queued to the activation,
+//     so it never runs at the same time as another turn of that activation;
+//   - elsewhere on a runtime worker: it is posted to the worker pool;
+//   - outside any runtime thread: it resumes inline on the completing thread.
+// Thread-safety: resume() may be called from any thread, once per suspension.
+#include "gpubridge/runtime/messaging/message.hpp"
+
+namespace gpubridge::runtime {
+
+namespace internal {
+class Activation;
+class Scheduler;
+}  // namespace internal
+
+class ResumeContext {
+ public:
+  static ResumeContext current() noexcept;
+  // Resumes r.handle in this context. `r` must stay alive until it has run (keep it in the
+  // awaiting frame, e.g. as a member of the awaiter).
+  void resume(Resumption& r) const noexcept;
+
+ private:
+  internal::Activation* activation_ = nullptr;
+  Message* turn_ = nullptr;
+  internal::Scheduler* scheduler_ = nullptr;
+};
+
+}  // namespace gpubridge::runtime

@@ -1,0 +1,503 @@
+// The dynamic batcher (see gpubridge/compute/batcher.hpp).
+//
+// One batcher serves one (kernel, dtype, device) queue:
+// - submit() validates the request, links it into the incoming priority queue
+//   (batch_queue.hpp) under the mutex and, only when that changes what the dispatcher waits
+//   for, wakes it.
+// - One dispatcher thread moves incoming requests to its own queue (O(1), under the mutex),
+//   waits on a condition variable until a batch closes (max_batch requests or the oldest waited
+//   max_delay, by steady_clock), drops expired requests (deadline_exceeded, not run), fills a
+//   free batch slot without holding the mutex and hands it to the backend's execute_batch(). At
+//   most max_inflight_batches slots exist; each keeps its request and offsets vectors (capacity
+//   max_batch), so a batch allocates nothing per request.
+// - The backend's completion (any thread) retries a failed batch on the CPU when the fallback
+//   policy says so, fills each request's report, updates statistics and the adaptive limit,
+//   calls every on_done, then frees the slot.
+// Requests are caller-owned throughout; the batcher only links them.
+#include "gpubridge/compute/batcher.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "compute/backend.hpp"
+#include "compute/batch_queue.hpp"
+#include "compute/executor_access.hpp"
+#include "compute/fallback_policy.hpp"
+#include "compute/gpu/gpu_recipe.hpp"
+
+namespace gpubridge::compute {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using detail::ExecutorAccess;
+
+// A batch closes early rather than exceed this many elements per input (and a single request
+// longer than this is refused): bounds the staging and device memory one batch needs.
+constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
+// Policy bounds: batch slots are preallocated from these.
+constexpr std::size_t kMaxBatchLimit = std::size_t{1} << 20;
+constexpr std::size_t kMaxInflightLimit = 64;
+
+class Batcher;
+
+// One batch slot, reused by every batch it carries.
+struct InflightBatch {
+  Batcher* owner = nullptr;
+  std::vector<BatchRequest*> requests;  // capacity policy.max_batch, reserved once
+  std::vector<std::uint64_t> offsets;   // segment starts, capacity policy.max_batch + 1
+  BatchCall call;
+  const DeviceSlot* slot = nullptr;  // where the batch runs now (the CPU after a fallback)
+  FallbackReason fallback = FallbackReason::none;
+  SteadyTime dispatched{};
+  SteadyTime oldest{};  // enqueue time of the batch's oldest request
+  InflightBatch* next_free = nullptr;
+};
+
+Error invalid(std::string message) { return Error(ErrorCode::invalid_argument, std::move(message)); }
+
+// Calls the request's hook; a throwing hook is a bug in the caller, reported and contained so
+// that the other requests of the batch still complete.
+void notify(BatchRequest& r) noexcept {
+  try {
+    r.on_done(r);
+  } catch (...) {
+    std::fputs("gpubridge: a BatchRequest on_done hook threw; exception ignored\n", stderr);
+  }
+}
+
+class Batcher final : public DynamicBatcher {
+ public:
+  Batcher(Executor& executor, const KernelDef& def, DType dtype, const BatchPolicy& policy, const DeviceSlot& slot,
+          FallbackReason placement_fallback, bool allow_fallback)
+      : executor_(executor),
+        def_(def),
+        dtype_(dtype),
+        policy_(policy),
+        slot_(slot),
+        cpu_(ExecutorAccess::policy(executor).cpu()),
+        placement_fallback_(placement_fallback),
+        allow_fallback_(allow_fallback),
+        inputs_(def.signature.inputs.size()),
+        limit_(detail::initial_batch_limit(policy)),
+        batches_(std::make_unique<InflightBatch[]>(policy.max_inflight_batches)) {
+    for (std::size_t i = 0; i < policy_.max_inflight_batches; ++i) {
+      InflightBatch& b = batches_[i];
+      b.owner = this;
+      b.requests.reserve(policy_.max_batch);
+      b.offsets.reserve(policy_.max_batch + 1);
+      b.call.def = &def_;
+      b.call.dtype = dtype_;
+      b.next_free = free_;
+      free_ = &b;
+    }
+    dispatcher_ = std::thread([this] { dispatch_loop(); });
+  }
+
+  ~Batcher() override { stop(); }
+
+  Status submit(BatchRequest& r) override {
+    if (Status s = validate(r); !s) return s;
+    const SteadyTime now = Clock::now();
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
+      if (queued_ >= policy_.queue_capacity) {
+        ++stats_.rejected_queue_full;
+        return Error(ErrorCode::resource_exhausted,
+                     "queue full (capacity " + std::to_string(policy_.queue_capacity) + ") for " + def_.id + " on " +
+                         slot_.device.id);
+      }
+      // status and report are written when the request completes (every path sets them).
+      r.enqueued_ = now;
+      incoming_.push(r);
+      ++queued_;
+      ++stats_.submitted;
+      // Wake the dispatcher only when this request changes what it waits for.
+      bool wake = waiting_ == Waiting::requests && (queued_ == 1 || queued_ >= limit_);
+      if (r.deadline < deadline_bound_) {
+        deadline_bound_ = r.deadline;
+        wake = wake || waiting_ != Waiting::none;
+      }
+      if (!wake) return {};
+      waiting_ = Waiting::none;  // woken once: later submits need not signal again
+    }
+    cv_.notify_one();
+    return {};
+  }
+
+  std::size_t inflight() const override {
+    std::lock_guard lock(mu_);
+    return queued_ + running_;
+  }
+
+  void stop() override {
+    std::unique_lock lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;  // submit() refuses from now on
+      lock.unlock();
+      cv_.notify_all();
+      if (dispatcher_.joinable()) dispatcher_.join();  // it finishes handing over its current batch
+      // The dispatcher is gone: both queues are ours now.
+      lock.lock();
+      pending_.append(incoming_);
+      BatchRequest* cancelled = pending_.take_all();
+      const std::size_t count = queued_;
+      queued_ = 0;
+      running_ += count;
+      stats_.failed += count;
+      deadline_bound_ = SteadyTime::max();
+      lock.unlock();
+      fail_all(cancelled, ErrorCode::cancelled, "the batcher of " + def_.id + " stopped before the request ran");
+      lock.lock();
+      running_ -= count;
+      stopped_ = true;
+      idle_cv_.notify_all();
+    }
+    idle_cv_.wait(lock, [this] { return stopped_ && running_ == 0 && inflight_batches_ == 0; });
+  }
+
+  BatcherStats stats() const override {
+    std::lock_guard lock(mu_);
+    BatcherStats s = stats_;
+    s.current_max_batch = limit_;
+    s.queue_depth = queued_;
+    return s;
+  }
+
+  const Device& device() const override { return slot_.device; }
+
+ private:
+  enum class Waiting : std::uint8_t {
+    none,      // the dispatcher is working
+    requests,  // for a batch to close (size, max_delay or a deadline)
+    slot,      // for a batch slot to come back (max_inflight_batches in flight)
+  };
+
+  static std::size_t list_size(const BatchRequest* r) {
+    std::size_t n = 0;
+    for (; r != nullptr; r = r->next_) ++n;
+    return n;
+  }
+
+  Status validate(const BatchRequest& r) const {
+    if (r.on_done == nullptr) return invalid(def_.id + ": the request has no on_done hook");
+    if (static_cast<std::size_t>(r.priority) >= kPriorityCount) return invalid(def_.id + ": unknown priority");
+    const std::size_t n = r.inputs[0].count;
+    // Messages are built on the error paths only: a valid request allocates nothing.
+    const auto name = [this](std::size_t i) { return "input '" + def_.signature.inputs[i] + "'"; };
+    for (std::size_t i = 0; i < BatchRequest::kMaxInputs; ++i) {
+      const TensorView& in = r.inputs[i];
+      if (i >= inputs_) {
+        if (in.data != nullptr || in.count != 0) {
+          return invalid(def_.id + " takes " + std::to_string(inputs_) + " input(s); inputs[" + std::to_string(i) +
+                         "] is set");
+        }
+        continue;
+      }
+      if (in.dtype != dtype_) {
+        return invalid(def_.id + ": " + name(i) + " has element type " + std::string(to_string(in.dtype)) +
+                       ", the batcher runs " + std::string(to_string(dtype_)));
+      }
+      if (in.count == 0) return invalid(def_.id + ": " + name(i) + " is empty");
+      if (in.data == nullptr) return invalid(def_.id + ": " + name(i) + " has no data");
+      if (in.count > kMaxBatchElements) {
+        return Error(ErrorCode::out_of_range, def_.id + ": " + name(i) + " has " + std::to_string(in.count) +
+                                                  " elements, more than a batched request may hold (" +
+                                                  std::to_string(kMaxBatchElements) + "); use Executor::submit");
+      }
+      if (in.count != n) {
+        return invalid(def_.id + ": input lengths differ (" + std::to_string(n) + " and " + std::to_string(in.count) +
+                       ")");
+      }
+    }
+    const std::size_t needed = KernelCatalog::output_count(def_, n);
+    if (r.output == nullptr) return invalid(def_.id + ": the request has no output");
+    if (r.output_capacity < needed) {
+      return invalid(def_.id + ": the output holds " + std::to_string(r.output_capacity) + " elements, " +
+                     std::to_string(needed) + " needed");
+    }
+    return {};
+  }
+
+  // Fails a list of requests (linked through next_) that never ran.
+  void fail_all(BatchRequest* list, ErrorCode code, const std::string& message) {
+    const SteadyTime now = Clock::now();
+    while (BatchRequest* r = list) {
+      list = r->next_;
+      r->next_ = nullptr;
+      r->status = Error(code, message);
+      r->report = BatchReport{};
+      r->report.device_id = slot_.device.id.c_str();
+      r->report.backend = slot_.device.backend;
+      r->report.queued = now - r->enqueued_;
+      notify(*r);
+    }
+  }
+
+  // The dispatcher. Submitted requests land in incoming_ (under the lock); the dispatcher moves
+  // them to pending_, which only it touches, in O(1) under the lock, and forms batches from
+  // pending_ without holding the lock, so producers are never held up by batch formation.
+  void dispatch_loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      pending_.append(incoming_);
+      const SteadyTime now = Clock::now();
+      if (deadline_bound_ <= now) {
+        BatchRequest* expired = pending_.remove_expired(now, deadline_bound_);
+        if (expired != nullptr) {
+          expire(lock, expired);
+          continue;
+        }
+      }
+      const detail::BatchDecision d = detail::decide_batch(
+          pending_.size(), limit_, pending_.empty() ? now : pending_.oldest_enqueued(), now, policy_.max_delay);
+      if (!d.send) {
+        wait(lock, Waiting::requests, std::min(d.wake, deadline_bound_));
+        continue;
+      }
+      if (free_ == nullptr) {  // every slot is in flight: a completion wakes us
+        wait(lock, Waiting::slot, deadline_bound_);
+        continue;
+      }
+      InflightBatch& b = *free_;
+      free_ = b.next_free;
+      ++inflight_batches_;
+      const std::size_t limit = limit_;
+      lock.unlock();
+      BatchRequest* expired = form(b, limit, now);
+      const std::size_t expired_count = list_size(expired);
+      lock.lock();
+      queued_ -= b.requests.size();
+      running_ += b.requests.size();
+      if (queued_ == expired_count) deadline_bound_ = SteadyTime::max();
+      if (b.requests.empty()) {
+        --inflight_batches_;
+        b.next_free = free_;
+        free_ = &b;
+      }
+      if (expired != nullptr) expire(lock, expired);
+      if (b.requests.empty()) continue;
+      lock.unlock();
+      slot_.backend->execute_batch(slot_.device.ordinal, b.call, {&Batcher::batch_done, &b});
+      lock.lock();
+    }
+  }
+
+  // Moves up to `limit` requests from pending_ into `b` (highest priority first), without
+  // exceeding kMaxBatchElements; expired ones go to the returned list instead. Dispatcher only.
+  BatchRequest* form(InflightBatch& b, std::size_t limit, SteadyTime now) {
+    BatchRequest* expired = nullptr;
+    std::size_t elements = 0;
+    b.requests.clear();
+    b.offsets.clear();
+    b.oldest = SteadyTime::max();
+    while (b.requests.size() < limit) {
+      BatchRequest* r = pending_.front();
+      if (r == nullptr) break;
+      const std::size_t n = r->inputs[0].count;
+      if (r->deadline > now && !b.requests.empty() && elements + n > kMaxBatchElements) break;
+      pending_.pop();
+      if (r->deadline <= now) {
+        r->next_ = expired;
+        expired = r;
+        continue;
+      }
+      b.offsets.push_back(elements);
+      elements += n;
+      b.oldest = std::min(b.oldest, r->enqueued_);
+      b.requests.push_back(r);
+    }
+    b.offsets.push_back(elements);
+    b.call.requests = std::span<BatchRequest* const>(b.requests.data(), b.requests.size());
+    b.call.offsets = std::span<const std::uint64_t>(b.offsets.data(), b.offsets.size());
+    b.call.total_elements = elements;
+    b.slot = &slot_;
+    b.fallback = placement_fallback_;
+    b.dispatched = now;
+    return expired;
+  }
+
+  // Fails expired requests (already out of pending_) outside the lock; they count as running
+  // meanwhile.
+  void expire(std::unique_lock<std::mutex>& lock, BatchRequest* expired) {
+    const std::size_t count = list_size(expired);
+    queued_ -= count;
+    stats_.expired += count;
+    stats_.failed += count;
+    running_ += count;
+    lock.unlock();
+    fail_all(expired, ErrorCode::deadline_exceeded, "the deadline passed before " + def_.id + " ran");
+    lock.lock();
+    running_ -= count;
+    if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
+  }
+
+  void wait(std::unique_lock<std::mutex>& lock, Waiting why, SteadyTime until) {
+    waiting_ = why;
+    if (until == SteadyTime::max()) {
+      cv_.wait(lock);
+    } else {
+      cv_.wait_until(lock, until);
+    }
+    waiting_ = Waiting::none;
+  }
+
+  static void batch_done(void* context, Status status) {
+    auto& b = *static_cast<InflightBatch*>(context);
+    b.owner->on_batch_done(b, std::move(status));
+  }
+
+  void on_batch_done(InflightBatch& b, Status status) {
+    ExecutorAccess::count_call(executor_, *b.slot, !status.ok());
+    if (!status.ok()) {
+      const FallbackReason reason = FallbackPolicy::reason_for(status.error());
+      if (reason != FallbackReason::none && b.slot->device.backend != BackendKind::cpu && allow_fallback_) {
+        ExecutorAccess::count_fallback(executor_, reason, b.requests.size());
+        b.fallback = reason;
+        b.slot = &cpu_;
+        cpu_.backend->execute_batch(cpu_.device.ordinal, b.call, {&Batcher::batch_done, &b});
+        return;
+      }
+      const Error error = status.error().with_context(def_.id + " on " + b.slot->device.id);
+      for (BatchRequest* r : b.requests) r->status = error;
+    }
+    finish(b);
+  }
+
+  void finish(InflightBatch& b) {
+    const SteadyTime now = Clock::now();
+    const std::size_t size = b.requests.size();
+    std::size_t ok = 0;
+    for (BatchRequest* r : b.requests) {
+      r->report.device_id = b.slot->device.id.c_str();
+      r->report.backend = b.slot->device.backend;
+      r->report.fallback = b.fallback;
+      r->report.batch_size = static_cast<std::uint32_t>(size);
+      r->report.queued = b.dispatched - r->enqueued_;
+      r->report.executed = now - b.dispatched;
+      if (r->status.ok()) ++ok;
+    }
+    if (b.fallback != FallbackReason::none && b.slot == &slot_) {
+      // Placed elsewhere than asked (e.g. kernel missing on the GPU): counted per request.
+      ExecutorAccess::count_fallback(executor_, b.fallback, size);
+    }
+    {
+      std::lock_guard lock(mu_);
+      stats_.completed += ok;
+      stats_.failed += size - ok;
+      ++stats_.batches;
+      stats_.batched_requests += size;
+      if (policy_.adaptive) limit_ = detail::next_batch_limit(limit_, now - b.oldest, policy_);
+      // No longer in flight for the caller: inflight() may read 0 once every hook has run.
+      running_ -= size;
+    }
+    for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
+    std::lock_guard lock(mu_);
+    --inflight_batches_;
+    b.requests.clear();
+    b.next_free = free_;
+    free_ = &b;
+    // Notified under the lock: once stop() sees the batcher idle it may destroy it.
+    if (waiting_ == Waiting::slot || (waiting_ == Waiting::requests && queued_ >= limit_)) {
+      waiting_ = Waiting::none;
+      cv_.notify_one();
+    }
+    if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
+  }
+
+  Executor& executor_;
+  const KernelDef& def_;
+  const DType dtype_;
+  const BatchPolicy policy_;
+  const DeviceSlot& slot_;  // the placed device (stable: the policy's slots never change)
+  const DeviceSlot& cpu_;
+  const FallbackReason placement_fallback_;
+  const bool allow_fallback_;
+  const std::size_t inputs_;  // vector inputs of the signature
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // the dispatcher waits here
+  std::condition_variable idle_cv_;  // stop() waits here for running work
+  detail::BatchQueue incoming_;      // guarded by mu_: submitted, not yet seen by the dispatcher
+  std::size_t queued_ = 0;           // requests in incoming_ + pending_ (guarded by mu_)
+  SteadyTime deadline_bound_ = SteadyTime::max();  // <= every queued finite deadline
+  std::size_t limit_;                              // current max batch (adaptive mode moves it)
+  std::size_t running_ = 0;                        // taken off the queue, results not yet final
+  std::size_t inflight_batches_ = 0;
+  bool stopping_ = false;  // stop() began: submit() refuses
+  bool stopped_ = false;   // stop() cancelled the queue
+  Waiting waiting_ = Waiting::none;
+  BatcherStats stats_;
+  std::unique_ptr<InflightBatch[]> batches_;
+  InflightBatch* free_ = nullptr;
+  // The dispatcher's own queue (stop() takes it after joining the dispatcher), written while
+  // producers hold mu_: on its own cache line so that the two do not contend for one.
+  alignas(64) detail::BatchQueue pending_;
+  alignas(64) std::thread dispatcher_;  // last: started once everything else is set
+};
+
+Status check_policy(const BatchPolicy& p) {
+  if (p.max_batch == 0 || p.max_batch > kMaxBatchLimit) {
+    return invalid("BatchPolicy.max_batch must be in [1, " + std::to_string(kMaxBatchLimit) + "]");
+  }
+  if (p.max_delay.count() < 0) return invalid("BatchPolicy.max_delay must not be negative");
+  if (p.queue_capacity == 0) return invalid("BatchPolicy.queue_capacity must be at least 1");
+  if (p.max_inflight_batches == 0 || p.max_inflight_batches > kMaxInflightLimit) {
+    return invalid("BatchPolicy.max_inflight_batches must be in [1, " + std::to_string(kMaxInflightLimit) + "]");
+  }
+  if (p.adaptive) {
+    if (p.min_batch == 0 || p.min_batch > p.max_batch) {
+      return invalid("BatchPolicy.min_batch must be in [1, max_batch]");
+    }
+    if (p.additive_step == 0) return invalid("BatchPolicy.additive_step must be at least 1");
+    if (p.latency_target.count() <= 0) return invalid("BatchPolicy.latency_target must be positive");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::create(Executor& executor, std::string kernel, DType dtype,
+                                                                BatchPolicy policy, CallOptions placement) {
+  auto found = executor.catalog().lookup(kernel);
+  if (!found) return found.error();
+  const KernelDef& def = **found;
+  const auto& dtypes = def.signature.dtypes;
+  if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end()) {
+    return invalid("kernel '" + def.id + "' does not accept element type " + std::string(to_string(dtype)));
+  }
+  if (def.signature.scalars.size() > BatchRequest::kMaxScalars) {
+    return invalid("kernel '" + def.id + "' takes " + std::to_string(def.signature.scalars.size()) +
+                   " scalars; a batched request holds at most " + std::to_string(BatchRequest::kMaxScalars));
+  }
+  if (Status s = check_policy(policy); !s) return s.error();
+
+  const FallbackPolicy& fallback = ExecutorAccess::policy(executor);
+  auto placed = fallback.place(def, dtype, placement);
+  if (!placed) return placed.error().with_context("batcher of " + def.id);
+  const DeviceSlot* slot = placed->slot;
+  FallbackReason reason = placed->fallback;
+  if (slot->device.backend != BackendKind::cpu && (def.gpu == nullptr || def.gpu->batched == nullptr)) {
+    // The device runs the kernel, but not in batches.
+    if (!placement.allow_fallback) {
+      return Error(ErrorCode::failed_precondition, "kernel '" + def.id + "' has no batched GPU implementation",
+                   "batcher of " + def.id + ", requested " + describe_request(placement) + ", fallback disabled");
+    }
+    slot = &fallback.cpu();
+    reason = FallbackReason::kernel_missing;
+  }
+  try {
+    return std::unique_ptr<DynamicBatcher>(
+        new Batcher(executor, def, dtype, policy, *slot, reason, placement.allow_fallback));
+  } catch (const std::exception& e) {  // bad_alloc of the batch slots, or no thread for the dispatcher
+    return Error(ErrorCode::resource_exhausted, std::string("cannot start the batcher of ") + def.id + ": " + e.what());
+  }
+}
+
+}  // namespace gpubridge::compute

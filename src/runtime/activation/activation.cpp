@@ -1,0 +1,556 @@
+#include "activation/activation.hpp"
+
+#include <algorithm>
+
+#include "execution_context.hpp"
+#include "timers/timer_service.hpp"
+
+namespace gpubridge::runtime::internal {
+
+namespace {
+
+constexpr int kSliceBudget = 64;  // items per slice before the worker moves to other activations
+
+TurnTask lifecycle_turn(Grain& grain, Message& m) {
+  try {
+    if (m.kind == MessageKind::activate) {
+      co_await grain.on_activate();
+    } else {
+      co_await grain.on_deactivate();
+    }
+  } catch (...) {
+    m.error = std::current_exception();
+  }
+}
+
+TurnTask tick_turn(Grain&, Message& m) {
+  Timer& timer = *static_cast<Timer*>(m.owner);
+  if (timer.cancelled) co_return;  // cancelled while queued; only this thread cancels
+  try {
+    co_await timer.callback();
+  } catch (...) {
+    m.error = std::current_exception();
+  }
+}
+
+void clear_context() noexcept {
+  t_context.activation = nullptr;
+  t_context.turn = nullptr;
+}
+
+}  // namespace
+
+std::coroutine_handle<> finish_turn(Message& message) noexcept { return message.receiver->end_turn(message); }
+
+Activation::Activation(Runtime::Core& core, const GrainType& type, GrainId id)
+    : core_(core), type_(type), id_(std::move(id)), last_active_(core.clock->now().time_since_epoch().count()) {
+  work_.run = &run_thunk;
+  work_.self = this;
+  for (Message* m : {&activate_msg_, &deactivate_msg_}) {
+    m->target = &id_;
+    m->receiver = this;
+  }
+  activate_msg_.kind = MessageKind::activate;
+  deactivate_msg_.kind = MessageKind::deactivate;
+}
+
+Activation::~Activation() = default;
+
+// ---------------------------------------------------------------- any thread
+
+bool Activation::enqueue(Message& m) noexcept {
+  std::lock_guard lock(mu_);
+  m.next = nullptr;
+  if (inbox_tail_ != nullptr) {
+    inbox_tail_->next = &m;
+  } else {
+    inbox_head_ = &m;
+  }
+  inbox_tail_ = &m;
+  if (type_.options.stateless_worker) load_.fetch_add(1, std::memory_order_relaxed);
+  if (m.method != nullptr && m.method->always_interleave) ++interleavable_queued_;
+  if (scheduled_) return false;
+  // Only schedule when the call can start: otherwise the slice that ends the running turn (or
+  // the activation) finds it.
+  const bool runnable = state_ == ActivationState::creating ||
+                        (state_ == ActivationState::valid && !deactivation_requested_ && can_start(m));
+  if (!runnable) return false;
+  scheduled_ = true;
+  return true;
+}
+
+void Activation::enqueue_tick(Message& tick) noexcept {
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    tick.next = nullptr;
+    if (inbox_tail_ != nullptr) {
+      inbox_tail_->next = &tick;
+    } else {
+      inbox_head_ = &tick;
+    }
+    inbox_tail_ = &tick;
+    if (!scheduled_) scheduled_ = must_post = true;
+  }
+  if (must_post) post();
+}
+
+void Activation::post_ready(Resumption& r) noexcept {
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    if (frozen_) return;  // abandoned at stop(): the turn never runs again
+    r.next = nullptr;
+    if (ready_tail_ != nullptr) {
+      ready_tail_->next = &r;
+    } else {
+      ready_head_ = &r;
+    }
+    ready_tail_ = &r;
+    if (!scheduled_) scheduled_ = must_post = true;
+  }
+  if (must_post) post();
+}
+
+void Activation::post() noexcept { core_.scheduler->post(&work_); }
+
+bool Activation::deactivate_if_idle(Clock::time_point now, Clock::duration age,
+                                    const std::shared_ptr<DeactivationWaiter>& waiter) noexcept {
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    if (state_ != ActivationState::valid || deactivation_requested_ || frozen_) return false;
+    if (inbox_head_ != nullptr || ready_head_ != nullptr || active_turns_.load(std::memory_order_relaxed) > 0) {
+      return false;
+    }
+    const Clock::time_point last{Clock::duration(last_active_.load(std::memory_order_relaxed))};
+    if (now - last < age) return false;
+    deactivation_requested_ = true;
+    accepting_.store(false, std::memory_order_relaxed);
+    if (waiter != nullptr) {
+      try {
+        waiters_.push_back(waiter);
+        waiter->add();
+      } catch (...) {  // out of memory: deactivate without telling the waiter
+      }
+    }
+    if (!scheduled_) scheduled_ = must_post = true;
+  }
+  if (must_post) post();
+  return true;
+}
+
+bool Activation::has_calls() noexcept {
+  std::lock_guard lock(mu_);
+  if (active_calls_.load(std::memory_order_relaxed) > 0) return true;
+  for (const Message* m = inbox_head_; m != nullptr; m = m->next) {
+    if (m->kind == MessageKind::call) return true;
+  }
+  return false;
+}
+
+void Activation::shutdown() noexcept {
+  Message* failed = nullptr;
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    if (frozen_ || state_ == ActivationState::invalid) return;
+    shutdown_ = true;
+    deactivation_requested_ = true;
+    accepting_.store(false, std::memory_order_relaxed);
+    // Take the queued calls out (ticks stay: deactivation purges them with the timers).
+    Message* keep_head = nullptr;
+    Message* keep_tail = nullptr;
+    for (Message* m = inbox_head_; m != nullptr;) {
+      Message* next = m->next;
+      m->next = nullptr;
+      if (m->kind == MessageKind::call) {
+        m->next = failed;
+        failed = m;
+        if (type_.options.stateless_worker) load_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        (keep_tail != nullptr ? keep_tail->next : keep_head) = m;
+        keep_tail = m;
+      }
+      m = next;
+    }
+    inbox_head_ = keep_head;
+    inbox_tail_ = keep_tail;
+    interleavable_queued_ = 0;
+    if (!scheduled_) scheduled_ = must_post = true;
+  }
+  while (failed != nullptr) {
+    Message* next = failed->next;
+    core_.fail_call(*failed, make_error(ErrorCode::unavailable, "runtime stopped"));
+    failed = next;
+  }
+  if (must_post) post();
+}
+
+void Activation::abandon() noexcept {
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    if (frozen_ || state_ == ActivationState::invalid) return;
+    abandon_requested_ = true;
+    if (!scheduled_) scheduled_ = must_post = true;
+  }
+  if (must_post) post();
+}
+
+// ---------------------------------------------------------------- the slice
+
+void Activation::run_thunk(WorkItem* item) noexcept { static_cast<Item*>(item)->self->run_slice(); }
+
+void Activation::run_slice() noexcept {
+  for (int budget = kSliceBudget; budget > 0; --budget) {
+    Step step;
+    {
+      std::lock_guard lock(mu_);
+      step = next_step_locked();
+    }
+    switch (step.kind) {
+      case StepKind::none:
+        return;
+      case StepKind::resume: {
+        auto* r = static_cast<Resumption*>(step.resumption);
+        t_context.activation = this;
+        t_context.turn = r->turn;
+        resume(r->handle);
+        break;
+      }
+      case StepKind::start:
+        start_turn(*step.message);
+        break;
+      case StepKind::activate:
+        begin_activation();
+        break;
+      case StepKind::deactivate:
+        begin_deactivation();
+        break;
+      case StepKind::discard: {
+        Message* queued = retire();
+        while (queued != nullptr) {
+          Message* next = queued->next;
+          if (queued->kind == MessageKind::call) {
+            core_.fail_call(*queued, make_error(ErrorCode::unavailable, "runtime stopped"));
+          }
+          queued = next;
+        }
+        notify_waiters();
+        destroy_ = true;
+        break;
+      }
+      case StepKind::abandon:
+        do_abandon();
+        break;
+    }
+    clear_context();
+    if (destroy_) {
+      delete this;
+      return;
+    }
+  }
+  core_.scheduler->post_shared(&work_);  // budget used: yield (still scheduled) to other work
+}
+
+bool Activation::can_start(const Message& m) const noexcept {
+  if (active_turns_.load(std::memory_order_relaxed) == 0 || type_.options.reentrant) return true;
+  return m.kind == MessageKind::call && m.method->always_interleave;
+}
+
+Message* Activation::pick_locked() noexcept {
+  Message* prev = nullptr;
+  for (Message* m = inbox_head_; m != nullptr; prev = m, m = m->next) {
+    if (can_start(*m)) {
+      (prev != nullptr ? prev->next : inbox_head_) = m->next;
+      if (inbox_tail_ == m) inbox_tail_ = prev;
+      m->next = nullptr;
+      if (m->method != nullptr && m->method->always_interleave) --interleavable_queued_;
+      return m;
+    }
+    if (interleavable_queued_ == 0) break;  // FIFO unless an always_interleave call waits behind
+  }
+  return nullptr;
+}
+
+Activation::Step Activation::next_step_locked() noexcept {
+  if (frozen_) {
+    scheduled_ = false;
+    return {};
+  }
+  if (abandon_requested_) return {StepKind::abandon};
+  if (ready_head_ != nullptr) {
+    WorkItem* r = ready_head_;
+    ready_head_ = r->next;
+    if (ready_head_ == nullptr) ready_tail_ = nullptr;
+    r->next = nullptr;
+    return {StepKind::resume, static_cast<Resumption*>(r)};
+  }
+  switch (state_) {
+    case ActivationState::creating:
+      if (shutdown_) return {StepKind::discard};
+      state_ = ActivationState::activating;
+      return {StepKind::activate};
+    case ActivationState::valid:
+      if (deactivation_requested_) {
+        if (active_turns_.load(std::memory_order_relaxed) == 0) {
+          state_ = ActivationState::deactivating;
+          return {StepKind::deactivate};
+        }
+        break;
+      }
+      if (Message* m = pick_locked()) {
+        add_turns(1);
+        if (m->kind == MessageKind::call) {
+          active_calls_.store(active_calls_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        }
+        return {StepKind::start, nullptr, m};
+      }
+      break;
+    case ActivationState::activating:
+    case ActivationState::deactivating:
+    case ActivationState::invalid:
+      break;
+  }
+  scheduled_ = false;
+  return {};
+}
+
+// ---------------------------------------------------------------- turns
+
+void Activation::start_turn(Message& m) noexcept {
+  t_context.activation = this;
+  t_context.turn = &m;
+  std::coroutine_handle<> h =
+      m.kind == MessageKind::tick ? std::coroutine_handle<>(tick_turn(*grain_, m).handle) : m.method->start(*grain_, m);
+  m.turn_frame = h;
+  running_.push_back(&m);
+  resume(h);
+}
+
+std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
+  if (auto it = std::find(running_.begin(), running_.end(), &m); it != running_.end()) {
+    *it = running_.back();
+    running_.pop_back();
+  }
+  m.turn_frame = {};
+  switch (m.kind) {
+    case MessageKind::call:
+      add_turns(-1);
+      active_calls_.store(active_calls_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      if (core_.phase.load(std::memory_order_relaxed) != Phase::running) core_.notify_progress();
+      if (type_.options.stateless_worker) load_.fetch_sub(1, std::memory_order_relaxed);
+      last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
+      clear_context();  // the caller may continue inline on this thread, outside this activation
+      return core_.complete_call(m, /*allow_inline=*/true);
+    case MessageKind::tick:
+      tick_finished(m);
+      break;
+    case MessageKind::activate:
+      activation_finished(m);
+      break;
+    case MessageKind::deactivate:
+      deactivation_finished(m);
+      break;
+  }
+  return std::noop_coroutine();
+}
+
+void Activation::begin_activation() noexcept {
+  try {
+    grain_ = type_.factory();
+    if (!grain_) activate_msg_.error = make_error(ErrorCode::internal, "grain factory returned null");
+  } catch (...) {
+    activate_msg_.error = std::current_exception();
+  }
+  if (activate_msg_.error) {
+    activation_finished(activate_msg_);
+    return;
+  }
+  grain_->activation_ = this;
+  grain_->runtime_ = core_.self;
+  grain_->id_ = id_;
+  t_context.activation = this;
+  t_context.turn = &activate_msg_;
+  std::coroutine_handle<> h = lifecycle_turn(*grain_, activate_msg_).handle;
+  activate_msg_.turn_frame = h;
+  running_.push_back(&activate_msg_);
+  resume(h);
+}
+
+void Activation::activation_finished(Message& m) noexcept {
+  if (!m.error) {
+    std::lock_guard lock(mu_);
+    state_ = ActivationState::valid;
+    return;
+  }
+  cancel_all_timers();
+  Message* queued = retire();
+  while (queued != nullptr) {  // every waiting call fails with on_activate's exception
+    Message* next = queued->next;
+    if (queued->kind == MessageKind::call) core_.fail_call(*queued, m.error);
+    queued = next;
+  }
+  notify_waiters();
+  destroy_ = true;
+}
+
+void Activation::begin_deactivation() noexcept {
+  cancel_all_timers();
+  t_context.activation = this;
+  t_context.turn = &deactivate_msg_;
+  std::coroutine_handle<> h = lifecycle_turn(*grain_, deactivate_msg_).handle;
+  deactivate_msg_.turn_frame = h;
+  running_.push_back(&deactivate_msg_);
+  resume(h);
+}
+
+void Activation::deactivation_finished(Message& m) noexcept {
+  if (m.error) core_.report("on_deactivate of " + id_.to_string() + " failed", m.error);
+  Message* queued = retire();
+  while (queued != nullptr) {  // calls that arrived meanwhile go to a fresh activation
+    Message* next = queued->next;
+    queued->next = nullptr;
+    if (queued->kind == MessageKind::call && !core_.route(*queued)) core_.fail_call(*queued, queued->error);
+    queued = next;
+  }
+  notify_waiters();
+  destroy_ = true;
+}
+
+void Activation::tick_finished(Message& m) noexcept {
+  add_turns(-1);
+  last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
+  if (m.error) {
+    core_.report("timer tick of " + id_.to_string() + " failed", m.error);
+    m.error = nullptr;
+  }
+  auto it = std::find_if(timers_.begin(), timers_.end(), [&](const auto& t) { return &t->tick == &m; });
+  if (it != timers_.end() && !core_.timers->tick_finished(*it)) timers_.erase(it);
+}
+
+Message* Activation::retire() noexcept {
+  Message* taken = nullptr;
+  core_.directory.remove(id_, this, [&] {
+    std::lock_guard lock(mu_);
+    state_ = ActivationState::invalid;
+    accepting_.store(false, std::memory_order_relaxed);
+    taken = inbox_head_;
+    inbox_head_ = inbox_tail_ = nullptr;
+  });
+  if (core_.phase.load(std::memory_order_relaxed) != Phase::running) core_.notify_progress();
+  return taken;
+}
+
+void Activation::do_abandon() noexcept {
+  for (Message* m : running_) {
+    abandoned_frames_.push_back(m->turn_frame);
+    if (m->kind == MessageKind::call && !m->abandoned) {
+      m->abandoned = true;
+      core_.fail_call(*m, make_error(ErrorCode::cancelled, "runtime stopped before the call to " +
+                                                               std::string(m->method->name) + " on " +
+                                                               id_.to_string() + " completed"));
+    }
+  }
+  running_.clear();
+  for (auto& t : timers_) core_.timers->cancel(*t);  // the Timer objects stay: frozen ticks use them
+  Message* queued = nullptr;
+  core_.directory.remove(id_, this, [&] {
+    std::lock_guard lock(mu_);
+    frozen_ = true;
+    state_ = ActivationState::invalid;
+    accepting_.store(false, std::memory_order_relaxed);
+    queued = inbox_head_;
+    inbox_head_ = inbox_tail_ = nullptr;
+    ready_head_ = ready_tail_ = nullptr;
+  });
+  while (queued != nullptr) {
+    Message* next = queued->next;
+    if (queued->kind == MessageKind::call) {
+      core_.fail_call(*queued, make_error(ErrorCode::unavailable, "runtime stopped"));
+    }
+    queued = next;
+  }
+  notify_waiters();
+  {
+    std::lock_guard lock(core_.graveyard_mu);
+    core_.graveyard.push_back(this);
+  }
+  core_.notify_progress();
+}
+
+void Activation::destroy_abandoned_turns() noexcept {
+  for (auto h : abandoned_frames_) {
+    if (h) h.destroy();
+  }
+  abandoned_frames_.clear();
+}
+
+// ---------------------------------------------------------------- timers, deactivation
+
+TimerId Activation::add_timer(Clock::duration due, Clock::duration period, std::function<Task<void>()> callback) {
+  if (state_ != ActivationState::activating && state_ != ActivationState::valid) {
+    throw ErrorException(Error(ErrorCode::failed_precondition,
+                               "register_timer on " + id_.to_string() + " while it is " +
+                                   std::string(to_string(state_))));
+  }
+  if (!callback) throw ErrorException(Error(ErrorCode::invalid_argument, "register_timer: empty callback"));
+  auto t = std::make_shared<Timer>();
+  t->id = next_timer_++;
+  t->activation = this;
+  t->callback = std::move(callback);
+  t->period = period;
+  t->tick.kind = MessageKind::tick;
+  t->tick.target = &id_;
+  t->tick.receiver = this;
+  t->tick.owner = t.get();
+  timers_.push_back(t);
+  core_.timers->arm(t, core_.clock->now() + std::max(due, Clock::duration::zero()));
+  return t->id;
+}
+
+bool Activation::cancel_timer(TimerId id) {
+  auto it = std::find_if(timers_.begin(), timers_.end(), [&](const auto& t) { return t->id == id; });
+  if (it == timers_.end() || (*it)->cancelled) return false;
+  // A tick in flight (queued or running) keeps the timer until that tick's turn ends.
+  if (!core_.timers->cancel(**it)) timers_.erase(it);
+  return true;
+}
+
+void Activation::cancel_all_timers() noexcept {
+  for (auto& t : timers_) core_.timers->cancel(*t);
+  {
+    std::lock_guard lock(mu_);
+    Message* prev = nullptr;
+    for (Message* m = inbox_head_; m != nullptr;) {
+      Message* next = m->next;
+      if (m->kind == MessageKind::tick) {
+        (prev != nullptr ? prev->next : inbox_head_) = next;
+        if (inbox_tail_ == m) inbox_tail_ = prev;
+        m->next = nullptr;
+      } else {
+        prev = m;
+      }
+      m = next;
+    }
+  }
+  timers_.clear();
+}
+
+void Activation::request_deactivation() noexcept {
+  std::lock_guard lock(mu_);
+  deactivation_requested_ = true;
+  accepting_.store(false, std::memory_order_relaxed);
+}
+
+void Activation::notify_waiters() noexcept {
+  std::vector<std::shared_ptr<DeactivationWaiter>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& w : waiters) w->done();
+}
+
+}  // namespace gpubridge::runtime::internal

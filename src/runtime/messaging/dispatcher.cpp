@@ -1,0 +1,168 @@
+// The single dispatch point (Runtime::dispatch), routing to activations, and the answer path.
+#include <string>
+
+#include "activation/activation.hpp"
+#include "execution_context.hpp"
+#include "runtime_core.hpp"
+
+namespace gpubridge::runtime {
+
+using internal::Activation;
+using internal::make_error;
+using internal::Phase;
+
+namespace {
+
+// True when `a` already runs a turn of m's call chain that m cannot interleave with: m would
+// wait for a turn that waits for m.
+bool blocks_chain(const Activation& a, const Message& m) noexcept {
+  for (const Message* p = m.parent; p != nullptr; p = p->parent) {
+    if (p->receiver != &a) continue;
+    if (p->kind == MessageKind::activate || p->kind == MessageKind::deactivate) return true;
+    if (!a.type().options.reentrant && !m.method->always_interleave) return true;
+  }
+  return false;
+}
+
+std::string chain_text(const Message& m) {
+  std::string text;
+  std::vector<const Message*> chain;
+  for (const Message* p = &m; p != nullptr; p = p->parent) chain.push_back(p);
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    const Message& c = **it;
+    if (!text.empty()) text += " -> ";
+    text += c.target->to_string();
+    switch (c.kind) {
+      case MessageKind::call: text += " (" + std::string(c.method->name) + ")"; break;
+      case MessageKind::tick: text += " (timer tick)"; break;
+      case MessageKind::activate: text += " (on_activate)"; break;
+      case MessageKind::deactivate: text += " (on_deactivate)"; break;
+    }
+  }
+  return text;
+}
+
+std::exception_ptr deadlock_error(const Message& m) {
+  return make_error(ErrorCode::aborted,
+                    "deadlock: call chain " + chain_text(m) + " re-enters " + m.target->to_string() +
+                        ", which is still in a turn of this chain and cannot interleave; make the grain type "
+                        "reentrant or its method always_interleave");
+}
+
+}  // namespace
+
+bool Runtime::dispatch(Message& m) noexcept {
+  Core& c = *core_;
+  const internal::ExecutionContext& ctx = internal::t_context;
+  const bool ours = ctx.core == &c;
+  m.kind = MessageKind::call;
+  m.abandoned = false;
+  m.error = nullptr;
+  m.receiver = nullptr;
+  m.parent = ours ? ctx.turn : nullptr;
+  m.sender = ours ? ctx.activation : nullptr;
+  m.reply.turn = m.parent;
+  m.reply.run = &internal::resume_outside;
+  const Phase phase = c.phase.load(std::memory_order_acquire);
+  if (phase != Phase::running && (phase != Phase::draining || m.parent == nullptr)) {
+    m.error = make_error(ErrorCode::unavailable, "runtime stopped");
+    return false;
+  }
+  return c.route(m);
+}
+
+bool Runtime::Core::route(Message& m) noexcept {
+  auto& shard = directory.shard_for(*m.target);
+  Activation* chosen = nullptr;
+  bool must_post = false;
+  try {
+    std::lock_guard lock(shard.mu);
+    if (phase.load(std::memory_order_acquire) >= Phase::closing) {
+      m.error = make_error(ErrorCode::unavailable, "runtime stopped");
+      return false;
+    }
+    auto it = shard.map.find(*m.target);
+    const internal::GrainType* type =
+        it != shard.map.end() ? &it->second.front()->type() : find_type(m.target->type());
+    if (type == nullptr) {
+      m.error = make_error(ErrorCode::not_found, "grain type '" + std::string(m.target->type()) + "' is not registered");
+      return false;
+    }
+    if (m.grain_class != nullptr && m.grain_class != type->key) {
+      m.error = make_error(ErrorCode::invalid_argument,
+                           "grain type '" + type->name + "' is registered for another C++ class than the GrainRef "
+                           "it is called through; give one of the classes its own GrainOptions::type_name");
+      return false;
+    }
+    if (it == shard.map.end()) {
+      chosen = new Activation(*this, *type, *m.target);
+      shard.map.emplace(*m.target, std::vector<Activation*>{chosen});
+    } else if (!type->options.stateless_worker) {
+      chosen = it->second.front();
+      if (m.parent != nullptr && blocks_chain(*chosen, m)) {
+        m.error = deadlock_error(m);
+        return false;
+      }
+    } else {
+      // Stateless worker: an idle activation, else a new one up to the maximum, else the least
+      // loaded. Activations in this call chain are skipped (they wait for this call).
+      auto& list = it->second;
+      Activation* best = nullptr;
+      bool skipped = false;
+      for (Activation* a : list) {
+        if (!a->accepting()) continue;
+        if (m.parent != nullptr && blocks_chain(*a, m)) {
+          skipped = true;
+          continue;
+        }
+        if (best == nullptr || a->load() < best->load()) best = a;
+        if (best->load() == 0) break;
+      }
+      if ((best == nullptr || best->load() > 0) && list.size() < type->max_activations) {
+        best = new Activation(*this, *type, *m.target);
+        list.push_back(best);
+      }
+      if (best == nullptr) {
+        if (skipped) {
+          m.error = deadlock_error(m);
+          return false;
+        }
+        best = list.front();  // all deactivating: the call waits and is forwarded
+      }
+      chosen = best;
+    }
+    m.receiver = chosen;
+    must_post = chosen->enqueue(m);
+  } catch (...) {  // allocation failure creating an activation, or a failed mutex
+    m.error = std::current_exception();
+    return false;
+  }
+  if (must_post) chosen->post();
+  return true;
+}
+
+std::coroutine_handle<> Runtime::Core::complete_call(Message& m, bool allow_inline) noexcept {
+  // Read everything first: once the caller is resumed, `m` (in its frame) may be gone.
+  Activation* sender = m.sender;
+  Resumption& reply = m.reply;
+  const std::coroutine_handle<> caller = reply.handle;
+  if (sender != nullptr) {
+    sender->post_ready(reply);
+    return std::noop_coroutine();
+  }
+  if (allow_inline) return caller;
+  scheduler->post(&reply);
+  return std::noop_coroutine();
+}
+
+void Runtime::Core::fail_call(Message& m, std::exception_ptr error) noexcept {
+  m.error = std::move(error);
+  complete_call(m, /*allow_inline=*/false);
+}
+
+void Runtime::Core::notify_progress() noexcept {
+  { std::lock_guard lock(stop_mu); }
+  stop_cv.notify_all();
+}
+
+}  // namespace gpubridge::runtime

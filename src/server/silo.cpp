@@ -1,0 +1,72 @@
+#include "gpubridge/server/silo.hpp"
+
+#include "gpubridge/grains/batch_grain.hpp"
+#include "gpubridge/grains/stream_grain.hpp"
+
+namespace gpubridge::server {
+
+Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu) {
+  // Batch and stream grains interleave their calls while requests wait for their batches.
+  runtime::GrainOptions reentrant;
+  reentrant.reentrant = true;
+  if (Status s = runtime.register_grain<grains::BatchGrain>(reentrant, [&gpu] { return std::make_unique<grains::BatchGrain>(gpu); });
+      !s) {
+    return s;
+  }
+  return runtime.register_grain<grains::StreamGrain>(reentrant,
+                                                     [&gpu] { return std::make_unique<grains::StreamGrain>(gpu); });
+}
+
+Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config) {
+  auto backend = compute::parse_backend_choice(config.backend);
+  if (!backend) return Error(ErrorCode::invalid_argument, "compute.backend: unknown backend '" + config.backend + "'");
+  std::unique_ptr<Silo> silo(new Silo(std::move(config)));
+  const SiloConfig& c = silo->config_;
+
+  compute::ExecutorOptions eo;
+  eo.enable_cuda = c.enable_cuda;
+  eo.enable_opencl = c.enable_opencl;
+  eo.cpu_threads = c.cpu_threads;
+  eo.device_pool_limit_bytes = c.device_pool_limit_bytes;
+  auto executor = compute::Executor::create(eo);
+  if (!executor) return executor.error().with_context("starting the compute executor");
+  silo->executor_ = std::move(executor).value();
+
+  compute::BatchPolicy policy;
+  policy.max_batch = c.max_batch;
+  policy.max_delay = std::chrono::microseconds(c.max_delay_us);
+  policy.queue_capacity = c.queue_capacity;
+  policy.adaptive = c.adaptive;
+  policy.latency_target = std::chrono::microseconds(c.latency_target_us);
+  compute::CallOptions placement;
+  placement.backend = *backend;
+  placement.allow_fallback = c.allow_fallback;
+  silo->gpu_ = std::make_unique<grains::GpuServices>(*silo->executor_, policy, placement);
+
+  runtime::RuntimeOptions ro;
+  ro.worker_threads = c.workers;
+  ro.collection_age = std::chrono::seconds(c.collection_age_s);
+  ro.collection_period = std::chrono::seconds(c.collection_period_s);
+  auto rt = runtime::Runtime::create(ro);
+  if (!rt) return rt.error().with_context("starting the grain runtime");
+  silo->runtime_ = std::move(rt).value();
+  if (Status s = register_gpu_grains(*silo->runtime_, *silo->gpu_); !s) return s.error();
+  return silo;
+}
+
+void Silo::stop() {
+  std::lock_guard lock(stop_mutex_);
+  if (stopped_) return;
+  stopped_ = true;
+  if (runtime_) runtime_->stop();
+  if (gpu_) gpu_->stop();
+}
+
+Silo::~Silo() {
+  stop();
+  runtime_.reset();
+  gpu_.reset();
+  executor_.reset();
+}
+
+}  // namespace gpubridge::server

@@ -1,0 +1,165 @@
+#include "gpubridge/server/silo_config.hpp"
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace gpubridge::server {
+
+namespace {
+
+using nlohmann::json;
+
+// One configuration key: how to read it from JSON and write it back.
+struct Field {
+  std::function<Status(SiloConfig&, const json&, const std::string& where)> set;
+  std::function<json(const SiloConfig&)> get;
+};
+
+Error type_error(const std::string& where, const char* expected, const json& v) {
+  return Error(ErrorCode::invalid_argument, where + ": expected " + expected + ", got " + v.dump());
+}
+
+template <typename T>
+Field unsigned_field(T SiloConfig::*member, std::uint64_t min, std::uint64_t max) {
+  return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
+            if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+              return type_error(where, "a non-negative integer", v);
+            }
+            const auto x = v.get<std::uint64_t>();
+            if (x < min || x > max) {
+              return Error(ErrorCode::out_of_range, where + ": " + std::to_string(x) + " is outside [" +
+                                                        std::to_string(min) + ", " + std::to_string(max) + "]");
+            }
+            c.*member = static_cast<T>(x);
+            return {};
+          },
+          [=](const SiloConfig& c) { return json(c.*member); }};
+}
+
+Field bool_field(bool SiloConfig::*member) {
+  return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
+            if (!v.is_boolean()) return type_error(where, "true or false", v);
+            c.*member = v.get<bool>();
+            return {};
+          },
+          [=](const SiloConfig& c) { return json(c.*member); }};
+}
+
+Field string_field(std::string SiloConfig::*member, std::vector<std::string> allowed = {}) {
+  return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
+            if (!v.is_string()) return type_error(where, "a string", v);
+            const auto s = v.get<std::string>();
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              return Error(ErrorCode::invalid_argument, where + ": '" + s + "' is not one of " + list);
+            }
+            if (s.empty()) return Error(ErrorCode::invalid_argument, where + ": must not be empty");
+            c.*member = s;
+            return {};
+          },
+          [=](const SiloConfig& c) { return json(c.*member); }};
+}
+
+const std::map<std::string, Field>& fields() {
+  constexpr std::uint64_t kU32 = std::numeric_limits<std::uint32_t>::max();
+  static const std::map<std::string, Field> f{
+      {"silo.name", string_field(&SiloConfig::name)},
+      {"silo.workers", unsigned_field(&SiloConfig::workers, 0, 1024)},
+      {"compute.backend", string_field(&SiloConfig::backend, {"auto", "cpu", "cuda", "opencl"})},
+      {"compute.allow_fallback", bool_field(&SiloConfig::allow_fallback)},
+      {"compute.enable_cuda", bool_field(&SiloConfig::enable_cuda)},
+      {"compute.enable_opencl", bool_field(&SiloConfig::enable_opencl)},
+      {"compute.cpu_threads", unsigned_field(&SiloConfig::cpu_threads, 0, 1024)},
+      {"compute.device_pool_limit_bytes",
+       unsigned_field(&SiloConfig::device_pool_limit_bytes, 0, std::numeric_limits<std::uint64_t>::max())},
+      {"batching.max_batch", unsigned_field(&SiloConfig::max_batch, 1, 1 << 20)},
+      {"batching.max_delay_us", unsigned_field(&SiloConfig::max_delay_us, 0, 10'000'000)},
+      {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, 1 << 26)},
+      {"batching.adaptive", bool_field(&SiloConfig::adaptive)},
+      {"batching.latency_target_us", unsigned_field(&SiloConfig::latency_target_us, 1, kU32)},
+      {"runtime.collection_age_s", unsigned_field(&SiloConfig::collection_age_s, 1, kU32)},
+      {"runtime.collection_period_s", unsigned_field(&SiloConfig::collection_period_s, 1, kU32)},
+  };
+  return f;
+}
+
+Status apply_value(SiloConfig& c, const std::string& key, const json& v, std::string_view source) {
+  const std::string where = std::string(source) + ": " + key;
+  auto it = fields().find(key);
+  if (it == fields().end()) {
+    std::string known;
+    for (const auto& [k, f] : fields()) known += (known.empty() ? "" : ", ") + k;
+    return Error(ErrorCode::invalid_argument, where + ": unknown key (known keys: " + known + ")");
+  }
+  return it->second.set(c, v, where);
+}
+
+Status apply_object(SiloConfig& c, const json& obj, const std::string& prefix, std::string_view source) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it.value().is_object()) {
+      if (Status s = apply_object(c, it.value(), key, source); !s) return s;
+    } else if (Status s = apply_value(c, key, it.value(), source); !s) {
+      return s;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source) {
+  json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Error(ErrorCode::invalid_argument, std::string(source) + ": not valid JSON");
+  if (!doc.is_object()) return Error(ErrorCode::invalid_argument, std::string(source) + ": expected a JSON object");
+  SiloConfig candidate = config;  // all or nothing
+  if (Status s = apply_object(candidate, doc, "", source); !s) return s;
+  config = std::move(candidate);
+  return {};
+}
+
+Status apply_override(SiloConfig& config, std::string_view assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return Error(ErrorCode::invalid_argument,
+                 "override '" + std::string(assignment) + "': expected key=value, e.g. batching.max_batch=4096");
+  }
+  const std::string key(assignment.substr(0, eq));
+  const std::string text(assignment.substr(eq + 1));
+  // Values are JSON scalars; a bare word that is not JSON is taken as a string.
+  json v = json::parse(text, nullptr, false);
+  if (v.is_discarded() || v.is_object() || v.is_array()) v = text;
+  return apply_value(config, key, v, "override");
+}
+
+Result<SiloConfig> load_silo_config(const std::string& path, const std::vector<std::string>& overrides) {
+  SiloConfig config;
+  if (!path.empty()) {
+    std::ifstream f(path);
+    if (!f) return Error(ErrorCode::not_found, "cannot read configuration file '" + path + "'");
+    std::stringstream text;
+    text << f.rdbuf();
+    if (Status s = apply_json(config, text.str(), path); !s) return s.error();
+  }
+  for (const auto& o : overrides) {
+    if (Status s = apply_override(config, o); !s) return s.error();
+  }
+  return config;
+}
+
+std::string to_json(const SiloConfig& config) {
+  json out = json::object();
+  for (const auto& [key, field] : fields()) {
+    const auto dot = key.find('.');
+    out[key.substr(0, dot)][key.substr(dot + 1)] = field.get(config);
+  }
+  return out.dump(2);
+}
+
+}  // namespace gpubridge::server

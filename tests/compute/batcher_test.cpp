@@ -1,0 +1,750 @@
+// The dynamic batcher's rules, one test each: what closes a batch, adaptive sizing, deadlines,
+// priorities, backpressure, stop, validation, per-segment failure and the CPU fallback. The
+// device is the CPU backend or a test backend that holds batches at a gate (explicit barriers,
+// no sleeps); timeouts only guard liveness.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "batcher_support.hpp"
+#include "compute/backend.hpp"
+#include "compute/batch_queue.hpp"
+
+namespace gpubridge::compute {
+namespace {
+
+using testing::Completions;
+using testing::Job;
+using testing::make_job;
+using testing::output_at;
+using namespace std::chrono_literals;
+
+// A GPU-like device ("cuda:0") that runs batches with an inner CPU backend. It records the
+// priorities of every batch it receives, can hold batches at a gate until open(), and can fail
+// every batch with a chosen error.
+class TestGpu final : public Backend {
+ public:
+  explicit TestGpu(bool gated = false, std::optional<Error> fail = std::nullopt)
+      : open_(!gated), fail_(std::move(fail)), inner_(make_cpu_backend({1, 0})) {}
+
+  BackendKind kind() const override { return BackendKind::cuda; }
+  BackendStatus status() const override {
+    Device d;
+    d.id = "cuda:0";
+    d.backend = BackendKind::cuda;
+    d.name = "test GPU";
+    d.is_gpu = true;
+    d.caps.fp64 = true;
+    return {BackendKind::cuda, true, {}, {d}};
+  }
+  Status can_run(int, const KernelDef& def, DType) const override {
+    if (def.gpu == nullptr) return Error(ErrorCode::failed_precondition, "kernel '" + def.id + "' has no GPU implementation");
+    return {};
+  }
+  void execute(int, std::shared_ptr<const PreparedCall> call, BackendCompletion done) override {
+    inner_->execute(0, std::move(call), std::move(done));
+  }
+  void execute_batch(int, const BatchCall& call, BatchCompletion done) override {
+    std::vector<Priority> priorities;
+    for (const BatchRequest* r : call.requests) priorities.push_back(r->priority);
+    {
+      std::unique_lock lock(mu_);
+      batches_.push_back(std::move(priorities));
+      cv_.notify_all();
+      if (!fail_ && !open_) {
+        parked_.push_back({&call, done});
+        return;
+      }
+    }
+    if (fail_) {
+      done(*fail_);
+      return;
+    }
+    inner_->execute_batch(0, call, done);
+  }
+
+  void open() {
+    std::vector<Parked> run;
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+      run.swap(parked_);
+    }
+    for (const Parked& p : run) inner_->execute_batch(0, *p.call, p.done);
+  }
+  bool wait_for_batches(std::size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 30s, [&] { return batches_.size() >= n; });
+  }
+  std::vector<std::vector<Priority>> batches() const {
+    std::lock_guard lock(mu_);
+    return batches_;
+  }
+
+ private:
+  struct Parked {
+    const BatchCall* call;
+    BatchCompletion done;
+  };
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_;
+  std::optional<Error> fail_;
+  std::vector<Parked> parked_;
+  std::vector<std::vector<Priority>> batches_;
+  std::unique_ptr<Backend> inner_;
+};
+
+// Opens the gate when a test ends early, so that the batcher's destructor does not wait forever.
+struct OpenAtExit {
+  TestGpu* gpu;
+  ~OpenAtExit() { gpu->open(); }
+};
+
+struct GpuFixture {
+  TestGpu* gpu = nullptr;
+  std::unique_ptr<Executor> executor;
+};
+
+GpuFixture with_test_gpu(bool gated, std::optional<Error> fail = std::nullopt,
+                         KernelCatalog catalog = KernelCatalog::with_builtin_kernels()) {
+  GpuFixture f;
+  auto backend = std::make_unique<TestGpu>(gated, std::move(fail));
+  f.gpu = backend.get();
+  std::vector<std::unique_ptr<Backend>> backends;
+  backends.push_back(std::move(backend));
+  auto e = Executor::create_with_backends(std::move(backends), std::move(catalog));
+  EXPECT_TRUE(e.ok());
+  f.executor = std::move(e).value();
+  return f;
+}
+
+std::unique_ptr<Executor> cpu_executor() {
+  return testing::make_executor({.enable_cuda = false, .enable_opencl = false, .cpu_threads = 2});
+}
+
+const KernelDef& kernel(Executor& ex, const char* id) { return **ex.catalog().lookup(id); }
+
+std::unique_ptr<DynamicBatcher> make_batcher(Executor& ex, const char* id, BatchPolicy policy, CallOptions where = {}) {
+  auto b = DynamicBatcher::create(ex, id, DType::f32, policy, std::move(where));
+  EXPECT_TRUE(b.ok()) << b.error().to_string();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+void expect_sum(const Job& j) {
+  const auto* a = reinterpret_cast<const float*>(j.inputs[0].data());
+  const auto* b = reinterpret_cast<const float*>(j.inputs[1].data());
+  for (std::size_t i = 0; i < j.request.inputs[0].count; ++i) ASSERT_EQ(output_at(j, DType::f32, i), a[i] + b[i]) << i;
+}
+
+// ---- the batching step and AIMD, with fake time ----
+
+TEST(BatchStep, SendsAtSizeOrDelayOtherwiseWaitsUntilTheOldestIsDue) {
+  const SteadyTime t0{};
+  const auto delay = 200us;
+  EXPECT_FALSE(detail::decide_batch(0, 8, t0, t0 + 1s, delay).send);
+  EXPECT_TRUE(detail::decide_batch(8, 8, t0, t0, delay).send);
+  const auto wait = detail::decide_batch(3, 8, t0, t0 + 50us, delay);
+  EXPECT_FALSE(wait.send);
+  EXPECT_EQ(wait.wake, t0 + delay);
+  EXPECT_TRUE(detail::decide_batch(3, 8, t0, t0 + delay, delay).send);
+}
+
+TEST(BatchStep, AimdAddsUnderTargetHalvesOverItWithinBounds) {
+  BatchPolicy p;
+  p.adaptive = true;
+  p.max_batch = 100;
+  p.min_batch = 4;
+  p.additive_step = 16;
+  p.latency_target = 1ms;
+  EXPECT_EQ(detail::initial_batch_limit(p), 52u);
+  EXPECT_EQ(detail::next_batch_limit(52, 500us, p), 68u);
+  EXPECT_EQ(detail::next_batch_limit(90, 500us, p), 100u);
+  EXPECT_EQ(detail::next_batch_limit(52, 2ms, p), 26u);
+  EXPECT_EQ(detail::next_batch_limit(6, 2ms, p), 4u);
+  p.adaptive = false;
+  EXPECT_EQ(detail::initial_batch_limit(p), 100u);
+}
+
+TEST(BatchQueueTest, ServesHighPriorityFirstFifoWithinAPriorityAndRemovesExpired) {
+  detail::BatchQueue q;
+  std::array<BatchRequest, 6> r{};
+  const Priority order[] = {Priority::low, Priority::high, Priority::normal, Priority::high, Priority::low, Priority::normal};
+  const SteadyTime t0{};
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    r[i].priority = order[i];
+    r[i].enqueued_ = t0 + std::chrono::microseconds(i);
+    r[i].deadline = i == 2 ? t0 + 10us : SteadyTime::max();
+    q.push(r[i]);
+  }
+  EXPECT_EQ(q.oldest_enqueued(), t0);
+  SteadyTime earliest{};
+  BatchRequest* expired = q.remove_expired(t0 + 5us, earliest);
+  EXPECT_EQ(expired, nullptr);
+  EXPECT_EQ(earliest, t0 + 10us);
+  expired = q.remove_expired(t0 + 10us, earliest);
+  ASSERT_EQ(expired, &r[2]);
+  EXPECT_EQ(expired->next_, nullptr);
+  EXPECT_EQ(earliest, SteadyTime::max());
+  EXPECT_EQ(q.size(), 5u);
+  const BatchRequest* want[] = {&r[1], &r[3], &r[5], &r[0], &r[4]};
+  for (const BatchRequest* w : want) EXPECT_EQ(q.pop(), w);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.pop(), nullptr);
+}
+
+// ---- what closes a batch ----
+
+TEST(Batcher, SizeClosesABatch) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 8;
+  policy.max_delay = 60s;  // only the size can close it within the test's timeout
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 8; ++i) jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, 100 + i, i, done));
+  for (auto& j : jobs) ASSERT_TRUE(batcher->submit(j->request).ok());
+  ASSERT_TRUE(done.wait_for(8));
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->request.status.ok()) << j->request.status.error().to_string();
+    EXPECT_EQ(j->on_done_calls, 1);
+    EXPECT_EQ(j->request.report.batch_size, 8u);
+    EXPECT_STREQ(j->request.report.device_id, "cpu:0");
+    EXPECT_EQ(j->request.report.backend, BackendKind::cpu);
+    EXPECT_EQ(j->request.report.fallback, FallbackReason::none);
+    EXPECT_GE(j->request.report.queued.count(), 0);
+    EXPECT_GE(j->request.report.executed.count(), 0);
+    expect_sum(*j);
+  }
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.batches, 1u);
+  EXPECT_EQ(st.batched_requests, 8u);
+  EXPECT_EQ(st.submitted, 8u);
+  EXPECT_EQ(st.completed, 8u);
+  EXPECT_EQ(st.current_max_batch, 8u);
+  EXPECT_EQ(batcher->inflight(), 0u);
+}
+
+TEST(Batcher, DelayClosesABatch) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 1000;
+  policy.max_delay = 20ms;
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 3; ++i) jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, 64, i, done));
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& j : jobs) ASSERT_TRUE(batcher->submit(j->request).ok());
+  ASSERT_TRUE(done.wait_for(3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // liveness bound only
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->request.status.ok());
+    EXPECT_EQ(j->request.report.batch_size, 3u);
+    expect_sum(*j);
+  }
+  // The batch left when its oldest request had waited max_delay (steady_clock), not before.
+  EXPECT_GE(jobs[0]->request.report.queued, policy.max_delay);
+  EXPECT_EQ(batcher->stats().batches, 1u);
+}
+
+// ---- adaptive mode ----
+
+// Runs one-request batches one after the other until the limit equals `until` (or `batches`
+// ran); returns the limit.
+std::size_t run_sequential_batches(Executor& ex, DynamicBatcher& batcher, int batches, std::size_t until = 0) {
+  Completions done;
+  for (int i = 0; i < batches && batcher.stats().current_max_batch != until; ++i) {
+    auto job = make_job(kernel(ex, "vector.add"), DType::f32, 32, static_cast<unsigned>(i), done);
+    EXPECT_TRUE(batcher.submit(job->request).ok());
+    EXPECT_TRUE(done.wait_for(static_cast<std::size_t>(i) + 1));
+    EXPECT_TRUE(job->request.status.ok());
+  }
+  return batcher.stats().current_max_batch;
+}
+
+TEST(Batcher, AdaptiveShrinksTheBatchUnderATinyLatencyTarget) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.adaptive = true;
+  policy.max_batch = 64;
+  policy.min_batch = 2;
+  policy.additive_step = 1;
+  policy.max_delay = 0us;
+  policy.latency_target = 1us;  // the shortest target: a thread hand-off alone takes longer
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  EXPECT_EQ(batcher->stats().current_max_batch, 33u);
+  // 33 -> 16 -> 8 -> 4 -> 2 (min_batch) after four batches over the target.
+  EXPECT_EQ(run_sequential_batches(*ex, *batcher, 100, 2), 2u);
+  EXPECT_EQ(run_sequential_batches(*ex, *batcher, 3), 2u) << "never below min_batch";
+}
+
+TEST(Batcher, AdaptiveGrowsTheBatchUnderALargeLatencyTarget) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.adaptive = true;
+  policy.max_batch = 64;
+  policy.min_batch = 1;
+  policy.additive_step = 8;
+  policy.max_delay = 0us;
+  policy.latency_target = 1h;  // every batch is under it
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  EXPECT_EQ(batcher->stats().current_max_batch, 32u);
+  EXPECT_EQ(run_sequential_batches(*ex, *batcher, 2), 48u);
+  EXPECT_EQ(run_sequential_batches(*ex, *batcher, 4), 64u);  // capped at max_batch
+}
+
+// ---- deadlines ----
+
+TEST(Batcher, ExpiredRequestFailsWithoutRunning) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_delay = 0us;
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  Completions done;
+  auto job = make_job(kernel(*ex, "vector.add"), DType::f32, 16, 1, done);
+  job->request.deadline = std::chrono::steady_clock::now() - 1ms;
+  ASSERT_TRUE(batcher->submit(job->request).ok());
+  ASSERT_TRUE(done.wait_for(1));
+  ASSERT_FALSE(job->request.status.ok());
+  EXPECT_EQ(job->request.status.error().code(), ErrorCode::deadline_exceeded);
+  EXPECT_EQ(job->request.report.batch_size, 0u);
+  for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(output_at(*job, DType::f32, i), 42.0) << "output untouched";
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.expired, 1u);
+  EXPECT_EQ(st.failed, 1u);
+  EXPECT_EQ(st.batches, 0u);
+}
+
+TEST(Batcher, RequestExpiresWhileQueuedBehindABusyDevice) {
+  auto f = with_test_gpu(/*gated=*/true);
+  BatchPolicy policy;
+  policy.max_batch = 1;
+  policy.max_delay = 0us;
+  policy.max_inflight_batches = 1;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  OpenAtExit guard{f.gpu};
+  Completions done;
+  const KernelDef& add = kernel(*f.executor, "vector.add");
+  auto first = make_job(add, DType::f32, 8, 1, done);
+  ASSERT_TRUE(batcher->submit(first->request).ok());
+  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // the device holds the first batch
+  Completions late_done;
+  auto late = make_job(add, DType::f32, 8, 2, late_done);
+  late->request.deadline = std::chrono::steady_clock::now() + 30ms;
+  ASSERT_TRUE(batcher->submit(late->request).ok());
+  // It fails at its deadline although no batch slot is free (the device is still held).
+  ASSERT_TRUE(late_done.wait_for(1));
+  EXPECT_EQ(late->request.status.error().code(), ErrorCode::deadline_exceeded);
+  EXPECT_EQ(first->on_done_calls, 0);
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(output_at(*late, DType::f32, i), 42.0);
+  f.gpu->open();
+  ASSERT_TRUE(done.wait_for(1));
+  EXPECT_TRUE(first->request.status.ok());
+  expect_sum(*first);
+  EXPECT_EQ(f.gpu->batches().size(), 1u) << "the expired request never reached the device";
+  EXPECT_EQ(batcher->stats().expired, 1u);
+}
+
+// ---- priorities ----
+
+TEST(Batcher, HighPriorityIsServedBeforeLow) {
+  auto f = with_test_gpu(/*gated=*/true);
+  BatchPolicy policy;
+  policy.max_batch = 4;
+  policy.max_delay = 0us;
+  policy.max_inflight_batches = 1;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  OpenAtExit guard{f.gpu};
+  Completions done;
+  const KernelDef& add = kernel(*f.executor, "vector.add");
+  std::vector<std::unique_ptr<Job>> jobs;
+  jobs.push_back(make_job(add, DType::f32, 8, 0, done));
+  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
+  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // in flight; the rest queue behind it
+  for (unsigned i = 1; i <= 8; ++i) {
+    jobs.push_back(make_job(add, DType::f32, 8, i, done));
+    jobs.back()->request.priority = i % 2 == 0 ? Priority::high : Priority::low;
+    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  }
+  EXPECT_EQ(batcher->stats().queue_depth, 8u);
+  f.gpu->open();
+  ASSERT_TRUE(done.wait_for(jobs.size()));
+  const auto batches = f.gpu->batches();
+  ASSERT_EQ(batches.size(), 3u);
+  EXPECT_EQ(batches[1], std::vector<Priority>(4, Priority::high));
+  EXPECT_EQ(batches[2], std::vector<Priority>(4, Priority::low));
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->request.status.ok());
+    expect_sum(*j);
+  }
+}
+
+// ---- backpressure ----
+
+TEST(Batcher, FullQueueRejectsWithoutLosingAnything) {
+  auto f = with_test_gpu(/*gated=*/true);
+  BatchPolicy policy;
+  policy.max_batch = 1;
+  policy.max_delay = 0us;
+  policy.max_inflight_batches = 1;
+  policy.queue_capacity = 4;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  OpenAtExit guard{f.gpu};
+  Completions done;
+  const KernelDef& add = kernel(*f.executor, "vector.add");
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 6; ++i) jobs.push_back(make_job(add, DType::f32, 8, i, done));
+  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
+  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // running, no longer queued
+  for (unsigned i = 1; i <= 4; ++i) ASSERT_TRUE(batcher->submit(jobs[i]->request).ok()) << i;
+  const Status rejected = batcher->submit(jobs[5]->request);
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.error().code(), ErrorCode::resource_exhausted);
+  EXPECT_NE(rejected.error().message().find("queue full (capacity 4)"), std::string::npos) << rejected.error().message();
+  EXPECT_EQ(batcher->inflight(), 5u);
+  BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.rejected_queue_full, 1u);
+  EXPECT_EQ(st.queue_depth, 4u);
+  EXPECT_EQ(st.submitted, 5u);
+  f.gpu->open();
+  ASSERT_TRUE(done.wait_for(5));
+  for (unsigned i = 0; i <= 4; ++i) {
+    ASSERT_TRUE(jobs[i]->request.status.ok());
+    EXPECT_EQ(jobs[i]->on_done_calls, 1);
+    expect_sum(*jobs[i]);
+  }
+  EXPECT_EQ(jobs[5]->on_done_calls, 0) << "a rejected request stays the caller's";
+  ASSERT_TRUE(batcher->submit(jobs[5]->request).ok()) << "accepted once there is room";
+  ASSERT_TRUE(done.wait_for(6));
+  expect_sum(*jobs[5]);
+  st = batcher->stats();
+  EXPECT_EQ(st.completed, 6u);
+  EXPECT_EQ(st.failed, 0u);
+}
+
+// ---- stop ----
+
+TEST(Batcher, StopCancelsQueuedRequestsAndWaitsForRunningOnes) {
+  auto f = with_test_gpu(/*gated=*/true);
+  BatchPolicy policy;
+  policy.max_batch = 2;
+  policy.max_delay = 0us;
+  policy.max_inflight_batches = 1;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  OpenAtExit guard{f.gpu};
+  Completions done;
+  const KernelDef& add = kernel(*f.executor, "vector.add");
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 5; ++i) jobs.push_back(make_job(add, DType::f32, 8, i, done));
+  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
+  ASSERT_TRUE(f.gpu->wait_for_batches(1));
+  for (unsigned i = 1; i < 5; ++i) ASSERT_TRUE(batcher->submit(jobs[i]->request).ok());
+  std::thread stopper([&] { batcher->stop(); });
+  ASSERT_TRUE(done.wait_for(4));  // the four queued ones, cancelled while the first still runs
+  for (unsigned i = 1; i < 5; ++i) {
+    ASSERT_FALSE(jobs[i]->request.status.ok());
+    EXPECT_EQ(jobs[i]->request.status.error().code(), ErrorCode::cancelled);
+    EXPECT_EQ(output_at(*jobs[i], DType::f32, 0), 42.0);
+  }
+  EXPECT_EQ(jobs[0]->on_done_calls, 0);
+  f.gpu->open();
+  stopper.join();  // returns once the running batch completed
+  EXPECT_EQ(jobs[0]->on_done_calls, 1);
+  EXPECT_TRUE(jobs[0]->request.status.ok());
+  expect_sum(*jobs[0]);
+  EXPECT_EQ(batcher->inflight(), 0u);
+  auto after = make_job(add, DType::f32, 8, 9, done);
+  const Status s = batcher->submit(after->request);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::failed_precondition);
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.completed, 1u);
+  EXPECT_EQ(st.failed, 4u);
+  for (auto& j : jobs) EXPECT_EQ(j->on_done_calls, 1);
+}
+
+TEST(Batcher, DestructorCancelsQueuedRequests) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 100;
+  policy.max_delay = 60s;
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  {
+    auto batcher = make_batcher(*ex, "vector.add", policy);
+    for (unsigned i = 0; i < 3; ++i) {
+      jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, 8, i, done));
+      ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+    }
+  }
+  EXPECT_EQ(done.count(), 3u);
+  for (auto& j : jobs) EXPECT_EQ(j->request.status.error().code(), ErrorCode::cancelled);
+}
+
+// ---- validation ----
+
+TEST(Batcher, InvalidRequestsAreRejectedAtSubmit) {
+  auto ex = cpu_executor();
+  auto batcher = make_batcher(*ex, "vector.axpy", {});
+  Completions done;
+  const KernelDef& axpy = kernel(*ex, "vector.axpy");
+  std::vector<double> f64(8, 1.0);
+  const float dummy = 0;
+  struct Case {
+    const char* what;
+    void (*mutate)(BatchRequest&, const std::vector<double>&, const float*);
+    ErrorCode code;
+  };
+  const Case cases[] = {
+      {"no on_done", [](BatchRequest& r, const auto&, const float*) { r.on_done = nullptr; }, ErrorCode::invalid_argument},
+      {"other dtype", [](BatchRequest& r, const auto& d, const float*) { r.inputs[1] = TensorView(d); },
+       ErrorCode::invalid_argument},
+      {"missing input", [](BatchRequest& r, const auto&, const float*) { r.inputs[1] = {}; }, ErrorCode::invalid_argument},
+      {"null data",
+       [](BatchRequest& r, const auto&, const float*) { r.inputs[0].data = nullptr; }, ErrorCode::invalid_argument},
+      {"empty", [](BatchRequest& r, const auto&, const float*) { r.inputs[0].count = r.inputs[1].count = 0; },
+       ErrorCode::invalid_argument},
+      {"lengths differ", [](BatchRequest& r, const auto&, const float*) { r.inputs[1].count = 7; },
+       ErrorCode::invalid_argument},
+      {"extra input", [](BatchRequest& r, const auto&, const float* p) { r.inputs[2] = TensorView(DType::f32, p, 1); },
+       ErrorCode::invalid_argument},
+      {"no output", [](BatchRequest& r, const auto&, const float*) { r.output = nullptr; }, ErrorCode::invalid_argument},
+      {"output too small", [](BatchRequest& r, const auto&, const float*) { r.output_capacity = 7; },
+       ErrorCode::invalid_argument},
+      {"bad priority", [](BatchRequest& r, const auto&, const float*) { r.priority = static_cast<Priority>(7); },
+       ErrorCode::invalid_argument},
+      {"oversized",
+       [](BatchRequest& r, const auto&, const float*) {
+         r.inputs[0].count = r.inputs[1].count = (std::size_t{1} << 22) + 1;  // never read: rejected first
+         r.output_capacity = r.inputs[0].count;
+       },
+       ErrorCode::out_of_range},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto job = make_job(axpy, DType::f32, 8, 1, done);
+    c.mutate(job->request, f64, &dummy);
+    const Status s = batcher->submit(job->request);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code(), c.code) << s.error().to_string();
+    EXPECT_EQ(job->on_done_calls, 0);
+  }
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.submitted, 0u);
+  EXPECT_EQ(st.queue_depth, 0u);
+  EXPECT_EQ(done.count(), 0u);
+}
+
+TEST(Batcher, CreateRejectsUnknownKernelsDtypesAndBadPolicies) {
+  KernelCatalog catalog = KernelCatalog::with_builtin_kernels();
+  ASSERT_TRUE(catalog
+                  .add({"test.scale3", "three scalars", {{"x"}, {"a", "b", "c"}, OutputShape::like_inputs, {DType::f32}},
+                        [](const CpuKernelArgs&) { return Status{}; }})
+                  .ok());
+  auto created = Executor::create_with_backends({}, std::move(catalog));
+  ASSERT_TRUE(created.ok());
+  Executor& ex = **created;
+  EXPECT_EQ(DynamicBatcher::create(ex, "vector.nope", DType::f32, {}).error().code(), ErrorCode::not_found);
+  EXPECT_EQ(DynamicBatcher::create(ex, "test.scale3", DType::f64, {}).error().code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(DynamicBatcher::create(ex, "test.scale3", DType::f32, {}).error().code(), ErrorCode::invalid_argument)
+      << "more scalars than a request holds";
+  for (auto bad : {+[](BatchPolicy& p) { p.max_batch = 0; }, +[](BatchPolicy& p) { p.queue_capacity = 0; },
+                   +[](BatchPolicy& p) { p.max_inflight_batches = 0; }, +[](BatchPolicy& p) { p.max_delay = -1us; },
+                   +[](BatchPolicy& p) {
+                     p.adaptive = true;
+                     p.min_batch = p.max_batch + 1;
+                   },
+                   +[](BatchPolicy& p) {
+                     p.adaptive = true;
+                     p.latency_target = 0us;
+                   }}) {
+    BatchPolicy p;
+    bad(p);
+    auto b = DynamicBatcher::create(ex, "vector.add", DType::f32, p);
+    ASSERT_FALSE(b.ok());
+    EXPECT_EQ(b.error().code(), ErrorCode::invalid_argument);
+  }
+}
+
+// ---- per-segment failure ----
+
+TEST(Batcher, ZeroNormSegmentFailsAlone) {
+  auto ex = cpu_executor();
+  testing::expect_zero_segment_fails_alone(*ex, BackendChoice::cpu);
+}
+
+// ---- fallback ----
+
+TEST(Batcher, DeviceErrorRerunsTheBatchOnTheCpuWithTheReason) {
+  auto f = with_test_gpu(false, Error(ErrorCode::internal, "cudaErrorIllegalAddress (700): an illegal memory access"));
+  BatchPolicy policy;
+  policy.max_batch = 8;
+  policy.max_delay = 60s;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  EXPECT_EQ(batcher->device().id, "cuda:0");
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 8; ++i) {
+    jobs.push_back(make_job(kernel(*f.executor, "vector.add"), DType::f32, 50, i, done));
+    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  }
+  ASSERT_TRUE(done.wait_for(8));
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->request.status.ok()) << j->request.status.error().to_string();
+    EXPECT_STREQ(j->request.report.device_id, "cpu:0");
+    EXPECT_EQ(j->request.report.backend, BackendKind::cpu);
+    EXPECT_EQ(j->request.report.fallback, FallbackReason::device_error);
+    EXPECT_EQ(j->request.report.batch_size, 8u);
+    expect_sum(*j);
+  }
+  const ExecutorStats st = f.executor->stats();
+  EXPECT_EQ(st.fallback_count(FallbackReason::device_error), 8u) << "counted once per request";
+  for (const auto& d : st.devices) {
+    if (d.device_id == "cuda:0") {
+      EXPECT_EQ(d.errors, 1u);
+    }
+    if (d.device_id == "cpu:0") {
+      EXPECT_EQ(d.calls, 1u);
+    }
+  }
+}
+
+TEST(Batcher, OutOfMemoryRerunsOnTheCpuAsOutOfMemory) {
+  auto f = with_test_gpu(false, Error(ErrorCode::resource_exhausted, "out of device memory"));
+  BatchPolicy policy;
+  policy.max_batch = 2;
+  policy.max_delay = 60s;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  Completions done;
+  auto a = make_job(kernel(*f.executor, "vector.add"), DType::f32, 10, 1, done);
+  auto b = make_job(kernel(*f.executor, "vector.add"), DType::f32, 20, 2, done);
+  ASSERT_TRUE(batcher->submit(a->request).ok());
+  ASSERT_TRUE(batcher->submit(b->request).ok());
+  ASSERT_TRUE(done.wait_for(2));
+  EXPECT_EQ(a->request.report.fallback, FallbackReason::out_of_memory);
+  expect_sum(*a);
+  expect_sum(*b);
+  EXPECT_EQ(f.executor->stats().fallback_count(FallbackReason::out_of_memory), 2u);
+}
+
+TEST(Batcher, DeviceErrorWithFallbackDisabledFailsTheRequests) {
+  auto f = with_test_gpu(false, Error(ErrorCode::internal, "device lost"));
+  BatchPolicy policy;
+  policy.max_batch = 2;
+  policy.max_delay = 60s;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy, testing::only_on(BackendChoice::cuda));
+  Completions done;
+  auto a = make_job(kernel(*f.executor, "vector.add"), DType::f32, 10, 1, done);
+  auto b = make_job(kernel(*f.executor, "vector.add"), DType::f32, 20, 2, done);
+  ASSERT_TRUE(batcher->submit(a->request).ok());
+  ASSERT_TRUE(batcher->submit(b->request).ok());
+  ASSERT_TRUE(done.wait_for(2));
+  for (const Job* j : {a.get(), b.get()}) {
+    ASSERT_FALSE(j->request.status.ok());
+    EXPECT_EQ(j->request.status.error().code(), ErrorCode::internal);
+    EXPECT_NE(j->request.status.error().to_string().find("cuda:0"), std::string::npos);
+    EXPECT_EQ(output_at(*j, DType::f32, 0), 42.0);
+  }
+  EXPECT_EQ(f.executor->stats().fallback_count(FallbackReason::device_error), 0u);
+  EXPECT_EQ(batcher->stats().failed, 2u);
+}
+
+TEST(Batcher, UserKernelWithoutGpuRecipeRunsBatchedOnTheCpu) {
+  KernelCatalog catalog = KernelCatalog::with_builtin_kernels();
+  ASSERT_TRUE(catalog
+                  .add({"test.negate", "out = -x", {{"x"}, {}, OutputShape::like_inputs, {DType::f32}},
+                        [](const CpuKernelArgs& a) {
+                          auto* out = static_cast<float*>(a.output);
+                          auto* x = static_cast<const float*>(a.inputs[0]);
+                          for (std::size_t i = 0; i < a.n; ++i) out[i] = -x[i];
+                          return Status{};
+                        }})
+                  .ok());
+  auto f = with_test_gpu(false, Error(ErrorCode::internal, "never reached"), std::move(catalog));
+  BatchPolicy policy;
+  policy.max_batch = 3;
+  policy.max_delay = 60s;
+  auto batcher = make_batcher(*f.executor, "test.negate", policy, {.backend = BackendChoice::cuda});
+  EXPECT_EQ(batcher->device().id, "cpu:0");
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 3; ++i) {
+    jobs.push_back(make_job(kernel(*f.executor, "test.negate"), DType::f32, 5 + i, i, done));
+    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  }
+  ASSERT_TRUE(done.wait_for(3));
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->request.status.ok());
+    EXPECT_EQ(j->request.report.fallback, FallbackReason::kernel_missing);
+    EXPECT_STREQ(j->request.report.device_id, "cpu:0");
+    const auto* x = reinterpret_cast<const float*>(j->inputs[0].data());
+    EXPECT_EQ(output_at(*j, DType::f32, 2), -x[2]);
+  }
+  EXPECT_TRUE(f.gpu->batches().empty());
+  EXPECT_EQ(f.executor->stats().fallback_count(FallbackReason::kernel_missing), 3u);
+
+  auto strict = DynamicBatcher::create(*f.executor, "test.negate", DType::f32, policy,
+                                       testing::only_on(BackendChoice::cuda));
+  ASSERT_FALSE(strict.ok());
+  EXPECT_EQ(strict.error().code(), ErrorCode::failed_precondition);
+}
+
+// ---- concurrency ----
+
+thread_local bool t_in_submit = false;
+std::atomic<int> g_done_inside_submit{0};
+
+void count_and_check(BatchRequest& r) {
+  if (t_in_submit) g_done_inside_submit.fetch_add(1);
+  testing::job_done(r);
+}
+
+TEST(Batcher, ConcurrentProducersEachGetExactlyOneCompletion) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 64;
+  policy.max_delay = 100us;
+  policy.queue_capacity = 1 << 14;
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  constexpr unsigned kThreads = 4, kPerThread = 500;
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < kThreads * kPerThread; ++i) {
+    jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, 1 + i % 300, i, done));
+    jobs.back()->request.on_done = count_and_check;
+    jobs.back()->request.priority = static_cast<Priority>(i % 3);
+  }
+  std::vector<std::thread> producers;
+  for (unsigned t = 0; t < kThreads; ++t) {
+    producers.emplace_back([&, t] {
+      for (unsigned i = 0; i < kPerThread; ++i) {
+        t_in_submit = true;
+        const Status s = batcher->submit(jobs[t * kPerThread + i]->request);
+        t_in_submit = false;
+        EXPECT_TRUE(s.ok());
+      }
+    });
+  }
+  for (auto& p : producers) p.join();
+  ASSERT_TRUE(done.wait_for(jobs.size()));
+  EXPECT_EQ(g_done_inside_submit.load(), 0) << "on_done never runs inside submit()";
+  for (auto& j : jobs) {
+    ASSERT_EQ(j->on_done_calls, 1);
+    ASSERT_TRUE(j->request.status.ok());
+    ASSERT_GE(j->request.report.batch_size, 1u);
+    expect_sum(*j);
+  }
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.submitted, jobs.size());
+  EXPECT_EQ(st.completed, jobs.size());
+  EXPECT_EQ(st.batched_requests, jobs.size());
+  EXPECT_LE(st.batches, jobs.size());
+  EXPECT_EQ(batcher->inflight(), 0u);
+}
+
+}  // namespace
+}  // namespace gpubridge::compute
