@@ -26,7 +26,7 @@ do_package() {
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
   cp "$build/src/gpubridge" "$carry/bin/"
   cp "$build"/tests/*_test "$carry/bin/"
-  [ -x "$build/bench/bench_compute" ] && cp "$build/bench/bench_compute" "$carry/bin/"
+  for b in bench_compute bench_runtime; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
   # Libraries the binaries need that the GPU machine may lack: everything except glibc and CUDA.
   ldd "$carry"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
@@ -73,10 +73,18 @@ do_run() {
   tail -n 3 "$out/verify-cuda.txt"
   "$bin/gpubridge" verify --backend cuda --json > "$out/verify-cuda.json" 2>/dev/null || failed=1
 
+  echo "== gpubridge run --demo (batched kernels on the best device)"
+  timeout 120 "$bin/gpubridge" run --demo --duration 5 > "$out/demo.txt" 2>&1 || failed=1
+  tail -n 12 "$out/demo.txt"
+
   if [ -x "$bin/bench_compute" ]; then
     echo "== bench_compute"
     timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
       --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
+  fi
+  if [ -x "$bin/bench_runtime" ]; then
+    echo "== bench_runtime" | tee -a "$out/bench.txt"
+    timeout 200 "$bin/bench_runtime" 2>&1 | tee -a "$out/bench.txt" || failed=1
   fi
   echo "gpu-check: results in $out (failed=$failed)"
   return $failed

@@ -1,4 +1,5 @@
 // Batch staging layout, packing and scattering (see batch_staging.hpp).
+#include <algorithm>
 #include "compute/gpu/batch_staging.hpp"
 
 #include <cstring>
@@ -75,7 +76,8 @@ void scatter_batch(const BatchCall& call, const GpuBatchRecipe& recipe, const Ba
     if (recipe.check != nullptr) {
       std::array<double, kMaxBatchAux> aux{};
       const std::byte* src = download + layout.aux + s * recipe.aux_elems * t;
-      for (std::size_t k = 0; k < recipe.aux_elems; ++k) {
+      const std::size_t aux_count = std::min(recipe.aux_elems, kMaxBatchAux);  // recipes stay within it
+      for (std::size_t k = 0; k < aux_count; ++k) {
         if (call.dtype == DType::f32) {
           float v;
           std::memcpy(&v, src + k * t, sizeof v);
@@ -84,7 +86,7 @@ void scatter_batch(const BatchCall& call, const GpuBatchRecipe& recipe, const Ba
           std::memcpy(&aux[k], src + k * t, sizeof(double));
         }
       }
-      status = recipe.check(std::span<const double>(aux.data(), recipe.aux_elems));
+      status = recipe.check(std::span<const double>(aux.data(), aux_count));
     }
     if (status) {
       const std::size_t first = scalar ? s : call.offsets[s];
