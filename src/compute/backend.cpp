@@ -5,6 +5,22 @@
 namespace gpubridge::compute {
 
 namespace {
+Error no_resident_memory(const Backend& b) {
+  return Error(ErrorCode::unimplemented,
+               "the " + std::string(to_string(b.kind())) + " backend keeps no memory resident on its devices");
+}
+}  // namespace
+
+Result<std::unique_ptr<ResidentBlock>> Backend::allocate_resident(int, std::size_t) { return no_resident_memory(*this); }
+void Backend::write_resident(int, ResidentBlock&, const void*, std::size_t, ResidentDone done) {
+  done(no_resident_memory(*this));
+}
+void Backend::read_resident(int, const ResidentBlock&, void*, std::size_t, ResidentDone done) {
+  done(no_resident_memory(*this));
+}
+void Backend::execute_resident(int, const ResidentCall&, ResidentDone done) { done(no_resident_memory(*this)); }
+
+namespace {
 
 // A backend that is not usable on this machine or in this build; status() says why.
 class AbsentBackend final : public Backend {

@@ -2,6 +2,8 @@
 // Internal backend interface. A backend owns the devices of one kind (cpu, cuda, opencl), their
 // memory pools and queues. The Executor validates calls and applies the fallback policy; a
 // backend only runs what it is given.
+#include <array>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -56,6 +58,34 @@ struct BatchCompletion {
   void operator()(Status status) const { fn(context, std::move(status)); }
 };
 
+// Memory that stays on one device between calls (plain host memory on the CPU backend). The
+// destructor returns it to the device; destroy a block only when no work using it is in flight
+// (the Executor keeps blocks alive through shared ownership until their work completed).
+class ResidentBlock {
+ public:
+  virtual ~ResidentBlock() = default;
+  virtual std::size_t bytes() const = 0;
+};
+
+// A catalog kernel over resident blocks of one device: inputs (n elements each) and an output
+// block of output_count elements, all of `dtype`. Scratch and aux memory are the backend's
+// business; a recipe check that fails (e.g. zero norm) completes with its error.
+struct ResidentCall {
+  const KernelDef* def = nullptr;
+  DType dtype = DType::f32;
+  std::size_t n = 0;
+  std::size_t output_count = 0;
+  std::array<const ResidentBlock*, 4> inputs{};
+  std::size_t input_count = 0;
+  std::array<double, 2> scalars{};
+  std::size_t scalar_count = 0;
+  ResidentBlock* output = nullptr;
+};
+
+// Completion of resident work: called exactly once, from any thread (possibly inline), never
+// with locks of the backend held. Error codes as for BackendCompletion.
+using ResidentDone = std::function<void(Status)>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -71,6 +101,13 @@ class Backend {
   // `call` stays valid until `done` ran. The default fails with failed_precondition (a backend
   // without batches: the batcher then runs them on the CPU, reason kernel_missing).
   virtual void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done);
+  // Resident memory. Defaults: unimplemented (the backend keeps nothing on its devices).
+  // allocate_resident: resource_exhausted when the device (or its pool limit) cannot hold it.
+  virtual Result<std::unique_ptr<ResidentBlock>> allocate_resident(int ordinal, std::size_t bytes);
+  // Copies host memory `src` (valid until done) into the block / the block into host `dst`.
+  virtual void write_resident(int ordinal, ResidentBlock& block, const void* src, std::size_t bytes, ResidentDone done);
+  virtual void read_resident(int ordinal, const ResidentBlock& block, void* dst, std::size_t bytes, ResidentDone done);
+  virtual void execute_resident(int ordinal, const ResidentCall& call, ResidentDone done);
   virtual PoolStats device_pool_stats(int /*ordinal*/) const { return {}; }
   virtual PoolStats staging_pool_stats(int /*ordinal*/) const { return {}; }
 };

@@ -32,6 +32,20 @@ void GpuServices::stop() {
   for (auto& [key, b] : batchers_) b->stop();
 }
 
+void GpuServices::park_state(const std::string& grain, compute::Tensor state) {
+  std::lock_guard lock(mutex_);
+  parked_.insert_or_assign(grain, std::move(state));
+}
+
+std::optional<compute::Tensor> GpuServices::take_parked_state(const std::string& grain) {
+  std::lock_guard lock(mutex_);
+  auto it = parked_.find(grain);
+  if (it == parked_.end()) return std::nullopt;
+  compute::Tensor t = std::move(it->second);
+  parked_.erase(it);
+  return t;
+}
+
 bool BatchAwaiter::await_suspend(std::coroutine_handle<> handle) {
   context_ = runtime::ResumeContext::current();
   resumption_.handle = handle;

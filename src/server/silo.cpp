@@ -1,6 +1,7 @@
 #include "gpubridge/server/silo.hpp"
 
 #include "gpubridge/grains/batch_grain.hpp"
+#include "gpubridge/grains/resident_grain.hpp"
 #include "gpubridge/grains/stream_grain.hpp"
 
 namespace gpubridge::server {
@@ -13,8 +14,13 @@ Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu) 
       !s) {
     return s;
   }
-  return runtime.register_grain<grains::StreamGrain>(reentrant,
-                                                     [&gpu] { return std::make_unique<grains::StreamGrain>(gpu); });
+  if (Status s = runtime.register_grain<grains::StreamGrain>(
+          reentrant, [&gpu] { return std::make_unique<grains::StreamGrain>(gpu); });
+      !s) {
+    return s;
+  }
+  // Resident grains run one operation at a time: their state is replaced by each apply().
+  return runtime.register_grain<grains::ResidentGrain>({}, [&gpu] { return std::make_unique<grains::ResidentGrain>(gpu); });
 }
 
 Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config) {

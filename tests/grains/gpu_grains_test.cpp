@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "gpubridge/grains/batch_grain.hpp"
+#include "gpubridge/grains/resident_grain.hpp"
 #include "gpubridge/grains/stream_grain.hpp"
 #include "gpubridge/server/silo.hpp"
 #include "test_support.hpp"
@@ -191,6 +192,70 @@ TEST(Silo, CallsAfterStopFailClearly) {
     EXPECT_EQ(e.error().code(), ErrorCode::unavailable);
   }
 }
+
+}  // namespace
+}  // namespace gpubridge::grains
+
+namespace gpubridge::grains {
+namespace {
+
+class ResidentGrainTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ResidentGrainTest, StateStaysOnTheDeviceAcrossCallsAndSurvivesEviction) {
+  auto silo = start_silo(GetParam());
+  ASSERT_NE(silo, nullptr);
+  if (!backend_present(*silo, *compute::parse_backend(GetParam()))) {
+    if (testing::backend_required(GetParam())) FAIL() << GetParam() << " required";
+    GTEST_SKIP() << "no " << GetParam() << " device";
+  }
+  auto& rt = silo->runtime();
+  auto twin = rt.get<ResidentGrain>("turbine-7");
+  compute::Tensor initial(compute::DType::f32, 1000);
+  for (std::size_t i = 0; i < 1000; ++i) initial.as<float>()[i] = 1.0f;
+  rt.run(twin.call<&ResidentGrain::load>(std::move(initial)));
+  EXPECT_EQ(rt.run(twin.call<&ResidentGrain::placement>()).rfind(GetParam() + ":", 0), 0u);
+
+  // state = 2 * x + state, with x = 0.5 everywhere: 2.0 everywhere.
+  ResidentOp axpy{"vector.axpy", {2.0}, {}, 1};
+  axpy.operands.emplace_back(compute::DType::f32, 1000);
+  for (auto& v : axpy.operands[0].as<float>()) v = 0.5f;
+  rt.run(twin.call<&ResidentGrain::apply>(std::move(axpy)));
+  ResidentOp sum{"reduce.sum", {}, {}, 0};
+  EXPECT_NEAR(rt.run(twin.call<&ResidentGrain::reduce>(std::move(sum))), 2000.0, 1e-3);
+
+  // A failing kernel (normalize of a vector that is not zero succeeds; of zero it fails) leaves the state.
+  ResidentOp wrong{"vector.dot", {}, {}, 0};  // scalar kernel through apply(): rejected
+  EXPECT_THROW(rt.run(twin.call<&ResidentGrain::apply>(std::move(wrong))), ErrorException);
+  rt.run(twin.call<&ResidentGrain::apply>(ResidentOp{"vector.normalize", {}, {}, 0}));
+  ResidentOp dot{"vector.dot", {}, {}, 0};
+  dot.operands.emplace_back(rt.run(twin.call<&ResidentGrain::read>()));
+  EXPECT_NEAR(rt.run(twin.call<&ResidentGrain::reduce>(std::move(dot))), 1.0, 1e-5);
+
+  // Eviction parks the state in host memory; the next call brings it back.
+  rt.run(twin.call<&ResidentGrain::evict>());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (rt.activation_count("ResidentGrain") > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_EQ(rt.activation_count("ResidentGrain"), 0u);
+  compute::Tensor back = rt.run(twin.call<&ResidentGrain::read>());
+  ASSERT_EQ(back.count(), 1000u);
+  EXPECT_NEAR(back.at(999), 1.0 / std::sqrt(1000.0), 1e-6);
+}
+
+TEST(ResidentGrain, OperationsWithoutStateOrWithBadOperandsFail) {
+  auto silo = start_silo("cpu");
+  auto& rt = silo->runtime();
+  auto g = rt.get<ResidentGrain>("empty");
+  EXPECT_THROW(rt.run(g.call<&ResidentGrain::read>()), ErrorException);
+  compute::Tensor t(compute::DType::f32, 10);
+  rt.run(g.call<&ResidentGrain::load>(std::move(t)));
+  ResidentOp missing{"vector.axpy", {1.0}, {}, 1};  // needs one operand
+  EXPECT_THROW(rt.run(g.call<&ResidentGrain::apply>(std::move(missing))), ErrorException);
+  ResidentOp zero{"vector.normalize", {}, {}, 0};   // the state is all zeros: no direction
+  EXPECT_THROW(rt.run(g.call<&ResidentGrain::apply>(std::move(zero))), ErrorException);
+  EXPECT_EQ(rt.run(g.call<&ResidentGrain::read>()).count(), 10u) << "the state is unchanged";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ResidentGrainTest, ::testing::Values("cpu", "opencl", "cuda"));
 
 }  // namespace
 }  // namespace gpubridge::grains

@@ -8,7 +8,10 @@
 // completed. It allocates nothing: the request lives in the awaiting frame.
 //
 // Thread-safety: every member is thread-safe. Batchers live until stop() or destruction.
+#include <atomic>
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +34,7 @@ class GpuServices {
 
   compute::Executor& executor() noexcept { return executor_; }
   const compute::BatchPolicy& policy() const noexcept { return policy_; }
+  const compute::CallOptions& placement() const noexcept { return placement_; }
 
   // The batcher of (kernel, dtype); created on first use. Errors as DynamicBatcher::create.
   Result<compute::DynamicBatcher*> batcher(std::string_view kernel, compute::DType dtype);
@@ -39,6 +43,10 @@ class GpuServices {
   // Stops every batcher: queued requests fail with `cancelled`. Later batcher() calls fail.
   void stop();
 
+  // Host copies of resident grain states parked at deactivation, by grain id (process memory).
+  void park_state(const std::string& grain, compute::Tensor state);
+  std::optional<compute::Tensor> take_parked_state(const std::string& grain);
+
  private:
   compute::Executor& executor_;
   compute::BatchPolicy policy_;
@@ -46,6 +54,41 @@ class GpuServices {
   mutable std::mutex mutex_;
   bool stopped_ = false;
   std::map<std::string, std::unique_ptr<compute::DynamicBatcher>, std::less<>> batchers_;
+  std::map<std::string, compute::Tensor> parked_;
+};
+
+// co_await completion<T>(start): `start(done)` begins an operation that calls `done(Result<T>)`
+// exactly once from any thread; the awaiting coroutine resumes in its own ResumeContext with the
+// value, or the error thrown as ErrorException. Completing inline (before start returns) is fine.
+template <typename T>
+class CompletionAwaiter {
+ public:
+  using Start = std::function<void(std::function<void(Result<T>)>)>;
+  explicit CompletionAwaiter(Start start) : start_(std::move(start)) {}
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> handle) {
+    context_ = runtime::ResumeContext::current();
+    resumption_.handle = handle;
+    start_([this](Result<T> r) {
+      result_.emplace(std::move(r));
+      if (state_.exchange(kDone) == kSuspended) context_.resume(resumption_);
+    });
+    // Completed inline: do not suspend. Otherwise the completion may already be resuming us on
+    // another thread, so nothing here is touched after the exchange.
+    return state_.exchange(kSuspended) != kDone;
+  }
+  T await_resume() {
+    if (!result_->ok()) throw ErrorException(result_->error());
+    return std::move(*result_).value();
+  }
+
+ private:
+  static constexpr int kStarting = 0, kSuspended = 1, kDone = 2;
+  Start start_;
+  std::optional<Result<T>> result_;
+  std::atomic<int> state_{kStarting};
+  runtime::Resumption resumption_;
+  runtime::ResumeContext context_;
 };
 
 // co_await submit_batch(batcher, request): submits and suspends until on_done; then returns the

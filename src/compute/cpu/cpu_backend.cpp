@@ -6,6 +6,7 @@
 // output written in place) with a serial CpuParallel, so nothing is allocated per request.
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -126,7 +127,59 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // Resident memory on the CPU is host memory; resident work runs on the calling thread, so the
+  // operations of one caller complete in the order it issued them.
+  Result<std::unique_ptr<ResidentBlock>> allocate_resident(int, std::size_t bytes) override {
+    try {
+      return std::unique_ptr<ResidentBlock>(std::make_unique<HostBlock>(bytes));
+    } catch (const std::bad_alloc&) {
+      return Error(ErrorCode::resource_exhausted, "out of host memory for a resident block of " + std::to_string(bytes) + " bytes");
+    }
+  }
+
+  void write_resident(int, ResidentBlock& block, const void* src, std::size_t bytes, ResidentDone done) override {
+    auto& b = static_cast<HostBlock&>(block);
+    if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "write larger than the resident block"));
+    std::memcpy(b.data(), src, bytes);
+    done(Status{});
+  }
+
+  void read_resident(int, const ResidentBlock& block, void* dst, std::size_t bytes, ResidentDone done) override {
+    const auto& b = static_cast<const HostBlock&>(block);
+    if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "read larger than the resident block"));
+    std::memcpy(dst, b.data(), bytes);
+    done(Status{});
+  }
+
+  void execute_resident(int, const ResidentCall& call, ResidentDone done) override {
+    std::array<const void*, 4> inputs{};
+    for (std::size_t i = 0; i < call.input_count; ++i) inputs[i] = static_cast<const HostBlock*>(call.inputs[i])->data();
+    CpuKernelArgs args{call.dtype, call.n, std::span<const void* const>(inputs.data(), call.input_count),
+                       std::span<const double>(call.scalars.data(), call.scalar_count),
+                       static_cast<HostBlock*>(call.output)->data(), pool_};
+    Status status;
+    try {
+      status = call.def->cpu(args);
+    } catch (const std::exception& e) {
+      status = Error(ErrorCode::internal, std::string("CPU kernel ") + call.def->id + " threw: " + e.what());
+    }
+    done(std::move(status));
+  }
+
  private:
+  // A resident block on the CPU: 64-byte aligned host memory.
+  class HostBlock final : public ResidentBlock {
+   public:
+    explicit HostBlock(std::size_t bytes) : storage_(Tensor::uninitialized(DType::f64, (bytes + 7) / 8)), bytes_(bytes) {}
+    std::size_t bytes() const override { return bytes_; }
+    void* data() { return storage_.data(); }
+    const void* data() const { return storage_.data(); }
+
+   private:
+    Tensor storage_;
+    std::size_t bytes_;
+  };
+
   void run_batch(const BatchCall& call) {
     const std::size_t segments = call.requests.size();
     // Consecutive segments per chunk so that a chunk holds about kBatchChunkElements elements.

@@ -107,6 +107,9 @@ struct Pending {
   cuda::PinnedBuffer staging;                // packed: the staged layout
   std::array<cuda::PinnedBuffer, 2> chunks;  // streamed: the two chunk buffers
   std::byte* device = nullptr;               // streamed: downloaded and freed by the completion thread
+  // Resident work: run after the event (copy out of staging, check aux), then resident_done.
+  std::function<Status(const Pending&)> resident_finish;
+  ResidentDone resident_done;
 };
 
 struct DeviceState;
@@ -337,6 +340,103 @@ class CudaBackend final : public Backend {
     lane.queue_cv.notify_one();
   }
 
+  // Resident memory: blocks from the device's stream-ordered pool. Every resident operation of a
+  // device runs on its first lane, so operations complete in the order they were issued.
+  Result<std::unique_ptr<ResidentBlock>> allocate_resident(int ordinal, std::size_t bytes) override {
+    DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
+    Lane& lane = *d.lanes[0];
+    std::lock_guard submit(lane.submit_mutex);
+    if (cudaError_t e = cudaSetDevice(d.cuda_ordinal); e != cudaSuccess) return to_error(e, "cudaSetDevice");
+    if (Status s = check_pool_limit(d, bytes); !s) return s.error();
+    auto ptr = allocate_device(d, lane, std::max<std::size_t>(bytes, 1));
+    if (!ptr) return ptr.error();
+    return std::unique_ptr<ResidentBlock>(std::make_unique<CudaBlock>(d, *ptr, bytes));
+  }
+
+  void write_resident(int ordinal, ResidentBlock& block, const void* src, std::size_t bytes, ResidentDone done) override {
+    auto& b = static_cast<CudaBlock&>(block);
+    if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "write larger than the resident block"));
+    submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
+      host_copy(p.staging.data, static_cast<const std::byte*>(src), bytes);
+      GB_CUDA_TRY(cudaMemcpyAsync(b.ptr, p.staging.data, bytes, cudaMemcpyHostToDevice, lane.stream));
+      return {};
+    });
+  }
+
+  void read_resident(int ordinal, const ResidentBlock& block, void* dst, std::size_t bytes, ResidentDone done) override {
+    const auto& b = static_cast<const CudaBlock&>(block);
+    if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "read larger than the resident block"));
+    submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
+      GB_CUDA_TRY(cudaMemcpyAsync(p.staging.data, b.ptr, bytes, cudaMemcpyDeviceToHost, lane.stream));
+      p.resident_finish = [this, dst, bytes](const Pending& done_p) -> Status {
+        host_copy(static_cast<std::byte*>(dst), done_p.staging.data, bytes);
+        return {};
+      };
+      return {};
+    });
+  }
+
+  void execute_resident(int ordinal, const ResidentCall& call, ResidentDone done) override {
+    if (Status s = can_run(ordinal, *call.def, call.dtype); !s) return done(std::move(s));
+    DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
+    auto program = program_for(d, call.dtype);
+    if (!program) return done(Error(ErrorCode::failed_precondition, program.error().message()));
+    const detail::GpuRecipe& recipe = *call.def->gpu;
+    const std::size_t t = size_of(call.dtype);
+    const std::size_t aux_bytes = recipe.aux_elems * t;
+    submit_resident(ordinal, std::move(done), std::max<std::size_t>(aux_bytes, 1), [&](Lane& lane, Pending& p) -> Status {
+      // Scratch and aux: one temporary allocation, freed in stream order after the aux download.
+      const std::size_t scratch_off = align_up(aux_bytes);
+      const std::size_t temp_bytes = scratch_off + align_up(recipe.scratch_elems * t);
+      std::byte* temp = nullptr;
+      if (temp_bytes > 0) {
+        if (Status s = check_pool_limit(d, temp_bytes); !s) return s;
+        auto allocated = allocate_device(d, lane, temp_bytes);
+        if (!allocated) return allocated.error();
+        temp = *allocated;
+        p.device_bytes = temp_bytes;
+      }
+      SlotPointers slots{};
+      for (std::size_t i = 0; i < call.input_count; ++i) {
+        slots[slot_index(detail::Slot::input0) + i] = static_cast<const CudaBlock*>(call.inputs[i])->ptr;
+      }
+      slots[slot_index(detail::Slot::output)] = static_cast<CudaBlock*>(call.output)->ptr;
+      if (aux_bytes > 0) slots[slot_index(detail::Slot::aux)] = temp;
+      if (recipe.scratch_elems > 0) slots[slot_index(detail::Slot::scratch)] = temp + scratch_off;
+      CudaLauncher launcher(**program, lane.stream, slots, call.dtype);
+      Status s = recipe.enqueue(launcher, call.n, std::span<const double>(call.scalars.data(), call.scalar_count));
+      if (s && aux_bytes > 0) {
+        if (cudaError_t e = cudaMemcpyAsync(p.staging.data, temp, aux_bytes, cudaMemcpyDeviceToHost, lane.stream);
+            e != cudaSuccess) {
+          s = to_error(e, "cudaMemcpyAsync(aux)");
+        }
+      }
+      if (temp != nullptr) {
+        const cudaError_t freed = cudaFreeAsync(temp, lane.stream);
+        if (s && freed != cudaSuccess) s = to_error(freed, "cudaFreeAsync");
+      }
+      if (s && recipe.check != nullptr) {
+        const DType dtype = call.dtype;
+        const std::size_t aux_elems = recipe.aux_elems;
+        auto* check = recipe.check;
+        p.resident_finish = [dtype, aux_elems, check](const Pending& done_p) -> Status {
+          std::array<double, 4> aux{};
+          for (std::size_t i = 0; i < std::min<std::size_t>(aux_elems, aux.size()); ++i) {
+            if (dtype == DType::f32) {
+              float v;
+              std::memcpy(&v, done_p.staging.data + i * sizeof(float), sizeof v);
+              aux[i] = v;
+            } else {
+              std::memcpy(&aux[i], done_p.staging.data + i * sizeof(double), sizeof(double));
+            }
+          }
+          return check(std::span<const double>(aux.data(), std::min<std::size_t>(aux_elems, aux.size())));
+        };
+      }
+      return s;
+    });
+  }
+
   PoolStats device_pool_stats(int ordinal) const override {
     DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
     std::lock_guard lock(d.pool_mutex);
@@ -353,6 +453,65 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // A resident block: pool memory on one device, freed in stream order on the resident lane.
+  class CudaBlock final : public ResidentBlock {
+   public:
+    CudaBlock(DeviceState& d, std::byte* p, std::size_t bytes) : d_(d), ptr(p), bytes_(bytes) {}
+    ~CudaBlock() override {
+      // Freeing cannot fail in a way a destructor could report; errors are ignored on purpose.
+      cudaSetDevice(d_.cuda_ordinal);
+      cudaFreeAsync(ptr, d_.lanes[0]->stream);
+      release_device_bytes(d_, std::max<std::size_t>(bytes_, 1));
+    }
+    std::size_t bytes() const override { return bytes_; }
+
+   private:
+    DeviceState& d_;
+
+   public:
+    std::byte* const ptr;
+
+   private:
+    std::size_t bytes_;
+  };
+
+  // Runs `enqueue` on the device's resident lane with `staging_bytes` of page-locked staging in
+  // p.staging, then records an event; the lane's completion thread finishes it.
+  template <typename Enqueue>
+  void submit_resident(int ordinal, ResidentDone done, std::size_t staging_bytes, Enqueue&& enqueue) {
+    DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
+    Lane& lane = *d.lanes[0];
+    std::unique_lock submit(lane.submit_mutex);
+    Pending p;
+    p.resident_done = std::move(done);
+    Status s;
+    if (cudaError_t e = cudaSetDevice(d.cuda_ordinal); e != cudaSuccess) s = to_error(e, "cudaSetDevice");
+    if (s) {
+      auto staging = d.staging.acquire(staging_bytes);
+      if (staging) {
+        p.staging = *staging;
+      } else {
+        s = staging.error();
+      }
+    }
+    if (s) s = enqueue(lane, p);
+    if (s) s = record_event(lane, p);
+    if (!s) {
+      cudaStreamSynchronize(lane.stream);  // the stream may still use the staging memory
+      cudaGetLastError();
+      release_device_bytes(d, p.device_bytes);
+      submit.unlock();
+      release_host(d, lane, p);
+      p.resident_done(s);
+      return;
+    }
+    {
+      std::lock_guard lock(lane.queue_mutex);
+      lane.queue.push_back(std::move(p));
+    }
+    lane.queue_cv.notify_one();
+  }
+
   static Status init_device(DeviceState& d, int i, int count, int driver, int runtime, const BackendOptions& options) {
     cudaDeviceProp prop{};
     GB_CUDA_TRY(cudaGetDeviceProperties(&prop, i));
@@ -711,6 +870,15 @@ class CudaBackend final : public Backend {
         if (lane.queue.empty()) return;
         p = std::move(lane.queue.front());
         lane.queue.pop_front();
+      }
+      if (p.resident_done) {
+        const cudaError_t e = cudaEventSynchronize(p.event);
+        Status status = e == cudaSuccess ? Status{} : Status(to_error(e, "resident work"));
+        if (status && p.resident_finish) status = p.resident_finish(p);
+        release_device_bytes(d, p.device_bytes);
+        release_host(d, lane, p);
+        p.resident_done(std::move(status));
+        continue;
       }
       if (p.batch != nullptr) {
         const cudaError_t e = cudaEventSynchronize(p.event);

@@ -18,6 +18,10 @@
 // for reading. The completion thread scatters each request's output from the mapped memory,
 // calls done, then unmaps and returns the buffers. On a CPU device (PoCL) map and unmap copy
 // nothing, so a batch moves each byte once in and once out, as a raw write/read pair would.
+//
+// Resident memory: a block is an exact-size buffer of the device pool (counted in its
+// statistics, returned by the block's destructor). Every resident write, read and execute of a
+// device runs on one lane and completes through its thread in issue order (see "Resident memory").
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -85,8 +89,9 @@ struct PooledBuffer {
 };
 
 // Device buffers by power-of-two size class (at least kMinBufferBytes, at most the device's
-// largest allocation). A call takes all its buffers at once and gives them back on completion;
-// later calls of the same classes reuse them, so a warm pool allocates nothing. Bytes reserved
+// largest allocation; resident blocks take exact sizes instead, see acquire_exact). A call takes
+// all its buffers at once and gives them back on completion; later calls of the same classes
+// reuse them, so a warm pool allocates nothing. Bytes reserved
 // (in use + cached) never exceed `limit_bytes`: cached buffers are dropped first, then the call
 // fails with resource_exhausted. Thread-safe.
 class BufferPool {
@@ -102,6 +107,47 @@ class BufferPool {
 
   // One buffer of at least sizes[i] bytes per entry, or none on error.
   Result<std::vector<PooledBuffer>> acquire(std::span<const std::uint64_t> sizes) {
+    return acquire_sized(sizes, false);
+  }
+
+  // One buffer of `bytes` rounded up to a multiple of kMinBufferBytes, not to a power of two:
+  // for long-lived resident blocks, so that they hold (and count against the limit) what they
+  // asked for. Cached under that size on release, like any other buffer.
+  Result<PooledBuffer> acquire_exact(std::uint64_t bytes) {
+    const std::array<std::uint64_t, 1> sizes{bytes};
+    Result<std::vector<PooledBuffer>> got = acquire_sized(sizes, true);
+    if (!got) return got.error();
+    return std::move(got.value().front());
+  }
+
+  // Takes the buffers back for reuse; their commands must have completed.
+  void release(std::vector<PooledBuffer>& buffers) noexcept {
+    std::lock_guard lock(mu_);
+    for (auto& b : buffers) give_back(b);
+    buffers.clear();
+  }
+
+  // Takes one buffer back (a resident block's); its commands must have completed.
+  void release(PooledBuffer& buffer) noexcept {
+    std::lock_guard lock(mu_);
+    give_back(buffer);
+  }
+
+  // Forgets a buffer that must not be reused (e.g. it could not be unmapped); it is freed with `b`.
+  void drop(PooledBuffer& b) noexcept {
+    std::lock_guard lock(mu_);
+    stats_.bytes_in_use -= b.bytes;
+    stats_.bytes_reserved -= b.bytes;
+    b.bytes = 0;
+  }
+
+  PoolStats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
+ private:
+  Result<std::vector<PooledBuffer>> acquire_sized(std::span<const std::uint64_t> sizes, bool exact) {
     for (const std::uint64_t bytes : sizes) {
       if (bytes > max_alloc_bytes_) {
         return Error(ErrorCode::resource_exhausted,
@@ -115,7 +161,7 @@ class BufferPool {
     std::uint64_t total = 0;
     std::uint64_t new_bytes = 0;
     for (std::size_t i = 0; i < sizes.size(); ++i) {
-      out[i].bytes = size_class(sizes[i]);
+      out[i].bytes = exact ? exact_size(sizes[i]) : size_class(sizes[i]);
       total += out[i].bytes;
       auto it = free_.find(out[i].bytes);
       if (it != free_.end() && !it->second.empty()) {
@@ -165,36 +211,24 @@ class BufferPool {
     return out;
   }
 
-  // Takes the buffers back for reuse; their commands must have completed.
-  void release(std::vector<PooledBuffer>& buffers) noexcept {
-    std::lock_guard lock(mu_);
-    for (auto& b : buffers) {
-      stats_.bytes_in_use -= b.bytes;
-      try {
-        free_[b.bytes].push_back(std::move(b.buffer));
-      } catch (...) {
-        stats_.bytes_reserved -= b.bytes;  // not cached: the buffer is freed with `buffers`
-      }
-    }
-    buffers.clear();
-  }
-
-  // Forgets a buffer that must not be reused (e.g. it could not be unmapped); it is freed with `b`.
-  void drop(PooledBuffer& b) noexcept {
-    std::lock_guard lock(mu_);
+  // Caches `b` (under mu_); a buffer that cannot be cached is freed with `b`.
+  void give_back(PooledBuffer& b) noexcept {
     stats_.bytes_in_use -= b.bytes;
-    stats_.bytes_reserved -= b.bytes;
+    try {
+      free_[b.bytes].push_back(std::move(b.buffer));
+    } catch (...) {
+      stats_.bytes_reserved -= b.bytes;
+    }
     b.bytes = 0;
   }
 
-  PoolStats stats() const {
-    std::lock_guard lock(mu_);
-    return stats_;
-  }
-
- private:
   std::uint64_t size_class(std::uint64_t bytes) const noexcept {
     return std::min(std::bit_ceil(std::max(bytes, kMinBufferBytes)), max_alloc_bytes_);
+  }
+
+  std::uint64_t exact_size(std::uint64_t bytes) const noexcept {
+    const std::uint64_t granules = (std::max(bytes, std::uint64_t{1}) + kMinBufferBytes - 1) / kMinBufferBytes;
+    return std::min(granules * kMinBufferBytes, max_alloc_bytes_);
   }
 
   Result<cl::Buffer> create(std::uint64_t bytes) const {
@@ -261,6 +295,12 @@ struct PendingCall {
   std::size_t region_align = 0;                 // the layout's alignment (the device's)
   void* mapped_upload = nullptr;                // set while the upload buffer is mapped
   void* mapped_download = nullptr;              // the download buffer, mapped for reading
+  // Resident work instead of `call` (write, read or execute_resident): `buffers` holds only the
+  // temporary scratch and aux of an execute; `resident_recipe` is set for an execute only.
+  bool resident = false;
+  ResidentDone resident_done;
+  const detail::GpuRecipe* resident_recipe = nullptr;
+  DType resident_dtype = DType::f32;
 };
 
 // Waits for every command of `p` and returns the first failure (or p.error).
@@ -285,25 +325,28 @@ Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue) {
   return {};
 }
 
+// Runs the recipe's check (if any) on the downloaded aux slot `p.aux`, read as `dtype`.
+Status check_aux(const detail::GpuRecipe& recipe, DType dtype, const PendingCall& p) {
+  if (recipe.check == nullptr) return {};
+  std::vector<double> aux(recipe.aux_elems);
+  for (std::size_t i = 0; i < aux.size(); ++i) {
+    if (dtype == DType::f64) {
+      double v = 0;
+      std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
+      aux[i] = v;
+    } else {
+      float v = 0;
+      std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
+      aux[i] = v;
+    }
+  }
+  return recipe.check(aux);
+}
+
 // Waits for every command of `p`, then returns the output or the first failure.
 Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
   if (Status s = wait_for_commands(p, queue); !s) return s.error();
-  const detail::GpuRecipe& recipe = *p.call->def->gpu;
-  if (recipe.check != nullptr) {
-    std::vector<double> aux(recipe.aux_elems);
-    for (std::size_t i = 0; i < aux.size(); ++i) {
-      if (p.call->dtype == DType::f64) {
-        double v = 0;
-        std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
-        aux[i] = v;
-      } else {
-        float v = 0;
-        std::memcpy(&v, p.aux.data() + i * sizeof v, sizeof v);
-        aux[i] = v;
-      }
-    }
-    if (Status s = recipe.check(aux); !s) return s.error();
-  }
+  if (Status s = check_aux(*p.call->def->gpu, p.call->dtype, p); !s) return s.error();
   return std::move(p.output);
 }
 
@@ -345,10 +388,33 @@ void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   p.pool->release(p.buffers);
 }
 
+void call_resident_done(ResidentDone& done, Status status) noexcept;
+
+// Completes resident work exactly once: waits, runs an execute's check, returns its temporary
+// buffers, calls done.
+void complete_resident(PendingCall& p, const cl::CommandQueue& queue) noexcept {
+  Status status;
+  try {
+    status = wait_for_commands(p, queue);
+    if (status && p.resident_recipe != nullptr) status = check_aux(*p.resident_recipe, p.resident_dtype, p);
+  } catch (const std::exception& e) {
+    status = Error(ErrorCode::internal, std::string("completing OpenCL resident work: ") + e.what());
+  } catch (...) {
+    status = Error(ErrorCode::internal, "completing OpenCL resident work: unknown exception");
+  }
+  if (p.pool != nullptr) p.pool->release(p.buffers);
+  ResidentDone done = std::move(p.resident_done);
+  call_resident_done(done, std::move(status));  // a throwing completion must not stop the lane
+}
+
 // Completes `p` exactly once: waits, returns its buffers, calls done.
 void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   if (p.batch != nullptr) {
     complete_batch(p, queue);
+    return;
+  }
+  if (p.resident) {
+    complete_resident(p, queue);
     return;
   }
   std::optional<Result<Tensor>> result;
@@ -495,7 +561,7 @@ struct ClDevice {
   std::size_t max_work_group = 0;
   std::uint64_t max_alloc_bytes = 0;
   std::size_t region_align = 256;  // sub-buffer origins: CL_DEVICE_MEM_BASE_ADDR_ALIGN, at least 256 bytes
-  std::unique_ptr<BufferPool> pool;
+  std::shared_ptr<BufferPool> pool;  // shared with the resident blocks, which may outlive the device
   std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
@@ -597,7 +663,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   d->context = cl::Context(device, nullptr, nullptr, nullptr, &err);
   if (err != CL_SUCCESS) return cl_call_error(err, "clCreateContext");
   const bool capped = options.device_pool_limit_bytes != 0;
-  d->pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
+  d->pool = std::make_shared<BufferPool>(d->context, info.id, max_alloc,
                                          capped ? options.device_pool_limit_bytes : global_mem,
                                          capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE");
   d->staging_pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
@@ -855,6 +921,163 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Resident memory
+//
+// A block is one buffer of its device's pool, of the size asked for (rounded up to
+// kMinBufferBytes). All resident work of a device (writes, reads, executes) is enqueued on lane
+// kResidentLane and handed to that lane's completion thread under the lane's enqueue mutex: the
+// in-order queue runs it in submission order and the thread completes it in the same order, so
+// "write, execute, read" issued in that order completes in that order. Work that fails before
+// enqueueing anything completes through the lane too, keeping its place in that order.
+
+constexpr std::size_t kResidentLane = 0;
+
+class ClResidentBlock final : public ResidentBlock {
+ public:
+  ClResidentBlock(std::shared_ptr<BufferPool> pool, PooledBuffer&& buffer, std::size_t bytes) noexcept
+      : pool_(std::move(pool)), buffer_(std::move(buffer)), bytes_(bytes) {}
+  // Returns the buffer to the pool (thread-safe, from any thread; no work on it may be in flight).
+  // The pool is shared, so a block may outlive its backend.
+  ~ClResidentBlock() override { pool_->release(buffer_); }
+  ClResidentBlock(const ClResidentBlock&) = delete;
+  ClResidentBlock& operator=(const ClResidentBlock&) = delete;
+
+  std::size_t bytes() const override { return bytes_; }
+  const cl::Buffer& buffer() const noexcept { return buffer_.buffer; }
+  const BufferPool* pool() const noexcept { return pool_.get(); }
+
+ private:
+  const std::shared_ptr<BufferPool> pool_;
+  PooledBuffer buffer_;
+  const std::size_t bytes_;  // as asked for; the buffer may be larger
+};
+
+// `block` as a block of device `d` holding at least `min_bytes`; invalid_argument otherwise.
+Result<const ClResidentBlock*> resident_block(const ClDevice& d, const ResidentBlock* block, std::string_view what,
+                                              std::uint64_t min_bytes) {
+  const auto* b = dynamic_cast<const ClResidentBlock*>(block);
+  if (b == nullptr || b->pool() != d.pool.get()) {
+    return Error(ErrorCode::invalid_argument, std::string(what) + " is not a resident block of " + d.info.id);
+  }
+  if (b->bytes() < min_bytes) {
+    return Error(ErrorCode::invalid_argument, std::string(what) + " holds " + std::to_string(b->bytes()) +
+                                                  " bytes, the operation needs " + std::to_string(min_bytes));
+  }
+  return b;
+}
+
+// Enqueues a copy from host `src` into `block` (write) or from `block` into host `dst` (read) on
+// `lane`, whose enqueue mutex is held, recording it in `p`.
+Status enqueue_resident_copy(const ClDevice& d, const Lane& lane, PendingCall& p, const ResidentBlock& block,
+                             bool write, const void* src, void* dst, std::size_t bytes) {
+  const std::string_view name = write ? "clEnqueueWriteBuffer(resident)" : "clEnqueueReadBuffer(resident)";
+  if (bytes > block.bytes()) {
+    return Error(ErrorCode::invalid_argument, std::string(write ? "writing " : "reading ") + std::to_string(bytes) +
+                                                  " bytes: larger than the resident block (" +
+                                                  std::to_string(block.bytes()) + " bytes)");
+  }
+  Result<const ClResidentBlock*> b = resident_block(d, &block, "the block", 0);
+  if (!b) return b.error();
+  if (bytes == 0) return {};
+  if (write ? src == nullptr : dst == nullptr) {
+    return Error(ErrorCode::invalid_argument, std::string(name) + ": null host pointer");
+  }
+  p.events.reserve(1);
+  p.commands.reserve(1);
+  const cl::CommandQueue& queue = lane.queue();
+  cl::Event event;
+  const auto size = static_cast<cl::size_type>(bytes);
+  const cl_int err = write ? queue.enqueueWriteBuffer((*b)->buffer(), CL_FALSE, 0, size, src, nullptr, &event)
+                           : queue.enqueueReadBuffer((*b)->buffer(), CL_FALSE, 0, size, dst, nullptr, &event);
+  if (err != CL_SUCCESS) return cl_call_error(err, name);
+  p.events.push_back(std::move(event));
+  p.commands.push_back(name);
+  if (const cl_int ferr = queue.flush(); ferr != CL_SUCCESS) return cl_call_error(ferr, "clFlush");
+  return {};
+}
+
+// Enqueues the recipe of `call` over its resident blocks on `lane`, whose enqueue mutex is held:
+// scratch and aux come from the pool for the call's duration, aux is read back into p.aux.
+Status enqueue_resident_call(ClDevice& d, const Lane& lane, const ResidentCall& call, PendingCall& p) {
+  if (call.def == nullptr) return Error(ErrorCode::invalid_argument, "resident call without a kernel");
+  const KernelDef& def = *call.def;
+  Result<ProgramState*> program = runnable(d, def, call.dtype);
+  if (!program) return program.error();
+  const detail::GpuRecipe& recipe = *def.gpu;
+  const auto invalid = [&](const std::string& why) {
+    return Error(ErrorCode::invalid_argument, "resident " + def.id + " on " + d.info.id + ": " + why);
+  };
+  if (std::find(def.signature.dtypes.begin(), def.signature.dtypes.end(), call.dtype) == def.signature.dtypes.end()) {
+    return invalid("the kernel does not accept " + std::string(to_string(call.dtype)));
+  }
+  if (call.input_count != def.signature.inputs.size() || call.input_count > kMaxInputs) {
+    return invalid(std::to_string(call.input_count) + " inputs, the kernel takes " +
+                   std::to_string(def.signature.inputs.size()));
+  }
+  if (call.scalar_count != def.signature.scalars.size() || call.scalar_count > call.scalars.size()) {
+    return invalid(std::to_string(call.scalar_count) + " scalars, the kernel takes " +
+                   std::to_string(def.signature.scalars.size()));
+  }
+  if (call.n == 0 || call.n > kMaxElements) return invalid("n = " + std::to_string(call.n));
+  if (call.output_count != KernelCatalog::output_count(def, call.n)) {
+    return invalid("output_count = " + std::to_string(call.output_count) + " for n = " + std::to_string(call.n));
+  }
+  const std::uint64_t elem = size_of(call.dtype);
+  std::array<const cl::Buffer*, kSlotCount> slots{};
+  static constexpr std::array<std::string_view, kMaxInputs> kInputNames{"input 0", "input 1", "input 2", "input 3"};
+  for (std::size_t i = 0; i < call.input_count; ++i) {
+    Result<const ClResidentBlock*> b = resident_block(d, call.inputs[i], kInputNames[i], call.n * elem);
+    if (!b) return invalid(b.error().message());
+    slots[i] = &(*b)->buffer();
+  }
+  Result<const ClResidentBlock*> out = resident_block(d, call.output, "the output", call.output_count * elem);
+  if (!out) return invalid(out.error().message());
+  slots[static_cast<std::size_t>(detail::Slot::output)] = &(*out)->buffer();
+
+  std::array<std::uint64_t, 2> sizes{};
+  std::size_t temporaries = 0;
+  if (recipe.scratch_elems > 0) sizes[temporaries++] = recipe.scratch_elems * elem;
+  if (recipe.aux_elems > 0) sizes[temporaries++] = recipe.aux_elems * elem;
+  if (temporaries > 0) {
+    Result<std::vector<PooledBuffer>> buffers = d.pool->acquire(std::span(sizes.data(), temporaries));
+    if (!buffers) return buffers.error();
+    p.buffers = std::move(buffers.value());
+    p.pool = d.pool.get();
+    std::size_t k = 0;
+    if (recipe.scratch_elems > 0) slots[static_cast<std::size_t>(detail::Slot::scratch)] = &p.buffers[k++].buffer;
+    if (recipe.aux_elems > 0) slots[static_cast<std::size_t>(detail::Slot::aux)] = &p.buffers[k++].buffer;
+  }
+  p.aux.resize(recipe.aux_elems * elem);
+  p.resident_recipe = &recipe;
+  p.resident_dtype = call.dtype;
+  p.events.reserve(8);
+  p.commands.reserve(8);
+
+  ClLauncher launcher(lane, (*program)->kernels[lane.index()], call.dtype, slots, p);
+  if (Status s = recipe.enqueue(launcher, call.n, std::span(call.scalars.data(), call.scalar_count)); !s) return s;
+  const cl::CommandQueue& queue = lane.queue();
+  if (!p.aux.empty()) {
+    cl::Event event;
+    const cl_int err = queue.enqueueReadBuffer(*slots[static_cast<std::size_t>(detail::Slot::aux)], CL_FALSE, 0,
+                                               static_cast<cl::size_type>(p.aux.size()), p.aux.data(), nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueReadBuffer(aux)");
+    p.events.push_back(std::move(event));
+    p.commands.push_back("clEnqueueReadBuffer(aux)");
+  }
+  if (const cl_int err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
+  return {};
+}
+
+// Calls a resident completion, swallowing (and saying on stderr) what it throws.
+void call_resident_done(ResidentDone& done, Status status) noexcept {
+  try {
+    done(std::move(status));
+  } catch (...) {
+    std::fputs("gpubridge: an OpenCL resident completion threw; exception ignored\n", stderr);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Backend
 
 class OpenClBackend final : public Backend {
@@ -957,6 +1180,47 @@ class OpenClBackend final : public Backend {
     complete_call(*p, lane.queue());
   }
 
+  // Resident blocks come from the device pool and count in its statistics; see "Resident memory".
+  Result<std::unique_ptr<ResidentBlock>> allocate_resident(int ordinal, std::size_t bytes) override {
+    ClDevice* d = device(ordinal);
+    if (d == nullptr) return no_such_device(ordinal);
+    try {
+      Result<PooledBuffer> buffer = d->pool->acquire_exact(bytes);
+      if (!buffer) return buffer.error();
+      try {
+        auto block = std::make_unique<ClResidentBlock>(d->pool, std::move(buffer.value()), bytes);
+        return std::unique_ptr<ResidentBlock>(std::move(block));
+      } catch (...) {
+        d->pool->release(buffer.value());  // not moved from: make_unique failed before constructing
+        throw;
+      }
+    } catch (const std::bad_alloc&) {
+      return Error(ErrorCode::resource_exhausted, "out of host memory allocating a resident block on " + d->info.id);
+    } catch (const std::exception& e) {
+      return Error(ErrorCode::internal, std::string("allocating a resident block: ") + e.what());
+    }
+  }
+
+  void write_resident(int ordinal, ResidentBlock& block, const void* src, std::size_t bytes,
+                      ResidentDone done) override {
+    submit_resident(ordinal, std::move(done), [&](ClDevice& d, Lane& lane, PendingCall& p) {
+      return enqueue_resident_copy(d, lane, p, block, true, src, nullptr, bytes);
+    });
+  }
+
+  void read_resident(int ordinal, const ResidentBlock& block, void* dst, std::size_t bytes,
+                     ResidentDone done) override {
+    submit_resident(ordinal, std::move(done), [&](ClDevice& d, Lane& lane, PendingCall& p) {
+      return enqueue_resident_copy(d, lane, p, block, false, nullptr, dst, bytes);
+    });
+  }
+
+  void execute_resident(int ordinal, const ResidentCall& call, ResidentDone done) override {
+    submit_resident(ordinal, std::move(done), [&](ClDevice& d, Lane& lane, PendingCall& p) {
+      return enqueue_resident_call(d, lane, call, p);
+    });
+  }
+
   PoolStats device_pool_stats(int ordinal) const override {
     const ClDevice* d = device(ordinal);
     return d == nullptr ? PoolStats{} : d->pool->stats();
@@ -973,6 +1237,46 @@ class OpenClBackend final : public Backend {
   ClDevice* device(int ordinal) const {
     if (ordinal < 0 || static_cast<std::size_t>(ordinal) >= devices_.size()) return nullptr;
     return devices_[static_cast<std::size_t>(ordinal)].get();
+  }
+
+  // Runs `enqueue(device, lane, pending)` on the device's resident lane under its enqueue mutex
+  // and hands the work to the lane's completion thread, failed or not (see "Resident memory").
+  template <typename Enqueue>
+  void submit_resident(int ordinal, ResidentDone done, Enqueue&& enqueue) noexcept {
+    ClDevice* d = device(ordinal);
+    if (d == nullptr) {
+      call_resident_done(done, no_such_device(ordinal));
+      return;
+    }
+    std::unique_ptr<PendingCall> p;
+    try {
+      p = std::make_unique<PendingCall>();
+    } catch (...) {
+      call_resident_done(done,
+                         Error(ErrorCode::resource_exhausted, "out of host memory starting OpenCL resident work"));
+      return;
+    }
+    p->resident = true;
+    p->resident_done = std::move(done);
+    Lane& lane = *d->lanes[kResidentLane];
+    std::unique_lock lock(lane.enqueue_mutex());
+    try {
+      if (Status s = enqueue(*d, lane, *p); !s) p->error = s.error();
+    } catch (const std::exception& e) {
+      // Commands may be enqueued that `p` does not record: let them all finish first.
+      lane.queue().finish();
+      const bool oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+      p->error = Error(oom ? ErrorCode::resource_exhausted : ErrorCode::internal,
+                       std::string("enqueueing OpenCL resident work: ") + e.what());
+    }
+    try {
+      lane.push(p);
+      return;
+    } catch (...) {
+      // Could not queue it: complete it here, without the lock (complete_call waits for its events).
+    }
+    lock.unlock();
+    complete_call(*p, lane.queue());
   }
 
   static Error no_such_device(int ordinal) {
