@@ -26,7 +26,7 @@ do_package() {
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
   cp "$build/src/gpubridge" "$carry/bin/"
   cp "$build"/tests/*_test "$carry/bin/"
-  for b in bench_compute bench_runtime; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
+  for b in bench_compute bench_runtime bench_grains; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
   # Libraries the binaries need that the GPU machine may lack: everything except glibc and CUDA.
   ldd "$carry"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
@@ -82,10 +82,11 @@ do_run() {
     timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
       --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
   fi
-  if [ -x "$bin/bench_runtime" ]; then
-    echo "== bench_runtime" | tee -a "$out/bench.txt"
-    timeout 200 "$bin/bench_runtime" 2>&1 | tee -a "$out/bench.txt" || failed=1
-  fi
+  for b in bench_runtime bench_grains; do
+    [ -x "$bin/$b" ] || continue
+    echo "== $b" | tee -a "$out/bench.txt"
+    timeout 200 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1
+  done
   echo "gpu-check: results in $out (failed=$failed)"
   return $failed
 }
