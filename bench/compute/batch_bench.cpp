@@ -9,13 +9,7 @@
 //                          in two halves: an iteration submits one half and waits (asleep) for
 //                          the other, so up to 8192 requests are in flight.
 //   batch/<b>/raw          the same requests in batches of B with the backend's own API, one
-//                          batch at a time:
-//     cpu     the add loop per request on the calling thread;
-//     cuda    pack every request's a and b into one page-locked buffer, one H2D, one launch over
-//             B * 256 elements (own NVRTC kernel), one D2H, synchronize, copy each request's
-//             output out of page-locked memory;
-//     opencl  pack a and b into two host arrays, two clEnqueueWriteBuffer, one launch over
-//             B * 256 elements (own kernel), blocking clEnqueueReadBuffer, copy outputs out.
+//                          batch at a time (compute/raw_batch.hpp).
 //   batch/<b>/per_request  Executor::submit per request (one launch each), B futures in flight,
 //                          then all waited, 4096 / B times.
 // Counters: items_per_second = requests per second; avg_batch = requests per launch (batcher).
@@ -38,6 +32,7 @@
 #include "common/ratio_report.hpp"
 #include "compute/compute_benchmarks.hpp"
 #include "compute/compute_fixture.hpp"
+#include "compute/raw_batch.hpp"
 #include "gpubridge/compute/batcher.hpp"
 
 namespace gpubridge::bench {
@@ -46,7 +41,7 @@ namespace {
 
 using compute::BackendKind;
 
-constexpr std::size_t kN = 256;              // elements per request
+constexpr std::size_t kN = kRawBatchElements;  // elements per request (256)
 constexpr std::size_t kPerIteration = 4096;  // requests per benchmark iteration
 constexpr std::size_t kWindow = 2 * kPerIteration;
 
@@ -238,106 +233,10 @@ void per_request_run(benchmark::State& state, BackendKind backend) {
   set_request_counters(state);
 }
 
-// ---- raw ----
-
-void add_loop(const float* a, const float* b, float* out, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-}
-
-void cpu_raw(benchmark::State& state, std::vector<std::unique_ptr<Slot>>& slots) {
-  state.SetLabel(backend_label(BackendKind::cpu).c_str());
-  for (auto& s : slots) add_loop(s->a.data(), s->b.data(), s->out.data(), kN);
-  if (auto bad = check_slots(slots, slots.size())) return skip(state, "raw CPU loop", *bad);
-  for (auto _ : state) {
-    for (auto& s : slots) {
-      add_loop(s->a.data(), s->b.data(), s->out.data(), kN);
-      benchmark::DoNotOptimize(s->out.data());
-    }
-    benchmark::ClobberMemory();
-  }
-  set_request_counters(state);
-}
-
-// One batch of B requests starting at `first`: pack, H2D, launch, D2H, sync, unpack.
-Status cuda_batch(RawCudaBuffers& buf, std::vector<std::unique_ptr<Slot>>& slots, std::size_t first, std::size_t batch) {
-  float* in = buf.staged_input(0);
-  for (std::size_t r = 0; r < batch; ++r) {
-    std::memcpy(in + r * kN, slots[first + r]->a.data(), kN * sizeof(float));
-    std::memcpy(in + (batch + r) * kN, slots[first + r]->b.data(), kN * sizeof(float));
-  }
-  if (Status s = buf.upload(0); !s) return s;
-  if (Status s = buf.add(0, RawCudaKernel::reference_add); !s) return s;
-  if (Status s = buf.download(0); !s) return s;
-  if (Status s = buf.synchronize(); !s) return s;
-  const float* out = buf.staged_output(0);
-  for (std::size_t r = 0; r < batch; ++r) std::memcpy(slots[first + r]->out.data(), out + r * kN, kN * sizeof(float));
-  return {};
-}
-
-void cuda_raw(benchmark::State& state, std::vector<std::unique_ptr<Slot>>& slots, std::size_t batch) {
-  RawCuda* cuda = raw_cuda_for(state);
-  if (cuda == nullptr) return;
-  state.SetLabel(backend_label(BackendKind::cuda).c_str());
-  auto buffers = RawCudaBuffers::create(*cuda, batch * kN, 1);
-  if (!buffers) return skip(state, "raw CUDA buffers", buffers.error().message());
-  const auto iteration = [&]() -> Status {
-    for (std::size_t first = 0; first < slots.size(); first += batch) {
-      if (Status s = cuda_batch(**buffers, slots, first, batch); !s) return s;
-    }
-    return {};
-  };
-  if (Status s = iteration(); !s) return skip(state, "raw CUDA", s.error().message());
-  if (auto bad = check_slots(slots, slots.size())) return skip(state, "raw CUDA", *bad);
-  for (auto _ : state) {
-    if (Status s = iteration(); !s) {
-      skip(state, "raw CUDA", s.error().message());
-      return;
-    }
-  }
-  set_request_counters(state);
-}
-
-void opencl_raw(benchmark::State& state, std::vector<std::unique_ptr<Slot>>& slots, std::size_t batch) {
-  RawOpenCl* cl = raw_opencl_for(state);
-  if (cl == nullptr) return;
-  state.SetLabel(backend_label(BackendKind::opencl).c_str());
-  auto buffers = RawOpenClBuffers::create(*cl, batch * kN, 1);
-  if (!buffers) return skip(state, "raw OpenCL buffers", buffers.error().message());
-  std::vector<float> a(batch * kN), b(batch * kN), out(batch * kN);
-  const auto iteration = [&]() -> Status {
-    for (std::size_t first = 0; first < slots.size(); first += batch) {
-      for (std::size_t r = 0; r < batch; ++r) {
-        std::memcpy(a.data() + r * kN, slots[first + r]->a.data(), kN * sizeof(float));
-        std::memcpy(b.data() + r * kN, slots[first + r]->b.data(), kN * sizeof(float));
-      }
-      if (Status s = (*buffers)->write_inputs(0, a.data(), b.data()); !s) return s;
-      if (Status s = (*buffers)->add(0); !s) return s;
-      if (Status s = (*buffers)->read_output(0, out.data(), true); !s) return s;
-      for (std::size_t r = 0; r < batch; ++r) {
-        std::memcpy(slots[first + r]->out.data(), out.data() + r * kN, kN * sizeof(float));
-      }
-    }
-    return {};
-  };
-  if (Status s = iteration(); !s) return skip(state, "raw OpenCL", s.error().message());
-  if (auto bad = check_slots(slots, slots.size())) return skip(state, "raw OpenCL", *bad);
-  for (auto _ : state) {
-    if (Status s = iteration(); !s) {
-      skip(state, "raw OpenCL", s.error().message());
-      return;
-    }
-  }
-  set_request_counters(state);
-}
+// ---- raw (compute/raw_batch.hpp, shared with bench_grains) ----
 
 void raw_run(benchmark::State& state, BackendKind backend) {
-  if (executor_for(state, backend) == nullptr) return;
-  auto slots = make_slots(kPerIteration);
-  switch (backend) {
-    case BackendKind::cpu: return cpu_raw(state, slots);
-    case BackendKind::cuda: return cuda_raw(state, slots, batch_arg(state));
-    case BackendKind::opencl: return opencl_raw(state, slots, batch_arg(state));
-  }
+  raw_batch_run(state, backend, batch_arg(state), kPerIteration);
 }
 
 }  // namespace

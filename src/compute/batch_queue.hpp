@@ -56,6 +56,15 @@ class BatchQueue {
     ++size_;
   }
 
+  // Undoes pop(): `r` goes back to the front of its priority's FIFO.
+  void push_front(BatchRequest& r) noexcept {
+    Fifo& f = fifos_[static_cast<std::size_t>(r.priority)];
+    r.next_ = f.head;
+    f.head = &r;
+    if (f.tail == nullptr) f.tail = &r;
+    ++size_;
+  }
+
   // The request pop() would return, or nullptr.
   BatchRequest* front() const noexcept {
     for (std::size_t p = kPriorityCount; p-- > 0;) {

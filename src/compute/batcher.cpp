@@ -102,7 +102,9 @@ class Batcher final : public DynamicBatcher {
   ~Batcher() override { stop(); }
 
   Status submit(BatchRequest& r) override {
-    if (Status s = validate(r); !s) return s;
+    if (!plainly_valid(r)) {
+      if (Status s = validate(r); !s) return s;
+    }
     const SteadyTime now = Clock::now();
     {
       std::lock_guard lock(mu_);
@@ -183,6 +185,24 @@ class Batcher final : public DynamicBatcher {
     std::size_t n = 0;
     for (; r != nullptr; r = r->next_) ++n;
     return n;
+  }
+
+  // The common case of validate() as one predicate, without the error paths' string building:
+  // true only when validate() accepts the request. A false means "ask validate()", which stays
+  // the authority and explains a refusal; it is never itself a refusal.
+  bool plainly_valid(const BatchRequest& r) const noexcept {
+    const std::size_t n = r.inputs[0].count;
+    if (r.on_done == nullptr || static_cast<std::size_t>(r.priority) >= kPriorityCount || r.output == nullptr ||
+        inputs_ == 0 || n == 0 || n > kMaxBatchElements) {
+      return false;
+    }
+    bool ok = true;
+    for (std::size_t i = 0; i < BatchRequest::kMaxInputs; ++i) {
+      const TensorView& in = r.inputs[i];
+      ok &= i < inputs_ ? in.dtype == dtype_ && in.data != nullptr && in.count == n
+                        : in.data == nullptr && in.count == 0;
+    }
+    return ok && r.output_capacity >= KernelCatalog::output_count(def_, n);
   }
 
   Status validate(const BatchRequest& r) const {
@@ -298,11 +318,15 @@ class Batcher final : public DynamicBatcher {
     b.offsets.clear();
     b.oldest = SteadyTime::max();
     while (b.requests.size() < limit) {
-      BatchRequest* r = pending_.front();
+      // One scan of the priority FIFOs per request: pop, and put back at the front the request
+      // that would make the batch too large (it opens the next batch).
+      BatchRequest* r = pending_.pop();
       if (r == nullptr) break;
       const std::size_t n = r->inputs[0].count;
-      if (r->deadline > now && !b.requests.empty() && elements + n > kMaxBatchElements) break;
-      pending_.pop();
+      if (r->deadline > now && !b.requests.empty() && elements + n > kMaxBatchElements) {
+        pending_.push_front(*r);
+        break;
+      }
       if (r->deadline <= now) {
         r->next_ = expired;
         expired = r;

@@ -190,12 +190,50 @@ TEST(BatchQueueTest, ServesHighPriorityFirstFifoWithinAPriorityAndRemovesExpired
   EXPECT_EQ(earliest, SteadyTime::max());
   EXPECT_EQ(q.size(), 5u);
   const BatchRequest* want[] = {&r[1], &r[3], &r[5], &r[0], &r[4]};
+  // push_front undoes a pop: the request is served next again (the batcher puts back the one
+  // that would make a batch too large).
+  BatchRequest* first = q.pop();
+  ASSERT_EQ(first, want[0]);
+  q.push_front(*first);
+  EXPECT_EQ(q.size(), 5u);
+  EXPECT_EQ(q.front(), want[0]);
   for (const BatchRequest* w : want) EXPECT_EQ(q.pop(), w);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.pop(), nullptr);
+  q.push_front(r[0]);  // into an empty FIFO: head and tail
+  q.push(r[4]);
+  EXPECT_EQ(q.pop(), &r[0]);
+  EXPECT_EQ(q.pop(), &r[4]);
+  EXPECT_TRUE(q.empty());
 }
 
 // ---- what closes a batch ----
+
+// A batch closes early rather than exceed 2^22 elements per input; the request that did not fit
+// opens the next batch (served first, not reordered).
+TEST(Batcher, ElementCapClosesABatchEarly) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 3;
+  policy.max_delay = 200ms;  // the third request's batch closes by delay
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  Completions done;
+  constexpr std::size_t kN = 1'500'000;  // two fit under 2^22 elements, three do not
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 3; ++i) jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, kN, i + 1, done));
+  for (auto& j : jobs) ASSERT_TRUE(batcher->submit(j->request).ok());
+  ASSERT_TRUE(done.wait_for(3));
+  const std::uint32_t sizes[] = {2, 2, 1};
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    ASSERT_TRUE(jobs[i]->request.status.ok()) << jobs[i]->request.status.error().to_string();
+    EXPECT_EQ(jobs[i]->on_done_calls, 1);
+    EXPECT_EQ(jobs[i]->request.report.batch_size, sizes[i]) << "request " << i;
+    expect_sum(*jobs[i]);
+  }
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.batches, 2u);
+  EXPECT_EQ(st.batched_requests, 3u);
+}
 
 TEST(Batcher, SizeClosesABatch) {
   auto ex = cpu_executor();

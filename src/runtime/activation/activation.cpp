@@ -325,13 +325,16 @@ void Activation::start_turn(Message& m) noexcept {
   std::coroutine_handle<> h =
       m.kind == MessageKind::tick ? std::coroutine_handle<>(tick_turn(*grain_, m).handle) : m.method->start(*grain_, m);
   m.turn_frame = h;
+  m.running_slot = running_.size();
   running_.push_back(&m);
   resume(h);
 }
 
 std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
-  if (auto it = std::find(running_.begin(), running_.end(), &m); it != running_.end()) {
-    *it = running_.back();
+  // Swap-remove by the slot recorded at start: a reentrant activation may run thousands of turns.
+  if (m.running_slot < running_.size() && running_[m.running_slot] == &m) {
+    running_[m.running_slot] = running_.back();
+    running_[m.running_slot]->running_slot = m.running_slot;
     running_.pop_back();
   }
   m.turn_frame = {};
@@ -375,6 +378,7 @@ void Activation::begin_activation() noexcept {
   t_context.turn = &activate_msg_;
   std::coroutine_handle<> h = lifecycle_turn(*grain_, activate_msg_).handle;
   activate_msg_.turn_frame = h;
+  activate_msg_.running_slot = running_.size();
   running_.push_back(&activate_msg_);
   resume(h);
 }
@@ -402,6 +406,7 @@ void Activation::begin_deactivation() noexcept {
   t_context.turn = &deactivate_msg_;
   std::coroutine_handle<> h = lifecycle_turn(*grain_, deactivate_msg_).handle;
   deactivate_msg_.turn_frame = h;
+  deactivate_msg_.running_slot = running_.size();
   running_.push_back(&deactivate_msg_);
   resume(h);
 }

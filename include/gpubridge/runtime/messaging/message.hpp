@@ -78,6 +78,7 @@ struct Message {
   internal::Activation* sender = nullptr;    // where the caller resumes; null: anywhere
   internal::Activation* receiver = nullptr;  // set when routed
   Message* next = nullptr;                   // mailbox link
+  std::size_t running_slot = 0;              // index in the receiver's running turns (O(1) removal)
   std::coroutine_handle<> turn_frame;        // the running turn, while it runs
   void* owner = nullptr;                     // ticks: the timer
   Resumption reply;                          // resumes the caller when the call completes

@@ -1,0 +1,26 @@
+#pragma once
+// The raw batched reference shared by the batching benchmarks (bench_compute's batch/<b>/raw and
+// bench_grains' grain_batch/<b>/raw): many 256-element f32 adds, each request with its own input
+// and output memory, done with the backend's own API in batches of B, one batch at a time:
+//   cpu     the add loop per request on the calling thread;
+//   cuda    pack every request's a and b into one page-locked buffer, one H2D, one launch over
+//           B * 256 elements (own NVRTC kernel), one D2H, synchronize, copy each request's
+//           output out of page-locked memory;
+//   opencl  pack a and b into two host arrays, two clEnqueueWriteBuffer, one launch over
+//           B * 256 elements (own kernel), blocking clEnqueueReadBuffer, copy outputs out.
+// Outputs are checked once before measuring. Sets items_per_second (requests per second).
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+
+#include "gpubridge/compute/executor.hpp"
+
+namespace gpubridge::bench {
+
+inline constexpr std::size_t kRawBatchElements = 256;  // elements per request
+
+// One iteration = `requests` requests (a multiple of `batch` on cuda and opencl), in batches
+// of `batch`. Skips (SkipWithError) when the backend has no device or the raw setup fails.
+void raw_batch_run(benchmark::State& state, compute::BackendKind backend, std::size_t batch, std::size_t requests);
+
+}  // namespace gpubridge::bench

@@ -1,0 +1,223 @@
+// bench_grains: the batched kernel path end to end - many callers, each calling the batch grain
+// "vector.add/f32" on its own 256 floats, on a silo - against the raw backend API doing the same
+// total number of requests in the same batch sizes, measured in the same run.
+//
+// Goal (from the issue): at least 0.8 of raw throughput on every backend (ratio <= 1.25 in the
+// table printed after the run); on an H100, at least 5M requests/s (items_per_second).
+//
+// Measured (per backend cpu, cuda, opencl; Arg = batch size B, 256 and 4096; one iteration =
+// 32768 requests, so the ratio table's time per call is per request):
+//   grain_batch/<b>/grains  a Silo (backend <b>, allow_fallback = false, batching.max_batch = B,
+//                           max_delay 100 us, default workers) and C = 2 * B concurrent callers
+//                           (coroutines spawned on the silo's runtime), each owning its input and
+//                           output vectors and making 32768 / C calls in a loop through
+//                           runtime.get<BatchGrain>("vector.add/f32").call<&BatchGrain::run>().
+//                           2 * B callers, so that the next full batch forms while one runs.
+//   grain_batch/<b>/raw     the same 32768 requests in batches of B with the backend's own API
+//                           (compute/raw_batch.hpp, the reference of bench_compute's batch/<b>/raw).
+// Counters: items_per_second = requests per second; avg_batch = requests per launch (grains).
+// Backends without a device are skipped with the reason.
+//
+// Flags: Google Benchmark's and --ratio_out=FILE (see common/ratio_report.hpp). Each benchmark
+// runs for at least 0.2 s unless --benchmark_min_time says otherwise.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/ratio_report.hpp"
+#include "compute/compute_fixture.hpp"
+#include "compute/raw_batch.hpp"
+#include "gpubridge/grains/batch_grain.hpp"
+#include "gpubridge/runtime/async_event.hpp"
+#include "gpubridge/server/silo.hpp"
+
+namespace gpubridge::bench {
+namespace {
+
+using compute::BackendKind;
+using grains::BatchCall;
+using grains::BatchGrain;
+using runtime::Task;
+
+constexpr std::size_t kN = kRawBatchElements;        // elements per request (256)
+constexpr std::size_t kPerIteration = 32768;         // requests per benchmark iteration
+constexpr std::uint32_t kMaxDelayUs = 100;
+constexpr const char* kGrainKey = "vector.add/f32";
+
+// One caller's own memory and call (views into it).
+struct Caller {
+  std::vector<float> a, b, out;
+  BatchCall call;
+};
+
+// A silo and its callers for one (backend, B); kept for the rest of the run.
+struct GrainFixture {
+  std::unique_ptr<server::Silo> silo;
+  std::vector<std::unique_ptr<Caller>> callers;  // 2 * B
+  std::optional<runtime::GrainRef<BatchGrain>> grain;
+};
+
+// One iteration's callers: the last one to finish sets `done`; the first error is kept.
+struct Round {
+  std::atomic<std::size_t> left{0};
+  runtime::AsyncEvent done;
+  std::mutex mu;
+  std::string error;
+  void fail(std::string message) {
+    std::lock_guard lock(mu);
+    if (error.empty()) error = std::move(message);
+  }
+};
+
+Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch) {
+  static std::map<std::pair<BackendKind, std::size_t>, std::unique_ptr<GrainFixture>>* fixtures = [] {
+    auto* m = new std::map<std::pair<BackendKind, std::size_t>, std::unique_ptr<GrainFixture>>;
+    on_shutdown([m] { delete m; });  // stops every silo while the drivers are still loaded
+    return m;
+  }();
+  auto& slot = (*fixtures)[{backend, batch}];
+  if (slot) return slot.get();
+  server::SiloConfig config;
+  config.name = "bench_grains";
+  config.backend = std::string(compute::to_string(backend));
+  config.allow_fallback = false;
+  config.max_batch = batch;
+  config.max_delay_us = kMaxDelayUs;
+  config.queue_capacity = std::max<std::size_t>(config.queue_capacity, 4 * batch);
+  auto silo = server::Silo::start(config);
+  if (!silo) return silo.error();
+  auto f = std::make_unique<GrainFixture>();
+  f->silo = std::move(silo).value();
+  f->grain = f->silo->runtime().get<BatchGrain>(kGrainKey);
+  const HostInputs& in = host_inputs(kN);
+  for (std::size_t i = 0; i < 2 * batch; ++i) {
+    auto c = std::make_unique<Caller>();
+    c->a = in.a;
+    c->b = in.b;
+    c->out.assign(kN, 0.f);
+    c->call.inputs[0] = compute::TensorView(c->a);
+    c->call.inputs[1] = compute::TensorView(c->b);
+    c->call.input_count = 2;
+    c->call.output = c->out.data();
+    c->call.output_capacity = kN;
+    f->callers.push_back(std::move(c));
+  }
+  slot = std::move(f);
+  return slot.get();
+}
+
+Task<void> caller_loop(runtime::GrainRef<BatchGrain>& grain, Caller& caller, std::size_t calls, Round& round,
+                       BackendKind expected) {
+  try {
+    for (std::size_t i = 0; i < calls; ++i) {
+      const compute::BatchReport report = co_await grain.call<&BatchGrain::run>(caller.call);
+      if (report.backend != expected) {
+        round.fail(std::string("ran on ") + report.device_id);
+        break;
+      }
+    }
+  } catch (const ErrorException& e) {
+    round.fail(e.error().to_string());
+  } catch (const std::exception& e) {
+    round.fail(e.what());
+  }
+  if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
+}
+
+// Spawns every caller (each making kPerIteration / C calls) and waits for all of them.
+Task<void> burst(GrainFixture& f, Round& round, BackendKind expected) {
+  const std::size_t calls = kPerIteration / f.callers.size();
+  round.left.store(f.callers.size(), std::memory_order_relaxed);
+  for (auto& c : f.callers) {
+    if (!f.silo->runtime().spawn(caller_loop(*f.grain, *c, calls, round, expected))) {
+      round.fail("runtime stopping");
+      if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
+    }
+  }
+  co_await round.done;
+}
+
+// Runs one iteration's requests; the first error, if any.
+std::optional<std::string> run_round(GrainFixture& f, BackendKind expected) {
+  Round round;
+  f.silo->runtime().run(burst(f, round, expected));
+  if (!round.error.empty()) return round.error;
+  return std::nullopt;
+}
+
+std::optional<compute::BatcherStats> grain_batcher_stats(GrainFixture& f) {
+  for (auto& [key, stats] : f.silo->gpu().batcher_stats()) {
+    if (key == kGrainKey) return stats;
+  }
+  return std::nullopt;
+}
+
+void grains_run(benchmark::State& state, BackendKind backend) {
+  if (executor_for(state, backend) == nullptr) return;  // no device: skipped with the reason
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  auto fixture = fixture_for(backend, batch);
+  if (!fixture) return skip(state, "Silo::start", fixture.error().to_string());
+  GrainFixture& f = **fixture;
+  // Warm-up (activation, batcher, kernel build, pools), checked.
+  for (int i = 0; i < 2; ++i) {
+    if (auto bad = run_round(f, backend)) return skip(state, "BatchGrain::run", *bad);
+  }
+  for (std::size_t i : {std::size_t{0}, f.callers.size() / 2, f.callers.size() - 1}) {
+    if (auto bad = check_sum(f.callers[i]->out.data(), kN)) {
+      return skip(state, "BatchGrain::run", "caller " + std::to_string(i) + ": " + *bad);
+    }
+  }
+  state.SetLabel(backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
+                 std::to_string(f.silo->runtime().worker_count()) + " workers");
+  const auto before = grain_batcher_stats(f);
+  for (auto _ : state) {
+    if (auto bad = run_round(f, backend)) {
+      skip(state, "BatchGrain::run", *bad);
+      return;
+    }
+  }
+  const auto after = grain_batcher_stats(f);
+  if (before && after && after->batches > before->batches) {
+    state.counters["avg_batch"] = static_cast<double>(after->batched_requests - before->batched_requests) /
+                                  static_cast<double>(after->batches - before->batches);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kPerIteration));
+}
+
+void raw_run(benchmark::State& state, BackendKind backend) {
+  raw_batch_run(state, backend, static_cast<std::size_t>(state.range(0)), kPerIteration);
+}
+
+void register_all() {
+  for (BackendKind backend : {BackendKind::cpu, BackendKind::cuda, BackendKind::opencl}) {
+    const std::string b(compute::to_string(backend));
+    const std::string prefix = "grain_batch/" + b + "/";
+    for (const auto& [name, fn] : {std::pair{"grains", &grains_run}, std::pair{"raw", &raw_run}}) {
+      benchmark::RegisterBenchmark((prefix + name).c_str(), fn, backend)
+          ->Arg(256)
+          ->Arg(4096)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+    register_pair({"grain_batch", b, prefix + "grains", prefix + "raw", static_cast<double>(kPerIteration)});
+  }
+}
+
+}  // namespace
+}  // namespace gpubridge::bench
+
+int main(int argc, char** argv) {
+  gpubridge::bench::register_all();
+  return gpubridge::bench::run_with_ratio_report(
+      argc, argv,
+      {.help = "bench_grains: many callers calling BatchGrain \"vector.add/f32\" (256 floats each) on a silo,\n"
+               "against the raw backend API doing the same requests in the same batch sizes.\n\n"});
+}
