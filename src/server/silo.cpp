@@ -10,7 +10,12 @@ Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu) 
   // Batch and stream grains interleave their calls while requests wait for their batches.
   runtime::GrainOptions reentrant;
   reentrant.reentrant = true;
-  if (Status s = runtime.register_grain<grains::BatchGrain>(reentrant, [&gpu] { return std::make_unique<grains::BatchGrain>(gpu); });
+  // A batch grain holds no state of its own (the batcher lives in GpuServices): as a stateless
+  // worker it has one activation per scheduler worker, so callers are not funnelled through one.
+  runtime::GrainOptions batch_options = reentrant;
+  batch_options.stateless_worker = true;
+  if (Status s = runtime.register_grain<grains::BatchGrain>(batch_options,
+                                                            [&gpu] { return std::make_unique<grains::BatchGrain>(gpu); });
       !s) {
     return s;
   }
