@@ -12,7 +12,7 @@
 
 namespace gpubridge::compute::detail {
 
-// The batching step, as data in and a decision out (no clock reads, so it is testable with fake
+// The batching step, as data in and a decision out (no clock reads, so it is testable with manual
 // time): send a batch now, or wait until `wake` unless something changes first.
 struct BatchDecision {
   bool send = false;

@@ -1,6 +1,6 @@
 #pragma once
 // The runtime's notion of time, injectable so that tests drive timers and idle collection with
-// fake time instead of sleeping.
+// manual time instead of sleeping.
 //
 // Clock::now() is monotonic. ManualClock only moves when advance() is called; listeners (the
 // runtime's timer service) are told so they can fire what became due. All members are
@@ -34,7 +34,7 @@ class SteadyClock final : public Clock {
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
 };
 
-// Fake time for tests: starts at an arbitrary fixed point and moves only by advance().
+// Manual time for tests: starts at an arbitrary fixed point and moves only by advance().
 class ManualClock final : public Clock {
  public:
   ManualClock();

@@ -1121,26 +1121,7 @@ class OpenClBackend final : public Backend {
     p->call = std::move(call);
     p->done = std::move(done);
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
-    Status s;
-    try {
-      s = enqueue_call(*d, lane, *p);
-    } catch (const std::exception& e) {
-      // Commands may be enqueued that `p` does not record: let them all finish first.
-      lane.queue().finish();
-      const bool oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-      s = Error(oom ? ErrorCode::resource_exhausted : ErrorCode::internal,
-                std::string("enqueueing an OpenCL call: ") + e.what());
-    }
-    if (!s) p->error = s.error();
-    if (!p->events.empty()) {
-      try {
-        lane.push(p);
-        return;
-      } catch (...) {
-        // Could not queue it: complete it here instead (complete_call waits for its events).
-      }
-    }
-    complete_call(*p, lane.queue());
+    submit(lane, std::move(p), "call", [&](PendingCall& pending) { return enqueue_call(*d, lane, pending); });
   }
 
   void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done) override {
@@ -1159,14 +1140,21 @@ class OpenClBackend final : public Backend {
     p->batch = &call;
     p->batch_done = done;
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
+    submit(lane, std::move(p), "batch", [&](PendingCall& pending) { return enqueue_batch(*d, lane, pending); });
+  }
+
+  // Enqueues a call or batch with `enqueue`, then hands it to the lane's completion thread, or
+  // completes it here when nothing was enqueued or it cannot be queued.
+  template <typename Enqueue>
+  void submit(Lane& lane, std::unique_ptr<PendingCall> p, const char* what, Enqueue&& enqueue) {
     Status s;
     try {
-      s = enqueue_batch(*d, lane, *p);
+      s = enqueue(*p);
     } catch (const std::exception& e) {
       lane.queue().finish();  // commands may be enqueued that `p` does not record
       const bool oom = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
       s = Error(oom ? ErrorCode::resource_exhausted : ErrorCode::internal,
-                std::string("enqueueing an OpenCL batch: ") + e.what());
+                std::string("enqueueing an OpenCL ") + what + ": " + e.what());
     }
     if (!s) p->error = s.error();
     if (!p->events.empty()) {
