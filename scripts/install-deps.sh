@@ -12,6 +12,8 @@ packages=(
   libspdlog-dev libfmt-dev libopenblas-dev
   # OpenCL: ICD loader, headers, and PoCL so OpenCL really runs on CPU-only machines
   ocl-icd-opencl-dev opencl-headers opencl-clhpp-headers pocl-opencl-icd clinfo
+  # HTTP (metrics, health, dashboard, OTLP export) and the real servers/tools its tests drive
+  libcpp-httplib-dev prometheus chromium curl
 )
 
 missing=()
