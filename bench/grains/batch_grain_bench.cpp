@@ -15,6 +15,10 @@
 //                           2 * B callers, so that the next full batch forms while one runs.
 //   grain_batch/<b>/raw     the same 32768 requests in batches of B with the backend's own API
 //                           (compute/raw_batch.hpp, the reference of bench_compute's batch/<b>/raw).
+//   grain_batch/<b>/telemetry_off
+//                           grains with telemetry.enabled = false (no grain call filter, no compute
+//                           observer): the reference of the "telemetry" pair, which reports the cost
+//                           of metrics on the batched hot path (goal: ratio on / off under 1.05).
 // Counters: items_per_second = requests per second; avg_batch = requests per launch (grains).
 // Backends without a device are skipped with the reason.
 //
@@ -28,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,16 +82,18 @@ struct Round {
   }
 };
 
-Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch) {
-  static std::map<std::pair<BackendKind, std::size_t>, std::unique_ptr<GrainFixture>>* fixtures = [] {
-    auto* m = new std::map<std::pair<BackendKind, std::size_t>, std::unique_ptr<GrainFixture>>;
+Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool telemetry) {
+  using Key = std::tuple<BackendKind, std::size_t, bool>;
+  static std::map<Key, std::unique_ptr<GrainFixture>>* fixtures = [] {
+    auto* m = new std::map<Key, std::unique_ptr<GrainFixture>>;
     on_shutdown([m] { delete m; });  // stops every silo while the drivers are still loaded
     return m;
   }();
-  auto& slot = (*fixtures)[{backend, batch}];
+  auto& slot = (*fixtures)[{backend, batch, telemetry}];
   if (slot) return slot.get();
   server::SiloConfig config;
   config.name = "bench_grains";
+  config.telemetry_enabled = telemetry;  // the silo's default is on
   config.backend = std::string(compute::to_string(backend));
   config.allow_fallback = false;
   config.max_batch = batch;
@@ -160,10 +167,10 @@ std::optional<compute::BatcherStats> grain_batcher_stats(GrainFixture& f) {
   return std::nullopt;
 }
 
-void grains_run(benchmark::State& state, BackendKind backend) {
+void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetry) {
   if (executor_for(state, backend) == nullptr) return;  // no device: skipped with the reason
   const auto batch = static_cast<std::size_t>(state.range(0));
-  auto fixture = fixture_for(backend, batch);
+  auto fixture = fixture_for(backend, batch, telemetry);
   if (!fixture) return skip(state, "Silo::start", fixture.error().to_string());
   GrainFixture& f = **fixture;
   // Warm-up (activation, batcher, kernel build, pools), checked.
@@ -192,6 +199,9 @@ void grains_run(benchmark::State& state, BackendKind backend) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kPerIteration));
 }
 
+void grains_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, true); }
+void grains_telemetry_off_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, false); }
+
 void raw_run(benchmark::State& state, BackendKind backend) {
   raw_batch_run(state, backend, static_cast<std::size_t>(state.range(0)), kPerIteration);
 }
@@ -200,7 +210,8 @@ void register_all() {
   for (BackendKind backend : {BackendKind::cpu, BackendKind::cuda, BackendKind::opencl}) {
     const std::string b(compute::to_string(backend));
     const std::string prefix = "grain_batch/" + b + "/";
-    for (const auto& [name, fn] : {std::pair{"grains", &grains_run}, std::pair{"raw", &raw_run}}) {
+    for (const auto& [name, fn] : {std::pair{"grains", &grains_run}, std::pair{"raw", &raw_run},
+                                   std::pair{"telemetry_off", &grains_telemetry_off_run}}) {
       benchmark::RegisterBenchmark((prefix + name).c_str(), fn, backend)
           ->Arg(256)
           ->Arg(4096)
@@ -208,6 +219,7 @@ void register_all() {
           ->Unit(benchmark::kMillisecond);
     }
     register_pair({"grain_batch", b, prefix + "grains", prefix + "raw", static_cast<double>(kPerIteration)});
+    register_pair({"telemetry", b, prefix + "grains", prefix + "telemetry_off", static_cast<double>(kPerIteration)});
   }
 }
 

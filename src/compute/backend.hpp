@@ -3,6 +3,7 @@
 // memory pools and queues. The Executor validates calls and applies the fallback policy; a
 // backend only runs what it is given.
 #include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <span>
@@ -22,6 +23,9 @@ struct PreparedCall {
   std::size_t output_count = 0;  // n or 1, per the signature
   std::vector<TensorView> inputs;
   std::vector<double> scalars;
+  // Copies of the caller's inputs, which `inputs` then view, for calls that may complete before
+  // the device is done with them (calls with a timeout); empty otherwise.
+  std::vector<Tensor> owned_inputs;
 };
 
 // Called exactly once per execute(), from any thread (possibly inline). On success it carries
@@ -37,13 +41,40 @@ using BackendCompletion = std::function<void(Result<Tensor>)>;
 // the signature that long), its scalars, and its output (output_count(def, n_i) elements). The
 // batcher owns the call and the requests until the completion ran; the backend must not touch
 // them afterwards.
+//
+// Request memory access (a batch whose deadline passed may be abandoned by the batcher while a
+// device still holds it): a backend touches the requests' memory (inputs, outputs, statuses)
+// only between acquire_requests() and release_requests(), or after claim_requests() for the
+// final write-back. When acquire/claim returns false the batch was abandoned: the backend must
+// not touch the requests again and completes the batch with `cancelled`.
 struct BatchCall {
   const KernelDef* def = nullptr;
   DType dtype = DType::f32;
   std::span<BatchRequest* const> requests;
   std::span<const std::uint64_t> offsets;  // requests.size() + 1 prefix sums: segment i starts at offsets[i]
   std::size_t total_elements = 0;          // sum of the segments' lengths = offsets.back()
+  // 0 free, 1 held by the backend or batcher, 2 abandoned; null: never abandoned.
+  std::atomic<std::uint8_t>* access = nullptr;
+
+  static constexpr std::uint8_t kFree = 0, kHeld = 1, kAbandoned = 2;
+  // Takes the requests for a while (pair with release_requests()); false when abandoned.
+  bool acquire_requests() const noexcept {
+    if (access == nullptr) return true;
+    std::uint8_t expected = kFree;
+    return access->compare_exchange_strong(expected, kHeld, std::memory_order_acq_rel);
+  }
+  void release_requests() const noexcept {
+    if (access != nullptr) access->store(kFree, std::memory_order_release);
+  }
+  // Takes the requests for good (results are written back); false when abandoned.
+  bool claim_requests() const noexcept { return acquire_requests(); }
+  bool abandoned() const noexcept {
+    return access != nullptr && access->load(std::memory_order_acquire) == kAbandoned;
+  }
 };
+
+// The error a backend completes an abandoned batch with.
+inline Error batch_abandoned_error() { return Error(ErrorCode::cancelled, "the batch was abandoned (deadline or stop)"); }
 
 // Called exactly once per execute_batch(), from any thread (possibly inline), with the batch's
 // status. A function pointer and a context rather than a std::function: nothing is allocated
@@ -115,6 +146,7 @@ class Backend {
 struct BackendOptions {
   unsigned cpu_threads = 0;
   std::uint64_t device_pool_limit_bytes = 0;  // 0: no cap
+  std::shared_ptr<ComputeObserver> observer;   // bytes moved (GPU backends); null: none
 };
 
 // Factories. The CUDA and OpenCL factories always return a backend; when the backend is not

@@ -14,6 +14,15 @@
 //   policy says so, fills each request's report, updates statistics and the adaptive limit,
 //   calls every on_done, then frees the slot.
 // Requests are caller-owned throughout; the batcher only links them.
+// - Resilience: before a batch goes to a non-CPU device, the device's bulkhead and the (device,
+//   kernel) breaker shared with the executor are asked; a refusal runs the batch on the CPU
+//   (bulkhead_full / breaker_open) or fails it when fallback is off. Device results feed the
+//   breaker.
+// - Late batches: a batch in flight whose earliest request deadline passed is abandoned by the
+//   dispatcher (BatchCall::access: it takes the requests away from the backend, which then never
+//   touches them again) and its requests fail with deadline_exceeded; the slot comes back when
+//   the device finally completes. stop() gives in-flight batches kStopGrace to finish, then
+//   abandons them too (cancelled), so that an injected hang cannot hold it.
 #include "gpubridge/compute/batcher.hpp"
 
 #include <algorithm>
@@ -29,6 +38,8 @@
 #include "compute/executor_access.hpp"
 #include "compute/fallback_policy.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
+#include "gpubridge/resilience/breaker.hpp"
+#include "gpubridge/resilience/bulkhead.hpp"
 
 namespace gpubridge::compute {
 
@@ -43,6 +54,10 @@ constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
 // Policy bounds: batch slots are preallocated from these.
 constexpr std::size_t kMaxBatchLimit = std::size_t{1} << 20;
 constexpr std::size_t kMaxInflightLimit = 64;
+// How long stop() lets in-flight batches finish before it abandons them.
+constexpr std::chrono::milliseconds kStopGrace{1000};
+// How soon the dispatcher looks again at a late batch a backend was touching.
+constexpr std::chrono::milliseconds kAbandonRetry{1};
 
 class Batcher;
 
@@ -56,7 +71,18 @@ struct InflightBatch {
   FallbackReason fallback = FallbackReason::none;
   SteadyTime dispatched{};
   SteadyTime oldest{};  // enqueue time of the batch's oldest request
+  SteadyTime earliest_deadline = SteadyTime::max();  // of its requests
+  SteadyTime exec_start{};                           // on the current device
   InflightBatch* next_free = nullptr;
+  // Who may touch the requests (see BatchCall::access); reset for every batch.
+  std::atomic<std::uint8_t> access{BatchCall::kFree};
+  // Guarded by the batcher's mutex:
+  bool in_flight = false;    // handed to a backend, completion not yet processed
+  bool abandoning = false;   // the dispatcher is failing the requests of this abandoned batch
+  bool device_done = false;  // the backend completed while `abandoning`
+  std::atomic<bool> breaker_pending{false};  // an allow() of the breaker awaits its record_*()
+  std::optional<resilience::Bulkhead::Permit> permit;  // held while the device runs it
+  std::vector<std::chrono::nanoseconds> queued;  // per request, for the observer (capacity max_batch)
 };
 
 Error invalid(std::string message) { return Error(ErrorCode::invalid_argument, std::move(message)); }
@@ -83,6 +109,9 @@ class Batcher final : public DynamicBatcher {
         cpu_(ExecutorAccess::policy(executor).cpu()),
         placement_fallback_(placement_fallback),
         allow_fallback_(allow_fallback),
+        observer_(ExecutorAccess::observer(executor)),
+        breaker_(ExecutorAccess::breaker(executor, slot, def.id)),
+        bulkhead_(ExecutorAccess::bulkhead(executor, slot)),
         inputs_(def.signature.inputs.size()),
         limit_(detail::initial_batch_limit(policy)),
         batches_(std::make_unique<InflightBatch[]>(policy.max_inflight_batches)) {
@@ -91,8 +120,10 @@ class Batcher final : public DynamicBatcher {
       b.owner = this;
       b.requests.reserve(policy_.max_batch);
       b.offsets.reserve(policy_.max_batch + 1);
+      if (observer_ != nullptr) b.queued.reserve(policy_.max_batch);
       b.call.def = &def_;
       b.call.dtype = dtype_;
+      b.call.access = &b.access;
       b.next_free = free_;
       free_ = &b;
     }
@@ -111,6 +142,7 @@ class Batcher final : public DynamicBatcher {
       if (stopping_) return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
       if (queued_ >= policy_.queue_capacity) {
         ++stats_.rejected_queue_full;
+        if (observer_ != nullptr) observer_->on_batch_request_done(def_.id, BatchOutcome::rejected_queue_full);
         return Error(ErrorCode::resource_exhausted,
                      "queue full (capacity " + std::to_string(policy_.queue_capacity) + ") for " + def_.id + " on " +
                          slot_.device.id);
@@ -160,6 +192,12 @@ class Batcher final : public DynamicBatcher {
       running_ -= count;
       stopped_ = true;
       idle_cv_.notify_all();
+      const auto idle = [this] { return stopped_ && running_ == 0 && inflight_batches_ == 0; };
+      while (!idle_cv_.wait_for(lock, kStopGrace, idle)) {
+        // Batches still held by their device (e.g. an injected hang): their requests are cancelled
+        // now; the slots come back when the devices complete (a hang sees the abandonment).
+        abandon_late(lock, SteadyTime::max(), ErrorCode::cancelled);
+      }
     }
     idle_cv_.wait(lock, [this] { return stopped_ && running_ == 0 && inflight_batches_ == 0; });
   }
@@ -256,6 +294,11 @@ class Batcher final : public DynamicBatcher {
       r->report.device_id = slot_.device.id.c_str();
       r->report.backend = slot_.device.backend;
       r->report.queued = now - r->enqueued_;
+      if (observer_ != nullptr) {
+        observer_->on_batch_request_done(
+            def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error);
+        if (code == ErrorCode::deadline_exceeded) observer_->on_deadline_exceeded(def_.id, {});
+      }
       notify(*r);
     }
   }
@@ -268,6 +311,9 @@ class Batcher final : public DynamicBatcher {
     while (!stopping_) {
       pending_.append(incoming_);
       const SteadyTime now = Clock::now();
+      // Batches in flight past a deadline of theirs: abandoned, their requests fail.
+      const SteadyTime watch =
+          inflight_deadlines_ > 0 ? abandon_late(lock, now, ErrorCode::deadline_exceeded) : SteadyTime::max();
       if (deadline_bound_ <= now) {
         BatchRequest* expired = pending_.remove_expired(now, deadline_bound_);
         if (expired != nullptr) {
@@ -278,11 +324,11 @@ class Batcher final : public DynamicBatcher {
       const detail::BatchDecision d = detail::decide_batch(
           pending_.size(), limit_, pending_.empty() ? now : pending_.oldest_enqueued(), now, policy_.max_delay);
       if (!d.send) {
-        wait(lock, Waiting::requests, std::min(d.wake, deadline_bound_));
+        wait(lock, Waiting::requests, std::min({d.wake, deadline_bound_, watch}));
         continue;
       }
       if (free_ == nullptr) {  // every slot is in flight: a completion wakes us
-        wait(lock, Waiting::slot, deadline_bound_);
+        wait(lock, Waiting::slot, std::min(deadline_bound_, watch));
         continue;
       }
       InflightBatch& b = *free_;
@@ -301,12 +347,127 @@ class Batcher final : public DynamicBatcher {
         b.next_free = free_;
         free_ = &b;
       }
+      if (!b.requests.empty()) {
+        b.in_flight = true;
+        if (b.earliest_deadline != SteadyTime::max()) ++inflight_deadlines_;
+      }
       if (expired != nullptr) expire(lock, expired);
       if (b.requests.empty()) continue;
       lock.unlock();
-      slot_.backend->execute_batch(slot_.device.ordinal, b.call, {&Batcher::batch_done, &b});
+      launch(b);
       lock.lock();
     }
+  }
+
+  // Sends a formed batch to its device, after the bulkhead and breaker said yes (non-CPU only).
+  void launch(InflightBatch& b) {
+    if (observer_ != nullptr) observer_->on_batch_dispatched(def_.id, b.slot->device.id, b.queued);
+    if (b.slot != &cpu_) {
+      if (bulkhead_ != nullptr) {
+        b.permit = bulkhead_->try_acquire();
+        if (!b.permit) {
+          if (observer_ != nullptr) observer_->on_bulkhead_rejected(b.slot->device.id);
+          return divert(b, FallbackReason::bulkhead_full, ErrorCode::resource_exhausted, "bulkhead full on ");
+        }
+      }
+      if (breaker_ != nullptr) {
+        if (!breaker_->allow()) {
+          b.permit.reset();
+          return divert(b, FallbackReason::breaker_open, ErrorCode::unavailable, "circuit breaker open for ");
+        }
+        b.breaker_pending.store(true, std::memory_order_release);
+      }
+    }
+    b.exec_start = Clock::now();
+    b.slot->backend->execute_batch(b.slot->device.ordinal, b.call, {&Batcher::batch_done, &b});
+  }
+
+  // The device refused the batch before running it: the CPU runs it, or its requests fail.
+  void divert(InflightBatch& b, FallbackReason reason, ErrorCode code, const char* why) {
+    if (allow_fallback_) {
+      ExecutorAccess::count_fallback(executor_, reason, b.requests.size());
+      if (observer_ != nullptr) {
+        observer_->on_fallback(reason, def_.id, b.slot->device.id, cpu_.device.id,
+                               static_cast<std::uint32_t>(b.requests.size()));
+      }
+      b.fallback = reason;
+      b.slot = &cpu_;
+      b.exec_start = Clock::now();
+      cpu_.backend->execute_batch(cpu_.device.ordinal, b.call, {&Batcher::batch_done, &b});
+      return;
+    }
+    b.call.claim_requests();  // not yet handed to any backend: always ours
+    const Error error(code, why + b.slot->device.id + "/" + def_.id, "batcher of " + def_.id + ", fallback disabled");
+    for (BatchRequest* r : b.requests) r->status = error;
+    finish(b);
+  }
+
+  // Abandons the in-flight batches whose earliest deadline is at or before `now` (all of them
+  // for SteadyTime::max()) and fails their requests with `code`, outside the lock. Returns when
+  // to look again (the next such deadline). Dispatcher or stop() only, with the lock held.
+  SteadyTime abandon_late(std::unique_lock<std::mutex>& lock, SteadyTime now, ErrorCode code) {
+    std::array<InflightBatch*, kMaxInflightLimit> late{};
+    std::size_t count = 0;
+    SteadyTime next = SteadyTime::max();
+    for (std::size_t i = 0; i < policy_.max_inflight_batches; ++i) {
+      InflightBatch& b = batches_[i];
+      if (!b.in_flight || b.abandoning || b.access.load(std::memory_order_acquire) == BatchCall::kAbandoned) continue;
+      if (b.earliest_deadline > now) {
+        next = std::min(next, b.earliest_deadline);
+        continue;
+      }
+      std::uint8_t expected = BatchCall::kFree;
+      if (!b.access.compare_exchange_strong(expected, BatchCall::kAbandoned, std::memory_order_acq_rel)) {
+        // A backend is touching the requests right now (or writing results): look again soon,
+        // unless it holds them for good (it then completes the batch itself).
+        next = std::min(next, Clock::now() + kAbandonRetry);
+        continue;
+      }
+      b.abandoning = true;
+      if (b.earliest_deadline != SteadyTime::max()) --inflight_deadlines_;
+      late[count++] = &b;
+    }
+    if (count == 0) return next;
+    lock.unlock();
+    const SteadyTime t = Clock::now();
+    std::size_t failed = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      InflightBatch& b = *late[i];
+      if (b.breaker_pending.exchange(false, std::memory_order_acq_rel)) breaker_->record_failure();
+      for (BatchRequest* r : b.requests) {
+        r->status = code == ErrorCode::deadline_exceeded
+                        ? Error(code, "the batch on " + b.slot->device.id + " did not complete before the deadline",
+                                def_.id)
+                        : Error(code, "the batcher of " + def_.id + " stopped while the batch ran on " +
+                                          b.slot->device.id);
+        r->report = BatchReport{};
+        r->report.device_id = b.slot->device.id.c_str();
+        r->report.backend = b.slot->device.backend;
+        r->report.fallback = b.fallback;
+        r->report.batch_size = static_cast<std::uint32_t>(b.requests.size());
+        r->report.queued = b.dispatched - r->enqueued_;
+        r->report.executed = t - b.dispatched;
+        if (observer_ != nullptr) {
+          observer_->on_batch_request_done(
+              def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error);
+          if (code == ErrorCode::deadline_exceeded) observer_->on_deadline_exceeded(def_.id, b.slot->device.id);
+        }
+        ++failed;
+      }
+      if (code == ErrorCode::deadline_exceeded) ExecutorAccess::count_deadlines(executor_, b.requests.size());
+      for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
+    }
+    lock.lock();
+    stats_.failed += failed;
+    if (code == ErrorCode::deadline_exceeded) stats_.expired += failed;
+    running_ -= failed;
+    for (std::size_t i = 0; i < count; ++i) {
+      InflightBatch& b = *late[i];
+      b.abandoning = false;
+      if (b.device_done) release_slot(b);
+    }
+    if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
+    return next;
   }
 
   // Moves up to `limit` requests from pending_ into `b` (highest priority first), without
@@ -316,7 +477,11 @@ class Batcher final : public DynamicBatcher {
     std::size_t elements = 0;
     b.requests.clear();
     b.offsets.clear();
+    b.queued.clear();
     b.oldest = SteadyTime::max();
+    b.earliest_deadline = SteadyTime::max();
+    b.access.store(BatchCall::kFree, std::memory_order_relaxed);
+    b.device_done = false;
     while (b.requests.size() < limit) {
       // One scan of the priority FIFOs per request: pop, and put back at the front the request
       // that would make the batch too large (it opens the next batch).
@@ -335,6 +500,8 @@ class Batcher final : public DynamicBatcher {
       b.offsets.push_back(elements);
       elements += n;
       b.oldest = std::min(b.oldest, r->enqueued_);
+      b.earliest_deadline = std::min(b.earliest_deadline, r->deadline);
+      if (observer_ != nullptr) b.queued.push_back(now - r->enqueued_);
       b.requests.push_back(r);
     }
     b.offsets.push_back(elements);
@@ -379,19 +546,75 @@ class Batcher final : public DynamicBatcher {
 
   void on_batch_done(InflightBatch& b, Status status) {
     ExecutorAccess::count_call(executor_, *b.slot, !status.ok());
+    if (observer_ != nullptr) {
+      const SteadyTime now = Clock::now();
+      observer_->on_kernel_executed({def_.id, b.slot->device.id, b.slot->device.backend,
+                                     static_cast<std::uint32_t>(b.requests.size()), b.exec_start, now - b.exec_start,
+                                     status.ok() ? ErrorCode::ok : status.error().code()});
+    }
+    b.permit.reset();
+    if (b.breaker_pending.exchange(false, std::memory_order_acq_rel)) {
+      if (status.ok()) {
+        breaker_->record_success();
+      } else if (FallbackPolicy::reason_for(status.error()) == FallbackReason::device_error) {
+        breaker_->record_failure();
+      } else if (breaker_->state() == resilience::BreakerState::half_open) {
+        breaker_->record_success();  // the probe was answered: frees it (not a device failure)
+      }
+    }
+    if (b.access.load(std::memory_order_acquire) == BatchCall::kAbandoned) return release_abandoned(b);
     if (!status.ok()) {
       const FallbackReason reason = FallbackPolicy::reason_for(status.error());
       if (reason != FallbackReason::none && b.slot->device.backend != BackendKind::cpu && allow_fallback_) {
+        // Held while slot and fallback change, so that abandon_late() reads them consistently.
+        if (!b.call.acquire_requests()) return release_abandoned(b);
         ExecutorAccess::count_fallback(executor_, reason, b.requests.size());
+        if (observer_ != nullptr) {
+          observer_->on_fallback(reason, def_.id, b.slot->device.id, cpu_.device.id,
+                                 static_cast<std::uint32_t>(b.requests.size()));
+        }
         b.fallback = reason;
         b.slot = &cpu_;
+        b.exec_start = Clock::now();
+        b.call.release_requests();
         cpu_.backend->execute_batch(cpu_.device.ordinal, b.call, {&Batcher::batch_done, &b});
         return;
       }
+      if (!b.call.claim_requests()) return release_abandoned(b);
       const Error error = status.error().with_context(def_.id + " on " + b.slot->device.id);
       for (BatchRequest* r : b.requests) r->status = error;
     }
     finish(b);
+  }
+
+  // The device completed a batch the dispatcher abandoned: its requests are (being) failed
+  // elsewhere; only the slot comes back.
+  void release_abandoned(InflightBatch& b) {
+    std::lock_guard lock(mu_);
+    if (b.abandoning) {
+      b.device_done = true;  // abandon_late() releases it once its requests are failed
+      return;
+    }
+    release_slot(b);
+    if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
+  }
+
+  // Returns a batch slot to the free list. Lock held.
+  void release_slot(InflightBatch& b) {
+    --inflight_batches_;
+    if (b.in_flight && b.earliest_deadline != SteadyTime::max() && !b.abandoning &&
+        b.access.load(std::memory_order_acquire) != BatchCall::kAbandoned) {
+      --inflight_deadlines_;
+    }
+    b.in_flight = false;
+    b.device_done = false;
+    b.requests.clear();
+    b.next_free = free_;
+    free_ = &b;
+    if (waiting_ == Waiting::slot || (waiting_ == Waiting::requests && queued_ >= limit_)) {
+      waiting_ = Waiting::none;
+      cv_.notify_one();
+    }
   }
 
   void finish(InflightBatch& b) {
@@ -421,17 +644,15 @@ class Batcher final : public DynamicBatcher {
       // No longer in flight for the caller: inflight() may read 0 once every hook has run.
       running_ -= size;
     }
+    if (observer_ != nullptr) {
+      for (const BatchRequest* r : b.requests) {
+        observer_->on_batch_request_done(def_.id, r->status.ok() ? BatchOutcome::ok : BatchOutcome::error);
+      }
+    }
     for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
     std::lock_guard lock(mu_);
-    --inflight_batches_;
-    b.requests.clear();
-    b.next_free = free_;
-    free_ = &b;
     // Notified under the lock: once stop() sees the batcher idle it may destroy it.
-    if (waiting_ == Waiting::slot || (waiting_ == Waiting::requests && queued_ >= limit_)) {
-      waiting_ = Waiting::none;
-      cv_.notify_one();
-    }
+    release_slot(b);
     if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
   }
 
@@ -443,6 +664,9 @@ class Batcher final : public DynamicBatcher {
   const DeviceSlot& cpu_;
   const FallbackReason placement_fallback_;
   const bool allow_fallback_;
+  ComputeObserver* const observer_;            // null: none
+  resilience::CircuitBreaker* const breaker_;  // of (slot_, kernel); null: off or the CPU
+  resilience::Bulkhead* const bulkhead_;       // of slot_'s device; null: none
   const std::size_t inputs_;  // vector inputs of the signature
 
   mutable std::mutex mu_;
@@ -454,6 +678,7 @@ class Batcher final : public DynamicBatcher {
   std::size_t limit_;                              // current max batch (adaptive mode moves it)
   std::size_t running_ = 0;                        // taken off the queue, results not yet final
   std::size_t inflight_batches_ = 0;
+  std::size_t inflight_deadlines_ = 0;  // in-flight batches with a finite earliest deadline
   bool stopping_ = false;  // stop() began: submit() refuses
   bool stopped_ = false;   // stop() cancelled the queue
   Waiting waiting_ = Waiting::none;

@@ -47,6 +47,20 @@ std::optional<BackendChoice> parse_backend_choice(std::string_view s) noexcept {
   return std::nullopt;
 }
 
+std::string_view to_string(TransferDirection d) noexcept {
+  return d == TransferDirection::host_to_device ? "host_to_device" : "device_to_host";
+}
+
+std::string_view to_string(BatchOutcome o) noexcept {
+  switch (o) {
+    case BatchOutcome::ok: return "ok";
+    case BatchOutcome::error: return "error";
+    case BatchOutcome::rejected_queue_full: return "rejected_queue_full";
+    case BatchOutcome::expired: return "expired";
+  }
+  return "invalid";
+}
+
 std::string_view to_string(FallbackReason r) noexcept {
   switch (r) {
     case FallbackReason::none: return "none";
@@ -54,6 +68,8 @@ std::string_view to_string(FallbackReason r) noexcept {
     case FallbackReason::kernel_missing: return "kernel_missing";
     case FallbackReason::device_error: return "device_error";
     case FallbackReason::out_of_memory: return "out_of_memory";
+    case FallbackReason::breaker_open: return "breaker_open";
+    case FallbackReason::bulkhead_full: return "bulkhead_full";
   }
   return "invalid";
 }

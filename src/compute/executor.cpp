@@ -6,10 +6,16 @@
 #include <map>
 #include <mutex>
 
+#include <cstring>
+
 #include "compute/backend.hpp"
 #include "compute/cpu/thread_pool.hpp"
 #include "compute/executor_access.hpp"
 #include "compute/fallback_policy.hpp"
+#include "compute/fault_backend.hpp"
+#include "compute/timer_queue.hpp"
+#include "gpubridge/resilience/bulkhead.hpp"
+#include "gpubridge/resilience/fault_injection.hpp"
 
 namespace gpubridge::compute {
 
@@ -35,9 +41,20 @@ struct DeviceCounters {
 struct Executor::Impl {
   KernelCatalog catalog;
   std::vector<std::unique_ptr<Backend>> backends;
+  std::vector<FaultBackend*> fault_backends;  // the decorators among `backends` (faults set)
   std::unique_ptr<FallbackPolicy> policy;
   std::map<std::string, DeviceCounters> counters;  // keyed by device id; fixed after construction
   std::array<std::atomic<std::uint64_t>, kFallbackReasonCount> fallbacks{};
+  std::shared_ptr<ComputeObserver> observer;
+  ComputeObserver* obs = nullptr;  // observer.get(), for the hot path
+  ResilienceOptions resilience;
+  std::unique_ptr<resilience::BreakerSet> breakers;  // null: breakers off
+  // Bulkheads of the non-CPU devices, keyed by device id; fixed after construction; empty: off.
+  std::map<std::string, std::unique_ptr<resilience::Bulkhead>, std::less<>> bulkheads;
+  std::shared_ptr<resilience::FaultInjector> faults;
+  std::atomic<std::uint64_t> retries{0};
+  std::atomic<std::uint64_t> deadlines{0};
+  std::unique_ptr<TimerQueue> timer = std::make_unique<TimerQueue>();
   ThreadPool callbacks{1};  // runs user callbacks, never on a backend thread
 
   std::mutex inflight_mutex;
@@ -45,12 +62,26 @@ struct Executor::Impl {
   std::size_t inflight = 0;
 
   // One call in flight: everything needed to finish it, possibly on the CPU after a device error.
+  // Owned through shared_ptr by the backend completion, the retry task and submit(); while one
+  // exists the executor counts a call in flight (released by the destructor), so that a late
+  // device completion never outlives the executor.
   struct Call {
+    Impl* impl = nullptr;
     std::shared_ptr<const PreparedCall> prepared;
     CallOptions options;
-    ExecutionReport report;
+    ExecutionReport report;  // written by the thread that currently drives the call
     Clock::time_point start;
     std::function<void(Result<KernelResult>)> finish;
+    std::atomic<bool> completed{false};             // finish ran or is running (exactly once)
+    std::atomic<const DeviceSlot*> current{nullptr};  // where it runs now
+    std::uint32_t attempt = 1;                      // on the current device
+    resilience::CircuitBreaker* breaker = nullptr;  // of the current attempt
+    std::atomic<bool> breaker_pending{false};       // an allow() awaits its record_*()
+    std::optional<resilience::Bulkhead::Permit> permit;  // held while a device runs it
+
+    ~Call() {
+      if (impl != nullptr) impl->end();
+    }
   };
 
   void begin() {
@@ -71,40 +102,158 @@ struct Executor::Impl {
     if (failed) c.errors.fetch_add(1);
   }
 
+  static const std::string& kernel_of(const Call& call) { return call.prepared->def->id; }
+
+  // Completes the call once; false when it was already completed (the result is dropped).
+  static bool complete(Call& call, Result<KernelResult> result) {
+    if (call.completed.exchange(true, std::memory_order_acq_rel)) return false;
+    call.finish(std::move(result));
+    return true;
+  }
+
+  resilience::Bulkhead* bulkhead_of(const DeviceSlot& slot) {
+    if (bulkheads.empty()) return nullptr;
+    auto it = bulkheads.find(slot.device.id);
+    return it == bulkheads.end() ? nullptr : it->second.get();
+  }
+
+  // Runs the call on `slot` after the resilience checks (non-CPU devices only).
+  void dispatch(const std::shared_ptr<Call>& call, const DeviceSlot& slot) {
+    if (call->completed.load(std::memory_order_acquire)) return;  // e.g. the deadline passed during a backoff
+    if (slot.device.backend == BackendKind::cpu) return run_on(slot, call);
+    if (resilience::Bulkhead* bulkhead = bulkhead_of(slot)) {
+      call->permit = bulkhead->try_acquire();
+      if (!call->permit) {
+        if (obs) obs->on_bulkhead_rejected(slot.device.id);
+        return divert(call, slot, FallbackReason::bulkhead_full,
+                      "bulkhead full: " + std::to_string(bulkhead->capacity()) + " calls already run on " +
+                          slot.device.id);
+      }
+    }
+    call->breaker = nullptr;
+    if (breakers) {
+      resilience::CircuitBreaker& breaker = breakers->get(slot.device.id, kernel_of(*call));
+      if (!breaker.allow()) {
+        call->permit.reset();
+        return divert(call, slot, FallbackReason::breaker_open,
+                      "circuit breaker open for " + slot.device.id + "/" + kernel_of(*call));
+      }
+      call->breaker = &breaker;
+      call->breaker_pending.store(true, std::memory_order_release);
+    }
+    run_on(slot, call);
+  }
+
+  // The device refused the call before running it: the CPU runs it, or it fails.
+  void divert(const std::shared_ptr<Call>& call, const DeviceSlot& from, FallbackReason reason, std::string detail) {
+    if (!call->options.allow_fallback) {
+      const ErrorCode code = reason == FallbackReason::bulkhead_full ? ErrorCode::resource_exhausted
+                                                                     : ErrorCode::unavailable;
+      complete(*call, Error(code, std::move(detail),
+                            kernel_of(*call) + ", requested " + call->report.requested + ", fallback disabled"));
+      return;
+    }
+    count_fallback(reason);
+    if (obs) obs->on_fallback(reason, kernel_of(*call), from.device.id, policy->cpu().device.id, 1);
+    call->report.fallback = reason;
+    call->report.fallback_detail = std::move(detail);
+    run_on(policy->cpu(), call);
+  }
+
   void run_on(const DeviceSlot& slot, std::shared_ptr<Call> call) {
     call->report.device_id = slot.device.id;
     call->report.backend = slot.device.backend;
+    call->current.store(&slot, std::memory_order_release);
     const DeviceSlot* slot_ptr = &slot;
-    slot.backend->execute(slot.device.ordinal, call->prepared,
-                          [this, slot_ptr, call](Result<Tensor> out) { on_done(*slot_ptr, call, std::move(out)); });
+    const Clock::time_point started = Clock::now();
+    slot.backend->execute(slot.device.ordinal, call->prepared, [this, slot_ptr, call, started](Result<Tensor> out) {
+      on_done(*slot_ptr, call, std::move(out), started);
+    });
   }
 
-  void on_done(const DeviceSlot& slot, const std::shared_ptr<Call>& call, Result<Tensor> out) {
+  // Records the outcome of an attempt in its breaker, once (the deadline may have done it).
+  static void record_breaker(Call& call, const Result<Tensor>& out) {
+    if (!call.breaker_pending.exchange(false, std::memory_order_acq_rel)) return;
+    resilience::CircuitBreaker& b = *call.breaker;
+    if (out.ok()) return b.record_success();
+    if (FallbackPolicy::reason_for(out.error()) == FallbackReason::device_error) return b.record_failure();
+    // Not a device failure (bad data, kernel missing, memory): counts as neither, except that a
+    // half-open probe the device answered closes the breaker (it must report to free the probe).
+    if (b.state() == resilience::BreakerState::half_open) b.record_success();
+  }
+
+  void on_done(const DeviceSlot& slot, const std::shared_ptr<Call>& call, Result<Tensor> out,
+               Clock::time_point started) {
     count_call(slot, !out.ok());
+    if (obs) {
+      obs->on_kernel_executed({kernel_of(*call), slot.device.id, slot.device.backend, 1, started,
+                               Clock::now() - started, out.ok() ? ErrorCode::ok : out.error().code()});
+    }
+    call->permit.reset();
+    record_breaker(*call, out);
+    if (call->completed.load(std::memory_order_acquire)) return;  // completed by its deadline: dropped
     if (!out.ok()) {
       const FallbackReason reason = FallbackPolicy::reason_for(out.error());
       const bool on_cpu = slot.device.backend == BackendKind::cpu;
+      if (reason == FallbackReason::device_error && !on_cpu && resilience.enable_retry &&
+          resilience::is_retryable(out.error().code()) && call->attempt < resilience.retry.max_attempts) {
+        const std::uint32_t retry = call->attempt++;
+        retries.fetch_add(1, std::memory_order_relaxed);
+        if (obs) obs->on_retry(kernel_of(*call), call->attempt);
+        const auto delay = resilience::backoff_delay(resilience.retry, retry, resilience::random_bits());
+        const DeviceSlot* slot_ptr = &slot;
+        try {
+          timer->schedule(Clock::now() + delay, [this, slot_ptr, call] { dispatch(call, *slot_ptr); });
+          return;
+        } catch (const std::bad_alloc&) {
+          // No retry without memory for it: the fallback below.
+        }
+      }
       if (reason != FallbackReason::none && !on_cpu && call->options.allow_fallback) {
         count_fallback(reason);
+        if (obs) obs->on_fallback(reason, kernel_of(*call), slot.device.id, policy->cpu().device.id, 1);
         call->report.fallback = reason;
         call->report.fallback_detail = slot.device.id + ": " + out.error().to_string();
         run_on(policy->cpu(), call);
         return;
       }
-      call->finish(out.error().with_context(call->prepared->def->id + " on " + slot.device.id));
+      complete(*call, out.error().with_context(kernel_of(*call) + " on " + slot.device.id));
       return;
     }
     call->report.elapsed = Clock::now() - call->start;
     KernelResult result;
     result.outputs.push_back(std::move(out).value());
-    result.report = std::move(call->report);
-    call->finish(std::move(result));
+    result.report = call->report;
+    complete(*call, std::move(result));
+  }
+
+  // Timer task: the call's deadline passed.
+  void on_deadline(const std::shared_ptr<Call>& call) {
+    const DeviceSlot* slot = call->current.load(std::memory_order_acquire);
+    const std::string device = slot == nullptr ? std::string() : slot->device.id;
+    if (!complete(*call, Error(ErrorCode::deadline_exceeded,
+                               "no result within the timeout of " +
+                                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      call->options.timeout)
+                                                      .count()) +
+                                   " ms",
+                               kernel_of(*call) + (device.empty() ? "" : " on " + device)))) {
+      return;
+    }
+    deadlines.fetch_add(1, std::memory_order_relaxed);
+    if (obs) obs->on_deadline_exceeded(kernel_of(*call), device);
+    // A device that did not answer in time failed this attempt.
+    if (call->breaker_pending.exchange(false, std::memory_order_acq_rel)) call->breaker->record_failure();
   }
 
   void submit(KernelCall kcall, CallOptions options, std::function<void(Result<KernelResult>)> finish) {
     auto n = catalog.validate(kcall);
     if (!n) {
       finish(n.error());
+      return;
+    }
+    if (options.timeout.count() < 0) {
+      finish(Error(ErrorCode::invalid_argument, "CallOptions.timeout must not be negative", kcall.kernel));
       return;
     }
     const KernelDef* def = *catalog.lookup(kcall.kernel);
@@ -120,33 +269,55 @@ struct Executor::Impl {
     prepared->output_count = KernelCatalog::output_count(*def, *n);
     prepared->inputs = std::move(kcall.inputs);
     prepared->scalars = std::move(kcall.scalars);
+    if (options.timeout.count() > 0) {
+      // The call may complete before a device is done reading: it reads copies of ours.
+      prepared->owned_inputs.reserve(prepared->inputs.size());
+      for (TensorView& in : prepared->inputs) {
+        Tensor copy = Tensor::uninitialized(in.dtype, in.count);
+        std::memcpy(copy.data(), in.data, in.bytes());
+        in = copy.view();
+        prepared->owned_inputs.push_back(std::move(copy));
+      }
+    }
 
     auto call = std::make_shared<Call>();
+    begin();  // released by ~Call
+    call->impl = this;
     call->prepared = std::move(prepared);
     call->report.requested = describe_request(options);
     call->report.fallback = placement->fallback;
     call->report.fallback_detail = placement->detail;
     call->options = std::move(options);
     call->start = Clock::now();
-    begin();
-    call->finish = [this, finish = std::move(finish)](Result<KernelResult> r) {
-      finish(std::move(r));
-      end();
-    };
-    if (placement->fallback != FallbackReason::none) count_fallback(placement->fallback);
-    run_on(*placement->slot, std::move(call));
+    call->finish = std::move(finish);
+    if (placement->fallback != FallbackReason::none) {
+      count_fallback(placement->fallback);
+      if (obs) obs->on_fallback(placement->fallback, def->id, call->report.requested, placement->slot->device.id, 1);
+    }
+    if (call->options.timeout.count() > 0) {
+      std::weak_ptr<Call> weak = call;
+      timer->schedule(call->start + call->options.timeout, [this, weak] {
+        if (auto c = weak.lock()) on_deadline(c);
+      });
+    }
+    dispatch(call, *placement->slot);
   }
 };
 
 Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Executor::~Executor() {
-  std::unique_lock lock(impl_->inflight_mutex);
-  impl_->inflight_cv.wait(lock, [this] { return impl_->inflight == 0; });
+  for (FaultBackend* f : impl_->fault_backends) f->release_all();
+  {
+    std::unique_lock lock(impl_->inflight_mutex);
+    impl_->inflight_cv.wait(lock, [this] { return impl_->inflight == 0; });
+  }
+  // Before the backends go: pending timer tasks (fault polls) refer to them.
+  impl_->timer.reset();
 }
 
 Result<std::unique_ptr<Executor>> Executor::create(ExecutorOptions options, KernelCatalog catalog) {
-  BackendOptions bo{options.cpu_threads, options.device_pool_limit_bytes};
+  BackendOptions bo{options.cpu_threads, options.device_pool_limit_bytes, options.observer};
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_cpu_backend(bo));
   if (options.enable_cuda) {
@@ -168,8 +339,36 @@ Result<std::unique_ptr<Executor>> Executor::create_with_backends(std::vector<std
                                    [](const auto& b) { return b->kind() == BackendKind::cpu; });
   if (!has_cpu) backends.insert(backends.begin(), make_cpu_backend({options.cpu_threads, 0}));
 
+  if (options.resilience.enable_breakers) {
+    if (Status s = resilience::validate(options.resilience.breaker); !s) return s.error().with_context("ExecutorOptions.resilience.breaker");
+  }
+  if (options.resilience.enable_retry) {
+    if (Status s = resilience::validate(options.resilience.retry); !s) return s.error().with_context("ExecutorOptions.resilience.retry");
+  }
+
   auto impl = std::make_unique<Impl>();
   impl->catalog = std::move(catalog);
+  impl->observer = options.observer;
+  impl->obs = impl->observer.get();
+  impl->resilience = options.resilience;
+  impl->faults = options.faults;
+  if (impl->faults) {
+    for (auto& b : backends) {
+      auto decorated = make_fault_backend(std::move(b), impl->faults, *impl->timer, impl->observer);
+      impl->fault_backends.push_back(decorated.get());
+      b = std::move(decorated);
+    }
+  }
+  if (options.resilience.enable_breakers) {
+    impl->breakers = std::make_unique<resilience::BreakerSet>(options.resilience.breaker, options.resilience.clock);
+    if (ComputeObserver* obs = impl->obs) {
+      auto keep = impl->observer;  // the listener may outlive nothing it uses
+      impl->breakers->set_listener([obs, keep](std::string_view device, std::string_view kernel,
+                                               resilience::BreakerState from, resilience::BreakerState to) {
+        obs->on_breaker_transition(device, kernel, from, to);
+      });
+    }
+  }
   std::vector<DeviceSlot> slots;
   std::vector<BackendStatus> statuses;
   for (auto& b : backends) {
@@ -182,6 +381,10 @@ Result<std::unique_ptr<Executor>> Executor::create_with_backends(std::vector<std
   for (const auto& s : slots) {
     if (!impl->counters.try_emplace(s.device.id).second) {
       return Error(ErrorCode::invalid_argument, "two devices share the id '" + s.device.id + "'");
+    }
+    if (options.resilience.bulkhead_max_concurrent > 0 && s.device.backend != BackendKind::cpu) {
+      impl->bulkheads.emplace(s.device.id,
+                              std::make_unique<resilience::Bulkhead>(options.resilience.bulkhead_max_concurrent));
     }
   }
   impl->backends = std::move(backends);
@@ -225,6 +428,22 @@ void detail::ExecutorAccess::count_fallback(Executor& executor, FallbackReason r
   executor.impl_->count_fallback(reason, calls);
 }
 
+ComputeObserver* detail::ExecutorAccess::observer(const Executor& executor) { return executor.impl_->obs; }
+
+resilience::CircuitBreaker* detail::ExecutorAccess::breaker(Executor& executor, const DeviceSlot& slot,
+                                                            std::string_view kernel) {
+  if (!executor.impl_->breakers || slot.device.backend == BackendKind::cpu) return nullptr;
+  return &executor.impl_->breakers->get(slot.device.id, kernel);
+}
+
+resilience::Bulkhead* detail::ExecutorAccess::bulkhead(Executor& executor, const DeviceSlot& slot) {
+  return executor.impl_->bulkhead_of(slot);
+}
+
+void detail::ExecutorAccess::count_deadlines(Executor& executor, std::uint64_t calls) {
+  executor.impl_->deadlines.fetch_add(calls, std::memory_order_relaxed);
+}
+
 std::vector<BackendStatus> Executor::backends() const {
   std::vector<BackendStatus> out;
   for (const auto& b : impl_->backends) out.push_back(b->status());
@@ -249,6 +468,15 @@ ExecutorStats Executor::stats() const {
     st.devices.push_back({s.device.id, c.calls.load(), c.errors.load(), s.backend->device_pool_stats(s.device.ordinal),
                           s.backend->staging_pool_stats(s.device.ordinal)});
   }
+  if (impl_->breakers) {
+    for (auto& e : impl_->breakers->snapshot()) {
+      st.breakers.push_back({std::move(e.device), std::move(e.kernel), e.state, e.opened});
+    }
+  }
+  st.retries = impl_->retries.load();
+  st.deadline_exceeded = impl_->deadlines.load();
+  for (const auto& [id, b] : impl_->bulkheads) st.bulkhead_rejections += b->rejected();
+  st.faults_injected = impl_->faults ? impl_->faults->injected() : 0;
   return st;
 }
 

@@ -11,6 +11,10 @@ struct ExecutionContext {
   Runtime::Core* core = nullptr;     // set on the runtime's workers
   Activation* activation = nullptr;  // the activation whose turn is running
   Message* turn = nullptr;           // that turn
+  // The request context of the running code: &turn->context in a turn, a root's own context,
+  // or null (the thread's own; see RequestContext::current()).
+  RequestContext* request = nullptr;
+  std::size_t counter_slot = 0;      // workers: 1 + index (Core::call_counters); others 0
 };
 
 constinit inline thread_local ExecutionContext t_context{};

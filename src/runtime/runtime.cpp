@@ -29,9 +29,12 @@ std::string describe(const std::exception_ptr& error) {
 }
 
 void resume_outside(WorkItem* item) noexcept {
+  auto* r = static_cast<Resumption*>(item);
   t_context.activation = nullptr;
   t_context.turn = nullptr;
-  resume(static_cast<Resumption*>(item)->handle);
+  t_context.request = r->context;
+  resume(r->handle);
+  t_context.request = nullptr;
 }
 
 // A spawned task's root: tracked in Core::roots so frames still suspended when the runtime is
@@ -48,6 +51,7 @@ namespace {
 struct DetachedTask {
   struct promise_type : PooledFrame, DetachedRoot {
     Resumption start;
+    RequestContext context;  // the spawning code's context, copied at spawn
     promise_type(Runtime::Core& c, Task<void>&) {
       core = &c;
       frame = std::coroutine_handle<promise_type>::from_promise(*this);
@@ -81,7 +85,11 @@ DetachedTask detached(Runtime::Core& core, Task<void> task) {
   }
 }
 
-void worker_start(void* arg, std::size_t) { t_context.core = static_cast<Runtime::Core*>(arg); }
+void worker_start(void* arg, std::size_t index) {
+  auto* core = static_cast<Runtime::Core*>(arg);
+  t_context.core = core;
+  t_context.counter_slot = index + 1 < core->call_counter_slots ? index + 1 : 0;
+}
 
 }  // namespace
 
@@ -101,10 +109,18 @@ std::string registered_type_name(Runtime& runtime, const void* type_key, std::st
 Runtime::Core::Core(RuntimeOptions opts) : options(std::move(opts)) {
   clock = options.clock ? options.clock : std::make_shared<SteadyClock>();
   timers = std::make_unique<internal::TimerService>(*clock);
+  call_counter_slots = options.worker_threads + 1;
+  call_counters = std::make_unique<internal::CallCounters[]>(call_counter_slots);
   scheduler = std::make_unique<internal::Scheduler>(options.worker_threads, &internal::worker_start, this);
 }
 
 Runtime::Core::~Core() = default;
+
+void Runtime::Core::count_call(bool failed) noexcept {
+  const internal::ExecutionContext& ctx = internal::t_context;
+  internal::CallCounters& slot = call_counters[ctx.core == this ? ctx.counter_slot : 0];
+  (failed ? slot.failed : slot.completed).fetch_add(1, std::memory_order_relaxed);
+}
 
 const internal::GrainType* Runtime::Core::find_type(std::string_view name) const {
   std::shared_lock lock(types_mu);
@@ -238,6 +254,10 @@ void Runtime::add_call_filter(std::shared_ptr<CallFilter> filter) {
   Core& c = *core_;
   std::lock_guard lock(c.filters_mu);
   const internal::FilterList* current = c.filters.load(std::memory_order_acquire);
+  if (current != nullptr && current->size() >= kMaxCallFilters) {
+    throw ErrorException(Error(ErrorCode::resource_exhausted,
+                               "add_call_filter: at most " + std::to_string(kMaxCallFilters) + " call filters"));
+  }
   auto next = std::make_unique<internal::FilterList>(current != nullptr ? *current : internal::FilterList{});
   next->push_back(std::move(filter));
   c.filters.store(next.get(), std::memory_order_release);
@@ -255,8 +275,10 @@ void Runtime::check_may_block(const char* what) const {
 }
 
 void Runtime::post_root(std::coroutine_handle<internal::RootTask::promise_type> root) {
+  root.promise().context = RequestContext::current();
   root.promise().start.handle = root;
   root.promise().start.run = &internal::resume_outside;
+  root.promise().start.context = &root.promise().context;
   core_->scheduler->post(&root.promise().start);
 }
 
@@ -264,8 +286,10 @@ bool Runtime::spawn(Task<void> task) {
   Core& c = *core_;
   if (!task.valid() || c.phase.load(std::memory_order_acquire) == Phase::stopped) return false;
   auto root = internal::detached(c, std::move(task)).handle;
+  root.promise().context = RequestContext::current();
   root.promise().start.handle = root;
   root.promise().start.run = &internal::resume_outside;
+  root.promise().start.context = &root.promise().context;
   c.scheduler->post(&root.promise().start);  // dropped if the workers are gone; freed at the end
   return true;
 }
@@ -312,6 +336,21 @@ void Runtime::stop() {
 }
 
 bool Runtime::stopped() const noexcept { return core_->phase.load(std::memory_order_acquire) != Phase::running; }
+
+RuntimeStats Runtime::stats() const noexcept {
+  const Core& c = *core_;
+  RuntimeStats s;
+  s.activations_created = c.activations_created.load(std::memory_order_relaxed);
+  const std::uint64_t removed = c.activations_removed.load(std::memory_order_relaxed);
+  s.activations_current = s.activations_created >= removed ? s.activations_created - removed : 0;
+  s.deactivations = c.deactivations.load(std::memory_order_relaxed);
+  s.activation_failures = c.activation_failures.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < c.call_counter_slots; ++i) {
+    s.calls_completed += c.call_counters[i].completed.load(std::memory_order_relaxed);
+    s.calls_failed += c.call_counters[i].failed.load(std::memory_order_relaxed);
+  }
+  return s;
+}
 
 std::size_t Runtime::activation_count() const { return core_->directory.count(); }
 std::size_t Runtime::activation_count(std::string_view type_name) const { return core_->directory.count(type_name); }

@@ -41,6 +41,13 @@ enum class Phase : int {
 // A detached root (Runtime::spawn): tracked so that frames still suspended at the end are freed.
 struct DetachedRoot;
 
+// Answered calls, counted per worker (slot 0: threads outside the pool) so that workers do not
+// share a cache line on every call.
+struct alignas(64) CallCounters {
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<std::uint64_t> failed{0};
+};
+
 }  // namespace internal
 
 struct Runtime::Core {
@@ -72,6 +79,16 @@ struct Runtime::Core {
 
   std::mutex roots_mu;
   internal::DetachedRoot* roots = nullptr;  // intrusive list of live spawned roots
+
+  // Statistics (Runtime::stats()).
+  std::unique_ptr<internal::CallCounters[]> call_counters;  // worker_threads + 1 slots
+  std::size_t call_counter_slots = 0;
+  alignas(64) std::atomic<std::uint64_t> activations_created{0};
+  std::atomic<std::uint64_t> activations_removed{0};  // left the directory
+  std::atomic<std::uint64_t> deactivations{0};
+  std::atomic<std::uint64_t> activation_failures{0};
+  // Counts one answered (or refused) call on the calling thread's slot.
+  void count_call(bool failed) noexcept;
 
   std::mutex graveyard_mu;
   std::vector<internal::Activation*> graveyard;  // abandoned at stop(), freed after the join

@@ -192,6 +192,8 @@ int run_demo(const DemoArgs& args) {
             << device << "\n"
             << "demo: " << args.callers << " callers driving " << args.sensors << " sensor grains for " << args.duration_s
             << " s (2 batched kernel requests per update)\n";
+  if (auto url = silo.http_url()) std::cout << "http: listening on " << *url << "\n";
+  std::cout << std::flush;
 
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(args.duration_s));

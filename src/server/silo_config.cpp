@@ -50,6 +50,30 @@ Field bool_field(bool SiloConfig::*member) {
           [=](const SiloConfig& c) { return json(c.*member); }};
 }
 
+Field double_field(double SiloConfig::*member, double min, double max) {
+  return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
+            if (!v.is_number()) return type_error(where, "a number", v);
+            const double x = v.get<double>();
+            if (!(x >= min && x <= max)) {
+              return Error(ErrorCode::out_of_range,
+                           where + ": " + v.dump() + " is outside [" + json(min).dump() + ", " + json(max).dump() + "]");
+            }
+            c.*member = x;
+            return {};
+          },
+          [=](const SiloConfig& c) { return json(c.*member); }};
+}
+
+// A string that may be empty (meaning "none").
+Field optional_string_field(std::string SiloConfig::*member) {
+  return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
+            if (!v.is_string()) return type_error(where, "a string", v);
+            c.*member = v.get<std::string>();
+            return {};
+          },
+          [=](const SiloConfig& c) { return json(c.*member); }};
+}
+
 Field string_field(std::string SiloConfig::*member, std::vector<std::string> allowed = {}) {
   return {[=](SiloConfig& c, const json& v, const std::string& where) -> Status {
             if (!v.is_string()) return type_error(where, "a string", v);
@@ -85,6 +109,20 @@ const std::map<std::string, Field>& fields() {
       {"batching.latency_target_us", unsigned_field(&SiloConfig::latency_target_us, 1, kU32)},
       {"runtime.collection_age_s", unsigned_field(&SiloConfig::collection_age_s, 1, kU32)},
       {"runtime.collection_period_s", unsigned_field(&SiloConfig::collection_period_s, 1, kU32)},
+      {"http.enabled", bool_field(&SiloConfig::http_enabled)},
+      {"http.address", string_field(&SiloConfig::http_address)},
+      {"http.port", unsigned_field(&SiloConfig::http_port, 0, 65535)},
+      {"telemetry.enabled", bool_field(&SiloConfig::telemetry_enabled)},
+      {"telemetry.health_smoke_cache_s", unsigned_field(&SiloConfig::health_smoke_cache_s, 0, 3600)},
+      {"tracing.enabled", bool_field(&SiloConfig::tracing_enabled)},
+      {"tracing.endpoint", string_field(&SiloConfig::tracing_endpoint)},
+      {"tracing.sample_ratio", double_field(&SiloConfig::tracing_sample_ratio, 0.0, 1.0)},
+      {"resilience.breakers", bool_field(&SiloConfig::breakers_enabled)},
+      {"resilience.breaker_failure_threshold", unsigned_field(&SiloConfig::breaker_failure_threshold, 1, 1'000'000)},
+      {"resilience.breaker_open_interval_ms", unsigned_field(&SiloConfig::breaker_open_interval_ms, 1, 3'600'000)},
+      {"resilience.bulkhead_max_concurrent", unsigned_field(&SiloConfig::bulkhead_max_concurrent, 0, 1'000'000)},
+      {"resilience.retry_max_attempts", unsigned_field(&SiloConfig::retry_max_attempts, 1, 10)},
+      {"resilience.faults", optional_string_field(&SiloConfig::faults)},
   };
   return f;
 }
@@ -140,6 +178,7 @@ Status apply_override(SiloConfig& config, std::string_view assignment) {
 
 Result<SiloConfig> load_silo_config(const std::string& path, const std::vector<std::string>& overrides) {
   SiloConfig config;
+  config.http_enabled = true;
   if (!path.empty()) {
     std::ifstream f(path);
     if (!f) return Error(ErrorCode::not_found, "cannot read configuration file '" + path + "'");

@@ -98,7 +98,7 @@ TEST(Cli, MissingSubcommandIsAnError) {
 namespace {
 
 TEST(Cli, DemoRunsAndChecksItsResults) {
-  CliRun r = run_cli("run --demo --duration 1 --sensors 64 --callers 16 --set silo.workers=2");
+  CliRun r = run_cli("run --demo --duration 1 --sensors 64 --callers 16 --set silo.workers=2 --set http.port=0");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("demo: OK"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("p99"), std::string::npos) << r.out;

@@ -3,13 +3,26 @@
 //
 // Contract:
 // - submit() validates the call at the boundary; an invalid call completes with an error and
-//   runs nothing. Input views must stay valid until completion.
+//   runs nothing. Input views must stay valid until completion. A call with a timeout
+//   (CallOptions::timeout > 0) may complete (deadline_exceeded) while a device still works on it;
+//   for such calls the executor copies the inputs into memory of its own before anything runs,
+//   so the caller may free its inputs once the call completed, whatever the device does later.
+//   A late device result is dropped; it never reaches the caller.
 // - The fallback policy picks the device per call. When the call runs anywhere other than asked
 //   (or than the best device for `auto`), the report names the reason and it is counted.
 //   With allow_fallback = false such a call fails instead (code unavailable / resource_exhausted).
 // - Completion happens exactly once: the future becomes ready, or the callback runs on an
 //   executor thread (never on a driver callback thread), possibly before submit() returns.
-// - Thread-safe: any thread may submit. The destructor waits for every call in flight.
+// - Resilience (ExecutorOptions::resilience, off by default): before a call or batch runs on a
+//   non-CPU device, that device's bulkhead and the (device, kernel) circuit breaker are asked;
+//   a refusal sends the call to the CPU (reasons bulkhead_full / breaker_open) or, with
+//   allow_fallback = false, fails it (resource_exhausted / unavailable). Retryable device errors
+//   (resilience::is_retryable) are retried on the same device after a backoff, run from the
+//   executor's timer thread (nothing sleeps), then the call falls back to the CPU.
+// - Faults (ExecutorOptions::faults): every backend is wrapped in a decorator that consults the
+//   injector per call, batch and resident operation.
+// - Thread-safe: any thread may submit. The destructor releases injected hangs (those calls
+//   complete with cancelled) and waits for every call in flight, device work included.
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -22,8 +35,15 @@
 
 #include "gpubridge/compute/device.hpp"
 #include "gpubridge/compute/kernel_catalog.hpp"
+#include "gpubridge/compute/observer.hpp"
 #include "gpubridge/compute/tensor.hpp"
 #include "gpubridge/core/result.hpp"
+#include "gpubridge/resilience/breaker.hpp"
+#include "gpubridge/resilience/retry.hpp"
+
+namespace gpubridge::resilience {
+class FaultInjector;
+}
 
 namespace gpubridge::compute {
 
@@ -43,14 +63,19 @@ enum class FallbackReason : std::uint8_t {
   kernel_missing,  // the kernel (or its dtype) has no implementation on that device
   device_error,    // the device failed while running the call
   out_of_memory,   // the device (or its pool) could not hold the call's buffers
+  breaker_open,    // the (device, kernel) circuit breaker is open after repeated device failures
+  bulkhead_full,   // the device already runs its maximum of concurrent calls
 };
-inline constexpr std::size_t kFallbackReasonCount = 5;
+inline constexpr std::size_t kFallbackReasonCount = 7;
 std::string_view to_string(FallbackReason r) noexcept;
 
 struct CallOptions {
   BackendChoice backend = BackendChoice::automatic;
   std::string device_id;      // optional exact device ("cuda:1"); overrides `backend`
   bool allow_fallback = true; // fall back to the CPU when the chosen device cannot run the call
+  // 0: none. Otherwise the call completes with deadline_exceeded once this much time passed
+  // since submit, even if the device never answers (see the contract above for inputs).
+  std::chrono::nanoseconds timeout{0};
 };
 
 struct ExecutionReport {
@@ -86,12 +111,37 @@ struct DeviceStats {
   PoolStats staging_pool;    // page-locked host staging memory
 };
 
+// One circuit breaker, as ExecutorStats reports it.
+struct BreakerStatus {
+  std::string device_id;
+  std::string kernel;
+  resilience::BreakerState state = resilience::BreakerState::closed;
+  std::uint64_t opened = 0;  // times it opened
+};
+
 struct ExecutorStats {
   // Calls (batched requests included, one each) that ran somewhere other than asked, indexed by
   // FallbackReason.
   std::array<std::uint64_t, kFallbackReasonCount> fallbacks{};
   std::vector<DeviceStats> devices;
+  std::vector<BreakerStatus> breakers;   // every (device, kernel) breaker used so far
+  std::uint64_t retries = 0;             // device retries started (Executor calls)
+  std::uint64_t deadline_exceeded = 0;   // calls that completed with deadline_exceeded
+  std::uint64_t bulkhead_rejections = 0; // calls or batches a full bulkhead turned away
+  std::uint64_t faults_injected = 0;     // by the injector of ExecutorOptions::faults
   std::uint64_t fallback_count(FallbackReason r) const { return fallbacks[static_cast<std::size_t>(r)]; }
+};
+
+// The resilience of the hot path; everything off by default.
+struct ResilienceOptions {
+  bool enable_breakers = false;  // a breaker per (non-CPU device, kernel)
+  resilience::BreakerOptions breaker;
+  // Calls (a batch counts once) running at once per non-CPU device; 0 = unlimited (no bulkhead).
+  std::size_t bulkhead_max_concurrent = 0;
+  bool enable_retry = false;  // retry retryable device errors on the same device
+  resilience::RetryOptions retry;
+  // Time source of the breakers (tests inject one); empty = steady_clock.
+  resilience::BreakerClock clock;
 };
 
 struct ExecutorOptions {
@@ -102,6 +152,11 @@ struct ExecutorOptions {
   // Cap on device memory each GPU pool may hold (0: no cap beyond the device's own memory).
   // A call that would exceed it fails on that device with out_of_memory.
   std::uint64_t device_pool_limit_bytes = 0;
+  // Receives compute events (metrics, traces); null: none.
+  std::shared_ptr<ComputeObserver> observer;
+  ResilienceOptions resilience;
+  // Fault injection, switchable at run time through the injector; null: no decorators at all.
+  std::shared_ptr<resilience::FaultInjector> faults;
 };
 
 class Executor {

@@ -22,6 +22,7 @@
 #include "gpubridge/runtime/grain_id.hpp"
 #include "gpubridge/runtime/internal/method.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
+#include "gpubridge/runtime/request_context.hpp"
 #include "gpubridge/runtime/task.hpp"
 
 namespace gpubridge::runtime {
@@ -60,6 +61,9 @@ Task<result_of<M>> call_grain(Runtime* runtime, const void* grain_class, GrainId
   m.grain_class = grain_class;
   m.arguments = &args;
   if constexpr (!std::is_void_v<R>) m.result = &slot;
+  RequestContext& caller_context = RequestContext::current();
+  m.context = caller_context;
+  m.reply.context = &caller_context;
   co_await DispatchAwaiter{*runtime, m};
   if (m.error) std::rethrow_exception(m.error);
   if constexpr (!std::is_void_v<R>) co_return std::move(*slot.value);

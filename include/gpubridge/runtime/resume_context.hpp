@@ -6,6 +6,7 @@
 //     so it never runs at the same time as another turn of that activation;
 //   - elsewhere on a runtime worker: it is posted to the worker pool;
 //   - outside any runtime thread: it resumes inline on the completing thread.
+// In every case the continuation runs in the request context it was suspended in.
 // Thread-safety: resume() may be called from any thread, once per suspension.
 #include "gpubridge/runtime/messaging/message.hpp"
 
@@ -27,6 +28,7 @@ class ResumeContext {
   internal::Activation* activation_ = nullptr;
   Message* turn_ = nullptr;
   internal::Scheduler* scheduler_ = nullptr;
+  RequestContext* request_ = nullptr;  // the suspended code's request context (outside turns)
 };
 
 }  // namespace gpubridge::runtime

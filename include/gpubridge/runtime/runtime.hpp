@@ -15,6 +15,7 @@
 // block the calling thread and refuse to run on a worker thread (failed_precondition).
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +31,7 @@
 #include "gpubridge/runtime/grain_ref.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
 #include "gpubridge/runtime/observers/observer_set.hpp"
+#include "gpubridge/runtime/request_context.hpp"
 #include "gpubridge/runtime/serialization/codec.hpp"
 #include "gpubridge/runtime/sync_wait.hpp"
 #include "gpubridge/runtime/task.hpp"
@@ -61,6 +63,17 @@ struct GrainOptions {
   // Calls go to any of up to max_local_activations activations of the same id; no state shared.
   bool stateless_worker = false;
   std::size_t max_local_activations = 0;  // stateless workers; 0: one per worker thread
+};
+
+// Counters of one runtime since it was created (for metrics). Each field is read on its own with
+// relaxed ordering: a snapshot is not atomic as a whole.
+struct RuntimeStats {
+  std::uint64_t activations_current = 0;  // in the directory: activating, valid or deactivating
+  std::uint64_t activations_created = 0;
+  std::uint64_t deactivations = 0;        // activations that ran on_deactivate and left
+  std::uint64_t activation_failures = 0;  // the factory or on_activate failed
+  std::uint64_t calls_completed = 0;      // answered with a value
+  std::uint64_t calls_failed = 0;         // answered with an error, including calls refused at dispatch
 };
 
 class Runtime {
@@ -95,7 +108,8 @@ class Runtime {
     return GrainRef<G>(this, GrainId(type_name(internal::type_key<G>(), internal::class_name<G>()), std::move(key)));
   }
 
-  // Adds a filter run around every later call (see call_filter.hpp).
+  // Adds a filter run around every later call (see call_filter.hpp). Throws ErrorException
+  // (resource_exhausted) beyond kMaxCallFilters filters.
   void add_call_filter(std::shared_ptr<CallFilter> filter);
 
   // Runs `task` on a worker and blocks until it completes; returns its value or rethrows.
@@ -132,6 +146,8 @@ class Runtime {
   void stop();
   bool stopped() const noexcept;
 
+  // Cheap (relaxed atomic loads, one per worker for the call counters).
+  RuntimeStats stats() const noexcept;
   std::size_t activation_count() const;
   std::size_t activation_count(std::string_view type_name) const;
   std::size_t worker_count() const noexcept;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "gpubridge/runtime/messaging/message.hpp"
+#include "gpubridge/runtime/request_context.hpp"
 #include "gpubridge/runtime/task.hpp"
 
 namespace gpubridge::runtime {
@@ -49,6 +50,7 @@ struct RootTask {
   struct promise_type : PooledFrame {
     // Lets a scheduler start the root: run() resumes it on the worker.
     Resumption start{{nullptr, [](WorkItem* w) { internal::resume(static_cast<Resumption*>(w)->handle); }}, {}, nullptr};
+    RequestContext context;  // the starting code's request context, copied when the root starts
     RootTask get_return_object() noexcept {
       return RootTask{std::coroutine_handle<promise_type>::from_promise(*this)};
     }
@@ -82,7 +84,12 @@ RootTask sync_root(Task<T> task, SyncState<T>& state) {
 template <typename T>
 T sync_wait(Task<T> task) {
   internal::SyncState<T> state;
-  internal::resume(internal::sync_root(std::move(task), state).handle);
+  auto root = internal::sync_root(std::move(task), state).handle;
+  root.promise().context = RequestContext::current();
+  // The root may finish (and free its frame) inside resume(); the pointer is not read after.
+  RequestContext* previous = internal::exchange_current_context(&root.promise().context);
+  internal::resume(root);
+  internal::exchange_current_context(previous);
   state.wait();
   return state.take();
 }

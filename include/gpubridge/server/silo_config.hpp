@@ -34,9 +34,32 @@ struct SiloConfig {
   // activation collection
   std::uint32_t collection_age_s = 600;
   std::uint32_t collection_period_s = 60;
+
+  // HTTP: /metrics, /health/live, /health/ready, /health, the dashboard (/) and /api/status.
+  // Off for an embedded silo (a library should not open ports unasked); on by default for the
+  // gpubridge process (load_silo_config).
+  bool http_enabled = false;
+  std::string http_address = "127.0.0.1";
+  std::uint32_t http_port = 8080;  // 0: any free port (the bound port is printed and queryable)
+
+  // telemetry
+  bool telemetry_enabled = true;   // metrics on the hot paths (off: nothing is recorded)
+  bool tracing_enabled = false;    // spans exported with OTLP/HTTP JSON
+  std::string tracing_endpoint = "http://127.0.0.1:4318/v1/traces";
+  double tracing_sample_ratio = 1.0;
+  std::uint32_t health_smoke_cache_s = 5;  // how long a kernel smoke test result is reused
+
+  // resilience (per (device, kernel) breakers, per-device bulkheads, retry, fault injection)
+  bool breakers_enabled = true;
+  std::uint32_t breaker_failure_threshold = 5;
+  std::uint32_t breaker_open_interval_ms = 5000;
+  std::uint32_t bulkhead_max_concurrent = 0;  // per GPU device; 0: unlimited
+  std::uint32_t retry_max_attempts = 2;       // tries per device, the first included
+  std::string faults;  // ';'-separated fault specs, e.g. "backend=opencl,kernel=vector.add,mode=fail"
 };
 
-// Reads the JSON file (empty path: defaults only) and applies the overrides in order.
+// The configuration of a gpubridge process: the defaults (SiloConfig{} with http.enabled = true),
+// then the JSON file (empty path: none), then the overrides in order.
 Result<SiloConfig> load_silo_config(const std::string& path, const std::vector<std::string>& overrides);
 // Applies one JSON object (as text) to `config`; `source` names it in errors.
 Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source);

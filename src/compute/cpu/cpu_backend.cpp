@@ -119,13 +119,16 @@ class CpuBackend final : public Backend {
   // Small batches run on the submitting thread (the batcher's dispatcher); larger ones on the
   // pool, so that the dispatcher can form the next batch meanwhile. Segment failures are
   // per-request; the batch as a whole always succeeds.
+  // The requests are claimed (BatchCall::claim_requests) before the first one is read.
   void execute_batch(int, const BatchCall& call, BatchCompletion done) override {
     if (call.total_elements * call.def->signature.inputs.size() <= kInlineElements) {
+      if (!call.claim_requests()) return done(batch_abandoned_error());
       run_batch(call);
       done(Status{});
       return;
     }
     pool_.post([this, &call, done] {
+      if (!call.claim_requests()) return done(batch_abandoned_error());
       run_batch(call);
       done(Status{});
     });

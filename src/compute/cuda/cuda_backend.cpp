@@ -202,7 +202,7 @@ class CudaLauncher final : public detail::GpuLauncher {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(const BackendOptions& options) {
+  explicit CudaBackend(const BackendOptions& options) : observer_(options.observer) {
     int count = 0;
     if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
       cudaGetLastError();
@@ -359,6 +359,7 @@ class CudaBackend final : public Backend {
     submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
       host_copy(p.staging.data, static_cast<const std::byte*>(src), bytes);
       GB_CUDA_TRY(cudaMemcpyAsync(b.ptr, p.staging.data, bytes, cudaMemcpyHostToDevice, lane.stream));
+      moved(*devices_.at(static_cast<std::size_t>(ordinal)), TransferDirection::host_to_device, bytes);
       return {};
     });
   }
@@ -368,6 +369,7 @@ class CudaBackend final : public Backend {
     if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "read larger than the resident block"));
     submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
       GB_CUDA_TRY(cudaMemcpyAsync(p.staging.data, b.ptr, bytes, cudaMemcpyDeviceToHost, lane.stream));
+      moved(*devices_.at(static_cast<std::size_t>(ordinal)), TransferDirection::device_to_host, bytes);
       p.resident_finish = [this, dst, bytes](const Pending& done_p) -> Status {
         host_copy(static_cast<std::byte*>(dst), done_p.staging.data, bytes);
         return {};
@@ -620,6 +622,11 @@ class CudaBackend final : public Backend {
 
     Status s = packed ? upload_packed(lane, c, layout, base, p.staging.data) : upload_streamed(lane, c, layout, base, p.chunks);
     if (s) {
+      std::uint64_t uploaded = 0;
+      for (const TensorView& in : c.inputs) uploaded += in.bytes();
+      moved(d, TransferDirection::host_to_device, uploaded);
+    }
+    if (s) {
       const SlotPointers slots = layout.pointers(base, c.inputs.size());
       CudaLauncher launcher(program, lane.stream, slots, c.dtype);
       s = recipe.enqueue(launcher, c.n, c.scalars);
@@ -629,6 +636,8 @@ class CudaBackend final : public Backend {
                                           cudaMemcpyDeviceToHost, lane.stream);
           e != cudaSuccess) {
         s = to_error(e, "cudaMemcpyAsync(device to host)");
+      } else {
+        moved(d, TransferDirection::device_to_host, layout.download_bytes);
       }
     }
     // Packed calls free their device memory in stream order right away; streamed calls after the
@@ -692,10 +701,12 @@ class CudaBackend final : public Backend {
     if (!staging) return staging.error();
     p.staging = *staging;
     std::byte* upload = p.staging.data;
+    if (!c.acquire_requests()) return batch_abandoned_error();
     detail::pack_batch_tables(c, layout, upload);
     for_segments(c, layout.input_bytes * c.def->signature.inputs.size(), [&](std::size_t b, std::size_t e) {
       detail::pack_batch_inputs(c, layout, upload, b, e);
     });
+    c.release_requests();
 
     auto allocated = allocate_device(d, lane, total);
     if (!allocated) return allocated.error();
@@ -705,6 +716,8 @@ class CudaBackend final : public Backend {
     if (cudaError_t e = cudaMemcpyAsync(base, upload, layout.upload_bytes, cudaMemcpyHostToDevice, lane.stream);
         e != cudaSuccess) {
       s = to_error(e, "cudaMemcpyAsync(batch upload)");
+    } else {
+      moved(d, TransferDirection::host_to_device, layout.upload_bytes);
     }
     if (s) {
       const SlotPointers slots = batch_pointers(base, c, recipe, layout);
@@ -716,6 +729,8 @@ class CudaBackend final : public Backend {
                                           layout.download_bytes, cudaMemcpyDeviceToHost, lane.stream);
           e != cudaSuccess) {
         s = to_error(e, "cudaMemcpyAsync(batch download)");
+      } else {
+        moved(d, TransferDirection::device_to_host, layout.download_bytes);
       }
     }
     const cudaError_t freed = cudaFreeAsync(base, lane.stream);
@@ -883,7 +898,9 @@ class CudaBackend final : public Backend {
       if (p.batch != nullptr) {
         const cudaError_t e = cudaEventSynchronize(p.event);
         Status status;
-        if (e == cudaSuccess) {
+        if (e == cudaSuccess && !p.batch->claim_requests()) {
+          status = batch_abandoned_error();
+        } else if (e == cudaSuccess) {
           scatter(p);
         } else {
           status = to_error(e, "running a batch of " + p.batch->def->id);
@@ -895,6 +912,7 @@ class CudaBackend final : public Backend {
       }
       const cudaError_t e = cudaEventSynchronize(p.event);
       Result<Tensor> out = e == cudaSuccess ? unpack(lane, p) : Result<Tensor>(to_error(e, "running " + p.call->def->id));
+      if (out.ok() && p.device != nullptr) moved(d, TransferDirection::device_to_host, out->bytes());  // streamed download
       if (p.device != nullptr) {
         if (cudaError_t f = cudaFreeAsync(p.device, lane.download_stream); f != cudaSuccess && out.ok()) {
           out = to_error(f, "cudaFreeAsync");
@@ -950,6 +968,12 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Reports a copy issued between host and device memory to the observer, if any.
+  void moved(const DeviceState& d, TransferDirection direction, std::uint64_t bytes) const noexcept {
+    if (observer_) observer_->on_bytes_moved(d.device.id, direction, bytes);
+  }
+
+  std::shared_ptr<ComputeObserver> observer_;  // null: none
   std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: lanes' threads use it until joined
   std::vector<std::unique_ptr<DeviceState>> devices_;
   std::string reason_;

@@ -370,6 +370,7 @@ void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   Status status;
   try {
     status = wait_for_commands(p, queue);
+    if (status && !p.batch->claim_requests()) status = batch_abandoned_error();
     if (status) {
       const detail::GpuBatchRecipe& recipe = *p.batch->def->gpu->batched;
       const detail::BatchStaging layout(*p.batch, recipe, p.region_align);
@@ -562,6 +563,7 @@ struct ClDevice {
   std::uint64_t max_alloc_bytes = 0;
   std::size_t region_align = 256;  // sub-buffer origins: CL_DEVICE_MEM_BASE_ADDR_ALIGN, at least 256 bytes
   std::shared_ptr<BufferPool> pool;  // shared with the resident blocks, which may outlive the device
+  std::shared_ptr<ComputeObserver> observer;  // bytes moved; null: none
   std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
@@ -601,6 +603,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   d->device = device;
   Device& info = d->info;
   info.id = "opencl:" + std::to_string(ordinal);
+  d->observer = options.observer;
   info.backend = BackendKind::opencl;
   info.ordinal = ordinal;
 
@@ -818,6 +821,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     if (err != CL_SUCCESS) return cl_call_error(err, kWriteNames[i]);
     p.events.push_back(std::move(event));
     p.commands.push_back(kWriteNames[i]);
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, call.n * elem);
   }
   ClLauncher launcher(lane, (*program)->kernels[lane.index()], call.dtype, slots, p);
   if (Status s = recipe.enqueue(launcher, call.n, call.scalars); !s) return s;
@@ -828,6 +832,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     if (err != CL_SUCCESS) return cl_call_error(err, name);
     p.events.push_back(std::move(event));
     p.commands.push_back(name);
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, bytes);
     return {};
   };
   if (Status s = read(detail::Slot::output, p.output.data(), p.output.bytes(), "clEnqueueReadBuffer(output)"); !s) {
@@ -895,8 +900,11 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
     return cl_call_error(err, "clEnqueueMapBuffer(batch upload)");
   }
   auto* host = static_cast<std::byte*>(p.mapped_upload);
+  if (!c.acquire_requests()) return batch_abandoned_error();  // p.mapped_upload is unmapped on completion
   detail::pack_batch_tables(c, layout, host);
   detail::pack_batch_inputs(c, layout, host, 0, c.requests.size());
+  c.release_requests();
+  if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, layout.upload_bytes);
   {
     cl::Event event;
     err = queue.enqueueUnmapMemObject(upload, p.mapped_upload, nullptr, &event);
@@ -913,6 +921,7 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
                                           static_cast<cl::size_type>(layout.download_bytes), nullptr, &event, &err);
     if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueMapBuffer(batch download)");
     p.mapped_download = mapped;
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, layout.download_bytes);
     p.events.push_back(std::move(event));
     p.commands.push_back("clEnqueueMapBuffer(batch download)");
   }
@@ -992,6 +1001,10 @@ Status enqueue_resident_copy(const ClDevice& d, const Lane& lane, PendingCall& p
   if (err != CL_SUCCESS) return cl_call_error(err, name);
   p.events.push_back(std::move(event));
   p.commands.push_back(name);
+  if (d.observer) {
+    d.observer->on_bytes_moved(d.info.id,
+                               write ? TransferDirection::host_to_device : TransferDirection::device_to_host, bytes);
+  }
   if (const cl_int ferr = queue.flush(); ferr != CL_SUCCESS) return cl_call_error(ferr, "clFlush");
   return {};
 }

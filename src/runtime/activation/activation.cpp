@@ -36,6 +36,13 @@ TurnTask tick_turn(Grain&, Message& m) {
 void clear_context() noexcept {
   t_context.activation = nullptr;
   t_context.turn = nullptr;
+  t_context.request = nullptr;
+}
+
+void enter_turn(Activation* activation, Message& turn) noexcept {
+  t_context.activation = activation;
+  t_context.turn = &turn;
+  t_context.request = &turn.context;
 }
 
 }  // namespace
@@ -214,8 +221,12 @@ void Activation::run_slice() noexcept {
         return;
       case StepKind::resume: {
         auto* r = static_cast<Resumption*>(step.resumption);
-        t_context.activation = this;
-        t_context.turn = r->turn;
+        if (r->turn != nullptr) {
+          enter_turn(this, *r->turn);
+        } else {
+          t_context.activation = this;
+          t_context.request = r->context;
+        }
         resume(r->handle);
         break;
       }
@@ -320,8 +331,8 @@ Activation::Step Activation::next_step_locked() noexcept {
 // ---------------------------------------------------------------- turns
 
 void Activation::start_turn(Message& m) noexcept {
-  t_context.activation = this;
-  t_context.turn = &m;
+  if (m.kind == MessageKind::tick) m.context.clear();  // each tick starts with an empty context
+  enter_turn(this, m);
   std::coroutine_handle<> h =
       m.kind == MessageKind::tick ? std::coroutine_handle<>(tick_turn(*grain_, m).handle) : m.method->start(*grain_, m);
   m.turn_frame = h;
@@ -346,6 +357,8 @@ std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
       if (type_.options.stateless_worker) load_.fetch_sub(1, std::memory_order_relaxed);
       last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
       clear_context();  // the caller may continue inline on this thread, outside this activation
+      // A caller outside any activation continues inline here, in its own request context.
+      if (m.sender == nullptr) t_context.request = m.reply.context;
       return core_.complete_call(m, /*allow_inline=*/true);
     case MessageKind::tick:
       tick_finished(m);
@@ -374,8 +387,8 @@ void Activation::begin_activation() noexcept {
   grain_->activation_ = this;
   grain_->runtime_ = core_.self;
   grain_->id_ = id_;
-  t_context.activation = this;
-  t_context.turn = &activate_msg_;
+  activate_msg_.context.clear();
+  enter_turn(this, activate_msg_);
   std::coroutine_handle<> h = lifecycle_turn(*grain_, activate_msg_).handle;
   activate_msg_.turn_frame = h;
   activate_msg_.running_slot = running_.size();
@@ -389,6 +402,7 @@ void Activation::activation_finished(Message& m) noexcept {
     state_ = ActivationState::valid;
     return;
   }
+  core_.activation_failures.fetch_add(1, std::memory_order_relaxed);
   cancel_all_timers();
   Message* queued = retire();
   while (queued != nullptr) {  // every waiting call fails with on_activate's exception
@@ -402,8 +416,8 @@ void Activation::activation_finished(Message& m) noexcept {
 
 void Activation::begin_deactivation() noexcept {
   cancel_all_timers();
-  t_context.activation = this;
-  t_context.turn = &deactivate_msg_;
+  deactivate_msg_.context.clear();
+  enter_turn(this, deactivate_msg_);
   std::coroutine_handle<> h = lifecycle_turn(*grain_, deactivate_msg_).handle;
   deactivate_msg_.turn_frame = h;
   deactivate_msg_.running_slot = running_.size();
@@ -413,6 +427,7 @@ void Activation::begin_deactivation() noexcept {
 
 void Activation::deactivation_finished(Message& m) noexcept {
   if (m.error) core_.report("on_deactivate of " + id_.to_string() + " failed", m.error);
+  core_.deactivations.fetch_add(1, std::memory_order_relaxed);
   Message* queued = retire();
   while (queued != nullptr) {  // calls that arrived meanwhile go to a fresh activation
     Message* next = queued->next;
@@ -444,6 +459,7 @@ Message* Activation::retire() noexcept {
     taken = inbox_head_;
     inbox_head_ = inbox_tail_ = nullptr;
   });
+  core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
   if (core_.phase.load(std::memory_order_relaxed) != Phase::running) core_.notify_progress();
   return taken;
 }
@@ -470,6 +486,7 @@ void Activation::do_abandon() noexcept {
     inbox_head_ = inbox_tail_ = nullptr;
     ready_head_ = ready_tail_ = nullptr;
   });
+  core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
   while (queued != nullptr) {
     Message* next = queued->next;
     if (queued->kind == MessageKind::call) {

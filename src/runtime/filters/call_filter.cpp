@@ -17,7 +17,9 @@ bool CallScope::before() noexcept {
   CallContext context{*m_.target, m_.method->name, m_.method->arity};
   for (const auto& f : *list) {
     try {
+      context.state = nullptr;
       f->before(context);
+      states_[entered_] = context.state;
       ++entered_;
     } catch (...) {
       m_.error = std::current_exception();
@@ -36,6 +38,7 @@ void CallScope::after() noexcept {
   context.exception = m_.error;
   for (std::size_t i = entered_; i-- > 0;) {
     try {
+      context.state = states_[i];
       list[i]->after(context);
     } catch (...) {
       m_.error = std::current_exception();

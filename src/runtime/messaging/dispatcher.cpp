@@ -66,9 +66,12 @@ bool Runtime::dispatch(Message& m) noexcept {
   const Phase phase = c.phase.load(std::memory_order_acquire);
   if (phase != Phase::running && (phase != Phase::draining || m.parent == nullptr)) {
     m.error = make_error(ErrorCode::unavailable, "runtime stopped");
+    c.count_call(/*failed=*/true);
     return false;
   }
-  return c.route(m);
+  if (c.route(m)) return true;
+  c.count_call(/*failed=*/true);
+  return false;
 }
 
 bool Runtime::Core::route(Message& m) noexcept {
@@ -97,6 +100,7 @@ bool Runtime::Core::route(Message& m) noexcept {
     if (it == shard.map.end()) {
       chosen = new Activation(*this, *type, *m.target);
       shard.map.emplace(*m.target, std::vector<Activation*>{chosen});
+      activations_created.fetch_add(1, std::memory_order_relaxed);
     } else if (!type->options.stateless_worker) {
       chosen = it->second.front();
       if (m.parent != nullptr && blocks_chain(*chosen, m)) {
@@ -121,6 +125,7 @@ bool Runtime::Core::route(Message& m) noexcept {
       if ((best == nullptr || best->load() > 0) && list.size() < type->max_activations) {
         best = new Activation(*this, *type, *m.target);
         list.push_back(best);
+        activations_created.fetch_add(1, std::memory_order_relaxed);
       }
       if (best == nullptr) {
         if (skipped) {
@@ -146,6 +151,7 @@ std::coroutine_handle<> Runtime::Core::complete_call(Message& m, bool allow_inli
   Activation* sender = m.sender;
   Resumption& reply = m.reply;
   const std::coroutine_handle<> caller = reply.handle;
+  count_call(/*failed=*/m.error != nullptr);
   if (sender != nullptr) {
     sender->post_ready(reply);
     return std::noop_coroutine();

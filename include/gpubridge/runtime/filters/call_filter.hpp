@@ -8,9 +8,17 @@
 // in after() fails the call with that exception. Timer ticks and lifecycle hooks are not calls
 // and are not filtered.
 //
+// Per-call state: CallContext::state is one word per filter and call: what a filter's before()
+// leaves there, its after() finds there (the runtime only stores it; it starts null). A filter
+// whose before() throws gets no after(), so it must not leave owned state behind then. Calls that
+// stop() abandons never reach after().
+//
+// RequestContext::current() in before()/after() is the callee turn's context (see
+// request_context.hpp): a filter may read and change it for the method it wraps.
+//
 // Thread-safety: a filter is shared by all workers; before()/after() run concurrently for
-// different calls and must be thread-safe. Filters are added with Runtime::add_call_filter and
-// kept until the runtime is destroyed.
+// different calls and must be thread-safe. Filters are added with Runtime::add_call_filter (at
+// most kMaxCallFilters) and kept until the runtime is destroyed.
 #include <chrono>
 #include <cstddef>
 #include <exception>
@@ -20,6 +28,8 @@
 
 namespace gpubridge::runtime {
 
+inline constexpr std::size_t kMaxCallFilters = 16;
+
 struct CallContext {
   const GrainId& grain;
   std::string_view method;  // "Class::method"
@@ -28,6 +38,8 @@ struct CallContext {
   std::chrono::nanoseconds duration{0};
   // Set before after(): what the call is about to throw to the caller (null on success).
   std::exception_ptr exception;
+  // This filter's per-call word (see above).
+  void* state = nullptr;
 };
 
 class CallFilter {

@@ -3,10 +3,12 @@
 // hook. Internal: created by MethodInfo::start (or the activation), resumed only by the
 // activation that owns it; its frame destroys itself when the turn ends, after handing the
 // outcome to the activation (finish_turn), which answers the caller.
+#include <array>
 #include <chrono>
 #include <coroutine>
 #include <exception>
 
+#include "gpubridge/runtime/filters/call_filter.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
 #include "gpubridge/runtime/task.hpp"
 
@@ -66,6 +68,7 @@ class CallScope {
   const void* filters_ = nullptr;
   std::size_t entered_ = 0;
   std::chrono::steady_clock::time_point start_{};
+  std::array<void*, kMaxCallFilters> states_{};  // CallContext::state of each filter
 };
 
 }  // namespace internal

@@ -19,6 +19,7 @@
 
 #include "gpubridge/core/result.hpp"
 #include "gpubridge/runtime/grain_id.hpp"
+#include "gpubridge/runtime/request_context.hpp"
 
 namespace gpubridge::runtime {
 
@@ -41,6 +42,8 @@ struct WorkItem {
 struct Resumption : WorkItem {
   std::coroutine_handle<> handle;
   Message* turn = nullptr;  // the turn of the resumed code (null outside grains)
+  // Outside grains: the request context of the resumed code (null: the resuming thread's own).
+  RequestContext* context = nullptr;
 };
 
 enum class MessageKind : std::uint8_t {
@@ -81,7 +84,12 @@ struct Message {
   std::size_t running_slot = 0;              // index in the receiver's running turns (O(1) removal)
   std::coroutine_handle<> turn_frame;        // the running turn, while it runs
   void* owner = nullptr;                     // ticks: the timer
-  Resumption reply;                          // resumes the caller when the call completes
+  // Calls: the callee's request context, a copy of the caller's made by the caller (GrainRef
+  // does it; the cluster layer fills it from the wire); the turn's current context while it runs.
+  RequestContext context;
+  // Resumes the caller when the call completes. reply.context: the caller's context, for a
+  // caller outside any grain (GrainRef sets it; null: the resuming thread's own).
+  Resumption reply;
 };
 
 }  // namespace gpubridge::runtime

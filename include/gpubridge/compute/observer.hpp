@@ -1,0 +1,77 @@
+#pragma once
+// Observer hooks: how the compute layer reports what it does (for metrics and traces) without
+// depending on telemetry. The silo implements ComputeObserver and sets it in
+// ExecutorOptions::observer; the executor, the dynamic batcher and the backends call it.
+//
+// Contract for implementers: every hook is noexcept, may be called on any thread (executor,
+// batcher, backend completion or timer threads, concurrently), must be cheap and must never
+// block or call back into the executor. string_views and spans are valid only during the call.
+// The default implementations do nothing, so an observer overrides only what it needs. With no
+// observer set, the compute layer pays one null check per event.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "gpubridge/compute/device.hpp"
+#include "gpubridge/core/error.hpp"
+#include "gpubridge/resilience/breaker.hpp"
+#include "gpubridge/resilience/fault_injection.hpp"
+
+namespace gpubridge::compute {
+
+enum class FallbackReason : std::uint8_t;
+
+// One execution on one device finished: a plain call (requests = 1) or a whole batch.
+struct KernelExecution {
+  std::string_view kernel;  // catalog id
+  std::string_view device;  // device id, e.g. "opencl:0"
+  BackendKind backend = BackendKind::cpu;
+  std::uint32_t requests = 1;
+  std::chrono::steady_clock::time_point start{};
+  std::chrono::nanoseconds duration{0};
+  ErrorCode code = ErrorCode::ok;  // ok, or the error the device returned
+};
+
+enum class TransferDirection : std::uint8_t { host_to_device, device_to_host };
+std::string_view to_string(TransferDirection d) noexcept;  // "host_to_device", "device_to_host"
+
+// What happened to one batched request (exactly one event per accepted or rejected request).
+enum class BatchOutcome : std::uint8_t {
+  ok,
+  error,                // failed on the device, bad data, or cancelled
+  rejected_queue_full,  // refused by submit(): the queue was full
+  expired,              // its deadline passed (before running, or while its batch was late)
+};
+std::string_view to_string(BatchOutcome o) noexcept;  // "ok", "error", ...
+
+class ComputeObserver {
+ public:
+  virtual ~ComputeObserver() = default;
+
+  virtual void on_kernel_executed(const KernelExecution& /*execution*/) noexcept {}
+  // A batch closed and was dispatched; queued[i] is request i's time from submit to dispatch.
+  virtual void on_batch_dispatched(std::string_view /*kernel*/, std::string_view /*device*/,
+                                   std::span<const std::chrono::nanoseconds> /*queued*/) noexcept {}
+  virtual void on_batch_request_done(std::string_view /*kernel*/, BatchOutcome /*outcome*/) noexcept {}
+  // A real copy between host and device memory was issued (CUDA and OpenCL backends).
+  virtual void on_bytes_moved(std::string_view /*device*/, TransferDirection /*direction*/,
+                              std::uint64_t /*bytes*/) noexcept {}
+  // A call (or `requests` batched requests) ran on `to` instead of `from` (the requested or
+  // best device; empty when absent) for `reason`.
+  virtual void on_fallback(FallbackReason /*reason*/, std::string_view /*kernel*/, std::string_view /*from*/,
+                           std::string_view /*to*/, std::uint32_t /*requests*/) noexcept {}
+  virtual void on_breaker_transition(std::string_view /*device*/, std::string_view /*kernel*/,
+                                     resilience::BreakerState /*from*/, resilience::BreakerState /*to*/) noexcept {}
+  virtual void on_bulkhead_rejected(std::string_view /*device*/) noexcept {}
+  // Retry number `attempt` (2 = the second try) of a call is about to start after a backoff.
+  virtual void on_retry(std::string_view /*kernel*/, std::uint32_t /*attempt*/) noexcept {}
+  virtual void on_fault_injected(std::string_view /*backend*/, std::string_view /*kernel*/,
+                                 resilience::FaultMode /*mode*/) noexcept {}
+  // A call or batched request completed with deadline_exceeded on `device` (empty: before it
+  // reached one).
+  virtual void on_deadline_exceeded(std::string_view /*kernel*/, std::string_view /*device*/) noexcept {}
+};
+
+}  // namespace gpubridge::compute

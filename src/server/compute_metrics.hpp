@@ -1,0 +1,60 @@
+#pragma once
+// The silo's compute observer: turns compute events into metrics (and, when tracing is on, into
+// "kernel execution" spans), and the scrape-time metrics read from ExecutorStats.
+#include <memory>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "gpubridge/compute/executor.hpp"
+#include "gpubridge/compute/observer.hpp"
+#include "gpubridge/telemetry/metrics.hpp"
+#include "server/metric_cache.hpp"
+
+namespace gpubridge::telemetry {
+class Tracer;
+}
+
+namespace gpubridge::server {
+
+class ComputeMetrics final : public compute::ComputeObserver {
+ public:
+  // Registers the families in `registry`; `cache` and `tracer` (null: no spans) must outlive it.
+  static Result<std::shared_ptr<ComputeMetrics>> create(telemetry::Registry& registry, MetricCache& cache,
+                                                        telemetry::Tracer* tracer);
+
+  void on_kernel_executed(const compute::KernelExecution& e) noexcept override;
+  void on_batch_dispatched(std::string_view kernel, std::string_view device,
+                           std::span<const std::chrono::nanoseconds> queued) noexcept override;
+  void on_batch_request_done(std::string_view kernel, compute::BatchOutcome outcome) noexcept override;
+  void on_bytes_moved(std::string_view device, compute::TransferDirection direction, std::uint64_t bytes) noexcept override;
+  void on_breaker_transition(std::string_view device, std::string_view kernel, resilience::BreakerState from,
+                             resilience::BreakerState to) noexcept override;
+  void on_bulkhead_rejected(std::string_view device) noexcept override;
+  void on_retry(std::string_view kernel, std::uint32_t attempt) noexcept override;
+  void on_fault_injected(std::string_view backend, std::string_view kernel, resilience::FaultMode mode) noexcept override;
+  void on_deadline_exceeded(std::string_view kernel, std::string_view device) noexcept override;
+
+ private:
+  ComputeMetrics(MetricCache& cache, telemetry::Tracer* tracer) : cache_(cache), tracer_(tracer) {}
+
+  MetricCache& cache_;
+  telemetry::Tracer* tracer_;
+  telemetry::CounterFamily* executions_ = nullptr;
+  telemetry::HistogramFamily* durations_ = nullptr;
+  telemetry::HistogramFamily* batch_sizes_ = nullptr;
+  telemetry::HistogramFamily* queue_seconds_ = nullptr;
+  telemetry::CounterFamily* batch_requests_ = nullptr;
+  telemetry::CounterFamily* transfer_bytes_ = nullptr;
+  telemetry::CounterFamily* breaker_transitions_ = nullptr;
+  telemetry::CounterFamily* bulkhead_rejections_ = nullptr;
+  telemetry::CounterFamily* retries_ = nullptr;
+  telemetry::CounterFamily* faults_ = nullptr;
+  telemetry::CounterFamily* deadlines_ = nullptr;
+};
+
+// Scrape-time metrics from executor statistics (breaker states).
+void compute_metrics_collect(const compute::ExecutorStats& stats, telemetry::MetricSink& sink);
+// The breakers as the dashboard shows them: [{device, kernel, state, opened}].
+nlohmann::json breakers_json(const compute::ExecutorStats& stats);
+
+}  // namespace gpubridge::server
