@@ -262,11 +262,17 @@ int run_demo(const DemoArgs& args) {
               static_cast<unsigned long long>(batches),
               batches ? static_cast<double>(batched) / static_cast<double>(batches) : 0.0, max_batch);
   std::printf("  devices            batches planned on %s; ran on %s\n", device.c_str(), ran_on.c_str());
-  std::printf("  fallbacks          no_device %llu, kernel_missing %llu, device_error %llu, out_of_memory %llu\n",
-              static_cast<unsigned long long>(es.fallback_count(compute::FallbackReason::no_device)),
-              static_cast<unsigned long long>(es.fallback_count(compute::FallbackReason::kernel_missing)),
-              static_cast<unsigned long long>(es.fallback_count(compute::FallbackReason::device_error)),
-              static_cast<unsigned long long>(es.fallback_count(compute::FallbackReason::out_of_memory)));
+  std::string fallbacks;
+  for (std::size_t r = 1; r < compute::kFallbackReasonCount; ++r) {
+    fallbacks += (fallbacks.empty() ? "" : ", ") + std::string(compute::to_string(static_cast<compute::FallbackReason>(r))) +
+                 " " + std::to_string(es.fallbacks[r]);
+  }
+  std::printf("  fallbacks          %s\n", fallbacks.c_str());
+  std::uint64_t breakers_opened = 0;
+  for (const auto& b : es.breakers) breakers_opened += b.opened;
+  std::printf("  resilience         breakers opened %llu, retries %llu, faults injected %llu, deadlines missed %llu\n",
+              static_cast<unsigned long long>(breakers_opened), static_cast<unsigned long long>(es.retries),
+              static_cast<unsigned long long>(es.faults_injected), static_cast<unsigned long long>(es.deadline_exceeded));
   std::printf("  checks             %llu host recomputations, %llu mismatches\n",
               static_cast<unsigned long long>(counters.checks.load()),
               static_cast<unsigned long long>(counters.mismatches.load()));
