@@ -117,6 +117,22 @@ void ComputeMetrics::on_bytes_moved(std::string_view device, compute::TransferDi
   if (auto* c = cache_.child(*transfer_bytes_, {device, compute::to_string(direction)})) c->inc(bytes);
 }
 
+bool ComputeMetrics::wants_transfer_timing() const noexcept { return tracer_ != nullptr && tracer_->enabled(); }
+
+void ComputeMetrics::on_transfer_timed(const compute::TransferTiming& t) noexcept {
+  if (tracer_ == nullptr || !tracer_->enabled()) return;
+  try {
+    const auto start = to_system(t.start);
+    tracer_->record_span("memory transfer", telemetry::SpanKind::internal, std::nullopt, start,
+                         start + std::chrono::duration_cast<std::chrono::system_clock::duration>(t.duration),
+                         {{"device", std::string(t.device)},
+                          {"direction", std::string(compute::to_string(t.direction))},
+                          {"bytes", static_cast<std::int64_t>(t.bytes)}});
+  } catch (...) {
+    // Out of memory while building the span: the span is lost, the transfer is not.
+  }
+}
+
 void ComputeMetrics::on_breaker_transition(std::string_view device, std::string_view kernel, resilience::BreakerState,
                                            resilience::BreakerState to) noexcept {
   if (auto* c = cache_.child(*breaker_transitions_, {device, kernel, resilience::to_string(to)})) c->inc();

@@ -1,6 +1,8 @@
 #pragma once
 // The silo's compute observer: turns compute events into metrics (and, when tracing is on, into
-// "kernel execution" spans), and the scrape-time metrics read from ExecutorStats.
+// "kernel launch", "batch" and "memory transfer" spans), and the scrape-time metrics read from
+// ExecutorStats. Transfer timings are asked for only when the tracer is enabled, so a silo
+// without tracing pays nothing for them. Thread-safe (hooks run on any thread, concurrently).
 #include <memory>
 
 #include <nlohmann/json_fwd.hpp>
@@ -27,6 +29,9 @@ class ComputeMetrics final : public compute::ComputeObserver {
                            std::span<const std::chrono::nanoseconds> queued) noexcept override;
   void on_batch_request_done(std::string_view kernel, compute::BatchOutcome outcome) noexcept override;
   void on_bytes_moved(std::string_view device, compute::TransferDirection direction, std::uint64_t bytes) noexcept override;
+  // True when the tracer is enabled: each timed transfer becomes a "memory transfer" span.
+  bool wants_transfer_timing() const noexcept override;
+  void on_transfer_timed(const compute::TransferTiming& t) noexcept override;
   void on_breaker_transition(std::string_view device, std::string_view kernel, resilience::BreakerState from,
                              resilience::BreakerState to) noexcept override;
   void on_bulkhead_rejected(std::string_view device) noexcept override;

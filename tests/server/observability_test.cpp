@@ -1,12 +1,18 @@
 // A running silo's observability: /metrics (checked by the real promtool), /health, /health/live,
 // /health/ready, /api/status and the dashboard page over HTTP on loopback; metrics recorded by the
 // hot paths; fault injection through the silo's switch opening a circuit breaker, falling back to
-// the CPU with the reason counted, and closing again after recovery; deadlines under a hung device.
+// the CPU with the reason counted, and closing again after recovery; deadlines under a hung device;
+// "memory transfer" spans with device-measured times exported to an OTLP collector on loopback.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -273,6 +279,119 @@ TEST(Observability, HungDeviceCallsMeetTheirDeadlineAndTheSiloStops) {
   const auto s0 = std::chrono::steady_clock::now();
   silo.reset();  // releases the hang; must not wait for it forever
   EXPECT_LT(std::chrono::steady_clock::now() - s0, std::chrono::seconds(10));
+}
+
+// An OTLP/HTTP traces endpoint on loopback that keeps every span it receives.
+class SpanCollector {
+ public:
+  SpanCollector() {
+    server_.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
+      json body = json::parse(req.body, nullptr, false);
+      std::lock_guard lock(mu_);
+      if (!body.is_discarded()) {
+        for (const json& rs : body.value("resourceSpans", json::array())) {
+          for (const json& ss : rs.value("scopeSpans", json::array())) {
+            for (const json& span : ss.value("spans", json::array())) spans_.push_back(span);
+          }
+        }
+      }
+      res.set_content("{}", "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      finished_.store(true);
+    });
+  }
+  // Stops the server; a stop that lands while the listening loop is still starting can be lost,
+  // so connecting to the port wakes the loop until it has returned.
+  ~SpanCollector() {
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    server_.stop();
+    while (!finished_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (finished_.load()) break;
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<std::uint16_t>(port_));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      ::close(fd);
+    }
+    thread_.join();
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
+  std::vector<json> spans(const std::string& name) {
+    std::lock_guard lock(mu_);
+    std::vector<json> out;
+    for (const json& s : spans_) {
+      if (s.value("name", "") == name) out.push_back(s);
+    }
+    return out;
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<json> spans_;  // guarded by mu_
+};
+
+json span_attribute(const json& span, const std::string& key) {
+  for (const json& a : span.value("attributes", json::array())) {
+    if (a.value("key", "") == key) return a.at("value");
+  }
+  return json();
+}
+
+// Tracing on, an OpenCL silo (PoCL on CI): batched and plain calls produce "memory transfer" spans
+// in both directions, with the device, direction and bytes, exported to the collector.
+TEST(Observability, TracingExportsMemoryTransferSpansFromTheDevice) {
+  SpanCollector collector;  // outlives the silo, whose tracer exports what is queued when it goes
+  SiloConfig c = small_config();
+  c.backend = "opencl";
+  c.enable_cuda = false;
+  c.http_enabled = false;
+  c.tracing_enabled = true;
+  c.tracing_endpoint = collector.endpoint();
+  auto silo = start(c);
+  ASSERT_NE(silo, nullptr);
+  GB_REQUIRE_BACKEND(&silo->executor(), compute::BackendKind::opencl);
+  run_batch_calls(*silo, 2, 20);
+  std::vector<float> a(1000, 1.f), b(1000, 2.f);
+  auto plain = silo->executor().run({"vector.add", compute::DType::f32, {compute::TensorView(a), compute::TensorView(b)}, {}},
+                                    {.backend = compute::BackendChoice::opencl, .device_id = {}, .allow_fallback = false});
+  ASSERT_TRUE(plain.ok()) << plain.error().to_string();
+  const std::string device = plain->report.device_id;
+  silo.reset();  // stops the silo; its tracer exports every queued span before it goes
+
+  const std::vector<json> spans = collector.spans("memory transfer");
+  ASSERT_FALSE(spans.empty()) << "no memory transfer span reached the collector";
+  int up = 0;
+  int down = 0;
+  bool plain_upload_seen = false;
+  for (const json& s : spans) {
+    EXPECT_EQ(s.at("kind"), 1) << "internal";
+    EXPECT_EQ(span_attribute(s, "device"), json({{"stringValue", device}})) << s.dump();
+    const std::string direction = span_attribute(s, "direction").value("stringValue", "");
+    if (direction == "host_to_device") ++up;
+    if (direction == "device_to_host") ++down;
+    EXPECT_TRUE(direction == "host_to_device" || direction == "device_to_host") << s.dump();
+    // OTLP JSON carries 64-bit integers as strings.
+    const json bytes = span_attribute(s, "bytes").value("intValue", json());
+    ASSERT_TRUE(bytes.is_string()) << s.dump();
+    EXPECT_GT(std::stoll(bytes.get<std::string>()), 0) << s.dump();
+    if (direction == "host_to_device" && bytes == std::to_string(a.size() * sizeof(float))) plain_upload_seen = true;
+    const auto start_ns = std::stoull(s.at("startTimeUnixNano").get<std::string>());
+    const auto end_ns = std::stoull(s.at("endTimeUnixNano").get<std::string>());
+    EXPECT_GT(end_ns, start_ns) << s.dump();
+  }
+  EXPECT_GT(up, 0);
+  EXPECT_GT(down, 0);
+  EXPECT_TRUE(plain_upload_seen) << "the plain call's 4000-byte inputs are timed too";
 }
 
 }  // namespace

@@ -37,6 +37,19 @@ struct KernelExecution {
 enum class TransferDirection : std::uint8_t { host_to_device, device_to_host };
 std::string_view to_string(TransferDirection d) noexcept;  // "host_to_device", "device_to_host"
 
+// One completed copy between host and device memory with the time the device measured for it
+// (OpenCL event profiling, CUDA events). `start` is on the host's steady_clock: the device
+// timestamps of one call or batch are anchored so that its last timed device command ends at
+// the host time its completion was observed; relative positions and durations are the
+// device's own, the absolute offset errs late by the completion thread's wake-up latency.
+struct TransferTiming {
+  std::string_view device;  // device id, e.g. "opencl:0"
+  TransferDirection direction = TransferDirection::host_to_device;
+  std::uint64_t bytes = 0;  // as on_bytes_moved reports the same copy
+  std::chrono::steady_clock::time_point start{};
+  std::chrono::nanoseconds duration{0};
+};
+
 // What happened to one batched request (exactly one event per accepted or rejected request).
 enum class BatchOutcome : std::uint8_t {
   ok,
@@ -58,6 +71,14 @@ class ComputeObserver {
   // A real copy between host and device memory was issued (CUDA and OpenCL backends).
   virtual void on_bytes_moved(std::string_view /*device*/, TransferDirection /*direction*/,
                               std::uint64_t /*bytes*/) noexcept {}
+  // Whether on_transfer_timed is wanted. Asked once, when a GPU backend is constructed (with
+  // the Executor): only then do the backends time their copies (OpenCL profiling queues, CUDA
+  // timing events); otherwise the hot path is unchanged and on_transfer_timed never comes.
+  virtual bool wants_transfer_timing() const noexcept { return false; }
+  // A copy reported by on_bytes_moved completed (successfully, with every command of its call or
+  // batch) and the device measured it; called from the backend's completion thread before the
+  // call's or batch's completion runs. A call or batch whose device commands failed reports none.
+  virtual void on_transfer_timed(const TransferTiming& /*timing*/) noexcept {}
   // A call (or `requests` batched requests) ran on `to` instead of `from` (the requested or
   // best device; empty when absent) for `reason`.
   virtual void on_fallback(FallbackReason /*reason*/, std::string_view /*kernel*/, std::string_view /*from*/,

@@ -21,8 +21,18 @@
 // each segment's aux and scatters each request's output straight from staging into its memory.
 // Device memory comes from the stream-ordered pool, staging from the pinned pool: warm batches
 // allocate nothing from the driver or the heap per request.
+//
+// Transfer timing (only when the observer wants it, asked once at construction): a pair of
+// timing events from the lane's pool is recorded around each call's upload and download, each
+// batch's upload and download and each resident copy; after completion cudaEventElapsedTime
+// gives each copy's device time, anchored so that the last timed copy ends at the host time it
+// was seen complete (see TransferTiming). A chunked upload or streamed download is one timed
+// copy from its first chunk's start to its last chunk's end, gaps where the stream waited for
+// the host to stage the next chunk included. The aux read-back of streamed and resident calls is
+// not timed (nor counted by on_bytes_moved). Without timing no event is created or recorded.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -97,6 +107,15 @@ struct Layout {
   }
 };
 
+// A copy timed on the device: events recorded around it on its stream (complete: end recorded).
+struct TimedCopy {
+  cudaEvent_t begin = nullptr;
+  cudaEvent_t end = nullptr;
+  bool complete = false;
+  TransferDirection direction = TransferDirection::host_to_device;
+  std::uint64_t bytes = 0;
+};
+
 struct Pending {
   std::shared_ptr<const PreparedCall> call;  // a single call, or
   const BatchCall* batch = nullptr;           // a batch (owned by the batcher until batch_done)
@@ -110,6 +129,9 @@ struct Pending {
   // Resident work: run after the event (copy out of staging, check aux), then resident_done.
   std::function<Status(const Pending&)> resident_finish;
   ResidentDone resident_done;
+  // Timed copies (only when the backend times transfers): upload, then download.
+  std::array<TimedCopy, 2> timed{};
+  std::size_t timed_count = 0;
 };
 
 struct DeviceState;
@@ -123,7 +145,8 @@ struct Lane {
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
   std::deque<Pending> queue;
-  std::vector<cudaEvent_t> free_events;  // guarded by queue_mutex
+  std::vector<cudaEvent_t> free_events;    // guarded by queue_mutex
+  std::vector<cudaEvent_t> timing_events;  // guarded by queue_mutex; only when timing transfers
   bool stopping = false;
   std::thread completer;
 };
@@ -202,7 +225,8 @@ class CudaLauncher final : public detail::GpuLauncher {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(const BackendOptions& options) : observer_(options.observer) {
+  explicit CudaBackend(const BackendOptions& options)
+      : observer_(options.observer), time_transfers_(observer_ != nullptr && observer_->wants_transfer_timing()) {
     int count = 0;
     if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
       cudaGetLastError();
@@ -244,6 +268,7 @@ class CudaBackend final : public Backend {
         if (lane->completer.joinable()) lane->completer.join();
         cudaSetDevice(d->cuda_ordinal);
         for (cudaEvent_t e : lane->free_events) cudaEventDestroy(e);
+        for (cudaEvent_t e : lane->timing_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->upload_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->download_events) cudaEventDestroy(e);
         cudaStreamDestroy(lane->stream);
@@ -358,7 +383,9 @@ class CudaBackend final : public Backend {
     if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "write larger than the resident block"));
     submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
       host_copy(p.staging.data, static_cast<const std::byte*>(src), bytes);
+      if (Status s = begin_timed_copy(lane, p, lane.stream, TransferDirection::host_to_device, bytes); !s) return s;
       GB_CUDA_TRY(cudaMemcpyAsync(b.ptr, p.staging.data, bytes, cudaMemcpyHostToDevice, lane.stream));
+      if (Status s = end_timed_copy(p, lane.stream); !s) return s;
       moved(*devices_.at(static_cast<std::size_t>(ordinal)), TransferDirection::host_to_device, bytes);
       return {};
     });
@@ -368,7 +395,9 @@ class CudaBackend final : public Backend {
     const auto& b = static_cast<const CudaBlock&>(block);
     if (bytes > b.bytes()) return done(Error(ErrorCode::invalid_argument, "read larger than the resident block"));
     submit_resident(ordinal, std::move(done), bytes, [&](Lane& lane, Pending& p) -> Status {
+      if (Status s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, bytes); !s) return s;
       GB_CUDA_TRY(cudaMemcpyAsync(p.staging.data, b.ptr, bytes, cudaMemcpyDeviceToHost, lane.stream));
+      if (Status s = end_timed_copy(p, lane.stream); !s) return s;
       moved(*devices_.at(static_cast<std::size_t>(ordinal)), TransferDirection::device_to_host, bytes);
       p.resident_finish = [this, dst, bytes](const Pending& done_p) -> Status {
         host_copy(static_cast<std::byte*>(dst), done_p.staging.data, bytes);
@@ -593,6 +622,94 @@ class CudaBackend final : public Backend {
     lane.free_events.push_back(e);
   }
 
+  // A timing event from the lane's pool, created (on the current device) when the pool is empty.
+  static Status take_timing_event(Lane& lane, cudaEvent_t& out) {
+    {
+      std::lock_guard lock(lane.queue_mutex);
+      if (!lane.timing_events.empty()) {
+        out = lane.timing_events.back();
+        lane.timing_events.pop_back();
+        return {};
+      }
+    }
+    GB_CUDA_TRY(cudaEventCreateWithFlags(&out, cudaEventDefault));
+    return {};
+  }
+  static void recycle_timing_event(Lane& lane, cudaEvent_t e) {
+    if (e == nullptr) return;
+    std::lock_guard lock(lane.queue_mutex);
+    try {
+      lane.timing_events.push_back(e);
+    } catch (...) {
+      cudaEventDestroy(e);  // no room in the pool: the event goes (its error, if any, is moot)
+    }
+  }
+
+  // Starts timing a copy of `bytes` on `stream` (nothing when the backend does not time
+  // transfers). Its events belong to `p` from here on (release_host returns them).
+  Status begin_timed_copy(Lane& lane, Pending& p, cudaStream_t stream, TransferDirection direction,
+                          std::uint64_t bytes) {
+    if (!time_transfers_ || p.timed_count == p.timed.size()) return {};
+    TimedCopy& t = p.timed[p.timed_count];
+    t = TimedCopy{};
+    if (Status s = take_timing_event(lane, t.begin); !s) return s;
+    if (Status s = take_timing_event(lane, t.end); !s) {
+      recycle_timing_event(lane, std::exchange(t.begin, nullptr));
+      return s;
+    }
+    t.direction = direction;
+    t.bytes = bytes;
+    ++p.timed_count;
+    GB_CUDA_TRY(cudaEventRecord(t.begin, stream));
+    return {};
+  }
+
+  // Ends the copy begun last, on the same `stream`.
+  Status end_timed_copy(Pending& p, cudaStream_t stream) {
+    if (!time_transfers_ || p.timed_count == 0) return {};
+    TimedCopy& t = p.timed[p.timed_count - 1];
+    GB_CUDA_TRY(cudaEventRecord(t.end, stream));
+    t.complete = true;
+    return {};
+  }
+
+  // Reports the complete timed copies of `p` to the observer. The last complete copy's end is
+  // anchored at the host time it was seen complete; a copy whose times cannot be read is left out.
+  void report_timed_copies(const DeviceState& d, const Pending& p) noexcept {
+    if (!time_transfers_) return;
+    const TimedCopy* anchor = nullptr;
+    for (std::size_t i = 0; i < p.timed_count; ++i) {
+      if (p.timed[i].complete) anchor = &p.timed[i];
+    }
+    if (anchor == nullptr) return;
+    if (cudaEventSynchronize(anchor->end) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    const auto observed = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < p.timed_count; ++i) {
+      const TimedCopy& t = p.timed[i];
+      if (!t.complete) continue;
+      float duration_ms = 0;
+      float to_anchor_ms = 0;
+      if (cudaEventElapsedTime(&duration_ms, t.begin, t.end) != cudaSuccess ||
+          cudaEventElapsedTime(&to_anchor_ms, t.begin, anchor->end) != cudaSuccess) {
+        cudaGetLastError();
+        continue;
+      }
+      const auto ns = [](float ms) {
+        return std::chrono::nanoseconds(static_cast<std::int64_t>(static_cast<double>(ms) * 1e6));
+      };
+      TransferTiming timing;
+      timing.device = d.device.id;
+      timing.direction = t.direction;
+      timing.bytes = t.bytes;
+      timing.start = observed - ns(to_anchor_ms);
+      timing.duration = ns(duration_ms);
+      observer_->on_transfer_timed(timing);
+    }
+  }
+
   // Enqueues the whole call on the lane's stream. On error, the stream has been drained, device
   // memory is freed and what is left in `p` (staging, event) is for the caller to release.
   Status enqueue(DeviceState& d, Lane& lane, cuda::NvrtcProgram& program, Pending& p) {
@@ -620,17 +737,23 @@ class CudaBackend final : public Backend {
     p.device_bytes = layout.device_bytes;
     std::byte* base = *allocated;
 
-    Status s = packed ? upload_packed(lane, c, layout, base, p.staging.data) : upload_streamed(lane, c, layout, base, p.chunks);
+    std::uint64_t uploaded = 0;
+    for (const TensorView& in : c.inputs) uploaded += in.bytes();
+    Status s = begin_timed_copy(lane, p, lane.stream, TransferDirection::host_to_device, uploaded);
     if (s) {
-      std::uint64_t uploaded = 0;
-      for (const TensorView& in : c.inputs) uploaded += in.bytes();
+      s = packed ? upload_packed(lane, c, layout, base, p.staging.data)
+                 : upload_streamed(lane, c, layout, base, p.chunks);
+    }
+    if (s) {
       moved(d, TransferDirection::host_to_device, uploaded);
+      s = end_timed_copy(p, lane.stream);
     }
     if (s) {
       const SlotPointers slots = layout.pointers(base, c.inputs.size());
       CudaLauncher launcher(program, lane.stream, slots, c.dtype);
       s = recipe.enqueue(launcher, c.n, c.scalars);
     }
+    if (s && packed) s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, layout.download_bytes);
     if (s && packed) {
       if (cudaError_t e = cudaMemcpyAsync(p.staging.data + layout.output, base + layout.output, layout.download_bytes,
                                           cudaMemcpyDeviceToHost, lane.stream);
@@ -638,6 +761,7 @@ class CudaBackend final : public Backend {
         s = to_error(e, "cudaMemcpyAsync(device to host)");
       } else {
         moved(d, TransferDirection::device_to_host, layout.download_bytes);
+        s = end_timed_copy(p, lane.stream);
       }
     }
     // Packed calls free their device memory in stream order right away; streamed calls after the
@@ -712,18 +836,22 @@ class CudaBackend final : public Backend {
     if (!allocated) return allocated.error();
     p.device_bytes = total;
     std::byte* base = *allocated;
-    Status s;
-    if (cudaError_t e = cudaMemcpyAsync(base, upload, layout.upload_bytes, cudaMemcpyHostToDevice, lane.stream);
-        e != cudaSuccess) {
-      s = to_error(e, "cudaMemcpyAsync(batch upload)");
-    } else {
-      moved(d, TransferDirection::host_to_device, layout.upload_bytes);
+    Status s = begin_timed_copy(lane, p, lane.stream, TransferDirection::host_to_device, layout.upload_bytes);
+    if (s) {
+      if (cudaError_t e = cudaMemcpyAsync(base, upload, layout.upload_bytes, cudaMemcpyHostToDevice, lane.stream);
+          e != cudaSuccess) {
+        s = to_error(e, "cudaMemcpyAsync(batch upload)");
+      } else {
+        moved(d, TransferDirection::host_to_device, layout.upload_bytes);
+        s = end_timed_copy(p, lane.stream);
+      }
     }
     if (s) {
       const SlotPointers slots = batch_pointers(base, c, recipe, layout);
       CudaLauncher launcher(program, lane.stream, slots, c.dtype);
       s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements});
     }
+    if (s) s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, layout.download_bytes);
     if (s) {
       if (cudaError_t e = cudaMemcpyAsync(upload + layout.upload_bytes, base + layout.upload_bytes,
                                           layout.download_bytes, cudaMemcpyDeviceToHost, lane.stream);
@@ -731,6 +859,7 @@ class CudaBackend final : public Backend {
         s = to_error(e, "cudaMemcpyAsync(batch download)");
       } else {
         moved(d, TransferDirection::device_to_host, layout.download_bytes);
+        s = end_timed_copy(p, lane.stream);
       }
     }
     const cudaError_t freed = cudaFreeAsync(base, lane.stream);
@@ -873,6 +1002,11 @@ class CudaBackend final : public Backend {
     d.staging.release(std::exchange(p.staging, {}));
     for (auto& chunk : p.chunks) d.staging.release(std::exchange(chunk, {}));
     if (p.event != nullptr) recycle_event(lane, std::exchange(p.event, nullptr));
+    for (std::size_t i = 0; i < p.timed_count; ++i) {
+      recycle_timing_event(lane, std::exchange(p.timed[i].begin, nullptr));
+      recycle_timing_event(lane, std::exchange(p.timed[i].end, nullptr));
+    }
+    p.timed_count = 0;
   }
 
   void complete_loop(DeviceState& d, Lane& lane) {
@@ -889,6 +1023,7 @@ class CudaBackend final : public Backend {
       if (p.resident_done) {
         const cudaError_t e = cudaEventSynchronize(p.event);
         Status status = e == cudaSuccess ? Status{} : Status(to_error(e, "resident work"));
+        if (status) report_timed_copies(d, p);
         if (status && p.resident_finish) status = p.resident_finish(p);
         release_device_bytes(d, p.device_bytes);
         release_host(d, lane, p);
@@ -898,6 +1033,7 @@ class CudaBackend final : public Backend {
       if (p.batch != nullptr) {
         const cudaError_t e = cudaEventSynchronize(p.event);
         Status status;
+        if (e == cudaSuccess) report_timed_copies(d, p);
         if (e == cudaSuccess && !p.batch->claim_requests()) {
           status = batch_abandoned_error();
         } else if (e == cudaSuccess) {
@@ -912,6 +1048,7 @@ class CudaBackend final : public Backend {
       }
       const cudaError_t e = cudaEventSynchronize(p.event);
       Result<Tensor> out = e == cudaSuccess ? unpack(lane, p) : Result<Tensor>(to_error(e, "running " + p.call->def->id));
+      if (e == cudaSuccess) report_timed_copies(d, p);
       if (out.ok() && p.device != nullptr) moved(d, TransferDirection::device_to_host, out->bytes());  // streamed download
       if (p.device != nullptr) {
         if (cudaError_t f = cudaFreeAsync(p.device, lane.download_stream); f != cudaSuccess && out.ok()) {
@@ -924,7 +1061,7 @@ class CudaBackend final : public Backend {
     }
   }
 
-  Result<Tensor> unpack(Lane& lane, const Pending& p) {
+  Result<Tensor> unpack(Lane& lane, Pending& p) {
     const PreparedCall& c = *p.call;
     const detail::GpuRecipe& recipe = *c.def->gpu;
     const Layout layout(c, recipe);
@@ -958,7 +1095,10 @@ class CudaBackend final : public Backend {
       Tensor out = Tensor::uninitialized(c.dtype, c.output_count);
       auto* dst = static_cast<std::byte*>(out.data());
       if (p.device != nullptr) {
-        if (Status s = download_streamed(lane, p.device + layout.output, out.bytes(), dst, p.chunks); !s) return s.error();
+        Status s = begin_timed_copy(lane, p, lane.download_stream, TransferDirection::device_to_host, out.bytes());
+        if (s) s = download_streamed(lane, p.device + layout.output, out.bytes(), dst, p.chunks);
+        if (s) s = end_timed_copy(p, lane.download_stream);
+        if (!s) return s.error();
       } else {
         host_copy(dst, p.staging.data + layout.output, out.bytes());
       }
@@ -974,6 +1114,7 @@ class CudaBackend final : public Backend {
   }
 
   std::shared_ptr<ComputeObserver> observer_;  // null: none
+  const bool time_transfers_;                  // observer_->wants_transfer_timing(), asked once
   std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: lanes' threads use it until joined
   std::vector<std::unique_ptr<DeviceState>> devices_;
   std::string reason_;

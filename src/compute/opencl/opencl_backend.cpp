@@ -19,6 +19,13 @@
 // calls done, then unmaps and returns the buffers. On a CPU device (PoCL) map and unmap copy
 // nothing, so a batch moves each byte once in and once out, as a raw write/read pair would.
 //
+// Transfer timing: when the observer wants it (asked once, when the device opens), the lanes are
+// profiling queues (CL_QUEUE_PROFILING_ENABLE) and every copy's event is noted; after a call,
+// batch or resident operation completed, each copy's CL_PROFILING_COMMAND_START/END goes to the
+// observer (see TransferTiming for the clock anchor). A batch's upload is timed on its unmap and
+// its download on its map (the commands that move the data on a discrete device). Without
+// timing, the queues are plain ones and nothing is noted.
+//
 // Resident memory: a block is an exact-size buffer of the device pool (counted in its
 // statistics, returned by the block's destructor). Every resident write, read and execute of a
 // device runs on one lane and completes through its thread in issue order (see "Resident memory").
@@ -27,6 +34,7 @@
 #include <atomic>
 #include <bit>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -277,6 +285,15 @@ struct ProgramState {
   std::array<KernelMap, kLanes> kernels;  // immutable once built; lane i's map is used under its enqueue mutex
 };
 
+// A copy of a pending call to be timed: its event's index in PendingCall::events.
+struct TimedTransfer {
+  std::size_t event = 0;
+  TransferDirection direction = TransferDirection::host_to_device;
+  std::uint64_t bytes = 0;
+};
+// The most copies one call makes: every input up, output and aux down.
+constexpr std::size_t kMaxTimedTransfers = kMaxInputs + 2;
+
 // A call whose commands are (partly) enqueued, owned by its lane until completion.
 struct PendingCall {
   std::shared_ptr<const PreparedCall> call;  // keeps the inputs' views and the recipe alive
@@ -301,7 +318,48 @@ struct PendingCall {
   ResidentDone resident_done;
   const detail::GpuRecipe* resident_recipe = nullptr;
   DType resident_dtype = DType::f32;
+  // Copies to time (only when the device times transfers): reported to timing_observer for
+  // device timing_device once every command completed.
+  ComputeObserver* timing_observer = nullptr;
+  std::string_view timing_device;
+  std::array<TimedTransfer, kMaxTimedTransfers> timed{};
+  std::size_t timed_count = 0;
 };
+
+// Notes p.events.back(), a copy of `bytes` in `direction`, for timing (when timing is on).
+void note_timed_transfer(PendingCall& p, TransferDirection direction, std::uint64_t bytes) noexcept {
+  if (p.timing_observer == nullptr || p.timed_count == p.timed.size() || p.events.empty()) return;
+  p.timed[p.timed_count++] = {p.events.size() - 1, direction, bytes};
+}
+
+// Reports the noted copies of `p`, whose commands all completed, with their profiled device
+// times. The device clock is anchored at `observed` (the host time the completion was seen),
+// taken as the end of the last command on the in-order queue. A copy whose profiling
+// information cannot be read is not reported.
+void report_timed_transfers(const PendingCall& p, std::chrono::steady_clock::time_point observed) noexcept {
+  if (p.timing_observer == nullptr || p.timed_count == 0) return;
+  cl_ulong anchor = 0;
+  if (p.events.back().getProfilingInfo(CL_PROFILING_COMMAND_END, &anchor) != CL_SUCCESS) return;
+  std::array<cl_ulong, kMaxTimedTransfers> starts{};
+  std::array<cl_ulong, kMaxTimedTransfers> ends{};
+  std::array<bool, kMaxTimedTransfers> readable{};
+  for (std::size_t i = 0; i < p.timed_count; ++i) {
+    const cl::Event& event = p.events[p.timed[i].event];
+    readable[i] = event.getProfilingInfo(CL_PROFILING_COMMAND_START, &starts[i]) == CL_SUCCESS &&
+                  event.getProfilingInfo(CL_PROFILING_COMMAND_END, &ends[i]) == CL_SUCCESS && ends[i] >= starts[i];
+    if (readable[i]) anchor = std::max(anchor, ends[i]);
+  }
+  for (std::size_t i = 0; i < p.timed_count; ++i) {
+    if (!readable[i]) continue;
+    TransferTiming t;
+    t.device = p.timing_device;
+    t.direction = p.timed[i].direction;
+    t.bytes = p.timed[i].bytes;
+    t.start = observed - std::chrono::nanoseconds(anchor - starts[i]);
+    t.duration = std::chrono::nanoseconds(ends[i] - starts[i]);
+    p.timing_observer->on_transfer_timed(t);
+  }
+}
 
 // Waits for every command of `p` and returns the first failure (or p.error).
 Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue) {
@@ -346,6 +404,7 @@ Status check_aux(const detail::GpuRecipe& recipe, DType dtype, const PendingCall
 // Waits for every command of `p`, then returns the output or the first failure.
 Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
   if (Status s = wait_for_commands(p, queue); !s) return s.error();
+  report_timed_transfers(p, std::chrono::steady_clock::now());
   if (Status s = check_aux(*p.call->def->gpu, p.call->dtype, p); !s) return s.error();
   return std::move(p.output);
 }
@@ -370,6 +429,7 @@ void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   Status status;
   try {
     status = wait_for_commands(p, queue);
+    if (status) report_timed_transfers(p, std::chrono::steady_clock::now());
     if (status && !p.batch->claim_requests()) status = batch_abandoned_error();
     if (status) {
       const detail::GpuBatchRecipe& recipe = *p.batch->def->gpu->batched;
@@ -397,6 +457,7 @@ void complete_resident(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   Status status;
   try {
     status = wait_for_commands(p, queue);
+    if (status) report_timed_transfers(p, std::chrono::steady_clock::now());
     if (status && p.resident_recipe != nullptr) status = check_aux(*p.resident_recipe, p.resident_dtype, p);
   } catch (const std::exception& e) {
     status = Error(ErrorCode::internal, std::string("completing OpenCL resident work: ") + e.what());
@@ -564,6 +625,7 @@ struct ClDevice {
   std::size_t region_align = 256;  // sub-buffer origins: CL_DEVICE_MEM_BASE_ADDR_ALIGN, at least 256 bytes
   std::shared_ptr<BufferPool> pool;  // shared with the resident blocks, which may outlive the device
   std::shared_ptr<ComputeObserver> observer;  // bytes moved; null: none
+  bool time_transfers = false;  // observer->wants_transfer_timing(): the lanes are profiling queues
   std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
@@ -604,6 +666,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   Device& info = d->info;
   info.id = "opencl:" + std::to_string(ordinal);
   d->observer = options.observer;
+  d->time_transfers = d->observer != nullptr && d->observer->wants_transfer_timing();
   info.backend = BackendKind::opencl;
   info.ordinal = ordinal;
 
@@ -674,7 +737,8 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
                                                  capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE",
                                                  CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR);
   for (std::size_t i = 0; i < kLanes; ++i) {
-    cl::CommandQueue queue(d->context, device, 0, &err);
+    const cl_command_queue_properties properties = d->time_transfers ? CL_QUEUE_PROFILING_ENABLE : 0;
+    cl::CommandQueue queue(d->context, device, properties, &err);
     if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
     d->lanes[i] = std::make_unique<Lane>(i, std::move(queue));
   }
@@ -821,6 +885,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     if (err != CL_SUCCESS) return cl_call_error(err, kWriteNames[i]);
     p.events.push_back(std::move(event));
     p.commands.push_back(kWriteNames[i]);
+    note_timed_transfer(p, TransferDirection::host_to_device, call.n * elem);
     if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, call.n * elem);
   }
   ClLauncher launcher(lane, (*program)->kernels[lane.index()], call.dtype, slots, p);
@@ -832,6 +897,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     if (err != CL_SUCCESS) return cl_call_error(err, name);
     p.events.push_back(std::move(event));
     p.commands.push_back(name);
+    note_timed_transfer(p, TransferDirection::device_to_host, bytes);
     if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, bytes);
     return {};
   };
@@ -912,6 +978,7 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
     p.mapped_upload = nullptr;
     p.events.push_back(std::move(event));
     p.commands.push_back("clEnqueueUnmapMemObject(batch upload)");
+    note_timed_transfer(p, TransferDirection::host_to_device, layout.upload_bytes);
   }
   ClLauncher launcher(lane, (*program)->kernels[lane.index()], c.dtype, slots, p);
   if (s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements}); !s) return s;
@@ -924,6 +991,7 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
     if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, layout.download_bytes);
     p.events.push_back(std::move(event));
     p.commands.push_back("clEnqueueMapBuffer(batch download)");
+    note_timed_transfer(p, TransferDirection::device_to_host, layout.download_bytes);
   }
   if (err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
   return {};
@@ -1001,6 +1069,7 @@ Status enqueue_resident_copy(const ClDevice& d, const Lane& lane, PendingCall& p
   if (err != CL_SUCCESS) return cl_call_error(err, name);
   p.events.push_back(std::move(event));
   p.commands.push_back(name);
+  note_timed_transfer(p, write ? TransferDirection::host_to_device : TransferDirection::device_to_host, bytes);
   if (d.observer) {
     d.observer->on_bytes_moved(d.info.id,
                                write ? TransferDirection::host_to_device : TransferDirection::device_to_host, bytes);
@@ -1133,6 +1202,7 @@ class OpenClBackend final : public Backend {
     }
     p->call = std::move(call);
     p->done = std::move(done);
+    time_if_wanted(*d, *p);
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
     submit(lane, std::move(p), "call", [&](PendingCall& pending) { return enqueue_call(*d, lane, pending); });
   }
@@ -1152,6 +1222,7 @@ class OpenClBackend final : public Backend {
     }
     p->batch = &call;
     p->batch_done = done;
+    time_if_wanted(*d, *p);
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
     submit(lane, std::move(p), "batch", [&](PendingCall& pending) { return enqueue_batch(*d, lane, pending); });
   }
@@ -1259,6 +1330,7 @@ class OpenClBackend final : public Backend {
     }
     p->resident = true;
     p->resident_done = std::move(done);
+    time_if_wanted(*d, *p);
     Lane& lane = *d->lanes[kResidentLane];
     std::unique_lock lock(lane.enqueue_mutex());
     try {
@@ -1278,6 +1350,13 @@ class OpenClBackend final : public Backend {
     }
     lock.unlock();
     complete_call(*p, lane.queue());
+  }
+
+  // Makes `p` note its copies for timing when the device times transfers.
+  static void time_if_wanted(const ClDevice& d, PendingCall& p) noexcept {
+    if (!d.time_transfers) return;
+    p.timing_observer = d.observer.get();
+    p.timing_device = d.info.id;
   }
 
   static Error no_such_device(int ordinal) {
