@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   # libraries
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
-  libspdlog-dev libfmt-dev libopenblas-dev
+  libspdlog-dev libfmt-dev libopenblas-dev libpng-dev
   # OpenCL: ICD loader, headers, and PoCL so OpenCL really runs on CPU-only machines
   ocl-icd-opencl-dev opencl-headers opencl-clhpp-headers pocl-opencl-icd clinfo
   # HTTP (metrics, health, dashboard, OTLP export) and the real servers/tools its tests drive

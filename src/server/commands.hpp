@@ -9,5 +9,6 @@ void add_devices_command(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
 void add_run_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
+void add_sample_commands(CLI::App& app, int& exit_code);  // sample, compare
 
 }  // namespace gpubridge::server

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   gpubridge::server::add_verify_command(app, exit_code);
   gpubridge::server::add_run_command(app, exit_code);
   gpubridge::server::add_serve_command(app, exit_code);
+  gpubridge::server::add_sample_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

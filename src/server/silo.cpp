@@ -1,6 +1,7 @@
 #include "gpubridge/server/silo.hpp"
 
 #include "gpubridge/grains/batch_grain.hpp"
+#include "gpubridge/grains/kernel_grain.hpp"
 #include "gpubridge/grains/resident_grain.hpp"
 #include "gpubridge/grains/stream_grain.hpp"
 #include "server/http/http_server.hpp"
@@ -23,6 +24,12 @@ Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu) 
   }
   if (Status s = runtime.register_grain<grains::StreamGrain>(
           reentrant, [&gpu] { return std::make_unique<grains::StreamGrain>(gpu); });
+      !s) {
+    return s;
+  }
+  // Whole-array kernel calls: no state, so as many activations as workers, interleaving freely.
+  if (Status s = runtime.register_grain<grains::KernelGrain>(
+          batch_options, [&gpu] { return std::make_unique<grains::KernelGrain>(gpu.executor()); });
       !s) {
     return s;
   }

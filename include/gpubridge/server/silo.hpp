@@ -62,7 +62,7 @@ class Silo {
   bool stopped_ = false;
 };
 
-// Registers BatchGrain, StreamGrain and ResidentGrain with `runtime`, made with `gpu`.
+// Registers BatchGrain, StreamGrain, KernelGrain and ResidentGrain with `runtime`, made with `gpu`.
 Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu);
 
 }  // namespace gpubridge::server
