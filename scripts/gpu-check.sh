@@ -26,7 +26,10 @@ do_package() {
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
   cp "$build/src/gpubridge" "$carry/bin/"
   find "$build/tests" -type f -name '*_test' -perm -u+x -exec cp {} "$carry/bin/" \;
-  for b in bench_compute bench_runtime bench_grains; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
+  for b in bench_compute bench_runtime bench_grains bench_samples; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
+  # The real data the samples' benchmarks read (the GPU machine has no ../shared).
+  mkdir -p "$carry/data" && cp -r ../shared/data/images ../shared/data/graphs ../shared/data/matrices "$carry/data/"
+  cp -r tests/samples/data "$carry/references"
   # Libraries the binaries need that the GPU machine may lack: everything except glibc and CUDA.
   ldd "$carry"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
@@ -51,6 +54,8 @@ do_run() {
   export GPUBRIDGE_CACHE_DIR=${GPUBRIDGE_CACHE_DIR:-/tmp/gpubridge-cache}
   export POCL_CACHE_DIR=${POCL_CACHE_DIR:-/tmp/pocl-cache}
   export GPUBRIDGE_CLI=$bin/gpubridge
+  [ -d "$carry/data" ] && export GPUBRIDGE_DATA_DIR=$carry/data
+  [ -d "$carry/references" ] && export GPUBRIDGE_SAMPLES_REFERENCE_DIR=$carry/references
   local failed=0
   {
     echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"
@@ -64,6 +69,8 @@ do_run() {
   # machine has no promtool (Debian's prometheus package): those checks run in CI instead.
   : > "$out/tests.log"
   for t in "$bin"/*_test; do
+    # CPU-only code reading the source tree's data: run in CI, not here.
+    case "$(basename "$t")" in samples_io_test|samples_algorithms_test) continue ;; esac
     echo "== $(basename "$t")" | tee -a "$out/tests.log"
     GPUBRIDGE_REQUIRE_BACKENDS=cuda timeout 300 "$t" --gtest_brief=1 --gtest_filter='-*Promtool*' >> "$out/tests.log" 2>&1 || { failed=1; echo "FAILED: $t" | tee -a "$out/tests.log"; }
   done
@@ -83,7 +90,7 @@ do_run() {
     timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
       --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
   fi
-  for b in bench_runtime bench_grains; do
+  for b in bench_runtime bench_grains bench_samples; do
     [ -x "$bin/$b" ] || continue
     echo "== $b" | tee -a "$out/bench.txt"
     timeout 200 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1

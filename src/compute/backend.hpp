@@ -19,8 +19,9 @@ namespace gpubridge::compute {
 struct PreparedCall {
   const KernelDef* def = nullptr;
   DType dtype = DType::f32;
-  std::size_t n = 0;             // common input length (>= 1)
-  std::size_t output_count = 0;  // n or 1, per the signature
+  std::size_t n = 0;             // the first input's length (>= 1; every input's unless computed)
+  std::size_t output_count = 0;  // n or 1 per the signature, or the computed kernel's shape
+                                 // (each input's own length is inputs[i].count)
   std::vector<TensorView> inputs;
   std::vector<double> scalars;
   // Copies of the caller's inputs, which `inputs` then view, for calls that may complete before

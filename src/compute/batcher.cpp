@@ -717,6 +717,11 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::create(Executor& executo
   auto found = executor.catalog().lookup(kernel);
   if (!found) return found.error();
   const KernelDef& def = **found;
+  if (def.signature.output == OutputShape::computed) {
+    // Segments assume inputs of one common length; kernels with their own shapes run as single calls.
+    return Error(ErrorCode::failed_precondition,
+                 "kernel '" + def.id + "' is not batchable: its inputs have their own shapes (run it with Executor::submit)");
+  }
   const auto& dtypes = def.signature.dtypes;
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end()) {
     return invalid("kernel '" + def.id + "' does not accept element type " + std::string(to_string(dtype)));

@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "compute/gpu/gpu_recipe.hpp"
+#include "compute/kernels/graph_kernels.hpp"
+#include "compute/kernels/image_kernels.hpp"
+#include "compute/kernels/matrix_kernels.hpp"
 #include "gpubridge/compute/kernel_catalog.hpp"
 
 namespace gpubridge::compute {
@@ -149,6 +152,9 @@ KernelCatalog KernelCatalog::with_builtin_kernels() {
               by_dtype<cpu_normalize<float>, cpu_normalize<double>>(), &detail::kVectorNormalizeRecipe}));
   must(c.add({"reduce.sum", "out = sum(x[i])", {{"x"}, {}, OutputShape::scalar, kFloatTypes},
               by_dtype<cpu_sum<float>, cpu_sum<double>>(), &detail::kReduceSumRecipe}));
+  must(detail::add_matrix_kernels(c));
+  must(detail::add_image_kernels(c));
+  must(detail::add_graph_kernels(c));
   return c;
 }
 

@@ -227,29 +227,28 @@ struct Executor::Impl {
     complete(*call, std::move(result));
   }
 
-  // Timer task: the call's deadline passed.
+  // Timer task: the call's deadline passed. Counted (and the breaker told) before the caller sees
+  // the error, so that statistics read after completion include it.
   void on_deadline(const std::shared_ptr<Call>& call) {
+    if (call->completed.exchange(true, std::memory_order_acq_rel)) return;  // completed first
     const DeviceSlot* slot = call->current.load(std::memory_order_acquire);
     const std::string device = slot == nullptr ? std::string() : slot->device.id;
-    if (!complete(*call, Error(ErrorCode::deadline_exceeded,
-                               "no result within the timeout of " +
-                                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      call->options.timeout)
-                                                      .count()) +
-                                   " ms",
-                               kernel_of(*call) + (device.empty() ? "" : " on " + device)))) {
-      return;
-    }
     deadlines.fetch_add(1, std::memory_order_relaxed);
     if (obs) obs->on_deadline_exceeded(kernel_of(*call), device);
     // A device that did not answer in time failed this attempt.
     if (call->breaker_pending.exchange(false, std::memory_order_acq_rel)) call->breaker->record_failure();
+    call->finish(Error(ErrorCode::deadline_exceeded,
+                       "no result within the timeout of " +
+                           std::to_string(
+                               std::chrono::duration_cast<std::chrono::milliseconds>(call->options.timeout).count()) +
+                           " ms",
+                       kernel_of(*call) + (device.empty() ? "" : " on " + device)));
   }
 
   void submit(KernelCall kcall, CallOptions options, std::function<void(Result<KernelResult>)> finish) {
-    auto n = catalog.validate(kcall);
-    if (!n) {
-      finish(n.error());
+    auto shape = catalog.validate(kcall);
+    if (!shape) {
+      finish(shape.error());
       return;
     }
     if (options.timeout.count() < 0) {
@@ -265,8 +264,8 @@ struct Executor::Impl {
     auto prepared = std::make_shared<PreparedCall>();
     prepared->def = def;
     prepared->dtype = kcall.dtype;
-    prepared->n = *n;
-    prepared->output_count = KernelCatalog::output_count(*def, *n);
+    prepared->n = shape->n;
+    prepared->output_count = shape->output_count;
     prepared->inputs = std::move(kcall.inputs);
     prepared->scalars = std::move(kcall.scalars);
     if (options.timeout.count() > 0) {

@@ -1,8 +1,11 @@
 #include "gpubridge/compute/kernel_catalog.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <string>
+
+#include "compute/gpu/gpu_recipe.hpp"
 
 namespace gpubridge::compute {
 
@@ -42,6 +45,18 @@ Status KernelCatalog::add(KernelDef def) {
   if (def.signature.inputs.size() > 4) {
     return Error(ErrorCode::invalid_argument, "kernel '" + def.id + "' has more than 4 vector inputs");
   }
+  const bool computed = def.signature.output == OutputShape::computed;
+  if (computed && !def.signature.shape) {
+    return Error(ErrorCode::invalid_argument, "kernel '" + def.id + "' has a computed output but no shape function");
+  }
+  if (!computed && def.signature.shape) {
+    return Error(ErrorCode::invalid_argument,
+                 "kernel '" + def.id + "' has a shape function but its output is not OutputShape::computed");
+  }
+  if (def.gpu != nullptr && (computed ? def.gpu->enqueue_shaped == nullptr : def.gpu->enqueue == nullptr)) {
+    return Error(ErrorCode::invalid_argument, "kernel '" + def.id + "' has a GPU recipe without the " +
+                                                  (computed ? "shaped" : "element-wise") + " entry it needs");
+  }
   if (kernels_.contains(def.id)) {
     return Error(ErrorCode::already_exists, "kernel '" + def.id + "' is already in the catalog");
   }
@@ -66,7 +81,7 @@ std::vector<std::string> KernelCatalog::ids() const {
   return out;
 }
 
-Result<std::size_t> KernelCatalog::validate(const KernelCall& call) const {
+Result<CallShape> KernelCatalog::validate(const KernelCall& call) const {
   auto found = lookup(call.kernel);
   if (!found) return found.error();
   const KernelDef& def = **found;
@@ -104,13 +119,24 @@ Result<std::size_t> KernelCatalog::validate(const KernelCall& call) const {
                                                 std::to_string(kMaxElements));
     }
     if (in.data == nullptr) return Error(ErrorCode::invalid_argument, where + ": " + name + " has no data");
-    if (in.count != n) {
+    if (in.count != n && sig.output != OutputShape::computed) {
       return Error(ErrorCode::invalid_argument, where + ": input lengths differ ('" + sig.inputs[0] + "' has " +
                                                     std::to_string(n) + " elements, " + name + " has " +
                                                     std::to_string(in.count) + ")");
     }
   }
-  return n;
+  if (sig.output != OutputShape::computed) return CallShape{n, output_count(def, n)};
+
+  std::array<std::size_t, 4> counts{};
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) counts[i] = call.inputs[i].count;
+  auto out = sig.shape(std::span<const std::size_t>(counts.data(), call.inputs.size()), call.scalars);
+  if (!out) return out.error();
+  if (*out == 0) return Error(ErrorCode::invalid_argument, where + ": the output would be empty");
+  if (*out > kMaxElements) {
+    return Error(ErrorCode::out_of_range, where + ": the output would have " + std::to_string(*out) +
+                                              " elements, more than the limit of " + std::to_string(kMaxElements));
+  }
+  return CallShape{n, *out};
 }
 
 }  // namespace gpubridge::compute

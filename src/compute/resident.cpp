@@ -134,6 +134,11 @@ void run_resident(Executor& executor, std::string_view kernel, std::span<const D
   if (!found) return done(found.error());
   const KernelDef& def = **found;
   const std::string where = "kernel '" + def.id + "' on resident buffers";
+  if (def.signature.output == OutputShape::computed) {
+    return done(Error(ErrorCode::failed_precondition,
+                      where + ": not batchable: kernels whose inputs have their own shapes do not run on resident "
+                              "buffers (run it with Executor::submit)"));
+  }
   if (inputs.size() != def.signature.inputs.size()) {
     return done(Error(ErrorCode::invalid_argument, where + ": takes " + std::to_string(def.signature.inputs.size()) +
                                                        " input(s), got " + std::to_string(inputs.size())));

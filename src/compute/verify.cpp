@@ -35,7 +35,37 @@ struct Case {
   std::vector<std::vector<double>> f64;
   std::vector<double> scalars;
   KernelCall call;
+  // Computed kernels: from the kernel's example generator.
+  double tolerance = 0;
+  std::optional<std::vector<long double>> expected;
 };
+
+// Fills c.call (and the typed copies it views) from c.values and c.scalars.
+void bind_call(const KernelDef& def, DType dtype, Case& c) {
+  c.call.kernel = def.id;
+  c.call.dtype = dtype;
+  c.call.scalars = c.scalars;
+  for (const auto& v : c.values) {
+    if (dtype == DType::f32) {
+      c.f32.emplace_back(v.begin(), v.end());
+    } else {
+      c.f64.push_back(v);
+    }
+  }
+  for (const auto& v : c.f32) c.call.inputs.emplace_back(v);
+  for (const auto& v : c.f64) c.call.inputs.emplace_back(v);
+}
+
+Case make_example_case(const KernelDef& def, DType dtype, std::size_t size, unsigned seed) {
+  KernelExample e = def.example(size, dtype, seed);
+  Case c;
+  c.values = std::move(e.inputs);
+  c.scalars = std::move(e.scalars);
+  c.tolerance = e.tolerance;
+  if (!e.expected.empty()) c.expected.emplace(e.expected.begin(), e.expected.end());
+  bind_call(def, dtype, c);
+  return c;
+}
 
 Case make_case(const KernelDef& def, DType dtype, std::size_t n, unsigned seed) {
   Case c;
@@ -53,18 +83,7 @@ Case make_case(const KernelDef& def, DType dtype, std::size_t n, unsigned seed) 
     double s = 1.5 + static_cast<double>(k);
     c.scalars.push_back(s);
   }
-  c.call.kernel = def.id;
-  c.call.dtype = dtype;
-  c.call.scalars = c.scalars;
-  for (const auto& v : c.values) {
-    if (dtype == DType::f32) {
-      c.f32.emplace_back(v.begin(), v.end());
-    } else {
-      c.f64.push_back(v);
-    }
-  }
-  for (const auto& v : c.f32) c.call.inputs.emplace_back(v);
-  for (const auto& v : c.f64) c.call.inputs.emplace_back(v);
+  bind_call(def, dtype, c);
   return c;
 }
 
@@ -130,19 +149,32 @@ Result<VerifyReport> verify_catalog(Executor& executor, const VerifyOptions& opt
 
   for (const auto& id : kernels) {
     const KernelDef& def = **catalog.lookup(id);
+    const bool computed = def.signature.output == OutputShape::computed;
+    if (computed && (!def.example || def.example_sizes.empty())) {
+      for (DType dtype : def.signature.dtypes) {
+        for (const auto& st : backends) {
+          if (options.backend && st.kind != *options.backend) continue;
+          report.rows.push_back({id, dtype, std::string(to_string(st.kind)), {}, 0, VerifyStatus::skipped, 0, 0,
+                                 "the kernel has its own shapes and no example generator"});
+        }
+      }
+      continue;
+    }
+    // Kernels with their own shapes run their own examples at their own sizes.
+    const std::vector<std::size_t>& sizes = computed ? def.example_sizes : options.sizes;
     for (DType dtype : def.signature.dtypes) {
-      for (std::size_t n : options.sizes) {
-        Case c = make_case(def, dtype, n, options.seed);
+      for (std::size_t n : sizes) {
+        Case c = computed ? make_example_case(def, dtype, n, options.seed) : make_case(def, dtype, n, options.seed);
         // Reference: the CPU implementation.
         auto cpu = executor.run(c.call, {.backend = BackendChoice::cpu, .device_id = {}, .allow_fallback = false});
-        const double tol = tolerance(def, c, dtype);
-        auto oracle_values = oracle(id, c);
+        const double tol = computed ? c.tolerance : tolerance(def, c, dtype);
+        auto oracle_values = computed ? c.expected : oracle(id, c);
 
         for (const auto& st : backends) {
           if (options.backend && st.kind != *options.backend) continue;
           VerifyRow base{id, dtype, std::string(to_string(st.kind)), {}, n, VerifyStatus::skipped, 0, tol, {}};
           if (!st.available) {
-            if (n == options.sizes.front()) {  // one row per kernel and dtype, not per size
+            if (n == sizes.front()) {  // one row per kernel and dtype, not per size
               base.n = 0;
               base.reason = st.reason;
               report.rows.push_back(base);
@@ -185,6 +217,15 @@ Result<VerifyReport> verify_catalog(Executor& executor, const VerifyOptions& opt
               continue;
             }
             const Tensor& out = got->outputs.at(0);
+            const std::size_t expected_count =
+                st.kind == BackendKind::cpu && oracle_values ? oracle_values->size() : cpu->outputs.at(0).count();
+            if (out.count() != expected_count) {
+              row.status = VerifyStatus::fail;
+              row.reason = "output has " + std::to_string(out.count()) + " elements, the reference " +
+                           std::to_string(expected_count);
+              report.rows.push_back(row);
+              continue;
+            }
             double max_err = 0;
             if (st.kind == BackendKind::cpu && oracle_values) {
               for (std::size_t i = 0; i < out.count(); ++i) {

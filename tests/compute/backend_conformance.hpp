@@ -18,6 +18,8 @@ inline CallOptions strictly_on(BackendChoice b) { return {.backend = b, .device_
 inline void expect_all_kernels_match_cpu(Executor& ex, BackendChoice backend) {
   for (const std::string& id : ex.catalog().ids()) {
     const KernelDef& def = **ex.catalog().lookup(id);
+    // Kernels with their own shapes are checked shape by shape in matrix_kernels_test.
+    if (def.signature.output == OutputShape::computed) continue;
     for (DType dtype : {DType::f32, DType::f64}) {
       for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{255}, std::size_t{257}, std::size_t{4099},
                             std::size_t{300001}}) {

@@ -15,12 +15,34 @@ class KernelCatalogTest : public ::testing::Test {
 };
 
 TEST_F(KernelCatalogTest, BuiltinKernelsArePresentWithStableIds) {
-  EXPECT_EQ(catalog.ids(), (std::vector<std::string>{"reduce.sum", "vector.add", "vector.axpy", "vector.dot",
+  EXPECT_EQ(catalog.ids(), (std::vector<std::string>{"graph.bfs", "graph.pagerank", "graph.sssp", "image.correlate",
+                                                     "image.gaussian_blur", "image.resize", "image.sobel",
+                                                     "matrix.inverse", "matrix.multiply", "matrix.transpose",
+                                                     "reduce.sum", "vector.add", "vector.axpy", "vector.dot",
                                                      "vector.normalize"}));
   auto add = catalog.lookup("vector.add");
   ASSERT_TRUE(add.ok());
   EXPECT_EQ((*add)->signature.inputs.size(), 2u);
   EXPECT_NE((*add)->gpu, nullptr);
+}
+
+TEST_F(KernelCatalogTest, ImageAndGraphKernelsCheckTheirShapes) {
+  std::vector<float> img(12, 1.f);
+  EXPECT_TRUE(catalog.validate({"image.gaussian_blur", DType::f32, {img}, {3, 4, 1, 1.5}}).ok());
+  auto bad = catalog.validate({"image.gaussian_blur", DType::f32, {img}, {3, 5, 1, 1.5}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("height*width*channels"), std::string::npos) << bad.error().to_string();
+  EXPECT_FALSE(catalog.validate({"image.gaussian_blur", DType::f32, {img}, {3, 4, 1, 0}}).ok());
+  EXPECT_FALSE(catalog.validate({"image.sobel", DType::f32, {img}, {2, 3, 2, 2}}).ok()) << "2 channels";
+  auto resized = catalog.validate({"image.resize", DType::f32, {img}, {3, 4, 1, 6, 8}});
+  ASSERT_TRUE(resized.ok());
+  EXPECT_EQ(resized->output_count, 48u);
+  std::vector<double> offsets{0, 1, 2}, neighbors{1, 0}, weights{1, 1};
+  auto bfs = catalog.validate({"graph.bfs", DType::f64, {offsets, neighbors}, {1}});
+  ASSERT_TRUE(bfs.ok());
+  EXPECT_EQ(bfs->output_count, 2u);
+  EXPECT_FALSE(catalog.validate({"graph.bfs", DType::f64, {offsets, neighbors}, {2}}).ok()) << "source out of range";
+  EXPECT_FALSE(catalog.validate({"graph.sssp", DType::f64, {offsets, neighbors, std::vector<double>{1}}, {0}}).ok());
 }
 
 TEST_F(KernelCatalogTest, UnknownKernelIsNotFoundAndListsKnownIds) {
@@ -97,6 +119,25 @@ TEST_F(KernelCatalogTest, RegistrationRejectsBadDefinitions) {
   EXPECT_EQ(c.add({"test.nocpu", "", sig, nullptr}).error().code(), ErrorCode::invalid_argument);
   ASSERT_TRUE(c.add({"test.ok", "", sig, cpu}).ok());
   EXPECT_EQ(c.add({"test.ok", "", sig, cpu}).error().code(), ErrorCode::already_exists);
+}
+
+TEST_F(KernelCatalogTest, ComputedShapesNeedAShapeFunctionAndOnlyThey) {
+  KernelCatalog c;
+  auto cpu = [](const CpuKernelArgs&) { return Status{}; };
+  auto shape = [](std::span<const std::size_t> counts, std::span<const double>) -> Result<std::size_t> {
+    return counts[0] + counts[1];
+  };
+  EXPECT_EQ(c.add({"test.noshape", "", {{"x", "y"}, {}, OutputShape::computed, {DType::f32}}, cpu}).error().code(),
+            ErrorCode::invalid_argument);
+  EXPECT_EQ(c.add({"test.stray", "", {{"x"}, {}, OutputShape::like_inputs, {DType::f32}, shape}, cpu}).error().code(),
+            ErrorCode::invalid_argument);
+  ASSERT_TRUE(c.add({"test.concat", "", {{"x", "y"}, {}, OutputShape::computed, {DType::f32}, shape}, cpu}).ok());
+  // Inputs of different lengths are fine for a computed kernel; the output length is the shape's.
+  std::vector<float> three(3, 1.f);
+  auto r = c.validate({"test.concat", DType::f32, {a, three}, {}});
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_EQ(r->n, 10u);
+  EXPECT_EQ(r->output_count, 13u);
 }
 
 TEST(ExecutorValidation, InvalidCallCompletesWithErrorAndRunsNothing) {

@@ -31,7 +31,14 @@ class EntryRecorder final : public detail::GpuLauncher {
     entries.emplace_back(entry);
     return {};
   }
+  // Host decisions of shaped recipes read back: a finite max, then pivots on the diagonal.
+  Result<std::vector<double>> read(detail::Slot, std::size_t, std::size_t count) override {
+    std::vector<double> v(count, 1.0);
+    if (count == 2) v[1] = static_cast<double>(next_pivot_row++);
+    return v;
+  }
   std::vector<std::string> entries;
+  std::size_t next_pivot_row = 0;
 };
 
 TEST(NvrtcCompile, EveryEntryPointOfEveryRecipeIsInTheCompiledCode) {
@@ -40,7 +47,20 @@ TEST(NvrtcCompile, EveryEntryPointOfEveryRecipeIsInTheCompiledCode) {
   const KernelCatalog catalog = KernelCatalog::with_builtin_kernels();
   for (const std::string& id : catalog.ids()) {
     const KernelDef& def = **catalog.lookup(id);
-    ASSERT_NE(def.gpu, nullptr) << id;
+    if (def.gpu == nullptr) {
+      // The image and graph kernels are CPU-only so far (documented in the catalog).
+      EXPECT_TRUE(id.rfind("image.", 0) == 0 || id.rfind("graph.", 0) == 0) << id << " lost its GPU recipe";
+      continue;
+    }
+    if (def.signature.output == OutputShape::computed) {
+      // Shaped recipes (not batchable): 3 x 3 matrices, the portable GEMM path included.
+      const std::vector<double> dims(def.signature.scalars.size(), 3.0);
+      const std::vector<std::size_t> counts(def.signature.inputs.size(), 9);
+      recorder.next_pivot_row = 0;
+      ASSERT_TRUE(def.gpu->enqueue_shaped(recorder, {counts, 9, dims}).ok()) << id;
+      EXPECT_EQ(def.gpu->batched, nullptr) << id;
+      continue;
+    }
     ASSERT_TRUE(def.gpu->enqueue(recorder, 1000, scalars).ok()) << id;
     ASSERT_NE(def.gpu->batched, nullptr) << id << " has no batched GPU recipe";
     ASSERT_TRUE(def.gpu->batched->enqueue(recorder, {7, 1000}).ok()) << id;

@@ -97,6 +97,8 @@ class DynamicBatcher {
   // The device is chosen once, by the executor's fallback policy, from `placement`. The
   // executor must outlive the batcher. A request longer than 2^22 elements is refused
   // (out_of_range): batching is for many small requests, Executor::submit takes large ones.
+  // Kernels with their own shapes (OutputShape::computed) are refused with failed_precondition
+  // ("not batchable").
   static Result<std::unique_ptr<DynamicBatcher>> create(Executor& executor, std::string kernel, DType dtype,
                                                         BatchPolicy policy, CallOptions placement = {});
   virtual ~DynamicBatcher() = default;

@@ -49,7 +49,9 @@ void upload(Executor& executor, TensorView data, const CallOptions& where, Buffe
 void download(Executor& executor, const DeviceBuffer& buffer, std::function<void(Result<Tensor>)> done);
 // Errors: not_found (kernel), invalid_argument (no/invalid buffers, buffers on different devices,
 // dtype or length mismatch, wrong scalar count, or the data itself, e.g. a zero norm),
-// failed_precondition (the kernel cannot run on the buffers' device), resource_exhausted.
+// failed_precondition (the kernel cannot run on the buffers' device, or it is a kernel with its
+// own shapes, OutputShape::computed: "not batchable", run those with Executor::submit),
+// resource_exhausted.
 void run_resident(Executor& executor, std::string_view kernel, std::span<const DeviceBuffer> inputs,
                   std::span<const double> scalars, BufferCompletion done);
 

@@ -2,7 +2,10 @@
 // Verification of the kernel catalog: every kernel, on every available device of the chosen
 // backends, on generated inputs of several sizes, compared with the CPU implementation (and the
 // CPU implementation itself with a serial long-double oracle). Calls never fall back: a device
-// that cannot run a kernel gives a `skipped` row with the reason.
+// that cannot run a kernel gives a `skipped` row with the reason. Kernels with their own shapes
+// (OutputShape::computed) run the cases of their KernelDef::example generator at
+// KernelDef::example_sizes (VerifyOptions::sizes is for element-wise kernels), with the
+// example's tolerance; the CPU row compares with the example's own reference when it has one.
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -20,7 +23,7 @@ struct VerifyRow {
   DType dtype = DType::f32;
   std::string backend;
   std::string device;  // device id and name, or empty when the backend has no device
-  std::size_t n = 0;
+  std::size_t n = 0;  // the input length, or the example size of a computed kernel
   VerifyStatus status = VerifyStatus::skipped;
   double max_abs_error = 0;
   double tolerance = 0;

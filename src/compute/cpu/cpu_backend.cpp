@@ -69,9 +69,16 @@ void run_segment(const KernelDef& def, DType dtype, BatchRequest& r, SerialParal
   const std::size_t inputs = def.signature.inputs.size();
   std::array<const void*, BatchRequest::kMaxInputs> data{};
   for (std::size_t i = 0; i < inputs; ++i) data[i] = r.inputs[i].data;
-  const CpuKernelArgs args{dtype, r.inputs[0].count, std::span<const void* const>(data.data(), inputs),
-                           std::span<const double>(r.scalars.data(), def.signature.scalars.size()), r.output,
-                           serial};
+  std::array<std::size_t, BatchRequest::kMaxInputs> counts{};
+  for (std::size_t i = 0; i < inputs; ++i) counts[i] = r.inputs[i].count;
+  const CpuKernelArgs args{dtype,
+                           r.inputs[0].count,
+                           std::span<const void* const>(data.data(), inputs),
+                           std::span<const double>(r.scalars.data(), def.signature.scalars.size()),
+                           r.output,
+                           serial,
+                           std::span<const std::size_t>(counts.data(), inputs),
+                           KernelCatalog::output_count(def, r.inputs[0].count)};
   try {
     r.status = def.cpu(args);
   } catch (const std::bad_alloc&) {
@@ -109,7 +116,9 @@ class CpuBackend final : public Backend {
   }
 
   void execute(int, std::shared_ptr<const PreparedCall> call, BackendCompletion done) override {
-    if (call->n * call->inputs.size() <= kInlineElements) {
+    std::size_t elements = call->output_count;
+    for (const TensorView& in : call->inputs) elements += in.count;
+    if (elements <= kInlineElements) {
       done(run(*call));
       return;
     }
@@ -161,9 +170,16 @@ class CpuBackend final : public Backend {
   void execute_resident(int, const ResidentCall& call, ResidentDone done) override {
     std::array<const void*, 4> inputs{};
     for (std::size_t i = 0; i < call.input_count; ++i) inputs[i] = static_cast<const HostBlock*>(call.inputs[i])->data();
-    CpuKernelArgs args{call.dtype, call.n, std::span<const void* const>(inputs.data(), call.input_count),
+    std::array<std::size_t, 4> counts{};
+    for (std::size_t i = 0; i < call.input_count; ++i) counts[i] = call.n;
+    CpuKernelArgs args{call.dtype,
+                       call.n,
+                       std::span<const void* const>(inputs.data(), call.input_count),
                        std::span<const double>(call.scalars.data(), call.scalar_count),
-                       static_cast<HostBlock*>(call.output)->data(), pool_};
+                       static_cast<HostBlock*>(call.output)->data(),
+                       pool_,
+                       std::span<const std::size_t>(counts.data(), call.input_count),
+                       call.output_count};
     Status status;
     try {
       status = call.def->cpu(args);
@@ -202,10 +218,21 @@ class CpuBackend final : public Backend {
   Result<Tensor> run(const PreparedCall& call) {
     try {
       Tensor out = Tensor::uninitialized(call.dtype, call.output_count);
-      std::vector<const void*> inputs;
-      inputs.reserve(call.inputs.size());
-      for (const auto& v : call.inputs) inputs.push_back(v.data);
-      CpuKernelArgs args{call.dtype, call.n, inputs, call.scalars, out.data(), pool_};
+      std::array<const void*, 4> inputs{};
+      std::array<std::size_t, 4> counts{};
+      const std::size_t k = std::min(call.inputs.size(), inputs.size());  // the catalog allows at most 4
+      for (std::size_t i = 0; i < k; ++i) {
+        inputs[i] = call.inputs[i].data;
+        counts[i] = call.inputs[i].count;
+      }
+      CpuKernelArgs args{call.dtype,
+                         call.n,
+                         std::span<const void* const>(inputs.data(), k),
+                         call.scalars,
+                         out.data(),
+                         pool_,
+                         std::span<const std::size_t>(counts.data(), k),
+                         call.output_count};
       if (Status s = call.def->cpu(args); !s) return s.error();
       return out;
     } catch (const std::bad_alloc&) {

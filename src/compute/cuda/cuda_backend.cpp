@@ -46,6 +46,7 @@
 
 #include "compute/backend.hpp"
 #include "compute/cpu/thread_pool.hpp"
+#include "compute/cuda/cublas_library.hpp"
 #include "compute/cuda/cuda_error.hpp"
 #include "compute/cuda/nvrtc_program.hpp"
 #include "compute/cuda/pinned_pool.hpp"
@@ -73,28 +74,39 @@ constexpr std::size_t slot_index(detail::Slot s) { return static_cast<std::size_
 
 // Byte offsets of a call's slots in one device allocation, mirrored in its staging buffer:
 // [inputs][output][aux] are staged (inputs up, output+aux down); scratch lives on the device only.
+// Each input has its own length (inputs[i].count); scratch and aux sizes come from the recipe,
+// for the call's shape.
 struct Layout {
   std::array<std::size_t, 4> input{};
+  std::array<std::size_t, 4> input_counts{};
   std::size_t output = 0, aux = 0, scratch = 0, staged_bytes = 0, device_bytes = 0;
   std::size_t inputs_bytes = 0, download_bytes = 0;
+  std::size_t aux_elems = 0;
 
   Layout(const PreparedCall& c, const detail::GpuRecipe& r) {
     const std::size_t t = size_of(c.dtype);
     std::size_t off = 0;
-    for (std::size_t i = 0; i < c.inputs.size(); ++i) {
+    for (std::size_t i = 0; i < c.inputs.size() && i < input.size(); ++i) {
       input[i] = off;
-      off += align_up(c.n * t);
+      input_counts[i] = c.inputs[i].count;
+      off += align_up(c.inputs[i].count * t);
     }
+    const detail::ShapedBuffers temporaries = detail::buffers_for(r, shape(c));
+    aux_elems = temporaries.aux_elems;
     inputs_bytes = off;
     output = off;
     off += align_up(c.output_count * t);
     aux = off;
-    off += align_up(r.aux_elems * t);
+    off += align_up(temporaries.aux_elems * t);
     staged_bytes = off;
     download_bytes = staged_bytes - output;
     scratch = off;
-    off += align_up(r.scratch_elems * t);
+    off += align_up(temporaries.scratch_elems * t);
     device_bytes = off;
+  }
+  detail::ShapedArgs shape(const PreparedCall& c) const {
+    return {std::span<const std::size_t>(input_counts.data(), std::min(c.inputs.size(), input_counts.size())),
+            c.output_count, c.scalars};
   }
   // Device address of every slot the call has (nullptr for the batch-only slots).
   SlotPointers pointers(std::byte* base, std::size_t inputs) const {
@@ -149,6 +161,7 @@ struct Lane {
   std::vector<cudaEvent_t> timing_events;  // guarded by queue_mutex; only when timing transfers
   bool stopping = false;
   std::thread completer;
+  void* cublas = nullptr;  // this lane's cuBLAS handle, created on first GEMM (under submit_mutex)
 };
 
 struct DeviceState {
@@ -170,10 +183,52 @@ struct DeviceState {
 };
 
 // Executes recipe launches on one stream against one device allocation.
+// read() and gemm() run with the lane's submit_mutex held, like every launch.
 class CudaLauncher final : public detail::GpuLauncher {
  public:
-  CudaLauncher(cuda::NvrtcProgram& program, cudaStream_t stream, const SlotPointers& slots, DType dtype)
-      : program_(program), stream_(stream), slots_(slots), dtype_(dtype) {}
+  CudaLauncher(cuda::NvrtcProgram& program, Lane& lane, const SlotPointers& slots, DType dtype)
+      : program_(program), lane_(lane), stream_(lane.stream), slots_(slots), dtype_(dtype) {}
+
+  // Copies the elements into host memory on the lane's stream and waits for the stream.
+  Result<std::vector<double>> read(detail::Slot slot, std::size_t offset, std::size_t count) override {
+    const std::byte* base = slots_[slot_index(slot)];
+    if (base == nullptr) return Error(ErrorCode::internal, "read-back of a buffer slot this call has no buffer for");
+    const std::size_t t = size_of(dtype_);
+    std::vector<std::byte> bytes(count * t);
+    GB_CUDA_TRY(cudaMemcpyAsync(bytes.data(), base + offset * t, bytes.size(), cudaMemcpyDeviceToHost, stream_));
+    GB_CUDA_TRY(cudaStreamSynchronize(stream_));
+    std::vector<double> out(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (dtype_ == DType::f64) {
+        std::memcpy(&out[i], bytes.data() + i * t, sizeof(double));
+      } else {
+        float v = 0;
+        std::memcpy(&v, bytes.data() + i * t, sizeof v);
+        out[i] = v;
+      }
+    }
+    return out;
+  }
+
+  // CUDA runs GEMM with cuBLAS only: when it cannot be loaded gemm() fails (failed_precondition).
+  bool provides_blas() const override { return true; }
+
+  Status gemm(const detail::GemmArgs& g) override {
+    const cuda::CublasLibrary& cublas = cuda::CublasLibrary::instance();
+    if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());
+    if (lane_.cublas == nullptr) {
+      auto handle = cublas.create_handle();
+      if (!handle) return handle.error();
+      lane_.cublas = *handle;
+    }
+    const std::byte* a = slots_[slot_index(g.a)];
+    const std::byte* b = slots_[slot_index(g.b)];
+    std::byte* c = slots_[slot_index(g.c)];
+    if (a == nullptr || b == nullptr || c == nullptr) {
+      return Error(ErrorCode::internal, "gemm names a buffer slot this call has no buffer for");
+    }
+    return cublas.gemm(lane_.cublas, stream_, dtype_, g.m, g.k, g.n, a, b, c);
+  }
 
   Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
     auto kernel = program_.kernel(std::string(entry));
@@ -218,6 +273,7 @@ class CudaLauncher final : public detail::GpuLauncher {
 
  private:
   cuda::NvrtcProgram& program_;
+  Lane& lane_;
   cudaStream_t stream_;
   const SlotPointers& slots_;
   DType dtype_;
@@ -271,6 +327,7 @@ class CudaBackend final : public Backend {
         for (cudaEvent_t e : lane->timing_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->upload_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->download_events) cudaEventDestroy(e);
+        if (lane->cublas != nullptr) cuda::CublasLibrary::instance().destroy_handle(lane->cublas);
         cudaStreamDestroy(lane->stream);
         cudaStreamDestroy(lane->download_stream);
       }
@@ -301,6 +358,11 @@ class CudaBackend final : public Backend {
     }
     if (def.gpu == nullptr) {
       return Error(ErrorCode::failed_precondition, "kernel '" + def.id + "' has no GPU implementation");
+    }
+    if (def.gpu->uses_blas && !cuda::CublasLibrary::instance().available()) {
+      // Never silently another GEMM: the kernel is missing here (the executor may fall back).
+      return Error(ErrorCode::failed_precondition,
+                   "kernel '" + def.id + "' needs cuBLAS on CUDA: " + cuda::CublasLibrary::instance().unavailable_reason());
     }
     if (devices_[static_cast<std::size_t>(ordinal)]->max_threads_per_block < static_cast<int>(detail::kGroupSize)) {
       return Error(ErrorCode::failed_precondition, "device allows fewer than 256 threads per block");
@@ -408,6 +470,9 @@ class CudaBackend final : public Backend {
   }
 
   void execute_resident(int ordinal, const ResidentCall& call, ResidentDone done) override {
+    if (call.def->signature.output == OutputShape::computed) {
+      return done(Error(ErrorCode::failed_precondition, "kernel '" + call.def->id + "' is not batchable: it has its own shapes"));
+    }
     if (Status s = can_run(ordinal, *call.def, call.dtype); !s) return done(std::move(s));
     DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
     auto program = program_for(d, call.dtype);
@@ -434,7 +499,7 @@ class CudaBackend final : public Backend {
       slots[slot_index(detail::Slot::output)] = static_cast<CudaBlock*>(call.output)->ptr;
       if (aux_bytes > 0) slots[slot_index(detail::Slot::aux)] = temp;
       if (recipe.scratch_elems > 0) slots[slot_index(detail::Slot::scratch)] = temp + scratch_off;
-      CudaLauncher launcher(**program, lane.stream, slots, call.dtype);
+      CudaLauncher launcher(**program, lane, slots, call.dtype);
       Status s = recipe.enqueue(launcher, call.n, std::span<const double>(call.scalars.data(), call.scalar_count));
       if (s && aux_bytes > 0) {
         if (cudaError_t e = cudaMemcpyAsync(p.staging.data, temp, aux_bytes, cudaMemcpyDeviceToHost, lane.stream);
@@ -750,8 +815,8 @@ class CudaBackend final : public Backend {
     }
     if (s) {
       const SlotPointers slots = layout.pointers(base, c.inputs.size());
-      CudaLauncher launcher(program, lane.stream, slots, c.dtype);
-      s = recipe.enqueue(launcher, c.n, c.scalars);
+      CudaLauncher launcher(program, lane, slots, c.dtype);
+      s = detail::enqueue_recipe(recipe, launcher, layout.shape(c));
     }
     if (s && packed) s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, layout.download_bytes);
     if (s && packed) {
@@ -848,7 +913,7 @@ class CudaBackend final : public Backend {
     }
     if (s) {
       const SlotPointers slots = batch_pointers(base, c, recipe, layout);
-      CudaLauncher launcher(program, lane.stream, slots, c.dtype);
+      CudaLauncher launcher(program, lane, slots, c.dtype);
       s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements});
     }
     if (s) s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, layout.download_bytes);
@@ -1066,7 +1131,7 @@ class CudaBackend final : public Backend {
     const detail::GpuRecipe& recipe = *c.def->gpu;
     const Layout layout(c, recipe);
     const std::size_t t = size_of(c.dtype);
-    std::vector<double> aux(recipe.aux_elems);
+    std::vector<double> aux(layout.aux_elems);
     const std::byte* aux_src = nullptr;
     if (p.device != nullptr && !aux.empty()) {  // streamed: fetch aux into the first chunk buffer
       if (cudaError_t e = cudaMemcpyAsync(p.chunks[0].data, p.device + layout.aux, aux.size() * t,

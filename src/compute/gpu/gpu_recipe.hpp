@@ -19,11 +19,16 @@
 //   aux             aux_elems elements per segment (segment s at s * aux_elems), downloaded and
 //                   passed to check one segment at a time
 // Segment lengths are >= 1. A segment that fails its check fails alone.
+//
+// Kernels with their own shapes (OutputShape::computed) run enqueue_shaped instead of enqueue:
+// input i has ShapedArgs::input_counts[i] elements, output ShapedArgs::output_count, and scratch
+// and aux the sizes shaped_buffers() gives for the shape. They have no batched form.
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gpubridge/compute/dtype.hpp"
 #include "gpubridge/core/result.hpp"
@@ -49,11 +54,44 @@ struct LaunchArg {
   static LaunchArg value(double v) { return {Kind::scalar, Slot::input0, 0, v}; }
 };
 
+// A row-major GEMM over buffer slots of the call's dtype: c (m x n) = a (m x k) * b (k x n).
+struct GemmArgs {
+  std::uint64_t m = 0, k = 0, n = 0;
+  Slot a = Slot::input0;
+  Slot b = Slot::input1;
+  Slot c = Slot::output;
+};
+
+// One call's launch sequence on one device queue. Not thread-safe: a launcher belongs to the
+// thread enqueueing one call (which holds the queue for it).
 class GpuLauncher {
  public:
   virtual ~GpuLauncher() = default;
   // Enqueues entry point `entry` with `groups` work-groups of kGroupSize work-items each.
   virtual Status launch(std::string_view entry, std::uint64_t groups, std::span<const LaunchArg> args) = 0;
+  // Synchronous read-back of elements [offset, offset + count) of `slot`, as doubles, for recipes
+  // that decide on the host (LU pivots, convergence checks). It WAITS for all work queued so
+  // far on this call's queue, so use it sparingly. Default: unimplemented.
+  virtual Result<std::vector<double>> read(Slot slot, std::size_t offset, std::size_t count);
+  // True when this backend runs GEMM through a vendor BLAS (CUDA: cuBLAS). A recipe must then
+  // call gemm() and never substitute its portable kernel; when false it runs the portable kernel.
+  virtual bool provides_blas() const { return false; }
+  // Enqueues c = a * b with the vendor BLAS. failed_precondition when the BLAS is unavailable
+  // (the message says why) or when provides_blas() is false.
+  virtual Status gemm(const GemmArgs& args);
+};
+
+// The shape of one call of a computed kernel.
+struct ShapedArgs {
+  std::span<const std::size_t> input_counts;  // one per input
+  std::size_t output_count = 0;
+  std::span<const double> scalars;
+};
+
+// Scratch and aux elements a computed kernel's recipe needs for one shape.
+struct ShapedBuffers {
+  std::size_t scratch_elems = 0;
+  std::size_t aux_elems = 0;
 };
 
 // The shape of one batch: `segments` requests holding `elements` input elements in total.
@@ -78,7 +116,23 @@ struct GpuRecipe {
   Status (*check)(std::span<const double> aux) = nullptr;
   // Optional: the segmented form used by the dynamic batcher (absent: batches run on the CPU).
   const GpuBatchRecipe* batched = nullptr;
+  // Computed kernels: these instead of enqueue and the fixed scratch/aux sizes above.
+  Status (*enqueue_shaped)(GpuLauncher& launcher, const ShapedArgs& args) = nullptr;
+  ShapedBuffers (*shaped_buffers)(const ShapedArgs& args) = nullptr;
+  // Runs GEMM through GpuLauncher::gemm where the backend provides a BLAS (see provides_blas).
+  bool uses_blas = false;
 };
+
+// Scratch and aux sizes of a call: the shaped ones for computed kernels, the fixed ones otherwise.
+inline ShapedBuffers buffers_for(const GpuRecipe& recipe, const ShapedArgs& args) {
+  if (recipe.shaped_buffers != nullptr) return recipe.shaped_buffers(args);
+  return {recipe.scratch_elems, recipe.aux_elems};
+}
+// Enqueues the recipe for one call: enqueue_shaped when it has one, enqueue(n, scalars) otherwise.
+inline Status enqueue_recipe(const GpuRecipe& recipe, GpuLauncher& launcher, const ShapedArgs& args) {
+  if (recipe.enqueue_shaped != nullptr) return recipe.enqueue_shaped(launcher, args);
+  return recipe.enqueue(launcher, args.input_counts.empty() ? 0 : args.input_counts[0], args.scalars);
+}
 
 // Work-groups for a grid-stride elementwise kernel over n elements.
 std::uint64_t elementwise_groups(std::size_t n);
@@ -97,5 +151,12 @@ extern const GpuRecipe kVectorAxpyRecipe;
 extern const GpuRecipe kVectorDotRecipe;
 extern const GpuRecipe kVectorNormalizeRecipe;
 extern const GpuRecipe kReduceSumRecipe;
+extern const GpuRecipe kMatrixMultiplyRecipe;
+extern const GpuRecipe kMatrixTransposeRecipe;
+extern const GpuRecipe kMatrixInverseRecipe;
+
+// Matrix tiles: kTile x kTile work-items per work-group (= kGroupSize).
+inline constexpr unsigned kTile = 16;
+static_assert(kTile * kTile == kGroupSize, "the tiled matrix kernels use one work-item per tile element");
 
 }  // namespace gpubridge::compute::detail

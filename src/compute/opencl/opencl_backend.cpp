@@ -386,7 +386,7 @@ Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue) {
 // Runs the recipe's check (if any) on the downloaded aux slot `p.aux`, read as `dtype`.
 Status check_aux(const detail::GpuRecipe& recipe, DType dtype, const PendingCall& p) {
   if (recipe.check == nullptr) return {};
-  std::vector<double> aux(recipe.aux_elems);
+  std::vector<double> aux(p.aux.size() / size_of(dtype));
   for (std::size_t i = 0; i < aux.size(); ++i) {
     if (dtype == DType::f64) {
       double v = 0;
@@ -602,6 +602,28 @@ class ClLauncher final : public detail::GpuLauncher {
     pending_.events.push_back(std::move(event));
     pending_.commands.push_back(it->first);
     return {};
+  }
+
+  // A blocking read on the lane's in-order queue: it waits for every command enqueued before it.
+  Result<std::vector<double>> read(detail::Slot slot, std::size_t offset, std::size_t count) override {
+    const cl::Buffer* b = slots_[static_cast<std::size_t>(slot)];
+    if (b == nullptr) return Error(ErrorCode::internal, "read-back of a buffer slot this call has no buffer for");
+    const std::size_t elem = size_of(dtype_);
+    std::vector<std::byte> bytes(count * elem);
+    const cl_int err = lane_.queue().enqueueReadBuffer(*b, CL_TRUE, static_cast<cl::size_type>(offset * elem),
+                                                       static_cast<cl::size_type>(bytes.size()), bytes.data());
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueReadBuffer(read-back)");
+    std::vector<double> out(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (dtype_ == DType::f64) {
+        std::memcpy(&out[i], bytes.data() + i * elem, sizeof(double));
+      } else {
+        float v = 0;
+        std::memcpy(&v, bytes.data() + i * elem, sizeof v);
+        out[i] = v;
+      }
+    }
+    return out;
   }
 
  private:
@@ -820,7 +842,7 @@ Result<ProgramState*> program_for(ClDevice& d, DType dtype) {
 
 // Checks that `d` can run `def` in `dtype` and returns its program (failed_precondition if not).
 Result<ProgramState*> runnable(ClDevice& d, const KernelDef& def, DType dtype) {
-  if (def.gpu == nullptr || def.gpu->enqueue == nullptr) {
+  if (def.gpu == nullptr || (def.gpu->enqueue == nullptr && def.gpu->enqueue_shaped == nullptr)) {
     return Error(ErrorCode::failed_precondition, "kernel " + def.id + " has no GPU implementation");
   }
   if (dtype == DType::f64 && !d.fp64) {
@@ -848,6 +870,11 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
   }
 
   const std::uint64_t elem = size_of(call.dtype);
+  std::array<std::size_t, kMaxInputs> input_counts{};
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) input_counts[i] = call.inputs[i].count;
+  const detail::ShapedArgs shape{std::span<const std::size_t>(input_counts.data(), call.inputs.size()),
+                                 call.output_count, call.scalars};
+  const detail::ShapedBuffers temporaries = detail::buffers_for(recipe, shape);
   std::array<int, kSlotCount> slot_buffer{};
   slot_buffer.fill(-1);
   std::vector<std::uint64_t> sizes;
@@ -855,10 +882,11 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     slot_buffer[static_cast<std::size_t>(slot)] = static_cast<int>(sizes.size());
     sizes.push_back(elems * elem);
   };
-  for (std::size_t i = 0; i < call.inputs.size(); ++i) add(static_cast<detail::Slot>(i), call.n);
+  // Each input with its own length (kernels with computed shapes have inputs of different lengths).
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) add(static_cast<detail::Slot>(i), input_counts[i]);
   add(detail::Slot::output, call.output_count);
-  if (recipe.scratch_elems > 0) add(detail::Slot::scratch, recipe.scratch_elems);
-  if (recipe.aux_elems > 0) add(detail::Slot::aux, recipe.aux_elems);
+  if (temporaries.scratch_elems > 0) add(detail::Slot::scratch, temporaries.scratch_elems);
+  if (temporaries.aux_elems > 0) add(detail::Slot::aux, temporaries.aux_elems);
 
   Result<std::vector<PooledBuffer>> buffers = d.pool->acquire(sizes);
   if (!buffers) return buffers.error();
@@ -869,7 +897,7 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
     slots[s] = slot_buffer[s] < 0 ? nullptr : &p.buffers[static_cast<std::size_t>(slot_buffer[s])].buffer;
   }
   p.output = Tensor::uninitialized(call.dtype, call.output_count);
-  p.aux.resize(recipe.aux_elems * elem);
+  p.aux.resize(temporaries.aux_elems * elem);
   p.events.reserve(16);
   p.commands.reserve(16);
 
@@ -880,16 +908,17 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
   std::lock_guard lock(lane.enqueue_mutex());
   for (std::size_t i = 0; i < call.inputs.size(); ++i) {
     cl::Event event;
-    const cl_int err = queue.enqueueWriteBuffer(*slots[i], CL_FALSE, 0, static_cast<cl::size_type>(call.n * elem),
+    const std::uint64_t bytes = input_counts[i] * elem;
+    const cl_int err = queue.enqueueWriteBuffer(*slots[i], CL_FALSE, 0, static_cast<cl::size_type>(bytes),
                                                 call.inputs[i].data, nullptr, &event);
     if (err != CL_SUCCESS) return cl_call_error(err, kWriteNames[i]);
     p.events.push_back(std::move(event));
     p.commands.push_back(kWriteNames[i]);
-    note_timed_transfer(p, TransferDirection::host_to_device, call.n * elem);
-    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, call.n * elem);
+    note_timed_transfer(p, TransferDirection::host_to_device, bytes);
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, bytes);
   }
   ClLauncher launcher(lane, (*program)->kernels[lane.index()], call.dtype, slots, p);
-  if (Status s = recipe.enqueue(launcher, call.n, call.scalars); !s) return s;
+  if (Status s = detail::enqueue_recipe(recipe, launcher, shape); !s) return s;
   const auto read = [&](detail::Slot slot, void* dst, std::uint64_t bytes, std::string_view name) -> Status {
     cl::Event event;
     const cl_int err = queue.enqueueReadBuffer(*slots[static_cast<std::size_t>(slot)], CL_FALSE, 0,
@@ -1083,6 +1112,9 @@ Status enqueue_resident_copy(const ClDevice& d, const Lane& lane, PendingCall& p
 Status enqueue_resident_call(ClDevice& d, const Lane& lane, const ResidentCall& call, PendingCall& p) {
   if (call.def == nullptr) return Error(ErrorCode::invalid_argument, "resident call without a kernel");
   const KernelDef& def = *call.def;
+  if (def.signature.output == OutputShape::computed) {
+    return Error(ErrorCode::failed_precondition, "kernel " + def.id + " is not batchable: it has its own shapes");
+  }
   Result<ProgramState*> program = runnable(d, def, call.dtype);
   if (!program) return program.error();
   const detail::GpuRecipe& recipe = *def.gpu;

@@ -8,5 +8,8 @@
 namespace gpubridge::samples {
 
 std::vector<std::shared_ptr<SampleDef>> vector_samples();
+std::vector<std::shared_ptr<SampleDef>> matrix_samples();
+std::vector<std::shared_ptr<SampleDef>> image_samples();
+std::vector<std::shared_ptr<SampleDef>> graph_samples();
 
 }  // namespace gpubridge::samples

@@ -30,7 +30,9 @@ Result<compute::KernelResult> run_kernel(server::Silo& silo, compute::KernelCall
 
 std::vector<std::shared_ptr<SampleDef>> all_samples() {
   std::vector<std::shared_ptr<SampleDef>> out;
-  for (auto& s : vector_samples()) out.push_back(std::move(s));
+  for (auto family : {&vector_samples, &matrix_samples, &image_samples, &graph_samples}) {
+    for (auto& s : family()) out.push_back(std::move(s));
+  }
   return out;
 }
 

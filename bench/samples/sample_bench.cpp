@@ -1,0 +1,190 @@
+// bench_samples: the samples' kernels through the catalog on every backend, against the library
+// doing the same work directly on the host, measured in the same run.
+//
+// Measured (Google Benchmark, real time; per kernel K and backend b in cpu, cuda, opencl):
+//   samples/<K>/<b>        Executor::run of K pinned to that backend (no fallback); a kernel
+//                          without an implementation there is skipped with the reason
+//   samples/<K>/direct     the library call on the host without the runtime: OpenBLAS
+//                          (sgemm/dgemm through samples::matmul) for matrix.multiply, the sample
+//                          CPU algorithms (include/gpubridge/samples/algorithms.hpp) otherwise
+// Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor).
+// Inputs: f32 matrices 1024 x 1024 (multiply), 2048 x 2048 (transpose), f64 512 x 512 (inverse,
+// diagonally dominant); ../shared/data/images/camera.png (512 x 512 grey) for the image kernels;
+// a seeded random directed graph with 200k nodes and 2M edges for the graph kernels.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/ratio_report.hpp"
+#include "compute/compute_fixture.hpp"
+#include "gpubridge/samples/algorithms.hpp"
+#include "gpubridge/samples/io.hpp"
+
+#ifndef GPUBRIDGE_SHARED_DATA_DIR
+#define GPUBRIDGE_SHARED_DATA_DIR "../shared/data"
+#endif
+
+namespace gpubridge::bench {
+namespace {
+
+using compute::BackendKind;
+using compute::DType;
+
+// One benchmark case: a catalog call and the same work done directly.
+struct Case {
+  std::string kernel;
+  std::function<compute::KernelCall()> call;  // views into data owned by the case's storage
+  std::function<Status()> direct;
+};
+
+// The shared data directory: $GPUBRIDGE_DATA_DIR when set (a GPU machine without the checkout's
+// layout), else ../shared/data of the source tree.
+std::string data_dir() {
+  const char* env = std::getenv("GPUBRIDGE_DATA_DIR");
+  return env != nullptr ? env : GPUBRIDGE_SHARED_DATA_DIR;
+}
+
+struct Storage {
+  std::vector<float> a32, b32, image, kernel5;
+  std::vector<double> a64, offsets, neighbors, weights;
+  samples::MatrixF32 ma, mb, mt;
+  samples::MatrixF64 minv;
+  samples::ImageF32 img;
+  samples::CsrGraph graph;
+  std::size_t h = 0, w = 0;
+};
+
+Storage& storage() {
+  static Storage* s = [] {
+    auto* st = new Storage;
+    std::mt19937_64 rng(42);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    st->a32.resize(1024 * 1024);
+    st->b32.resize(1024 * 1024);
+    for (auto& x : st->a32) x = u(rng);
+    for (auto& x : st->b32) x = u(rng);
+    st->ma = {1024, 1024, st->a32};
+    st->mb = {1024, 1024, st->b32};
+    std::vector<float> t(2048 * 2048);
+    for (auto& x : t) x = u(rng);
+    st->mt = {2048, 2048, t};
+    const std::size_t n = 512;
+    st->a64.resize(n * n);
+    for (std::size_t i = 0; i < n; ++i) {
+      double off = 0;
+      for (std::size_t j = 0; j < n; ++j) {
+        st->a64[i * n + j] = u(rng);
+        off += std::abs(st->a64[i * n + j]);
+      }
+      st->a64[i * n + i] = off + 1;
+    }
+    st->minv = {n, n, st->a64};
+    auto png = samples::read_png(data_dir() + "/images/camera.png");
+    if (png) {
+      st->img = {png->height, png->width, png->channels, png->data};
+      st->image = png->data;
+      st->h = png->height;
+      st->w = png->width;
+    }
+    st->kernel5.resize(25);
+    for (auto& x : st->kernel5) x = u(rng) / 25.f;
+    const std::size_t nodes = 200000, edges = 2000000;
+    std::uniform_int_distribution<std::size_t> node(0, nodes - 1);
+    std::uniform_real_distribution<double> weight(0.1, 10.0);
+    std::vector<samples::Edge> list(edges);
+    for (auto& e : list) e = {node(rng), node(rng), weight(rng)};
+    st->graph = samples::build_csr(nodes, list, true).value();
+    st->offsets.assign(st->graph.row_offsets.begin(), st->graph.row_offsets.end());
+    st->neighbors.assign(st->graph.neighbors.begin(), st->graph.neighbors.end());
+    st->weights = st->graph.weights;
+    on_shutdown([st] { delete st; });
+    return st;
+  }();
+  return *s;
+}
+
+Status ok_or(const auto& r) { return r ? Status{} : Status(r.error()); }
+
+std::vector<Case> cases() {
+  Storage& s = storage();
+  const double h = static_cast<double>(s.h), w = static_cast<double>(s.w);
+  return {
+      {"matrix.multiply",
+       [&s] { return compute::KernelCall{"matrix.multiply", DType::f32, {s.a32, s.b32}, {1024, 1024, 1024}}; },
+       [&s] { return ok_or(samples::matmul(s.ma, s.mb)); }},
+      {"matrix.transpose",
+       [&s] { return compute::KernelCall{"matrix.transpose", DType::f32, {s.mt.values}, {2048, 2048}}; },
+       [&s] { return ok_or(samples::transpose(s.mt)); }},
+      {"matrix.inverse", [&s] { return compute::KernelCall{"matrix.inverse", DType::f64, {s.a64}, {512}}; },
+       [&s] { return ok_or(samples::inverse(s.minv)); }},
+      {"image.resize",
+       [&s, h, w] { return compute::KernelCall{"image.resize", DType::f32, {s.image}, {h, w, 1, 1024, 1024}}; },
+       [&s] { return ok_or(samples::resize_bilinear(s.img, 1024, 1024)); }},
+      {"image.gaussian_blur",
+       [&s, h, w] { return compute::KernelCall{"image.gaussian_blur", DType::f32, {s.image}, {h, w, 1, 3.0}}; },
+       [&s] { return ok_or(samples::gaussian_blur(s.img, 3.0)); }},
+      {"image.sobel", [&s, h, w] { return compute::KernelCall{"image.sobel", DType::f32, {s.image}, {h, w, 1, 2}}; },
+       [&s] { return ok_or(samples::sobel(s.img)); }},
+      {"image.correlate",
+       [&s, h, w] { return compute::KernelCall{"image.correlate", DType::f32, {s.image, s.kernel5}, {h, w, 1, 5, 5}}; },
+       [&s] { return ok_or(samples::correlate2d(s.img, samples::MatrixF32{5, 5, s.kernel5})); }},
+      {"graph.bfs", [&s] { return compute::KernelCall{"graph.bfs", DType::f64, {s.offsets, s.neighbors}, {0}}; },
+       [&s] { return ok_or(samples::bfs_levels(s.graph, 0)); }},
+      {"graph.pagerank",
+       [&s] { return compute::KernelCall{"graph.pagerank", DType::f64, {s.offsets, s.neighbors, s.weights}, {0.85, 1e-10, 0}}; },
+       [&s] { return ok_or(samples::pagerank(s.graph)); }},
+      {"graph.sssp",
+       [&s] { return compute::KernelCall{"graph.sssp", DType::f64, {s.offsets, s.neighbors, s.weights}, {0}}; },
+       [&s] { return ok_or(samples::sssp_dijkstra(s.graph, 0)); }},
+  };
+}
+
+void catalog_run(benchmark::State& state, Case c, BackendKind backend) {
+  if (storage().image.empty()) return skip(state, "read_png", "camera.png not found under " + data_dir());
+  compute::Executor* executor = executor_for(state, backend);
+  if (executor == nullptr) return;
+  auto warm = executor->run(c.call(), pinned_to(backend));
+  if (!warm) return skip(state, c.kernel, warm.error().to_string());
+  state.SetLabel(device_label(warm->report.device_id));
+  for (auto _ : state) {
+    auto r = executor->run(c.call(), pinned_to(backend));
+    if (!r) return skip(state, c.kernel, r.error().to_string());
+    benchmark::DoNotOptimize(r->outputs[0].data());
+  }
+}
+
+void direct_run(benchmark::State& state, Case c) {
+  if (storage().image.empty()) return skip(state, "read_png", "camera.png not found under " + data_dir());
+  if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
+  for (auto _ : state) {
+    if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
+  }
+}
+
+void register_all() {
+  for (const Case& c : cases()) {
+    const std::string prefix = "samples/" + c.kernel + "/";
+    benchmark::RegisterBenchmark((prefix + "direct").c_str(), direct_run, c)->UseRealTime()->Unit(benchmark::kMillisecond);
+    for (BackendKind backend : {BackendKind::cpu, BackendKind::cuda, BackendKind::opencl}) {
+      const std::string b(compute::to_string(backend));
+      benchmark::RegisterBenchmark((prefix + b).c_str(), catalog_run, c, backend)->UseRealTime()->Unit(benchmark::kMillisecond);
+      register_pair({c.kernel, b, prefix + b, prefix + "direct"});
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gpubridge::bench
+
+int main(int argc, char** argv) {
+  gpubridge::bench::register_all();
+  return gpubridge::bench::run_with_ratio_report(
+      argc, argv,
+      {.help = "bench_samples: the samples' kernels through the catalog on every backend against the library on the host.\n\n"});
+}

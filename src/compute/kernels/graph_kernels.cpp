@@ -1,0 +1,178 @@
+// Graph kernels over CSR arrays of float64. The shape functions check the arrays' lengths and the
+// scalars; the CPU implementations check the contents (offsets, node indices) before running.
+#include "compute/kernels/graph_kernels.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "gpubridge/samples/algorithms.hpp"
+
+namespace gpubridge::compute::detail {
+
+namespace {
+
+Error invalid(std::string_view kernel, const std::string& what) {
+  return Error(ErrorCode::invalid_argument, std::string(kernel) + ": " + what);
+}
+
+// Node count from the offsets' length; neighbours (and weights) must have the same length m >= 1.
+Result<std::size_t> csr_shape(std::string_view kernel, std::span<const std::size_t> counts) {
+  if (counts[0] < 2) return invalid(kernel, "row_offsets needs n + 1 >= 2 entries");
+  for (std::size_t i = 2; i < counts.size(); ++i) {
+    if (counts[i] != counts[1]) {
+      return invalid(kernel, "weights has " + std::to_string(counts[i]) + " entries, neighbors " + std::to_string(counts[1]));
+    }
+  }
+  return counts[0] - 1;
+}
+
+Result<std::size_t> node_index(std::string_view kernel, std::string_view name, double value, std::size_t n) {
+  if (!(std::isfinite(value) && value >= 0 && value == std::floor(value) && value < static_cast<double>(n))) {
+    return invalid(kernel, std::string(name) + " = " + std::to_string(value) + " is not a node index below " + std::to_string(n));
+  }
+  return static_cast<std::size_t>(value);
+}
+
+Result<std::size_t> source_shape(std::string_view kernel, std::span<const std::size_t> counts,
+                                 std::span<const double> scalars) {
+  auto n = csr_shape(kernel, counts);
+  if (!n) return n.error();
+  if (auto s = node_index(kernel, "source", scalars[0], *n); !s) return s.error();
+  return *n;
+}
+
+// The CSR arrays as a graph, with every offset and index checked.
+Result<samples::CsrGraph> csr_of(std::string_view kernel, const CpuKernelArgs& a, bool with_weights) {
+  const std::size_t n = a.input_counts[0] - 1, m = a.input_counts[1];
+  const double* offsets = static_cast<const double*>(a.inputs[0]);
+  const double* neighbors = static_cast<const double*>(a.inputs[1]);
+  samples::CsrGraph g;
+  g.node_count = n;
+  g.directed = true;  // the arrays list every arc; an undirected graph lists both directions
+  g.row_offsets.resize(n + 1);
+  for (std::size_t i = 0; i <= n; ++i) {
+    const double v = offsets[i];
+    if (!(std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= static_cast<double>(m))) {
+      return invalid(kernel, "row_offsets[" + std::to_string(i) + "] = " + std::to_string(v) + " is not an offset in [0, m]");
+    }
+    g.row_offsets[i] = static_cast<std::size_t>(v);
+    if (i > 0 && g.row_offsets[i] < g.row_offsets[i - 1]) {
+      return invalid(kernel, "row_offsets decrease at " + std::to_string(i));
+    }
+  }
+  if (g.row_offsets[0] != 0 || g.row_offsets[n] != m) {
+    return invalid(kernel, "row_offsets must start at 0 and end at m = " + std::to_string(m));
+  }
+  g.neighbors.resize(m);
+  for (std::size_t e = 0; e < m; ++e) {
+    auto idx = node_index(kernel, "neighbors[" + std::to_string(e) + "]", neighbors[e], n);
+    if (!idx) return idx.error();
+    g.neighbors[e] = *idx;
+  }
+  if (with_weights) {
+    const double* w = static_cast<const double*>(a.inputs[2]);
+    g.weights.assign(w, w + m);
+  } else {
+    g.weights.assign(m, 1.0);
+  }
+  return g;
+}
+
+Status store(std::string_view kernel, const std::vector<double>& values, const CpuKernelArgs& a) {
+  if (values.size() != a.output_count) {
+    return Error(ErrorCode::internal, std::string(kernel) + ": the CPU implementation produced " +
+                                          std::to_string(values.size()) + " values, expected " +
+                                          std::to_string(a.output_count));
+  }
+  std::memcpy(a.output, values.data(), values.size() * sizeof(double));
+  return {};
+}
+
+Error prefixed(std::string_view kernel, const Error& e) { return Error(e.code(), std::string(kernel) + ": " + e.message()); }
+
+// ---- graph.bfs: inputs row_offsets, neighbors; scalar source; output levels (-1 unreachable)
+
+Status cpu_bfs(const CpuKernelArgs& a) {
+  constexpr std::string_view k = "graph.bfs";
+  auto g = csr_of(k, a, false);
+  if (!g) return g.error();
+  auto levels = samples::bfs_levels(*g, static_cast<std::size_t>(a.scalars[0]));
+  if (!levels) return prefixed(k, levels.error());
+  return store(k, std::vector<double>(levels->begin(), levels->end()), a);
+}
+
+// ---- graph.pagerank: inputs row_offsets, neighbors, weights; scalars damping, tolerance, weighted
+
+Result<std::size_t> pagerank_shape(std::span<const std::size_t> counts, std::span<const double> scalars) {
+  constexpr std::string_view k = "graph.pagerank";
+  auto n = csr_shape(k, counts);
+  if (!n) return n.error();
+  if (!(scalars[0] >= 0 && scalars[0] < 1)) return invalid(k, "damping must be in [0, 1)");
+  if (!(scalars[1] > 0 && std::isfinite(scalars[1]))) return invalid(k, "tolerance must be positive");
+  if (scalars[2] != 0 && scalars[2] != 1) return invalid(k, "weighted must be 0 or 1");
+  return *n;
+}
+
+Status cpu_pagerank(const CpuKernelArgs& a) {
+  constexpr std::string_view k = "graph.pagerank";
+  auto g = csr_of(k, a, true);
+  if (!g) return g.error();
+  samples::PageRankOptions o;
+  o.damping = a.scalars[0];
+  o.tolerance = a.scalars[1];
+  o.weighted = a.scalars[2] != 0;
+  auto r = samples::pagerank(*g, o);
+  if (!r) return prefixed(k, r.error());
+  return store(k, r->ranks, a);
+}
+
+// ---- graph.sssp: inputs row_offsets, neighbors, weights; scalar source; output distances (inf unreachable)
+
+Status cpu_sssp(const CpuKernelArgs& a) {
+  constexpr std::string_view k = "graph.sssp";
+  auto g = csr_of(k, a, true);
+  if (!g) return g.error();
+  auto d = samples::sssp_dijkstra(*g, static_cast<std::size_t>(a.scalars[0]));
+  if (!d) return prefixed(k, d.error());
+  return store(k, *d, a);
+}
+
+}  // namespace
+
+Status add_graph_kernels(KernelCatalog& c) {
+  const std::vector<DType> f64{DType::f64};
+  KernelDef bfs{"graph.bfs", "breadth-first levels from a source over CSR arrays; -1 where unreachable",
+                {{"row_offsets", "neighbors"},
+                 {"source"},
+                 OutputShape::computed,
+                 f64,
+                 [](std::span<const std::size_t> counts, std::span<const double> scalars) {
+                   return source_shape("graph.bfs", counts, scalars);
+                 }},
+                cpu_bfs};
+  KernelDef pagerank{"graph.pagerank",
+                     "PageRank by power iteration (L1 change below tolerance; dangling nodes spread uniformly)",
+                     {{"row_offsets", "neighbors", "weights"},
+                      {"damping", "tolerance", "weighted"},
+                      OutputShape::computed,
+                      f64,
+                      pagerank_shape},
+                     cpu_pagerank};
+  KernelDef sssp{"graph.sssp", "single-source shortest path distances (Dijkstra; non-negative weights); inf where unreachable",
+                 {{"row_offsets", "neighbors", "weights"},
+                  {"source"},
+                  OutputShape::computed,
+                  f64,
+                  [](std::span<const std::size_t> counts, std::span<const double> scalars) {
+                    return source_shape("graph.sssp", counts, scalars);
+                  }},
+                 cpu_sssp};
+  for (KernelDef* def : {&bfs, &pagerank, &sssp}) {
+    if (Status s = c.add(std::move(*def)); !s) return s;
+  }
+  return {};
+}
+
+}  // namespace gpubridge::compute::detail

@@ -1,0 +1,13 @@
+#pragma once
+// The graph kernels of the built-in catalog (float64): graph.bfs, graph.pagerank, graph.sssp over
+// a graph in CSR form - row offsets (n + 1), neighbours (m) and, for pagerank and sssp, weights
+// (m) - with node indices held exactly as float64 whole numbers (below 2^53). An undirected graph
+// lists each edge in both directions. CPU implementations are the sample algorithms; there is no
+// GPU implementation yet (on a GPU they fall back to the CPU with reason kernel_missing).
+#include "gpubridge/compute/kernel_catalog.hpp"
+
+namespace gpubridge::compute::detail {
+
+Status add_graph_kernels(KernelCatalog& catalog);
+
+}  // namespace gpubridge::compute::detail

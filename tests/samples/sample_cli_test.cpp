@@ -1,0 +1,83 @@
+// The samples as users run them: `gpubridge sample ...` and `gpubridge compare ...` (exit codes,
+// the device named in the output, the checks against the host, and nothing written on bad input).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+struct CliRun {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+CliRun run_cli(const std::string& args) {
+  const char* cli = std::getenv("GPUBRIDGE_CLI");
+  EXPECT_NE(cli, nullptr) << "GPUBRIDGE_CLI must name the gpubridge binary";
+  const std::string cmd = std::string(cli ? cli : "gpubridge") + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (p != nullptr && std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(SampleCli, VectorSamplesRunOnTheCpuAndCheckAgainstTheHost) {
+  CliRun add = run_cli("sample vector-add --n 100003 --seed 7 --backend cpu");
+  EXPECT_EQ(add.exit_code, 0) << add.out;
+  EXPECT_TRUE(contains(add.out, "vector-add on cpu:0")) << add.out;
+  EXPECT_TRUE(contains(add.out, "max |error| 0 over 100003 elements")) << add.out;
+  EXPECT_TRUE(contains(add.out, "no fallback")) << add.out;
+
+  CliRun dot = run_cli("sample vector-dot --n 4099 --backend cpu");
+  EXPECT_EQ(dot.exit_code, 0) << dot.out;
+  EXPECT_TRUE(contains(dot.out, "host (double)")) << dot.out;
+
+  CliRun norm = run_cli("sample vector-normalize --n 65536 --backend cpu");
+  EXPECT_EQ(norm.exit_code, 0) << norm.out;
+}
+
+TEST(SampleCli, VectorSamplesRunOnOpenClWhenPresent) {
+  CliRun r = run_cli("sample vector-dot --n 1000003 --backend opencl");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  if (contains(r.out, "fell back: no_device")) GTEST_SKIP() << "no OpenCL device: " << r.out;
+  EXPECT_TRUE(contains(r.out, "vector-dot on opencl:")) << r.out;
+}
+
+TEST(SampleCli, AnAbsentBackendFallsBackAndSaysWhy) {
+  CliRun r = run_cli("sample vector-add --n 1000 --backend cuda");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  if (contains(r.out, "on cuda:")) GTEST_SKIP() << "this machine has a CUDA device";
+  EXPECT_TRUE(contains(r.out, "fell back: no_device")) << r.out;
+}
+
+TEST(SampleCli, BadArgumentsExitWithTwo) {
+  EXPECT_EQ(run_cli("sample vector-add --n 0").exit_code, 2);
+  EXPECT_EQ(run_cli("sample vector-add --n 10 --backend tpu").exit_code, 2);
+  EXPECT_NE(run_cli("sample no-such-sample").exit_code, 0);
+  EXPECT_NE(run_cli("sample").exit_code, 0);
+}
+
+TEST(SampleCli, CompareRunsEveryAvailableBackendAndNamesAbsentOnes) {
+  CliRun r = run_cli("compare vector-dot --n 50000 --repeat 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "cpu      cpu:0")) << r.out;
+  EXPECT_TRUE(contains(r.out, "(reference)")) << r.out;
+  for (const char* backend : {"cuda", "opencl"}) {
+    const bool ran = contains(r.out, std::string("\n") + backend + "     " + backend + ":") ||
+                     contains(r.out, std::string("\n") + backend + "   " + backend + ":");
+    const bool absent = contains(r.out, std::string("\n") + backend + " ") && contains(r.out, "absent:");
+    EXPECT_TRUE(ran || absent) << backend << ": " << r.out;
+  }
+}
+
+}  // namespace
