@@ -142,6 +142,9 @@ std::uint64_t reduce_groups(std::size_t n);
 // The portable kernel source. Compile with GB_T defined as the element type (float / double),
 // GB_FP64 as 0 / 1 and GB_GROUP_SIZE as kGroupSize. Entry points are extern "C" under CUDA.
 std::string_view portable_kernel_source();
+// The families' parts of it (appended to the core source; may use its macros and helpers).
+std::string_view image_kernel_source();
+std::string_view graph_kernel_source();
 // Compiler defines for a dtype, e.g. {"GB_T=float", "GB_FP64=0", "GB_GROUP_SIZE=256"}.
 std::string portable_defines(DType dtype, std::string_view prefix /* "-D" */);
 

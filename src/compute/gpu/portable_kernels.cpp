@@ -321,7 +321,13 @@ GB_KERNEL void gb_lu_backward(GB_GLOBAL const GB_T* lu, GB_GLOBAL GB_T* x, GB_SI
 
 }  // namespace
 
-std::string_view portable_kernel_source() { return kSource; }
+// The core source, then each kernel family's own part (image_source.cpp, graph_source.cpp), so that
+// families are written in their own files; one program holds them all.
+std::string_view portable_kernel_source() {
+  static const std::string source = std::string(kSource) + std::string(image_kernel_source()) +
+                                    std::string(graph_kernel_source());
+  return source;
+}
 
 std::string portable_defines(DType dtype, std::string_view prefix) {
   std::string p(prefix);
