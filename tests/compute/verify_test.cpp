@@ -12,9 +12,11 @@ TEST(Verify, EveryKernelPassesOnCpuAgainstTheOracle) {
   auto report = verify_catalog(*ex, {.backend = BackendKind::cpu, .kernel = {}, .sizes = {1, 257, 100003}});
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->failed(), 0u);
-  // Element-wise kernels x dtypes x sizes, plus the matrix kernels' own example sizes (5 each):
-  // multiply and transpose in f32 and f64, inverse in f64.
-  EXPECT_EQ(report->passed(), 5u * 2u * 3u + (2u + 2u + 1u) * 5u);
+  // Element-wise kernels x dtypes x sizes, plus the computed kernels' own example sizes: matrix
+  // (5 each: multiply and transpose in f32 and f64, inverse in f64), image (4 kernels, f32, 5
+  // sizes), graph (3 kernels, f64, 4 sizes). Nothing is skipped: every kernel has examples.
+  EXPECT_EQ(report->passed(), 5u * 2u * 3u + (2u + 2u + 1u) * 5u + 4u * 5u + 3u * 4u);
+  EXPECT_EQ(report->skipped(), 0u);
   for (const auto& r : report->rows) EXPECT_LE(r.max_abs_error, r.tolerance) << r.kernel;
 }
 

@@ -117,8 +117,8 @@ class KernelCatalog {
  public:
   // vector.add, vector.axpy, vector.dot, vector.normalize, reduce.sum (f32 and f64);
   // matrix.multiply, matrix.transpose (f32 and f64), matrix.inverse (f64); image.resize,
-  // image.gaussian_blur, image.sobel, image.correlate (f32, CPU only); graph.bfs, graph.pagerank,
-  // graph.sssp (f64, CPU only).
+  // image.gaussian_blur, image.sobel, image.correlate (f32); graph.bfs, graph.pagerank, graph.sssp
+  // (f64, CSR arrays). Every kernel has a CPU implementation and a portable GPU one.
   static KernelCatalog with_builtin_kernels();
 
   // Errors: invalid_argument (bad id, no CPU implementation, empty dtypes, a computed kernel

@@ -1,12 +1,17 @@
 // Graph kernels over CSR arrays of float64. The shape functions check the arrays' lengths and the
-// scalars; the CPU implementations check the contents (offsets, node indices) before running.
+// scalars; the CPU implementations check the contents (offsets, node indices) before running, the
+// GPU recipes (gpu/graph_recipes.cpp) on the device before running.
 #include "compute/kernels/graph_kernels.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <random>
 #include <string>
 
+#include "compute/gpu/graph_recipes.hpp"
 #include "gpubridge/samples/algorithms.hpp"
 
 namespace gpubridge::compute::detail {
@@ -139,6 +144,129 @@ Status cpu_sssp(const CpuKernelArgs& a) {
   return store(k, *d, a);
 }
 
+
+// ---- Verification examples: a random directed graph of `size` nodes with a path 0 -> 1 -> ...
+// -> size-1 (every node reachable from 0), about 3 more arcs per node, a self-loop and a parallel
+// arc; weights in [0.5, 2). Expected outputs come from plain reference loops (queue BFS,
+// Bellman-Ford, push-form power iteration), independent of the sample algorithms.
+
+struct ExampleGraph {
+  std::size_t n = 0;
+  std::vector<std::size_t> offsets;
+  std::vector<std::size_t> targets;
+  std::vector<double> weights;
+};
+
+ExampleGraph example_graph(std::size_t size, std::uint64_t seed) {
+  const std::size_t n = std::max<std::size_t>(size, 1);
+  std::mt19937_64 rng(seed ^ 0x67726170ULL ^ size);
+  std::uniform_int_distribution<std::size_t> node(0, n - 1);
+  std::uniform_real_distribution<double> weight(0.5, 2.0);
+  std::vector<std::vector<std::pair<std::size_t, double>>> arcs(n);
+  for (std::size_t u = 0; u + 1 < n; ++u) arcs[u].emplace_back(u + 1, weight(rng));
+  for (std::size_t i = 0; i < 3 * n; ++i) arcs[node(rng)].emplace_back(node(rng), weight(rng));
+  arcs[0].emplace_back(0, weight(rng));  // a self-loop
+  if (n > 1) arcs[0].emplace_back(1, weight(rng));  // parallel to 0 -> 1
+  ExampleGraph g;
+  g.n = n;
+  g.offsets.push_back(0);
+  for (auto& row : arcs) {
+    std::sort(row.begin(), row.end());
+    for (const auto& [v, w] : row) {
+      g.targets.push_back(v);
+      g.weights.push_back(w);
+    }
+    g.offsets.push_back(g.targets.size());
+  }
+  return g;
+}
+
+std::vector<std::vector<double>> csr_inputs(const ExampleGraph& g, bool with_weights) {
+  std::vector<std::vector<double>> inputs{std::vector<double>(g.offsets.begin(), g.offsets.end()),
+                                          std::vector<double>(g.targets.begin(), g.targets.end())};
+  if (with_weights) inputs.push_back(g.weights);
+  return inputs;
+}
+
+KernelExample bfs_example(std::size_t size, DType, std::uint64_t seed) {
+  const ExampleGraph g = example_graph(size, seed);
+  KernelExample e;
+  e.inputs = csr_inputs(g, false);
+  e.scalars = {0};
+  e.expected.assign(g.n, -1);
+  std::deque<std::size_t> queue{0};
+  e.expected[0] = 0;
+  while (!queue.empty()) {
+    const std::size_t u = queue.front();
+    queue.pop_front();
+    for (std::size_t a = g.offsets[u]; a < g.offsets[u + 1]; ++a) {
+      if (e.expected[g.targets[a]] < 0) {
+        e.expected[g.targets[a]] = e.expected[u] + 1;
+        queue.push_back(g.targets[a]);
+      }
+    }
+  }
+  return e;
+}
+
+KernelExample sssp_example(std::size_t size, DType, std::uint64_t seed) {
+  const ExampleGraph g = example_graph(size, seed);
+  KernelExample e;
+  e.inputs = csr_inputs(g, true);
+  e.scalars = {0};
+  e.expected.assign(g.n, std::numeric_limits<double>::infinity());
+  e.expected[0] = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t u = 0; u < g.n; ++u) {
+      for (std::size_t a = g.offsets[u]; a < g.offsets[u + 1]; ++a) {
+        if (e.expected[u] + g.weights[a] < e.expected[g.targets[a]]) {
+          e.expected[g.targets[a]] = e.expected[u] + g.weights[a];
+          changed = true;
+        }
+      }
+    }
+  }
+  e.tolerance = 1e-12 * 2.0 * static_cast<double>(g.n);  // relative 1e-12 of the longest distance bound
+  return e;
+}
+
+// Odd sizes run weighted.
+KernelExample pagerank_example(std::size_t size, DType, std::uint64_t seed) {
+  const ExampleGraph g = example_graph(size, seed);
+  const bool weighted = size % 2 == 1;
+  constexpr double kDamping = 0.85, kTolerance = 1e-11;
+  KernelExample e;
+  e.inputs = csr_inputs(g, true);
+  e.scalars = {kDamping, kTolerance, weighted ? 1.0 : 0.0};
+  const double n = static_cast<double>(g.n);
+  std::vector<double> out_weight(g.n, 0);
+  for (std::size_t u = 0; u < g.n; ++u) {
+    for (std::size_t a = g.offsets[u]; a < g.offsets[u + 1]; ++a) out_weight[u] += weighted ? g.weights[a] : 1;
+  }
+  std::vector<double> rank(g.n, 1 / n), next(g.n);
+  for (int iteration = 0; iteration < 1000; ++iteration) {
+    double dangling = 0;
+    for (std::size_t u = 0; u < g.n; ++u) dangling += out_weight[u] == 0 ? rank[u] : 0;
+    std::fill(next.begin(), next.end(), (1 - kDamping) / n + kDamping * dangling / n);
+    for (std::size_t u = 0; u < g.n; ++u) {
+      if (out_weight[u] == 0) continue;
+      for (std::size_t a = g.offsets[u]; a < g.offsets[u + 1]; ++a) {
+        next[g.targets[a]] += kDamping * rank[u] * (weighted ? g.weights[a] : 1) / out_weight[u];
+      }
+    }
+    double change = 0;
+    for (std::size_t v = 0; v < g.n; ++v) change += std::abs(next[v] - rank[v]);
+    rank.swap(next);
+    if (change < kTolerance) break;
+  }
+  e.expected = rank;
+  e.tolerance = 1e-9;
+  return e;
+}
+
+const std::vector<std::size_t> kExampleSizes{1, 17, 300, 2000};
+
 }  // namespace
 
 Status add_graph_kernels(KernelCatalog& c) {
@@ -151,7 +279,10 @@ Status add_graph_kernels(KernelCatalog& c) {
                  [](std::span<const std::size_t> counts, std::span<const double> scalars) {
                    return source_shape("graph.bfs", counts, scalars);
                  }},
-                cpu_bfs};
+                cpu_bfs,
+                &kGraphBfsRecipe,
+                bfs_example,
+                kExampleSizes};
   KernelDef pagerank{"graph.pagerank",
                      "PageRank by power iteration (L1 change below tolerance; dangling nodes spread uniformly)",
                      {{"row_offsets", "neighbors", "weights"},
@@ -159,7 +290,10 @@ Status add_graph_kernels(KernelCatalog& c) {
                       OutputShape::computed,
                       f64,
                       pagerank_shape},
-                     cpu_pagerank};
+                     cpu_pagerank,
+                     &kGraphPagerankRecipe,
+                     pagerank_example,
+                     kExampleSizes};
   KernelDef sssp{"graph.sssp", "single-source shortest path distances (Dijkstra; non-negative weights); inf where unreachable",
                  {{"row_offsets", "neighbors", "weights"},
                   {"source"},
@@ -168,7 +302,10 @@ Status add_graph_kernels(KernelCatalog& c) {
                   [](std::span<const std::size_t> counts, std::span<const double> scalars) {
                     return source_shape("graph.sssp", counts, scalars);
                   }},
-                 cpu_sssp};
+                 cpu_sssp,
+                 &kGraphSsspRecipe,
+                 sssp_example,
+                 kExampleSizes};
   for (KernelDef* def : {&bfs, &pagerank, &sssp}) {
     if (Status s = c.add(std::move(*def)); !s) return s;
   }
