@@ -142,7 +142,7 @@ class Batcher final : public DynamicBatcher {
       if (stopping_) return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
       if (queued_ >= policy_.queue_capacity) {
         ++stats_.rejected_queue_full;
-        if (observer_ != nullptr) observer_->on_batch_request_done(def_.id, BatchOutcome::rejected_queue_full);
+        if (observer_ != nullptr) observer_->on_batch_requests_done(def_.id, BatchOutcome::rejected_queue_full, 1);
         return Error(ErrorCode::resource_exhausted,
                      "queue full (capacity " + std::to_string(policy_.queue_capacity) + ") for " + def_.id + " on " +
                          slot_.device.id);
@@ -295,8 +295,8 @@ class Batcher final : public DynamicBatcher {
       r->report.backend = slot_.device.backend;
       r->report.queued = now - r->enqueued_;
       if (observer_ != nullptr) {
-        observer_->on_batch_request_done(
-            def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error);
+        observer_->on_batch_requests_done(
+            def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error, 1);
         if (code == ErrorCode::deadline_exceeded) observer_->on_deadline_exceeded(def_.id, {});
       }
       notify(*r);
@@ -448,8 +448,8 @@ class Batcher final : public DynamicBatcher {
         r->report.queued = b.dispatched - r->enqueued_;
         r->report.executed = t - b.dispatched;
         if (observer_ != nullptr) {
-          observer_->on_batch_request_done(
-              def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error);
+          observer_->on_batch_requests_done(
+              def_.id, code == ErrorCode::deadline_exceeded ? BatchOutcome::expired : BatchOutcome::error, 1);
           if (code == ErrorCode::deadline_exceeded) observer_->on_deadline_exceeded(def_.id, b.slot->device.id);
         }
         ++failed;
@@ -645,9 +645,8 @@ class Batcher final : public DynamicBatcher {
       running_ -= size;
     }
     if (observer_ != nullptr) {
-      for (const BatchRequest* r : b.requests) {
-        observer_->on_batch_request_done(def_.id, r->status.ok() ? BatchOutcome::ok : BatchOutcome::error);
-      }
+      if (ok > 0) observer_->on_batch_requests_done(def_.id, BatchOutcome::ok, ok);
+      if (size > ok) observer_->on_batch_requests_done(def_.id, BatchOutcome::error, size - ok);
     }
     for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
     std::lock_guard lock(mu_);

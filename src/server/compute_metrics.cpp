@@ -100,7 +100,8 @@ void ComputeMetrics::on_batch_dispatched(std::string_view kernel, std::string_vi
   }
 }
 
-void ComputeMetrics::on_batch_request_done(std::string_view kernel, compute::BatchOutcome outcome) noexcept {
+void ComputeMetrics::on_batch_requests_done(std::string_view kernel, compute::BatchOutcome outcome,
+                                            std::uint64_t count) noexcept {
   // Statuses as docs/metrics.md names them: ok, error, rejected, expired.
   std::string_view status = "error";
   switch (outcome) {
@@ -109,7 +110,7 @@ void ComputeMetrics::on_batch_request_done(std::string_view kernel, compute::Bat
     case compute::BatchOutcome::rejected_queue_full: status = "rejected"; break;
     case compute::BatchOutcome::expired: status = "expired"; break;
   }
-  if (auto* c = cache_.child(*batch_requests_, {kernel, status})) c->inc();
+  if (auto* c = cache_.child(*batch_requests_, {kernel, status})) c->inc(count);
 }
 
 void ComputeMetrics::on_bytes_moved(std::string_view device, compute::TransferDirection direction,

@@ -27,7 +27,7 @@ class ComputeMetrics final : public compute::ComputeObserver {
   void on_kernel_executed(const compute::KernelExecution& e) noexcept override;
   void on_batch_dispatched(std::string_view kernel, std::string_view device,
                            std::span<const std::chrono::nanoseconds> queued) noexcept override;
-  void on_batch_request_done(std::string_view kernel, compute::BatchOutcome outcome) noexcept override;
+  void on_batch_requests_done(std::string_view kernel, compute::BatchOutcome outcome, std::uint64_t count) noexcept override;
   void on_bytes_moved(std::string_view device, compute::TransferDirection direction, std::uint64_t bytes) noexcept override;
   // True when the tracer is enabled: each timed transfer becomes a "memory transfer" span.
   bool wants_transfer_timing() const noexcept override;

@@ -42,27 +42,64 @@ constexpr auto kHealthPeriod = std::chrono::seconds(5);
 constexpr std::size_t kHistorySamples = 120;  // two minutes of one-second samples
 constexpr std::size_t kLatencyWindow = 10;     // samples the dashboard's percentiles cover
 
-// Grain call counts and durations by grain type and method, recorded in after().
+// Grain call counts and durations by grain type and method, recorded in after(). The labels come
+// from the method's name ("Class::method": grain_type is the class that declares the method). The
+// name lives in static storage, so its address identifies the method: a per-thread table keyed by
+// that address finds the three children with one pointer comparison (a miss takes the family's
+// lock once per thread and method).
 class GrainMetricsFilter final : public runtime::CallFilter {
  public:
-  GrainMetricsFilter(telemetry::CounterFamily& calls, telemetry::HistogramFamily& durations, MetricCache& cache)
-      : calls_(calls), durations_(durations), cache_(cache) {}
+  GrainMetricsFilter(telemetry::CounterFamily& calls, telemetry::HistogramFamily& durations)
+      : calls_(calls), durations_(durations), id_(next_filter_id().fetch_add(1, std::memory_order_relaxed)) {}
   void before(runtime::CallContext&) override {}
   void after(runtime::CallContext& context) override {
-    std::string_view method = context.method;
-    if (const auto colons = method.rfind("::"); colons != std::string_view::npos) method.remove_prefix(colons + 2);
-    const std::string_view type = context.grain.type();
-    const std::string_view status = context.exception ? "error" : "ok";
-    if (auto* c = cache_.child(calls_, {type, method, status})) c->inc();
-    if (auto* h = cache_.child(durations_, {type, method})) {
-      h->observe(std::chrono::duration<double>(context.duration).count());
-    }
+    Children* c = children(context.method);
+    if (c == nullptr) return;
+    (context.exception ? c->failed : c->ok)->inc();
+    c->duration->observe(std::chrono::duration<double>(context.duration).count());
   }
+  std::uint64_t errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
 
  private:
+  struct Children {
+    telemetry::Counter* ok = nullptr;
+    telemetry::Counter* failed = nullptr;
+    telemetry::Histogram* duration = nullptr;
+  };
+  struct Entry {
+    std::uint64_t owner = 0;
+    const char* method = nullptr;
+    Children children;
+  };
+  static std::atomic<std::uint64_t>& next_filter_id() {
+    static std::atomic<std::uint64_t> id{1};
+    return id;
+  }
+
+  Children* children(std::string_view method) {
+    thread_local std::array<Entry, 64> table;
+    Entry& e = table[(reinterpret_cast<std::uintptr_t>(method.data()) >> 3) % table.size()];
+    if (e.owner == id_ && e.method == method.data()) return &e.children;
+    std::string_view type, name = method;
+    if (const auto colons = method.rfind("::"); colons != std::string_view::npos) {
+      type = method.substr(0, colons);
+      name = method.substr(colons + 2);
+    }
+    auto ok = calls_.with({type, name, "ok"});
+    auto failed = calls_.with({type, name, "error"});
+    auto duration = durations_.with({type, name});
+    if (!ok || !failed || !duration) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    e = Entry{id_, method.data(), Children{*ok, *failed, *duration}};
+    return &e.children;
+  }
+
   telemetry::CounterFamily& calls_;
   telemetry::HistogramFamily& durations_;
-  MetricCache& cache_;
+  const std::uint64_t id_;
+  std::atomic<std::uint64_t> errors_{0};
 };
 
 struct Sample {
@@ -101,6 +138,7 @@ struct SiloObservability::Impl {
   std::shared_ptr<ComputeMetrics> compute_metrics;  // null when telemetry is off
   telemetry::CounterFamily* grain_calls = nullptr;
   telemetry::HistogramFamily* grain_durations = nullptr;
+  std::shared_ptr<GrainMetricsFilter> grain_filter;
   std::unique_ptr<telemetry::NvmlMonitor> nvml;
   std::string nvml_absent;
 
@@ -238,7 +276,8 @@ void SiloObservability::Impl::collect(telemetry::MetricSink& sink) const {
                  static_cast<double>(tracer->dropped() + tracer->failed_spans()));
   }
   sink.counter("gpubridge_telemetry_errors_total", "Metric samples that could not be recorded (invalid labels or collector errors)",
-               {}, {}, static_cast<double>(cache.errors() + registry->collector_errors()));
+               {}, {},
+               static_cast<double>(cache.errors() + registry->collector_errors() + (grain_filter ? grain_filter->errors() : 0)));
 }
 
 SiloObservability::SiloObservability(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -303,7 +342,8 @@ Status SiloObservability::attach(compute::Executor& executor, grains::GpuService
   ho.device_pool_limit_bytes = m.config.device_pool_limit_bytes;
   m.health = std::make_unique<HealthMonitor>(executor, ho);
   if (m.grain_calls != nullptr) {
-    runtime.add_call_filter(std::make_shared<GrainMetricsFilter>(*m.grain_calls, *m.grain_durations, m.cache));
+    m.grain_filter = std::make_shared<GrainMetricsFilter>(*m.grain_calls, *m.grain_durations);
+    runtime.add_call_filter(m.grain_filter);
   }
   if (m.tracer->enabled()) runtime.add_call_filter(std::make_shared<telemetry::TracingCallFilter>(*m.tracer));
   m.health->evaluate();

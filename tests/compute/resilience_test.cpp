@@ -47,9 +47,9 @@ class CountingObserver final : public ComputeObserver {
     ++batches_dispatched;
     queued_samples += queued.size();
   }
-  void on_batch_request_done(std::string_view, BatchOutcome outcome) noexcept override {
+  void on_batch_requests_done(std::string_view, BatchOutcome outcome, std::uint64_t count) noexcept override {
     std::lock_guard lock(mu_);
-    ++outcomes[static_cast<std::size_t>(outcome)];
+    outcomes[static_cast<std::size_t>(outcome)] += count;
   }
   void on_bytes_moved(std::string_view device, TransferDirection d, std::uint64_t bytes) noexcept override {
     std::lock_guard lock(mu_);

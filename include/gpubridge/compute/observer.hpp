@@ -67,7 +67,10 @@ class ComputeObserver {
   // A batch closed and was dispatched; queued[i] is request i's time from submit to dispatch.
   virtual void on_batch_dispatched(std::string_view /*kernel*/, std::string_view /*device*/,
                                    std::span<const std::chrono::nanoseconds> /*queued*/) noexcept {}
-  virtual void on_batch_request_done(std::string_view /*kernel*/, BatchOutcome /*outcome*/) noexcept {}
+  // `count` batched requests of `kernel` finished with `outcome` (a batch reports its successes
+  // and failures once each, so the hot path makes no call per request).
+  virtual void on_batch_requests_done(std::string_view /*kernel*/, BatchOutcome /*outcome*/,
+                                      std::uint64_t /*count*/) noexcept {}
   // A real copy between host and device memory was issued (CUDA and OpenCL backends).
   virtual void on_bytes_moved(std::string_view /*device*/, TransferDirection /*direction*/,
                               std::uint64_t /*bytes*/) noexcept {}

@@ -32,7 +32,7 @@ inline constexpr std::size_t kMaxCallFilters = 16;
 
 struct CallContext {
   const GrainId& grain;
-  std::string_view method;  // "Class::method"
+  std::string_view method;  // "Class::method", in static storage: its address identifies the method
   std::size_t argument_count = 0;
   // Set before after(): wall time from before the first filter to after the method's end.
   std::chrono::nanoseconds duration{0};
