@@ -4,6 +4,7 @@
 // backend only runs what it is given.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <span>
@@ -11,6 +12,7 @@
 
 #include "gpubridge/compute/batcher.hpp"
 #include "gpubridge/compute/executor.hpp"
+#include "gpubridge/compute/pipeline.hpp"
 
 namespace gpubridge::compute {
 
@@ -118,6 +120,40 @@ struct ResidentCall {
 // with locks of the backend held. Error codes as for BackendCompletion.
 using ResidentDone = std::function<void(Status)>;
 
+// A validated pipeline bound to its kernel definitions (see pipeline.hpp). Shared like
+// PreparedCall; external input views must stay valid until completion.
+struct PreparedStage {
+  const KernelDef* def = nullptr;
+  std::vector<StageInput> inputs;  // validated: external indices in range, stage indices earlier
+  std::vector<double> scalars;
+  StageShape shape;
+  bool returned = false;  // its output goes back to the caller (keep_output, or the last stage)
+};
+struct PreparedPipeline {
+  DType dtype = DType::f32;
+  std::vector<TensorView> inputs;  // external
+  std::vector<PreparedStage> stages;
+};
+
+// A stage's time as a backend measured it (see PipelineStageExecution).
+struct StageTiming {
+  std::size_t stage = 0;
+  std::chrono::steady_clock::time_point start{};
+  std::chrono::nanoseconds duration{0};
+};
+
+// What a backend hands back for a pipeline: outputs[i] holds stage i's output when it is
+// returned (empty Tensor otherwise); timings of the stages it timed, in stage order.
+struct PipelineOutput {
+  std::vector<Tensor> outputs;
+  PipelineLaunch launch = PipelineLaunch::per_stage;
+  std::string launch_detail;
+  std::vector<StageTiming> timings;
+};
+// Called exactly once per execute_pipeline(), from any thread (possibly inline); error codes as
+// for BackendCompletion (a stage's own error carries the stage in its context).
+using PipelineDone = std::function<void(Result<PipelineOutput>)>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -140,6 +176,10 @@ class Backend {
   virtual void write_resident(int ordinal, ResidentBlock& block, const void* src, std::size_t bytes, ResidentDone done);
   virtual void read_resident(int ordinal, const ResidentBlock& block, void* dst, std::size_t bytes, ResidentDone done);
   virtual void execute_resident(int ordinal, const ResidentCall& call, ResidentDone done);
+  // Runs a whole pipeline on device `ordinal` (which can run every stage). The default runs it
+  // stage by stage through execute() with the intermediates in host memory, timing each stage
+  // on the host (launch per_stage); GPU backends keep intermediates on the device.
+  virtual void execute_pipeline(int ordinal, std::shared_ptr<const PreparedPipeline> pipeline, PipelineDone done);
   virtual PoolStats device_pool_stats(int /*ordinal*/) const { return {}; }
   virtual PoolStats staging_pool_stats(int /*ordinal*/) const { return {}; }
 };

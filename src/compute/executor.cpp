@@ -245,6 +245,173 @@ struct Executor::Impl {
                        kernel_of(*call) + (device.empty() ? "" : " on " + device)));
   }
 
+  // ---- Pipelines -------------------------------------------------------------------------
+  // One pipeline in flight (counted in flight like a Call, released by the destructor).
+  struct PipelineRun {
+    Impl* impl = nullptr;
+    std::shared_ptr<const PreparedPipeline> prepared;
+    CallOptions options;
+    ExecutionReport report;
+    Clock::time_point start;
+    std::function<void(Result<PipelineResult>)> finish;
+
+    ~PipelineRun() {
+      if (impl != nullptr) impl->end();
+    }
+  };
+  // The kernel label of pipeline-wide events (fallbacks): a pipeline is not one kernel.
+  static constexpr std::string_view kPipelineLabel = "pipeline";
+
+  // OK when `slot` runs every stage; otherwise failed_precondition naming the first stage it cannot.
+  static Status runs_every_stage(const DeviceSlot& slot, const PreparedPipeline& p) {
+    for (std::size_t i = 0; i < p.stages.size(); ++i) {
+      const KernelDef& def = *p.stages[i].def;
+      if (Status ok = slot.backend->can_run(slot.device.ordinal, def, p.dtype); !ok) {
+        return Error(ErrorCode::failed_precondition,
+                     "stage " + std::to_string(i) + " (" + def.id + "): " + ok.error().message());
+      }
+    }
+    return {};
+  }
+
+  // The pipeline's device: as FallbackPolicy::place for a call, except that the device must run
+  // every stage; otherwise the CPU with the reason (or an error without fallback).
+  Result<Placement> place_pipeline(const PreparedPipeline& p, const CallOptions& options) const {
+    const auto fall_back = [&](FallbackReason reason, std::string detail) -> Result<Placement> {
+      if (!options.allow_fallback) {
+        const ErrorCode code =
+            reason == FallbackReason::no_device ? ErrorCode::unavailable : ErrorCode::failed_precondition;
+        return Error(code, std::move(detail), "pipeline, requested " + describe_request(options) + ", fallback disabled");
+      }
+      return Placement{&policy->cpu(), reason, std::move(detail)};
+    };
+    if (!options.device_id.empty()) {
+      for (const auto& s : policy->devices()) {
+        if (s.device.id != options.device_id) continue;
+        if (Status ok = runs_every_stage(s, p); !ok) {
+          return fall_back(FallbackReason::kernel_missing, s.device.id + ": " + ok.error().message());
+        }
+        return Placement{&s, FallbackReason::none, {}};
+      }
+      return fall_back(FallbackReason::no_device, "no device '" + options.device_id + "'");
+    }
+    if (options.backend == BackendChoice::cpu) return Placement{&policy->cpu(), FallbackReason::none, {}};
+    std::string missing;
+    bool any = false;
+    for (const auto& s : policy->devices()) {
+      const bool wanted = options.backend == BackendChoice::automatic
+                              ? s.device.is_gpu
+                              : to_string(s.device.backend) == to_string(options.backend);
+      if (!wanted) continue;
+      any = true;
+      if (Status ok = runs_every_stage(s, p); !ok) {
+        missing += (missing.empty() ? "" : "; ") + s.device.id + ": " + ok.error().message();
+        continue;
+      }
+      return Placement{&s, FallbackReason::none, {}};
+    }
+    if (any) return fall_back(FallbackReason::kernel_missing, std::move(missing));
+    if (options.backend == BackendChoice::automatic) return Placement{&policy->cpu(), FallbackReason::none, {}};
+    return fall_back(FallbackReason::no_device, "no " + std::string(to_string(options.backend)) + " device");
+  }
+
+  void run_pipeline_on(const DeviceSlot& slot, const std::shared_ptr<PipelineRun>& run) {
+    run->report.device_id = slot.device.id;
+    run->report.backend = slot.device.backend;
+    const DeviceSlot* slot_ptr = &slot;
+    slot.backend->execute_pipeline(slot.device.ordinal, run->prepared,
+                                   [this, slot_ptr, run](Result<PipelineOutput> out) {
+                                     on_pipeline_done(*slot_ptr, run, std::move(out));
+                                   });
+  }
+
+  void on_pipeline_done(const DeviceSlot& slot, const std::shared_ptr<PipelineRun>& run, Result<PipelineOutput> out) {
+    count_call(slot, !out.ok());
+    if (!out.ok()) {
+      const FallbackReason reason = FallbackPolicy::reason_for(out.error());
+      if (reason != FallbackReason::none && slot.device.backend != BackendKind::cpu && run->options.allow_fallback) {
+        count_fallback(reason);
+        if (obs) obs->on_fallback(reason, kPipelineLabel, slot.device.id, policy->cpu().device.id, 1);
+        run->report.fallback = reason;
+        run->report.fallback_detail = slot.device.id + ": " + out.error().to_string();
+        run_pipeline_on(policy->cpu(), run);
+        return;
+      }
+      run->finish(out.error().with_context("pipeline on " + slot.device.id));
+      return;
+    }
+    PipelineOutput& o = out.value();
+    const PreparedPipeline& p = *run->prepared;
+    if (obs) {
+      for (const StageTiming& t : o.timings) {
+        if (t.stage >= p.stages.size()) continue;
+        obs->on_pipeline_stage({p.stages[t.stage].def->id, slot.device.id, slot.device.backend,
+                                static_cast<std::uint32_t>(t.stage), static_cast<std::uint32_t>(p.stages.size()),
+                                t.start, t.duration});
+      }
+    }
+    if (o.outputs.size() != p.stages.size() || o.outputs.back().count() == 0) {
+      run->finish(Error(ErrorCode::internal, "the backend returned no output for the last stage",
+                        "pipeline on " + slot.device.id));
+      return;
+    }
+    PipelineResult result;
+    result.output = std::move(o.outputs.back());
+    o.outputs.back() = Tensor();
+    result.stage_outputs = std::move(o.outputs);
+    run->report.elapsed = Clock::now() - run->start;
+    result.report = run->report;
+    result.launch = o.launch;
+    result.launch_detail = std::move(o.launch_detail);
+    run->finish(std::move(result));
+  }
+
+  void submit_pipeline(Pipeline pipeline, CallOptions options, std::function<void(Result<PipelineResult>)> finish) {
+    auto shapes = validate_pipeline(catalog, pipeline);
+    if (!shapes) {
+      finish(shapes.error());
+      return;
+    }
+    if (options.timeout.count() != 0) {
+      finish(Error(ErrorCode::invalid_argument, "CallOptions.timeout is not supported for pipelines", "pipeline"));
+      return;
+    }
+    auto prepared = std::make_shared<PreparedPipeline>();
+    prepared->dtype = pipeline.dtype;
+    prepared->inputs = std::move(pipeline.inputs);
+    prepared->stages.reserve(pipeline.stages.size());
+    for (std::size_t i = 0; i < pipeline.stages.size(); ++i) {
+      PipelineStage& st = pipeline.stages[i];
+      PreparedStage ps;
+      ps.def = *catalog.lookup(st.kernel);
+      ps.inputs = std::move(st.inputs);
+      ps.scalars = std::move(st.scalars);
+      ps.shape = std::move((*shapes)[i]);
+      ps.returned = st.keep_output || i + 1 == pipeline.stages.size();
+      prepared->stages.push_back(std::move(ps));
+    }
+    auto placement = place_pipeline(*prepared, options);
+    if (!placement) {
+      finish(placement.error());
+      return;
+    }
+    auto run = std::make_shared<PipelineRun>();
+    begin();  // released by ~PipelineRun
+    run->impl = this;
+    run->prepared = std::move(prepared);
+    run->report.requested = describe_request(options);
+    run->report.fallback = placement->fallback;
+    run->report.fallback_detail = placement->detail;
+    run->options = std::move(options);
+    run->start = Clock::now();
+    run->finish = std::move(finish);
+    if (placement->fallback != FallbackReason::none) {
+      count_fallback(placement->fallback);
+      if (obs) obs->on_fallback(placement->fallback, kPipelineLabel, run->report.requested, placement->slot->device.id, 1);
+    }
+    run_pipeline_on(*placement->slot, run);
+  }
+
   void submit(KernelCall kcall, CallOptions options, std::function<void(Result<KernelResult>)> finish) {
     auto shape = catalog.validate(kcall);
     if (!shape) {
@@ -413,6 +580,31 @@ void Executor::submit(KernelCall call, CallOptions options, Completion done) {
 
 Result<KernelResult> Executor::run(KernelCall call, CallOptions options) {
   return submit(std::move(call), std::move(options)).get();
+}
+
+std::future<Result<PipelineResult>> Executor::submit_pipeline(Pipeline pipeline, CallOptions options) {
+  auto promise = std::make_shared<std::promise<Result<PipelineResult>>>();
+  auto future = promise->get_future();
+  impl_->submit_pipeline(std::move(pipeline), std::move(options),
+                         [promise](Result<PipelineResult> r) { promise->set_value(std::move(r)); });
+  return future;
+}
+
+void Executor::submit_pipeline(Pipeline pipeline, CallOptions options, PipelineCompletion done) {
+  Impl* impl = impl_.get();
+  impl->submit_pipeline(std::move(pipeline), std::move(options),
+                        [impl, done = std::move(done)](Result<PipelineResult> r) mutable {
+                          impl->begin();  // covers the callback, as for submit()
+                          impl->callbacks.post([impl, done = std::move(done),
+                                                r = std::make_shared<Result<PipelineResult>>(std::move(r))]() mutable {
+                            done(std::move(*r));
+                            impl->end();
+                          });
+                        });
+}
+
+Result<PipelineResult> Executor::run_pipeline(Pipeline pipeline, CallOptions options) {
+  return submit_pipeline(std::move(pipeline), std::move(options)).get();
 }
 
 const KernelCatalog& Executor::catalog() const noexcept { return impl_->catalog; }

@@ -54,6 +54,27 @@ class FaultBackendImpl final : public FaultBackend {
            [shared_done](Error e) { (*shared_done)(std::move(e)); }, nullptr);
   }
 
+  // A pipeline gets the first fault that matches any of its stages' kernels; without one it runs
+  // on the wrapped backend as a whole (device-resident intermediates, graphs).
+  void execute_pipeline(int ordinal, std::shared_ptr<const PreparedPipeline> pipeline, PipelineDone done) override {
+    std::optional<FaultSpec> fault;
+    std::string kernel;
+    for (const auto& stage : pipeline->stages) {
+      fault = faults_->match(name_, stage.def->id);
+      if (fault) {
+        kernel = stage.def->id;
+        break;
+      }
+    }
+    if (!fault) return inner_->execute_pipeline(ordinal, std::move(pipeline), std::move(done));
+    auto shared_done = std::make_shared<PipelineDone>(std::move(done));
+    inject(*fault, kernel,
+           [this, ordinal, pipeline = std::move(pipeline), shared_done]() mutable {
+             inner_->execute_pipeline(ordinal, std::move(pipeline), std::move(*shared_done));
+           },
+           [shared_done](Error e) { (*shared_done)(std::move(e)); }, nullptr);
+  }
+
   void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done) override {
     std::optional<FaultSpec> fault = faults_->match(name_, call.def->id);
     if (!fault) return inner_->execute_batch(ordinal, call, done);

@@ -134,6 +134,24 @@ void ComputeMetrics::on_transfer_timed(const compute::TransferTiming& t) noexcep
   }
 }
 
+bool ComputeMetrics::wants_stage_timing() const noexcept { return tracer_ != nullptr && tracer_->enabled(); }
+
+void ComputeMetrics::on_pipeline_stage(const compute::PipelineStageExecution& s) noexcept {
+  if (tracer_ == nullptr || !tracer_->enabled()) return;
+  try {
+    const auto start = to_system(s.start);
+    tracer_->record_span("pipeline stage", telemetry::SpanKind::internal, std::nullopt, start,
+                         start + std::chrono::duration_cast<std::chrono::system_clock::duration>(s.duration),
+                         {{"kernel", std::string(s.kernel)},
+                          {"device", std::string(s.device)},
+                          {"backend", std::string(compute::to_string(s.backend))},
+                          {"pipeline.stage", static_cast<std::int64_t>(s.stage)},
+                          {"pipeline.stages", static_cast<std::int64_t>(s.stages)}});
+  } catch (...) {
+    // Out of memory while building the span: the span is lost, the stage is not.
+  }
+}
+
 void ComputeMetrics::on_breaker_transition(std::string_view device, std::string_view kernel, resilience::BreakerState,
                                            resilience::BreakerState to) noexcept {
   if (auto* c = cache_.child(*breaker_transitions_, {device, kernel, resilience::to_string(to)})) c->inc();

@@ -1,6 +1,6 @@
 #pragma once
 // The silo's compute observer: turns compute events into metrics (and, when tracing is on, into
-// "kernel launch", "batch" and "memory transfer" spans), and the scrape-time metrics read from
+// "kernel launch", "batch", "memory transfer" and "pipeline stage" spans), and the scrape-time metrics read from
 // ExecutorStats. Transfer timings are asked for only when the tracer is enabled, so a silo
 // without tracing pays nothing for them. Thread-safe (hooks run on any thread, concurrently).
 #include <memory>
@@ -32,6 +32,9 @@ class ComputeMetrics final : public compute::ComputeObserver {
   // True when the tracer is enabled: each timed transfer becomes a "memory transfer" span.
   bool wants_transfer_timing() const noexcept override;
   void on_transfer_timed(const compute::TransferTiming& t) noexcept override;
+  // True when the tracer is enabled: each pipeline stage becomes a "pipeline stage" span.
+  bool wants_stage_timing() const noexcept override;
+  void on_pipeline_stage(const compute::PipelineStageExecution& s) noexcept override;
   void on_breaker_transition(std::string_view device, std::string_view kernel, resilience::BreakerState from,
                              resilience::BreakerState to) noexcept override;
   void on_bulkhead_rejected(std::string_view device) noexcept override;

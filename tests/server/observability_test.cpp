@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <regex>
 #include <thread>
 
+#include "gpubridge/compute/pipeline.hpp"
 #include "gpubridge/grains/batch_grain.hpp"
 #include "gpubridge/resilience/fault_injection.hpp"
 #include "gpubridge/server/silo.hpp"
@@ -392,6 +394,37 @@ TEST(Observability, TracingExportsMemoryTransferSpansFromTheDevice) {
   EXPECT_GT(up, 0);
   EXPECT_GT(down, 0);
   EXPECT_TRUE(plain_upload_seen) << "the plain call's 4000-byte inputs are timed too";
+}
+
+// A pipeline's stages become "pipeline stage" spans (the CPU runs stage by stage and times each).
+TEST(Observability, TracingExportsPipelineStageSpans) {
+  SpanCollector collector;
+  SiloConfig c = small_config();
+  c.backend = "cpu";
+  c.enable_cuda = false;
+  c.enable_opencl = false;
+  c.http_enabled = false;
+  c.tracing_enabled = true;
+  c.tracing_endpoint = collector.endpoint();
+  auto silo = start(c);
+  ASSERT_NE(silo, nullptr);
+  std::vector<float> x(1000, 1.f), y(1000, 2.f);
+  compute::Pipeline p;
+  p.dtype = compute::DType::f32;
+  p.inputs = {compute::TensorView(x), compute::TensorView(y)};
+  p.stages = {{"vector.add", {compute::StageInput::external(0), compute::StageInput::external(1)}, {}, false},
+              {"vector.axpy", {compute::StageInput::stage(0), compute::StageInput::external(1)}, {2.0}, false},
+              {"vector.normalize", {compute::StageInput::stage(1)}, {}, false}};
+  auto r = silo->executor().run_pipeline(p);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  silo.reset();  // exports every queued span
+
+  const std::vector<json> spans = collector.spans("pipeline stage");
+  ASSERT_EQ(spans.size(), 3u) << "one span per stage";
+  std::vector<std::string> kernels;
+  for (const json& s : spans) kernels.push_back(span_attribute(s, "kernel").value("stringValue", ""));
+  std::sort(kernels.begin(), kernels.end());
+  EXPECT_EQ(kernels, (std::vector<std::string>{"vector.add", "vector.axpy", "vector.normalize"}));
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include "gpubridge/compute/device.hpp"
 #include "gpubridge/compute/kernel_catalog.hpp"
 #include "gpubridge/compute/observer.hpp"
+#include "gpubridge/compute/pipeline.hpp"
 #include "gpubridge/compute/tensor.hpp"
 #include "gpubridge/core/result.hpp"
 #include "gpubridge/resilience/breaker.hpp"
@@ -93,6 +94,17 @@ struct KernelResult {
 };
 
 using Completion = std::function<void(Result<KernelResult>)>;
+
+// The outcome of a pipeline (Executor::run_pipeline).
+struct PipelineResult {
+  Tensor output;                      // the last stage's output
+  std::vector<Tensor> stage_outputs;  // one per stage: the outputs of stages with keep_output,
+                                      // an empty Tensor for the others (and for the last stage)
+  ExecutionReport report;             // device, fallback and reason as for a single call
+  PipelineLaunch launch = PipelineLaunch::per_stage;
+  std::string launch_detail;          // why `stream` rather than a CUDA graph; empty otherwise
+};
+using PipelineCompletion = std::function<void(Result<PipelineResult>)>;
 
 // Bytes held by a memory pool and how often requests were served without a new allocation.
 struct PoolStats {
@@ -173,6 +185,16 @@ class Executor {
   std::future<Result<KernelResult>> submit(KernelCall call, CallOptions options = {});
   void submit(KernelCall call, CallOptions options, Completion done);
   Result<KernelResult> run(KernelCall call, CallOptions options = {});  // submit and wait
+
+  // Pipelines (see pipeline.hpp): validated whole before anything runs (an invalid pipeline
+  // completes with the validation error). The device must run every stage, else the whole
+  // pipeline runs on the CPU (reason kernel_missing, or no_device) or, with allow_fallback =
+  // false, fails. A device error sends the whole pipeline to the CPU (reasons as for calls).
+  // Not supported: CallOptions::timeout (invalid_argument), breakers, bulkheads and retries
+  // (a pipeline is not one (device, kernel) call). Completion as for submit().
+  std::future<Result<PipelineResult>> submit_pipeline(Pipeline pipeline, CallOptions options = {});
+  void submit_pipeline(Pipeline pipeline, CallOptions options, PipelineCompletion done);
+  Result<PipelineResult> run_pipeline(Pipeline pipeline, CallOptions options = {});  // submit and wait
 
   const KernelCatalog& catalog() const noexcept;
   std::vector<BackendStatus> backends() const;

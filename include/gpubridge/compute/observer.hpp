@@ -34,6 +34,21 @@ struct KernelExecution {
   ErrorCode code = ErrorCode::ok;  // ok, or the error the device returned
 };
 
+// One stage of a multi-kernel pipeline (Executor::run_pipeline) finished, with its time where it
+// is known: always on the CPU (measured on the host); on CUDA and OpenCL only when
+// ComputeObserver::wants_stage_timing() (device events / profiling; a replayed or captured CUDA
+// graph reports none, its nodes are not timed one by one). Reported after the whole pipeline
+// completed successfully, in stage order, from the thread that completes it.
+struct PipelineStageExecution {
+  std::string_view kernel;  // catalog id of the stage
+  std::string_view device;  // device id, e.g. "opencl:0"
+  BackendKind backend = BackendKind::cpu;
+  std::uint32_t stage = 0;   // index in the pipeline
+  std::uint32_t stages = 0;  // stages in the pipeline
+  std::chrono::steady_clock::time_point start{};  // device times anchored as for TransferTiming
+  std::chrono::nanoseconds duration{0};
+};
+
 enum class TransferDirection : std::uint8_t { host_to_device, device_to_host };
 std::string_view to_string(TransferDirection d) noexcept;  // "host_to_device", "device_to_host"
 
@@ -82,6 +97,10 @@ class ComputeObserver {
   // batch) and the device measured it; called from the backend's completion thread before the
   // call's or batch's completion runs. A call or batch whose device commands failed reports none.
   virtual void on_transfer_timed(const TransferTiming& /*timing*/) noexcept {}
+  // Whether GPU backends should time pipeline stages (OpenCL profiling queues, CUDA events).
+  // Asked once, when a GPU backend is constructed, like wants_transfer_timing().
+  virtual bool wants_stage_timing() const noexcept { return false; }
+  virtual void on_pipeline_stage(const PipelineStageExecution& /*stage*/) noexcept {}
   // A call (or `requests` batched requests) ran on `to` instead of `from` (the requested or
   // best device; empty when absent) for `reason`.
   virtual void on_fallback(FallbackReason /*reason*/, std::string_view /*kernel*/, std::string_view /*from*/,

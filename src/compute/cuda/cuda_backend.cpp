@@ -30,12 +30,27 @@
 // copy from its first chunk's start to its last chunk's end, gaps where the stream waited for
 // the host to stage the next chunk included. The aux read-back of streamed and resident calls is
 // not timed (nor counted by on_bytes_moved). Without timing no event is created or recorded.
+//
+// Pipelines (execute_pipeline): one device allocation holds the external inputs, every stage's
+// output, scratch and aux; one pinned staging buffer mirrors [inputs][returned outputs + aux].
+// One upload, the stages' launches back to back on the lane's stream, one download. The launches
+// only (never the copies) are captured into a CUDA graph the first time a pipeline of a shape
+// key (device, dtype, kernels, wiring, lengths, scalars, returned stages) runs; the graph is
+// instantiated and cached (LRU, kGraphCacheEntries per device) together with the device
+// allocation its launches point at, so a replay uploads into that same memory, launches the
+// graph and downloads. An entry serves one run at a time; a run that finds it busy, a shape
+// whose capture failed (the reason is kept) and recipes that read back mid-way (GpuLauncher::read
+// cannot be captured) run as plain stream launches, and the report says why. Stage timing (when
+// the observer wants it) records events between the stages of stream launches only; graph runs
+// report no stage times.
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <list>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -128,6 +143,33 @@ struct TimedCopy {
   std::uint64_t bytes = 0;
 };
 
+// A captured pipeline graph, instantiated, with the device memory its launches use (or, with
+// exec == nullptr, a shape that cannot be captured and why). Freed synchronously by the last
+// owner (the cache or a run in flight); the backend clears its caches before its pools go.
+struct GraphEntry {
+  int cuda_ordinal = 0;
+  cudaGraphExec_t exec = nullptr;
+  std::byte* device = nullptr;
+  std::size_t bytes = 0;
+  std::mutex* pool_mutex = nullptr;  // the device's pool statistics
+  PoolStats* pool_stats = nullptr;
+  std::string uncapturable;          // exec == nullptr: why
+  std::atomic<bool> in_use{false};   // a run uses exec and device now
+
+  ~GraphEntry() {
+    // Teardown errors cannot be reported from here; they are cleared and ignored on purpose.
+    if (exec == nullptr && device == nullptr) return;
+    cudaSetDevice(cuda_ordinal);
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (device != nullptr) {
+      cudaFree(device);
+      std::lock_guard lock(*pool_mutex);
+      pool_stats->bytes_in_use -= bytes;
+    }
+    cudaGetLastError();
+  }
+};
+
 struct Pending {
   std::shared_ptr<const PreparedCall> call;  // a single call, or
   const BatchCall* batch = nullptr;           // a batch (owned by the batcher until batch_done)
@@ -144,6 +186,14 @@ struct Pending {
   // Timed copies (only when the backend times transfers): upload, then download.
   std::array<TimedCopy, 2> timed{};
   std::size_t timed_count = 0;
+  // A pipeline: its graph entry (replayed or just captured; in_use held until completion),
+  // how it was launched, and the events between its stages (stream launches with stage timing).
+  std::shared_ptr<const PreparedPipeline> pipeline;
+  PipelineDone pipeline_done;
+  std::shared_ptr<GraphEntry> graph;
+  PipelineLaunch launch = PipelineLaunch::stream;
+  std::string launch_detail;
+  std::vector<cudaEvent_t> stage_events;
 };
 
 struct DeviceState;
@@ -180,19 +230,32 @@ struct DeviceState {
 
   std::mutex pool_mutex;  // pool statistics
   PoolStats pool_stats;
+
+  // Pipeline graphs by shape key, most recently used first (see the header comment).
+  std::mutex graph_mutex;
+  std::list<std::string> graph_lru;  // guarded by graph_mutex
+  std::unordered_map<std::string, std::pair<std::shared_ptr<GraphEntry>, std::list<std::string>::iterator>>
+      graphs;  // guarded by graph_mutex
 };
+
+constexpr std::size_t kGraphCacheEntries = 64;
 
 // Executes recipe launches on one stream against one device allocation.
 // read() and gemm() run with the lane's submit_mutex held, like every launch.
 class CudaLauncher final : public detail::GpuLauncher {
  public:
-  CudaLauncher(cuda::NvrtcProgram& program, Lane& lane, const SlotPointers& slots, DType dtype)
-      : program_(program), lane_(lane), stream_(lane.stream), slots_(slots), dtype_(dtype) {}
+  // `capturing`: the stream is being captured into a graph, so read() (which waits) fails.
+  CudaLauncher(cuda::NvrtcProgram& program, Lane& lane, const SlotPointers& slots, DType dtype, bool capturing = false)
+      : program_(program), lane_(lane), stream_(lane.stream), slots_(slots), dtype_(dtype), capturing_(capturing) {}
 
   // Copies the elements into host memory on the lane's stream and waits for the stream.
   Result<std::vector<double>> read(detail::Slot slot, std::size_t offset, std::size_t count) override {
     const std::byte* base = slots_[slot_index(slot)];
     if (base == nullptr) return Error(ErrorCode::internal, "read-back of a buffer slot this call has no buffer for");
+    if (capturing_) {
+      return Error(ErrorCode::failed_precondition,
+                   "the recipe reads back to the host mid-way, which a CUDA graph cannot capture");
+    }
     const std::size_t t = size_of(dtype_);
     std::vector<std::byte> bytes(count * t);
     GB_CUDA_TRY(cudaMemcpyAsync(bytes.data(), base + offset * t, bytes.size(), cudaMemcpyDeviceToHost, stream_));
@@ -277,12 +340,99 @@ class CudaLauncher final : public detail::GpuLauncher {
   cudaStream_t stream_;
   const SlotPointers& slots_;
   DType dtype_;
+  bool capturing_ = false;
 };
+
+// Byte offsets of a pipeline's buffers in one device allocation. [0, upload_bytes): the external
+// inputs; [upload_bytes, staged_bytes): returned outputs and aux (downloaded in one copy); then
+// the other outputs and the scratch buffers (device only). Staging mirrors [0, staged_bytes).
+struct PipelineLayout {
+  std::vector<std::size_t> input;
+  std::vector<std::size_t> output, aux, scratch, aux_elems;
+  std::size_t upload_bytes = 0, staged_bytes = 0, device_bytes = 0;
+
+  explicit PipelineLayout(const PreparedPipeline& pl) {
+    const std::size_t t = size_of(pl.dtype);
+    const std::size_t stages = pl.stages.size();
+    output.assign(stages, 0);
+    aux.assign(stages, 0);
+    scratch.assign(stages, 0);
+    aux_elems.assign(stages, 0);
+    std::vector<std::size_t> scratch_elems(stages, 0);
+    std::size_t off = 0;
+    for (const TensorView& in : pl.inputs) {
+      input.push_back(off);
+      off += align_up(in.bytes());
+    }
+    upload_bytes = off;
+    for (std::size_t i = 0; i < stages; ++i) {
+      const PreparedStage& st = pl.stages[i];
+      const detail::ShapedBuffers b = detail::buffers_for(*st.def->gpu, shape(st));
+      aux_elems[i] = b.aux_elems;
+      scratch_elems[i] = b.scratch_elems;
+      if (st.returned) {
+        output[i] = off;
+        off += align_up(st.shape.output_count * t);
+      }
+      aux[i] = off;
+      off += align_up(b.aux_elems * t);
+    }
+    staged_bytes = off;
+    for (std::size_t i = 0; i < stages; ++i) {
+      if (!pl.stages[i].returned) {
+        output[i] = off;
+        off += align_up(pl.stages[i].shape.output_count * t);
+      }
+      scratch[i] = off;
+      off += align_up(scratch_elems[i] * t);
+    }
+    device_bytes = std::max<std::size_t>(off, 1);
+  }
+  static detail::ShapedArgs shape(const PreparedStage& st) {
+    return {st.shape.input_counts, st.shape.output_count, st.scalars};
+  }
+  SlotPointers pointers(std::byte* base, const PreparedStage& st, std::size_t i) const {
+    SlotPointers p{};
+    for (std::size_t k = 0; k < st.inputs.size() && k < 4; ++k) {
+      const StageInput& from = st.inputs[k];
+      p[k] = base + (from.source == StageInput::Source::external ? input[from.index] : output[from.index]);
+    }
+    p[slot_index(detail::Slot::output)] = base + output[i];
+    if (aux_elems[i] > 0) p[slot_index(detail::Slot::aux)] = base + aux[i];
+    p[slot_index(detail::Slot::scratch)] = base + scratch[i];
+    return p;
+  }
+};
+
+// The shape key of a pipeline on one device: everything its launches depend on.
+std::string pipeline_key(const std::string& device_id, const PreparedPipeline& pl) {
+  std::string key = device_id;
+  key += '|';
+  key += to_string(pl.dtype);
+  for (const TensorView& in : pl.inputs) key += "|x" + std::to_string(in.count);
+  for (const PreparedStage& st : pl.stages) {
+    key += '|';
+    key += st.def->id;
+    key += st.returned ? "+" : "-";
+    for (const StageInput& from : st.inputs) {
+      key += (from.source == StageInput::Source::external ? 'x' : 's') + std::to_string(from.index) + ',';
+    }
+    for (const std::size_t c : st.shape.input_counts) key += std::to_string(c) + ',';
+    for (const double v : st.scalars) {
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &v, sizeof bits);
+      key += std::to_string(bits) + ',';
+    }
+  }
+  return key;
+}
 
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const BackendOptions& options)
-      : observer_(options.observer), time_transfers_(observer_ != nullptr && observer_->wants_transfer_timing()) {
+      : observer_(options.observer),
+        time_transfers_(observer_ != nullptr && observer_->wants_transfer_timing()),
+        time_stages_(observer_ != nullptr && observer_->wants_stage_timing()) {
     int count = 0;
     if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
       cudaGetLastError();
@@ -330,6 +480,11 @@ class CudaBackend final : public Backend {
         if (lane->cublas != nullptr) cuda::CublasLibrary::instance().destroy_handle(lane->cublas);
         cudaStreamDestroy(lane->stream);
         cudaStreamDestroy(lane->download_stream);
+      }
+      {
+        std::lock_guard lock(d->graph_mutex);
+        d->graphs.clear();  // entries free their memory and graphs while the pool still exists
+        d->graph_lru.clear();
       }
       if (d->pool != nullptr) cudaMemPoolDestroy(d->pool);
     }
@@ -418,6 +573,41 @@ class CudaBackend final : public Backend {
       submit.unlock();
       release_host(d, lane, p);
       done(s.error());
+      return;
+    }
+    {
+      std::lock_guard lock(lane.queue_mutex);
+      lane.queue.push_back(std::move(p));
+    }
+    lane.queue_cv.notify_one();
+  }
+
+  // See "Pipelines" in the header comment.
+  void execute_pipeline(int ordinal, std::shared_ptr<const PreparedPipeline> pipeline, PipelineDone done) override {
+    DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
+    auto program = program_for(d, pipeline->dtype);
+    if (!program) {
+      done(Error(ErrorCode::failed_precondition, program.error().message()));
+      return;
+    }
+    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
+    std::unique_lock submit(lane.submit_mutex);
+    Pending p;
+    p.pipeline = std::move(pipeline);
+    p.pipeline_done = std::move(done);
+    Status s;
+    try {
+      s = enqueue_pipeline(d, lane, **program, p);
+    } catch (const std::exception& e) {
+      cudaStreamSynchronize(lane.stream);
+      cudaGetLastError();
+      s = Error(ErrorCode::resource_exhausted, std::string("enqueueing a CUDA pipeline: ") + e.what());
+    }
+    if (!s) {
+      submit.unlock();
+      release_host(d, lane, p);
+      if (p.graph) p.graph->in_use.store(false, std::memory_order_release);
+      p.pipeline_done(s.error());
       return;
     }
     {
@@ -938,6 +1128,281 @@ class CudaBackend final : public Backend {
     return s;
   }
 
+  // Enqueues a whole pipeline on the lane's stream (see "Pipelines"). On error the stream has
+  // been drained and per-run device memory freed; p.graph (if set) is still marked in use.
+  Status enqueue_pipeline(DeviceState& d, Lane& lane, cuda::NvrtcProgram& program, Pending& p) {
+    const PreparedPipeline& pl = *p.pipeline;
+    GB_CUDA_TRY(cudaSetDevice(d.cuda_ordinal));
+    const PipelineLayout layout(pl);
+    const std::string key = pipeline_key(d.device.id, pl);
+    bool found = false;
+    {
+      std::lock_guard lock(d.graph_mutex);
+      auto it = d.graphs.find(key);
+      if (it != d.graphs.end()) {
+        found = true;
+        d.graph_lru.splice(d.graph_lru.begin(), d.graph_lru, it->second.second);
+        const std::shared_ptr<GraphEntry>& entry = it->second.first;
+        if (entry->exec == nullptr) {
+          p.launch_detail = entry->uncapturable;
+        } else if (!entry->in_use.exchange(true, std::memory_order_acq_rel)) {
+          p.graph = entry;
+        } else {
+          p.launch_detail = "the cached graph of this pipeline shape is in use by another run";
+        }
+      }
+    }
+    auto staging = d.staging.acquire(std::max<std::size_t>(layout.staged_bytes, 1));
+    if (!staging) return staging.error();
+    p.staging = *staging;
+    std::byte* base = nullptr;
+    if (p.graph) {
+      base = p.graph->device;
+    } else {
+      if (Status s = check_pool_limit(d, layout.device_bytes); !s) return s;
+      auto allocated = allocate_device(d, lane, layout.device_bytes);
+      if (!allocated) return allocated.error();
+      p.device_bytes = layout.device_bytes;
+      base = *allocated;
+    }
+    std::byte* per_run = p.graph ? nullptr : base;  // freed in stream order after the download
+
+    Status s = upload_pipeline_inputs(d, lane, pl, layout, base, p);
+    if (s && p.graph) {
+      p.launch = PipelineLaunch::graph_replayed;
+      if (cudaError_t e = cudaGraphLaunch(p.graph->exec, lane.stream); e != cudaSuccess) s = to_error(e, "cudaGraphLaunch");
+    } else if (s && !found) {
+      Result<cudaGraphExec_t> exec = capture_pipeline(lane, program, pl, layout, base);
+      if (exec) {
+        s = cache_graph(d, key, *exec, base, layout.device_bytes, p);
+        if (s) {
+          per_run = nullptr;  // the entry owns the memory now
+          p.device_bytes = 0;
+          p.launch = PipelineLaunch::graph_captured;
+          if (cudaError_t e = cudaGraphLaunch(p.graph->exec, lane.stream); e != cudaSuccess) {
+            s = to_error(e, "cudaGraphLaunch");
+          }
+        }
+      } else {
+        p.launch_detail = "not captured: " + exec.error().message();
+        remember_uncapturable(d, key, p.launch_detail);
+        s = stream_pipeline(lane, program, pl, layout, base, p);
+      }
+    } else if (s) {
+      s = stream_pipeline(lane, program, pl, layout, base, p);
+    }
+    const std::size_t download = layout.staged_bytes - layout.upload_bytes;
+    if (s && download > 0) s = begin_timed_copy(lane, p, lane.stream, TransferDirection::device_to_host, download);
+    if (s && download > 0) {
+      if (cudaError_t e = cudaMemcpyAsync(p.staging.data + layout.upload_bytes, base + layout.upload_bytes, download,
+                                          cudaMemcpyDeviceToHost, lane.stream);
+          e != cudaSuccess) {
+        s = to_error(e, "cudaMemcpyAsync(pipeline download)");
+      } else {
+        moved(d, TransferDirection::device_to_host, download);
+        s = end_timed_copy(p, lane.stream);
+      }
+    }
+    if (per_run != nullptr) {
+      const cudaError_t freed = cudaFreeAsync(per_run, lane.stream);
+      if (s && freed != cudaSuccess) s = to_error(freed, "cudaFreeAsync");
+    }
+    if (s) s = record_event(lane, p);
+    if (!s) {
+      cudaStreamSynchronize(lane.stream);  // the stream may still use the staging memory
+      cudaGetLastError();
+      release_device_bytes(d, p.device_bytes);
+      p.device_bytes = 0;
+    }
+    return s;
+  }
+
+  // One copy of the external inputs (packed into staging) to the device.
+  Status upload_pipeline_inputs(DeviceState& d, Lane& lane, const PreparedPipeline& pl, const PipelineLayout& layout,
+                                std::byte* base, Pending& p) {
+    if (layout.upload_bytes == 0) return {};
+    for (std::size_t i = 0; i < pl.inputs.size(); ++i) {
+      host_copy(p.staging.data + layout.input[i], static_cast<const std::byte*>(pl.inputs[i].data), pl.inputs[i].bytes());
+    }
+    if (Status s = begin_timed_copy(lane, p, lane.stream, TransferDirection::host_to_device, layout.upload_bytes); !s) {
+      return s;
+    }
+    GB_CUDA_TRY(cudaMemcpyAsync(base, p.staging.data, layout.upload_bytes, cudaMemcpyHostToDevice, lane.stream));
+    moved(d, TransferDirection::host_to_device, layout.upload_bytes);
+    return end_timed_copy(p, lane.stream);
+  }
+
+  // The stages' launches on the lane's stream, with an event between stages when timing stages.
+  Status stream_pipeline(Lane& lane, cuda::NvrtcProgram& program, const PreparedPipeline& pl,
+                         const PipelineLayout& layout, std::byte* base, Pending& p) {
+    p.launch = PipelineLaunch::stream;
+    const auto mark = [&]() -> Status {
+      if (!time_stages_) return {};
+      cudaEvent_t e = nullptr;
+      if (Status s = take_timing_event(lane, e); !s) return s;
+      p.stage_events.push_back(e);
+      GB_CUDA_TRY(cudaEventRecord(e, lane.stream));
+      return {};
+    };
+    if (Status s = mark(); !s) return s;
+    for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+      const PreparedStage& st = pl.stages[i];
+      const SlotPointers slots = layout.pointers(base, st, i);
+      CudaLauncher launcher(program, lane, slots, pl.dtype);
+      if (Status s = detail::enqueue_recipe(*st.def->gpu, launcher, PipelineLayout::shape(st)); !s) {
+        return s.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+      }
+      if (Status s = mark(); !s) return s;
+    }
+    return {};
+  }
+
+  // Captures the stages' launches on the lane's stream into a graph and instantiates it. The
+  // capture is always ended; nothing runs. Errors say why the pipeline cannot be captured.
+  Result<cudaGraphExec_t> capture_pipeline(Lane& lane, cuda::NvrtcProgram& program, const PreparedPipeline& pl,
+                                           const PipelineLayout& layout, std::byte* base) {
+    bool blas = false;
+    for (const PreparedStage& st : pl.stages) blas = blas || st.def->gpu->uses_blas;
+    if (blas && lane.cublas == nullptr) {  // created outside the capture
+      const cuda::CublasLibrary& cublas = cuda::CublasLibrary::instance();
+      if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());
+      auto handle = cublas.create_handle();
+      if (!handle) return handle.error();
+      lane.cublas = *handle;
+    }
+    GB_CUDA_TRY(cudaStreamBeginCapture(lane.stream, cudaStreamCaptureModeThreadLocal));
+    Status s;
+    for (std::size_t i = 0; s && i < pl.stages.size(); ++i) {
+      const PreparedStage& st = pl.stages[i];
+      const SlotPointers slots = layout.pointers(base, st, i);
+      CudaLauncher launcher(program, lane, slots, pl.dtype, true);
+      s = detail::enqueue_recipe(*st.def->gpu, launcher, PipelineLayout::shape(st));
+      if (!s) s = s.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(lane.stream, &graph);
+    if (s && ended != cudaSuccess) s = to_error(ended, "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    if (s) {
+      if (cudaError_t e = cudaGraphInstantiate(&exec, graph, 0); e != cudaSuccess) s = to_error(e, "cudaGraphInstantiate");
+    }
+    if (graph != nullptr) cudaGraphDestroy(graph);  // the executable graph keeps what it needs
+    if (!s) {
+      cudaGetLastError();  // a failed capture leaves its error; the stream is usable again
+      return s.error();
+    }
+    return exec;
+  }
+
+  // Puts a captured graph and its memory in the cache (evicting the least recently used entry
+  // beyond kGraphCacheEntries; a run in flight keeps an evicted entry alive) and in p.graph.
+  Status cache_graph(DeviceState& d, const std::string& key, cudaGraphExec_t exec, std::byte* base,
+                     std::size_t bytes, Pending& p) {
+    std::shared_ptr<GraphEntry> entry;
+    try {
+      entry = std::make_shared<GraphEntry>();
+    } catch (const std::bad_alloc&) {
+      cudaGraphExecDestroy(exec);
+      return Error(ErrorCode::resource_exhausted, "out of host memory caching a pipeline graph");
+    }
+    entry->cuda_ordinal = d.cuda_ordinal;
+    entry->exec = exec;
+    entry->device = base;
+    entry->bytes = bytes;
+    entry->pool_mutex = &d.pool_mutex;
+    entry->pool_stats = &d.pool_stats;
+    entry->in_use.store(true, std::memory_order_release);
+    p.graph = entry;
+    insert_graph(d, key, std::move(entry));
+    return {};
+  }
+
+  void remember_uncapturable(DeviceState& d, const std::string& key, const std::string& why) {
+    try {
+      auto entry = std::make_shared<GraphEntry>();
+      entry->uncapturable = why;
+      insert_graph(d, key, std::move(entry));
+    } catch (const std::bad_alloc&) {
+      // Not remembered: the next run of this shape tries to capture again.
+    }
+  }
+
+  static void insert_graph(DeviceState& d, const std::string& key, std::shared_ptr<GraphEntry> entry) {
+    std::shared_ptr<GraphEntry> evicted;  // destroyed after the lock is released
+    std::lock_guard lock(d.graph_mutex);
+    auto it = d.graphs.find(key);
+    if (it != d.graphs.end()) {  // raced with another run of the same shape: replace
+      evicted = std::move(it->second.first);
+      d.graph_lru.erase(it->second.second);
+      d.graphs.erase(it);
+    }
+    d.graph_lru.push_front(key);
+    d.graphs.emplace(key, std::make_pair(std::move(entry), d.graph_lru.begin()));
+    if (d.graphs.size() > kGraphCacheEntries) {
+      auto last = d.graphs.find(d.graph_lru.back());
+      evicted = std::move(last->second.first);
+      d.graphs.erase(last);
+      d.graph_lru.pop_back();
+    }
+  }
+
+  // After completion: each stage's check on its aux, the returned outputs out of staging, and
+  // the stage times (stream launches with stage timing).
+  Result<PipelineOutput> unpack_pipeline(const Pending& p) {
+    const PreparedPipeline& pl = *p.pipeline;
+    const PipelineLayout layout(pl);
+    const std::size_t t = size_of(pl.dtype);
+    for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+      const detail::GpuRecipe& recipe = *pl.stages[i].def->gpu;
+      if (recipe.check == nullptr || layout.aux_elems[i] == 0) continue;
+      std::vector<double> aux(layout.aux_elems[i]);
+      const std::byte* src = p.staging.data + layout.aux[i];
+      for (std::size_t k = 0; k < aux.size(); ++k) {
+        if (pl.dtype == DType::f32) {
+          float v;
+          std::memcpy(&v, src + k * t, sizeof v);
+          aux[k] = v;
+        } else {
+          std::memcpy(&aux[k], src + k * t, sizeof(double));
+        }
+      }
+      if (Status s = recipe.check(aux); !s) {
+        return s.error().with_context("stage " + std::to_string(i) + " (" + pl.stages[i].def->id + ")");
+      }
+    }
+    PipelineOutput out;
+    try {
+      out.outputs.resize(pl.stages.size());
+      for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+        if (!pl.stages[i].returned) continue;
+        out.outputs[i] = Tensor::uninitialized(pl.dtype, pl.stages[i].shape.output_count);
+        host_copy(static_cast<std::byte*>(out.outputs[i].data()), p.staging.data + layout.output[i],
+                  out.outputs[i].bytes());
+      }
+    } catch (const std::bad_alloc&) {
+      return Error(ErrorCode::resource_exhausted, "out of host memory for the outputs of a pipeline");
+    }
+    out.launch = p.launch;
+    out.launch_detail = p.launch_detail;
+    if (p.stage_events.size() == pl.stages.size() + 1) {
+      const auto observed = std::chrono::steady_clock::now();
+      const auto ns = [](float ms) {
+        return std::chrono::nanoseconds(static_cast<std::int64_t>(static_cast<double>(ms) * 1e6));
+      };
+      for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+        float duration_ms = 0;
+        float to_end_ms = 0;
+        if (cudaEventElapsedTime(&duration_ms, p.stage_events[i], p.stage_events[i + 1]) != cudaSuccess ||
+            cudaEventElapsedTime(&to_end_ms, p.stage_events[i], p.stage_events.back()) != cudaSuccess) {
+          cudaGetLastError();
+          continue;
+        }
+        out.timings.push_back({i, observed - ns(to_end_ms), ns(duration_ms)});
+      }
+    }
+    return out;
+  }
+
   // Checks each segment and copies its output from staging into its request (statuses set).
   void scatter(const Pending& p) {
     const BatchCall& c = *p.batch;
@@ -1072,6 +1537,8 @@ class CudaBackend final : public Backend {
       recycle_timing_event(lane, std::exchange(p.timed[i].end, nullptr));
     }
     p.timed_count = 0;
+    for (cudaEvent_t e : p.stage_events) recycle_timing_event(lane, e);
+    p.stage_events.clear();
   }
 
   void complete_loop(DeviceState& d, Lane& lane) {
@@ -1093,6 +1560,18 @@ class CudaBackend final : public Backend {
         release_device_bytes(d, p.device_bytes);
         release_host(d, lane, p);
         p.resident_done(std::move(status));
+        continue;
+      }
+      if (p.pipeline != nullptr) {
+        const cudaError_t e = cudaEventSynchronize(p.event);
+        Result<PipelineOutput> out =
+            e == cudaSuccess ? unpack_pipeline(p) : Result<PipelineOutput>(to_error(e, "running a pipeline"));
+        if (e == cudaSuccess) report_timed_copies(d, p);
+        release_device_bytes(d, p.device_bytes);
+        release_host(d, lane, p);
+        if (p.graph) p.graph->in_use.store(false, std::memory_order_release);
+        p.graph.reset();
+        p.pipeline_done(std::move(out));
         continue;
       }
       if (p.batch != nullptr) {
@@ -1180,6 +1659,7 @@ class CudaBackend final : public Backend {
 
   std::shared_ptr<ComputeObserver> observer_;  // null: none
   const bool time_transfers_;                  // observer_->wants_transfer_timing(), asked once
+  const bool time_stages_;                     // observer_->wants_stage_timing(), asked once
   std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: lanes' threads use it until joined
   std::vector<std::unique_ptr<DeviceState>> devices_;
   std::string reason_;

@@ -26,6 +26,10 @@
 // its download on its map (the commands that move the data on a discrete device). Without
 // timing, the queues are plain ones and nothing is noted.
 //
+// Pipelines (execute_pipeline): one lane, one write per external input, every stage's recipe
+// back to back over device buffers, one read per returned output (see "Pipelines"). With stage
+// timing wanted the lanes are profiling queues too, and each stage's time is reported.
+//
 // Resident memory: a block is an exact-size buffer of the device pool (counted in its
 // statistics, returned by the block's destructor). Every resident write, read and execute of a
 // device runs on one lane and completes through its thread in issue order (see "Resident memory").
@@ -324,6 +328,14 @@ struct PendingCall {
   std::string_view timing_device;
   std::array<TimedTransfer, kMaxTimedTransfers> timed{};
   std::size_t timed_count = 0;
+  // A pipeline instead of `call` (see "Pipelines"): `buffers` holds its external inputs, then per
+  // stage its output, scratch and aux; stage_events[i] = [first, end) of stage i's launch events.
+  std::shared_ptr<const PreparedPipeline> pipeline;
+  PipelineDone pipeline_done;
+  std::vector<Tensor> stage_outputs;
+  std::vector<std::vector<std::byte>> stage_aux;
+  std::vector<std::pair<std::size_t, std::size_t>> stage_events;
+  bool time_stages = false;  // report each stage's profiled time
 };
 
 // Notes p.events.back(), a copy of `bytes` in `direction`, for timing (when timing is on).
@@ -450,6 +462,7 @@ void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
 }
 
 void call_resident_done(ResidentDone& done, Status status) noexcept;
+void complete_pipeline(PendingCall& p, const cl::CommandQueue& queue) noexcept;
 
 // Completes resident work exactly once: waits, runs an execute's check, returns its temporary
 // buffers, calls done.
@@ -477,6 +490,10 @@ void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   }
   if (p.resident) {
     complete_resident(p, queue);
+    return;
+  }
+  if (p.pipeline != nullptr) {
+    complete_pipeline(p, queue);
     return;
   }
   std::optional<Result<Tensor>> result;
@@ -648,6 +665,7 @@ struct ClDevice {
   std::shared_ptr<BufferPool> pool;  // shared with the resident blocks, which may outlive the device
   std::shared_ptr<ComputeObserver> observer;  // bytes moved; null: none
   bool time_transfers = false;  // observer->wants_transfer_timing(): the lanes are profiling queues
+  bool time_stages = false;     // observer->wants_stage_timing(): profiling queues too
   std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
@@ -689,6 +707,7 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   info.id = "opencl:" + std::to_string(ordinal);
   d->observer = options.observer;
   d->time_transfers = d->observer != nullptr && d->observer->wants_transfer_timing();
+  d->time_stages = d->observer != nullptr && d->observer->wants_stage_timing();
   info.backend = BackendKind::opencl;
   info.ordinal = ordinal;
 
@@ -759,7 +778,8 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
                                                  capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE",
                                                  CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR);
   for (std::size_t i = 0; i < kLanes; ++i) {
-    const cl_command_queue_properties properties = d->time_transfers ? CL_QUEUE_PROFILING_ENABLE : 0;
+    const cl_command_queue_properties properties =
+        d->time_transfers || d->time_stages ? CL_QUEUE_PROFILING_ENABLE : 0;
     cl::CommandQueue queue(d->context, device, properties, &err);
     if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
     d->lanes[i] = std::make_unique<Lane>(i, std::move(queue));
@@ -1026,6 +1046,196 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
   return {};
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines
+//
+// A pipeline runs on one lane: the external inputs are written once, every stage's recipe is
+// enqueued back to back over device buffers (a stage's input slots are the buffers of the
+// external inputs or of earlier stages' outputs), then the returned outputs and every stage's
+// aux are read back. Nothing goes to the host in between, except what a recipe itself reads back
+// (GpuLauncher::read, a blocking read on the in-order queue). All buffers come from the device
+// pool at once and go back on completion. Launch mode: stream.
+
+// Takes the pipeline's buffers and enqueues all its commands on `lane`, recording them in `p`.
+Status enqueue_pipeline(ClDevice& d, Lane& lane, PendingCall& p) {
+  const PreparedPipeline& pl = *p.pipeline;
+  ProgramState* program = nullptr;
+  for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+    const PreparedStage& st = pl.stages[i];
+    Result<ProgramState*> got = runnable(d, *st.def, pl.dtype);
+    if (!got) return got.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+    if (st.inputs.size() > kMaxInputs) {
+      return Error(ErrorCode::failed_precondition, "stage " + std::to_string(i) + " (" + st.def->id +
+                                                       ") has more inputs than GPU recipes take");
+    }
+    program = *got;
+  }
+  const std::uint64_t elem = size_of(pl.dtype);
+  std::vector<std::uint64_t> sizes;
+  for (const TensorView& in : pl.inputs) sizes.push_back(in.count * elem);
+  struct StageBuffers {
+    std::size_t output = 0;
+    int scratch = -1, aux = -1;
+    std::size_t aux_elems = 0;
+  };
+  std::vector<StageBuffers> stage_buffers(pl.stages.size());
+  for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+    const PreparedStage& st = pl.stages[i];
+    const detail::ShapedArgs shape{st.shape.input_counts, st.shape.output_count, st.scalars};
+    const detail::ShapedBuffers temporaries = detail::buffers_for(*st.def->gpu, shape);
+    StageBuffers& b = stage_buffers[i];
+    b.output = sizes.size();
+    sizes.push_back(st.shape.output_count * elem);
+    if (temporaries.scratch_elems > 0) {
+      b.scratch = static_cast<int>(sizes.size());
+      sizes.push_back(temporaries.scratch_elems * elem);
+    }
+    if (temporaries.aux_elems > 0) {
+      b.aux = static_cast<int>(sizes.size());
+      sizes.push_back(temporaries.aux_elems * elem);
+    }
+    b.aux_elems = temporaries.aux_elems;
+  }
+  Result<std::vector<PooledBuffer>> buffers = d.pool->acquire(sizes);
+  if (!buffers) return buffers.error();
+  p.buffers = std::move(buffers.value());
+  p.pool = d.pool.get();
+  p.stage_outputs.resize(pl.stages.size());
+  p.stage_aux.resize(pl.stages.size());
+  p.stage_events.reserve(pl.stages.size());
+  p.events.reserve(pl.inputs.size() + 4 * pl.stages.size());
+  p.commands.reserve(p.events.capacity());
+
+  const cl::CommandQueue& queue = lane.queue();
+  std::lock_guard lock(lane.enqueue_mutex());
+  for (std::size_t i = 0; i < pl.inputs.size(); ++i) {
+    cl::Event event;
+    const std::uint64_t bytes = pl.inputs[i].count * elem;
+    const cl_int err = queue.enqueueWriteBuffer(p.buffers[i].buffer, CL_FALSE, 0, static_cast<cl::size_type>(bytes),
+                                                pl.inputs[i].data, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueWriteBuffer(pipeline input)");
+    p.events.push_back(std::move(event));
+    p.commands.push_back("clEnqueueWriteBuffer(pipeline input)");
+    note_timed_transfer(p, TransferDirection::host_to_device, bytes);
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, bytes);
+  }
+  for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+    const PreparedStage& st = pl.stages[i];
+    const StageBuffers& b = stage_buffers[i];
+    std::array<const cl::Buffer*, kSlotCount> slots{};
+    for (std::size_t k = 0; k < st.inputs.size(); ++k) {
+      const StageInput& from = st.inputs[k];
+      slots[k] = from.source == StageInput::Source::external ? &p.buffers[from.index].buffer
+                                                              : &p.buffers[stage_buffers[from.index].output].buffer;
+    }
+    slots[static_cast<std::size_t>(detail::Slot::output)] = &p.buffers[b.output].buffer;
+    if (b.scratch >= 0) slots[static_cast<std::size_t>(detail::Slot::scratch)] = &p.buffers[static_cast<std::size_t>(b.scratch)].buffer;
+    if (b.aux >= 0) slots[static_cast<std::size_t>(detail::Slot::aux)] = &p.buffers[static_cast<std::size_t>(b.aux)].buffer;
+    const std::size_t first = p.events.size();
+    ClLauncher launcher(lane, program->kernels[lane.index()], pl.dtype, slots, p);
+    const detail::ShapedArgs shape{st.shape.input_counts, st.shape.output_count, st.scalars};
+    if (Status s = detail::enqueue_recipe(*st.def->gpu, launcher, shape); !s) {
+      return s.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+    }
+    p.stage_events.emplace_back(first, p.events.size());
+  }
+  const auto read = [&](const cl::Buffer& buffer, void* dst, std::uint64_t bytes, std::string_view name) -> Status {
+    cl::Event event;
+    const cl_int err =
+        queue.enqueueReadBuffer(buffer, CL_FALSE, 0, static_cast<cl::size_type>(bytes), dst, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, name);
+    p.events.push_back(std::move(event));
+    p.commands.push_back(name);
+    note_timed_transfer(p, TransferDirection::device_to_host, bytes);
+    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, bytes);
+    return {};
+  };
+  for (std::size_t i = 0; i < pl.stages.size(); ++i) {
+    const StageBuffers& b = stage_buffers[i];
+    if (pl.stages[i].returned) {
+      p.stage_outputs[i] = Tensor::uninitialized(pl.dtype, pl.stages[i].shape.output_count);
+      Tensor& out = p.stage_outputs[i];
+      if (Status s = read(p.buffers[b.output].buffer, out.data(), out.bytes(), "clEnqueueReadBuffer(pipeline output)");
+          !s) {
+        return s;
+      }
+    }
+    if (b.aux >= 0 && pl.stages[i].def->gpu->check != nullptr) {
+      p.stage_aux[i].resize(b.aux_elems * elem);
+      if (Status s = read(p.buffers[static_cast<std::size_t>(b.aux)].buffer, p.stage_aux[i].data(),
+                          p.stage_aux[i].size(), "clEnqueueReadBuffer(pipeline aux)");
+          !s) {
+        return s;
+      }
+    }
+  }
+  if (const cl_int err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
+  return {};
+}
+
+// Each stage's profiled time, from its first launch's start to its last launch's end, anchored
+// like the transfers (the last command's end at `observed`). Stages whose events cannot be read
+// are left out.
+std::vector<StageTiming> profiled_stage_times(const PendingCall& p, std::chrono::steady_clock::time_point observed) {
+  std::vector<StageTiming> out;
+  cl_ulong anchor = 0;
+  if (p.events.empty() || p.events.back().getProfilingInfo(CL_PROFILING_COMMAND_END, &anchor) != CL_SUCCESS) return out;
+  for (std::size_t i = 0; i < p.stage_events.size(); ++i) {
+    const auto [first, end] = p.stage_events[i];
+    if (first >= end) continue;
+    cl_ulong start = 0;
+    cl_ulong finish = 0;
+    if (p.events[first].getProfilingInfo(CL_PROFILING_COMMAND_START, &start) != CL_SUCCESS ||
+        p.events[end - 1].getProfilingInfo(CL_PROFILING_COMMAND_END, &finish) != CL_SUCCESS || finish < start ||
+        anchor < start) {
+      continue;
+    }
+    out.push_back({i, observed - std::chrono::nanoseconds(anchor - start), std::chrono::nanoseconds(finish - start)});
+  }
+  return out;
+}
+
+// Completes a pipeline exactly once: waits, runs each stage's check on its aux, returns the
+// buffers, calls done.
+void complete_pipeline(PendingCall& p, const cl::CommandQueue& queue) noexcept {
+  std::optional<Result<PipelineOutput>> result;
+  try {
+    Status s = wait_for_commands(p, queue);
+    const auto observed = std::chrono::steady_clock::now();
+    if (s) report_timed_transfers(p, observed);
+    const PreparedPipeline& pl = *p.pipeline;
+    for (std::size_t i = 0; s && i < pl.stages.size() && i < p.stage_aux.size(); ++i) {
+      const detail::GpuRecipe& recipe = *pl.stages[i].def->gpu;
+      if (recipe.check == nullptr || p.stage_aux[i].empty()) continue;
+      p.aux = std::move(p.stage_aux[i]);
+      if (Status c = check_aux(recipe, pl.dtype, p); !c) {
+        s = c.error().with_context("stage " + std::to_string(i) + " (" + pl.stages[i].def->id + ")");
+      }
+    }
+    if (s) {
+      PipelineOutput out;
+      out.outputs = std::move(p.stage_outputs);
+      out.launch = PipelineLaunch::stream;
+      if (p.time_stages) out.timings = profiled_stage_times(p, observed);
+      result.emplace(std::move(out));
+    } else {
+      result.emplace(s.error());
+    }
+  } catch (const std::exception& e) {
+    result.emplace(Error(ErrorCode::internal, std::string("completing an OpenCL pipeline: ") + e.what()));
+  } catch (...) {
+    result.emplace(Error(ErrorCode::internal, "completing an OpenCL pipeline: unknown exception"));
+  }
+  if (p.pool != nullptr) p.pool->release(p.buffers);
+  PipelineDone done = std::move(p.pipeline_done);
+  try {
+    done(std::move(*result));
+  } catch (...) {
+    std::fputs("gpubridge: an OpenCL pipeline completion threw; exception ignored\n", stderr);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Resident memory
 //
@@ -1257,6 +1467,27 @@ class OpenClBackend final : public Backend {
     time_if_wanted(*d, *p);
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
     submit(lane, std::move(p), "batch", [&](PendingCall& pending) { return enqueue_batch(*d, lane, pending); });
+  }
+
+  void execute_pipeline(int ordinal, std::shared_ptr<const PreparedPipeline> pipeline, PipelineDone done) override {
+    ClDevice* d = device(ordinal);
+    if (d == nullptr || pipeline == nullptr) {
+      done(d == nullptr ? no_such_device(ordinal) : Error(ErrorCode::internal, "OpenCL execute_pipeline: empty pipeline"));
+      return;
+    }
+    std::unique_ptr<PendingCall> p;
+    try {
+      p = std::make_unique<PendingCall>();
+    } catch (const std::bad_alloc&) {
+      done(Error(ErrorCode::resource_exhausted, "out of host memory starting an OpenCL pipeline"));
+      return;
+    }
+    p->pipeline = std::move(pipeline);
+    p->pipeline_done = std::move(done);
+    p->time_stages = d->time_stages;
+    time_if_wanted(*d, *p);
+    Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
+    submit(lane, std::move(p), "pipeline", [&](PendingCall& pending) { return enqueue_pipeline(*d, lane, pending); });
   }
 
   // Enqueues a call or batch with `enqueue`, then hands it to the lane's completion thread, or
