@@ -455,11 +455,16 @@ class Batcher final : public DynamicBatcher {
         ++failed;
       }
       if (code == ErrorCode::deadline_exceeded) ExecutorAccess::count_deadlines(executor_, b.requests.size());
-      for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
     }
+    // Counted before the callers hear of it, so that statistics read after completion include it.
     lock.lock();
     stats_.failed += failed;
     if (code == ErrorCode::deadline_exceeded) stats_.expired += failed;
+    lock.unlock();
+    for (std::size_t i = 0; i < count; ++i) {
+      for (BatchRequest* r : late[i]->requests) notify(*r);  // the caller owns each request again
+    }
+    lock.lock();
     running_ -= failed;
     for (std::size_t i = 0; i < count; ++i) {
       InflightBatch& b = *late[i];

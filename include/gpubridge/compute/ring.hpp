@@ -1,0 +1,290 @@
+#pragma once
+// Ring protocol for persistent ("resident") actors: a request ring (host -> server) and a completion
+// ring (server -> host) in one shared memory block. The CPU server here and the CUDA persistent
+// kernel (over cudaHostAlloc(cudaHostAllocMapped) memory) follow the SAME layout and protocol.
+//
+// Memory block (all fields plain-old-data; every reference is a byte offset from the block base,
+// never a pointer; every region starts on a 64-byte boundary; sizes in RingHeader):
+//   [RingHeader][request slots][completion slots][actor table][actor states][payload pool]
+// Slot: 256 bytes (RingSlot). `turn` is the slot's sequence number (Vyukov bounded queue):
+//   ring of capacity C (a power of two, all C slots usable), slot i starts with turn = i.
+//   Producer claiming position p (slot p & (C-1)): ready to write when turn == p; it claims p by
+//   compare-and-swap of the ring's `enqueue` counter p -> p+1 (request ring: many producers),
+//   fills the slot, then publishes with a release store turn = p + 1.
+//   Consumer at position p: ready to read when turn == p + 1 (acquire load); it copies what it
+//   needs, then frees the slot with a release store turn = p + C and advances `dequeue` to p + 1.
+//   turn < p for a producer means the ring is full; turn < p + 1 for a consumer means empty.
+//   Counters are 64-bit and never wrap in practice; slot index = counter & (C-1).
+// Request slot: request_id (caller's correlation number), actor_id, handler_id, payload_bytes;
+//   payload inline (<= kInlinePayloadBytes) or, with kSlotPayloadInPool, at payload_offset in the
+//   pool. reply_capacity bounds the reply; reply_offset != 0 names a pool block of that capacity
+//   reserved by the host for a reply larger than kInlinePayloadBytes. The server never allocates.
+// Completion slot: same request_id/actor_id/handler_id, status (ErrorCode), payload_bytes and the
+//   reply inline or at payload_offset (the host's reply block). The server frees a request's slot
+//   before publishing its completion, so a caller that holds its reply can reuse that slot. On error the payload is the error
+//   message text (inline, truncated to kInlinePayloadBytes).
+// Actor table: actor_count ActorEntry records (type, state offset/size, active flag). Only the
+//   server writes entries and states; activation/deactivation travel through the request ring as
+//   reserved handlers (kActivateHandler copies the payload into the state and marks it active;
+//   kDeactivateHandler replies with the state and marks it inactive), so they are ordered with
+//   the actor's other messages and no lock is shared with the server.
+// Liveness and lifecycle words in RingHeader: `control` (host writes: run, drain, stop),
+//   `server_state` (server writes: not_started, running, stopped), `heartbeat` (server increments
+//   every poll iteration; a host watchdog declares the server dead when it stops moving while
+//   calls are pending). Handlers must therefore be shorter than the watchdog's window.
+// Fences: host side uses std::atomic_ref with acquire loads of turn/control/state/heartbeat and
+//   release stores after writing a slot's body; the device side uses volatile (or cuda::atomic_ref
+//   system scope) loads of turn/control, and __threadfence_system() between writing a slot's body
+//   and the release store of its turn (and between reading a body and freeing the slot).
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "gpubridge/core/result.hpp"
+
+namespace gpubridge::compute::ring {
+
+inline constexpr std::uint32_t kRingMagic = 0x47425247u;  // "GBRG"
+inline constexpr std::uint32_t kRingVersion = 1;
+inline constexpr std::size_t kRegionAlignment = 64;
+inline constexpr std::size_t kSlotBytes = 256;
+inline constexpr std::size_t kSlotHeaderBytes = 56;
+inline constexpr std::size_t kInlinePayloadBytes = kSlotBytes - kSlotHeaderBytes;  // 200
+inline constexpr std::uint32_t kMaxRingSlots = 1u << 24;
+
+// Handler ids at or above kFirstReservedHandler belong to the protocol.
+inline constexpr std::uint32_t kFirstReservedHandler = 0xFFFFFF00u;
+inline constexpr std::uint32_t kActivateHandler = 0xFFFFFFF0u;
+inline constexpr std::uint32_t kDeactivateHandler = 0xFFFFFFF1u;
+
+// RingSlot::flags bits.
+inline constexpr std::uint32_t kSlotPayloadInPool = 1u;
+
+enum class ControlWord : std::uint32_t { run = 0, drain = 1, stop = 2 };
+enum class ServerState : std::uint32_t { not_started = 0, running = 1, stopped = 2 };
+
+struct alignas(kRegionAlignment) RingSlot {
+  std::uint64_t turn;            // sequence number of the slot (see protocol above); atomic
+  std::uint64_t request_id;      // correlation number chosen by the host
+  std::uint32_t actor_id;
+  std::uint32_t handler_id;
+  std::uint32_t payload_bytes;
+  std::uint32_t flags;           // kSlotPayloadInPool
+  std::uint64_t payload_offset;  // pool block of the payload when kSlotPayloadInPool
+  std::uint64_t reply_offset;    // request: pool block reserved for the reply (0: inline reply)
+  std::uint32_t reply_capacity;  // request: most bytes the reply may hold
+  std::uint32_t status;          // completion: ErrorCode
+  std::byte inline_payload[kInlinePayloadBytes];
+};
+static_assert(sizeof(RingSlot) == kSlotBytes);
+
+struct alignas(kRegionAlignment) RingHeader {
+  // Geometry: written once when the block is created, read-only afterwards.
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t request_capacity;
+  std::uint32_t completion_capacity;
+  std::uint64_t request_slots_offset;
+  std::uint64_t completion_slots_offset;
+  std::uint64_t actor_table_offset;
+  std::uint64_t pool_offset;
+  std::uint32_t pool_chunk_bytes;
+  std::uint32_t pool_chunk_count;
+  std::uint32_t actor_count;
+  std::uint32_t reserved0;
+  std::uint64_t total_bytes;
+  // Counters, each on its own cache line (atomic).
+  alignas(kRegionAlignment) std::uint64_t request_enqueue;   // host producers (CAS)
+  alignas(kRegionAlignment) std::uint64_t request_dequeue;   // server only
+  alignas(kRegionAlignment) std::uint64_t completion_enqueue;  // server only
+  alignas(kRegionAlignment) std::uint64_t completion_dequeue;  // host dispatcher only
+  // Lifecycle (atomic).
+  alignas(kRegionAlignment) std::uint64_t heartbeat;  // server increments
+  std::uint32_t server_state;                         // ServerState, server writes
+  std::uint32_t control;                              // ControlWord, host writes
+};
+
+struct alignas(32) ActorEntry {
+  std::uint64_t state_offset;  // from the block base
+  std::uint32_t state_bytes;
+  std::uint32_t type_id;
+  std::uint32_t active;        // server writes (1 = active)
+  std::uint32_t reserved[3];
+};
+static_assert(sizeof(ActorEntry) == 32);
+
+struct ActorTypeConfig {
+  std::uint32_t type_id = 0;
+  std::uint32_t state_bytes = 0;  // fixed state size of every actor of this type (> 0)
+  std::uint32_t max_actors = 0;   // actor ids of this type are a contiguous range
+};
+
+struct RingConfig {
+  std::uint32_t request_slots = 1024;     // power of two, 2..kMaxRingSlots
+  std::uint32_t completion_slots = 1024;  // power of two, 2..kMaxRingSlots
+  std::uint32_t pool_chunk_bytes = 4096;  // multiple of 64; payloads > inline use whole chunks
+  std::uint32_t pool_chunks = 1024;       // 0: no pool (payloads and replies inline only)
+  std::vector<ActorTypeConfig> actor_types;
+};
+
+// Owns one shared block laid out as above (on the CPU: zeroed, 64-byte aligned host memory).
+// Must outlive every client and server attached to it. Not copyable.
+class RingMemory {
+ public:
+  // invalid_argument for a zero-sized or non-power-of-two ring, bad pool geometry, a zero state
+  // size, or duplicate actor type ids; resource_exhausted when the block cannot be allocated.
+  static Result<std::unique_ptr<RingMemory>> create(const RingConfig& config);
+  ~RingMemory();
+  RingMemory(const RingMemory&) = delete;
+  RingMemory& operator=(const RingMemory&) = delete;
+
+  std::byte* base() const noexcept { return base_; }
+  std::size_t size_bytes() const noexcept { return size_; }
+  RingHeader& header() const noexcept { return *reinterpret_cast<RingHeader*>(base_); }
+  const RingConfig& config() const noexcept { return config_; }
+  // Largest payload or reply one message can carry (the whole pool, or inline without a pool).
+  std::size_t max_payload_bytes() const noexcept;
+
+ private:
+  RingMemory(std::byte* base, std::size_t size, RingConfig config)
+      : base_(base), size_(size), config_(std::move(config)) {}
+  std::byte* base_;
+  std::size_t size_;
+  RingConfig config_;
+};
+
+// A handler: reads the payload, may update the actor's state, writes at most payload_out.size()
+// bytes of reply and returns how many it wrote. Runs on the server thread, one message at a time.
+using HandlerFn = std::function<Result<std::size_t>(std::span<std::byte> actor_state,
+                                                    std::span<const std::byte> payload_in,
+                                                    std::span<std::byte> payload_out)>;
+
+struct HandlerSpec {
+  std::uint32_t handler_id = 0;
+  std::uint32_t actor_type = 0;  // the actor type this handler serves
+  HandlerFn fn;
+};
+
+// Handler id -> handler. Built on one thread, then handed to a server (immutable once there).
+class HandlerTable {
+ public:
+  // invalid_argument for a reserved id or an empty function; already_exists for a duplicate id.
+  Status add(HandlerSpec spec);
+  const HandlerSpec* find(std::uint32_t handler_id) const noexcept;
+  std::size_t size() const noexcept { return handlers_.size(); }
+
+ private:
+  std::vector<HandlerSpec> handlers_;  // sorted by handler_id
+};
+
+// Thrown by a handler in tests to simulate a kernel that died: the server thread leaves its loop
+// at once, without completing the message, updating its state or heartbeating again.
+struct SimulatedServerCrash {};
+
+struct CpuRingServerOptions {
+  std::uint32_t idle_spins = 64;                         // empty polls before sleeping
+  std::chrono::microseconds idle_sleep{50};              // sleep between polls when idle
+};
+
+// The CPU stand-in for the persistent kernel: one thread polls the request ring, runs handlers
+// over the actor table and writes completions. Thread-safe: lifecycle calls and reload() may come
+// from any thread. One-shot: after stop/drain it cannot be started again on the same block.
+class CpuRingServer {
+ public:
+  // invalid_argument when the block's header is not a ring block of this version.
+  static Result<std::unique_ptr<CpuRingServer>> create(RingMemory& memory, HandlerTable handlers,
+                                                       CpuRingServerOptions options = {});
+  ~CpuRingServer();  // stop() if still running
+  CpuRingServer(const CpuRingServer&) = delete;
+  CpuRingServer& operator=(const CpuRingServer&) = delete;
+
+  // failed_precondition if already started.
+  Status start();
+  // Stop now: the message in progress finishes; every other queued message completes with
+  // cancelled. Non-blocking; wait() joins.
+  void request_stop();
+  // Drain: finish every queued message, then stop. Non-blocking; wait() joins.
+  void request_drain();
+  // Joins the server thread (returns at once if it never started).
+  void wait();
+  void stop() { request_stop(); wait(); }
+  void drain() { request_drain(); wait(); }
+  // Swaps the handler table between two messages; actor states and queued messages are kept.
+  void reload(HandlerTable handlers);
+  // Messages the server has finished (completed, failed or cancelled).
+  std::uint64_t messages_served() const noexcept;
+
+ private:
+  struct Impl;
+  explicit CpuRingServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct RingClientOptions {
+  // No heartbeat for this long while calls are pending and the server runs: it is declared dead.
+  std::chrono::milliseconds dead_after{2000};
+};
+
+struct SendOptions {
+  // Most bytes the reply may hold; above kInlinePayloadBytes a pool block is reserved for it.
+  std::uint32_t reply_capacity = static_cast<std::uint32_t>(kInlinePayloadBytes);
+};
+
+using Reply = std::vector<std::byte>;
+using ReplyCallback = std::function<void(Result<Reply>)>;
+
+// Host side: sends requests (many threads at once, lock-free on the ring), and one dispatcher
+// thread correlates completions by request_id and completes futures or runs callbacks. Callbacks
+// run on the dispatcher thread: keep them short and never wait in them for another reply.
+// Failures delivered to a call: the handler's error; not_found (unknown actor or handler),
+// failed_precondition (actor not active), cancelled (server stopped), unavailable "ring server
+// dead" (watchdog). After a dead server the pool blocks of the failed calls stay reserved (a hung
+// device could still write them); the block is not reusable then. Thread-safe.
+class RingClient {
+ public:
+  static Result<std::unique_ptr<RingClient>> create(RingMemory& memory,
+                                                    RingClientOptions options = {});
+  ~RingClient();  // pending calls fail with cancelled
+  RingClient(const RingClient&) = delete;
+  RingClient& operator=(const RingClient&) = delete;
+
+  // Enqueues without waiting: resource_exhausted "ring full" / "payload pool exhausted";
+  // invalid_argument for a payload or reply larger than the block allows or a reserved handler;
+  // unavailable when the server is stopping, stopped or dead.
+  Result<std::future<Result<Reply>>> try_send(std::uint32_t actor_id, std::uint32_t handler_id,
+                                              std::span<const std::byte> payload,
+                                              SendOptions options = {});
+  // As try_send, but waits (spin, then sleep) for ring or pool space until the deadline, then
+  // deadline_exceeded.
+  Result<std::future<Result<Reply>>> send(std::uint32_t actor_id, std::uint32_t handler_id,
+                                          std::span<const std::byte> payload,
+                                          std::chrono::steady_clock::time_point deadline,
+                                          SendOptions options = {});
+  // As send, with the result delivered to `callback` instead (enqueue errors are returned).
+  Status send_async(std::uint32_t actor_id, std::uint32_t handler_id,
+                    std::span<const std::byte> payload,
+                    std::chrono::steady_clock::time_point deadline, ReplyCallback callback,
+                    SendOptions options = {});
+
+  // Picks a free actor id of `type_id` and activates it with `initial_state` (zero-filled up to
+  // the type's state size). not_found for an unknown type, resource_exhausted when all ids of the
+  // type are in use, invalid_argument when the state is larger than the type's.
+  Result<std::uint32_t> activate(std::uint32_t type_id, std::span<const std::byte> initial_state,
+                                 std::chrono::steady_clock::time_point deadline);
+  // Copies the actor's state out to the host and frees its id.
+  Result<Reply> deactivate(std::uint32_t actor_id, std::chrono::steady_clock::time_point deadline);
+
+  std::size_t pending_calls() const;
+
+ private:
+  struct Impl;
+  explicit RingClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gpubridge::compute::ring

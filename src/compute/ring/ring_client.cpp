@@ -1,0 +1,463 @@
+// RingClient: host producers on the request ring (lock-free claims), a host-side-locked pool of
+// large-payload chunks, and one dispatcher thread that consumes the completion ring, correlates
+// completions to pending calls by request_id and watches the server's heartbeat.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "compute/ring/slot_queue.hpp"
+#include "gpubridge/compute/ring.hpp"
+
+namespace gpubridge::compute::ring {
+
+using detail::load_acquire;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// First-fit allocator of contiguous chunk runs; offsets are from the block base. Host side only.
+class ChunkPool {
+ public:
+  explicit ChunkPool(const RingHeader& h)
+      : pool_offset_(h.pool_offset), chunk_bytes_(h.pool_chunk_bytes), used_(h.pool_chunk_count, 0) {}
+
+  struct Block {
+    std::uint64_t offset = 0;  // 0: no block
+    std::uint32_t chunks = 0;
+  };
+
+  // A block of at least `bytes`; offset 0 when no run of free chunks is long enough.
+  Block allocate(std::size_t bytes) {
+    const auto needed = static_cast<std::uint32_t>((bytes + chunk_bytes_ - 1) / chunk_bytes_);
+    std::lock_guard lock(mutex_);
+    std::uint32_t run = 0;
+    for (std::uint32_t i = 0; i < used_.size(); ++i) {
+      run = used_[i] ? 0 : run + 1;
+      if (run == needed) {
+        const std::uint32_t first = i + 1 - needed;
+        std::fill_n(used_.begin() + first, needed, std::uint8_t{1});
+        return Block{pool_offset_ + std::uint64_t{first} * chunk_bytes_, needed};
+      }
+    }
+    return Block{};
+  }
+  void free(Block block) {
+    if (block.offset == 0) return;
+    const auto first = static_cast<std::uint32_t>((block.offset - pool_offset_) / chunk_bytes_);
+    std::lock_guard lock(mutex_);
+    std::fill_n(used_.begin() + first, block.chunks, std::uint8_t{0});
+  }
+
+ private:
+  std::uint64_t pool_offset_;
+  std::uint64_t chunk_bytes_;
+  std::mutex mutex_;
+  std::vector<std::uint8_t> used_;
+};
+
+Error ring_error(ErrorCode code, std::string message) {
+  return Error(code, std::move(message), "ring client");
+}
+
+// Waits between retries: a few yields, then short sleeps.
+void back_off(std::uint32_t attempt) {
+  if (attempt < 64) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(attempt < 1024 ? 20 : 200));
+  }
+}
+
+}  // namespace
+
+struct RingClient::Impl {
+  RingMemory& memory;
+  RingClientOptions options;
+  detail::SlotQueue requests;
+  detail::SlotQueue completions;
+  ChunkPool pool;
+  std::atomic<std::uint64_t> next_request_id{1};
+
+  struct Pending {
+    ReplyCallback callback;
+    ChunkPool::Block payload_block;
+    ChunkPool::Block reply_block;
+    std::uint32_t reply_capacity = 0;
+  };
+  mutable std::mutex pending_mutex;
+  std::unordered_map<std::uint64_t, Pending> pending;
+
+  std::mutex actors_mutex;
+  std::vector<std::uint8_t> actor_in_use;  // by actor id
+
+  std::atomic<bool> closing{false};
+  std::atomic<bool> dead{false};
+  std::thread dispatcher;
+
+  Impl(RingMemory& m, RingClientOptions o)
+      : memory(m), options(o), requests(detail::request_queue(m)),
+        completions(detail::completion_queue(m)), pool(m.header()),
+        actor_in_use(m.header().actor_count, 0) {}
+
+  RingHeader& header() const { return memory.header(); }
+  ServerState server_state() const { return static_cast<ServerState>(load_acquire(header().server_state)); }
+  ControlWord control() const { return static_cast<ControlWord>(load_acquire(header().control)); }
+
+  // Why a new message cannot be accepted now, if it cannot.
+  std::optional<Error> refusal() const {
+    if (dead.load(std::memory_order_acquire)) {
+      return ring_error(ErrorCode::unavailable, "ring server dead (no heartbeat)");
+    }
+    if (closing.load(std::memory_order_acquire)) {
+      return ring_error(ErrorCode::cancelled, "ring client closing");
+    }
+    if (control() != ControlWord::run || server_state() == ServerState::stopped) {
+      return ring_error(ErrorCode::unavailable,
+                        "ring server is stopping or stopped; not accepting messages");
+    }
+    return std::nullopt;
+  }
+
+  Status enqueue(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload,
+                 std::optional<Clock::time_point> deadline, std::uint32_t reply_capacity,
+                 ReplyCallback callback) {
+    const std::size_t limit = memory.max_payload_bytes();
+    if (payload.size() > limit) {
+      return ring_error(ErrorCode::invalid_argument,
+                        "payload of " + std::to_string(payload.size()) +
+                            " bytes exceeds the ring's largest payload of " + std::to_string(limit) + " bytes");
+    }
+    if (reply_capacity > limit) {
+      return ring_error(ErrorCode::invalid_argument,
+                        "reply capacity of " + std::to_string(reply_capacity) +
+                            " bytes exceeds the ring's largest payload of " + std::to_string(limit) + " bytes");
+    }
+    if (auto why = refusal()) return *why;
+
+    // Pool blocks first: a claimed slot must never wait on anything (the server is waiting on it).
+    ChunkPool::Block payload_block;
+    ChunkPool::Block reply_block;
+    auto release_blocks = [&] {
+      pool.free(payload_block);
+      pool.free(reply_block);
+    };
+    for (std::uint32_t attempt = 0;; ++attempt) {
+      if (payload.size() > kInlinePayloadBytes && payload_block.offset == 0) {
+        payload_block = pool.allocate(payload.size());
+      }
+      if (reply_capacity > kInlinePayloadBytes && reply_block.offset == 0) {
+        reply_block = pool.allocate(reply_capacity);
+      }
+      const bool have_payload = payload.size() <= kInlinePayloadBytes || payload_block.offset != 0;
+      const bool have_reply = reply_capacity <= kInlinePayloadBytes || reply_block.offset != 0;
+      if (have_payload && have_reply) break;
+      // Give back a partial allocation so two waiting senders cannot starve each other.
+      release_blocks();
+      payload_block = {};
+      reply_block = {};
+      if (!deadline) return ring_error(ErrorCode::resource_exhausted, "payload pool exhausted");
+      if (auto why = refusal()) return *why;
+      if (Clock::now() >= *deadline) {
+        return ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for payload pool space");
+      }
+      back_off(attempt);
+    }
+
+    std::uint64_t position = 0;
+    RingSlot* slot = nullptr;
+    for (std::uint32_t attempt = 0;; ++attempt) {
+      slot = requests.try_claim(position);
+      if (slot != nullptr) break;
+      if (!deadline) {
+        release_blocks();
+        return ring_error(ErrorCode::resource_exhausted, "ring full");
+      }
+      if (auto why = refusal()) {
+        release_blocks();
+        return *why;
+      }
+      if (Clock::now() >= *deadline) {
+        release_blocks();
+        return ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for a free ring slot");
+      }
+      back_off(attempt);
+    }
+
+    // The slot is ours and invisible to the server until published: register, fill, publish.
+    const std::uint64_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(pending_mutex);
+      pending.emplace(request_id, Pending{std::move(callback), payload_block, reply_block, reply_capacity});
+    }
+    slot->request_id = request_id;
+    slot->actor_id = actor_id;
+    slot->handler_id = handler_id;
+    slot->payload_bytes = static_cast<std::uint32_t>(payload.size());
+    slot->reply_capacity = reply_capacity;
+    slot->reply_offset = reply_block.offset;
+    slot->status = 0;
+    if (payload_block.offset != 0) {
+      slot->flags = kSlotPayloadInPool;
+      slot->payload_offset = payload_block.offset;
+      if (!payload.empty()) std::memcpy(memory.base() + payload_block.offset, payload.data(), payload.size());
+    } else {
+      slot->flags = 0;
+      slot->payload_offset = 0;
+      if (!payload.empty()) std::memcpy(slot->inline_payload, payload.data(), payload.size());
+    }
+    detail::SlotQueue::publish(*slot, position);
+    return {};
+  }
+
+  // Reads one completion into a reply for its pending call.
+  Result<Reply> read_completion(const RingSlot& slot, const Pending& call) const {
+    const auto code = static_cast<ErrorCode>(slot.status);
+    if (code != ErrorCode::ok) {
+      const std::size_t n = std::min<std::size_t>(slot.payload_bytes, kInlinePayloadBytes);
+      return Error(code, std::string(reinterpret_cast<const char*>(slot.inline_payload), n), "ring server");
+    }
+    if (slot.payload_bytes > call.reply_capacity) {
+      return ring_error(ErrorCode::internal, "malformed completion: reply longer than its capacity");
+    }
+    const std::byte* source = slot.inline_payload;
+    if (slot.flags & kSlotPayloadInPool) {
+      if (slot.payload_offset != call.reply_block.offset || call.reply_block.offset == 0) {
+        return ring_error(ErrorCode::internal, "malformed completion: reply outside its reply block");
+      }
+      source = memory.base() + slot.payload_offset;
+    } else if (slot.payload_bytes > kInlinePayloadBytes) {
+      return ring_error(ErrorCode::internal, "malformed completion: inline reply longer than a slot");
+    }
+    return Reply(source, source + slot.payload_bytes);
+  }
+
+  // Fails every pending call; frees their pool blocks unless the server may still touch them.
+  void fail_all(const Error& error, bool free_blocks) {
+    std::unordered_map<std::uint64_t, Pending> failed;
+    {
+      std::lock_guard lock(pending_mutex);
+      failed.swap(pending);
+    }
+    for (auto& [id, call] : failed) {
+      if (free_blocks) {
+        pool.free(call.payload_block);
+        pool.free(call.reply_block);
+      }
+      call.callback(error);
+    }
+  }
+
+  bool dispatch_one() {
+    std::uint64_t position = 0;
+    RingSlot* slot = completions.try_peek(position);
+    if (slot == nullptr) return false;
+    std::optional<Pending> call;
+    {
+      std::lock_guard lock(pending_mutex);
+      if (auto it = pending.find(slot->request_id); it != pending.end()) {
+        call = std::move(it->second);
+        pending.erase(it);
+      }
+    }
+    if (!call) {  // its caller was already failed (client closing); nothing to deliver
+      completions.release(*slot, position);
+      return true;
+    }
+    Result<Reply> reply = read_completion(*slot, *call);
+    completions.release(*slot, position);
+    pool.free(call->payload_block);
+    pool.free(call->reply_block);
+    call->callback(std::move(reply));
+    return true;
+  }
+
+  void run_dispatcher() {
+    std::uint64_t last_heartbeat = load_acquire(header().heartbeat);
+    Clock::time_point last_change = Clock::now();
+    std::uint32_t idle = 0;
+    while (!closing.load(std::memory_order_acquire)) {
+      if (dispatch_one()) {
+        idle = 0;
+        continue;
+      }
+      const ServerState state = server_state();
+      const ControlWord word = control();
+      const bool never_runs = state == ServerState::not_started && word == ControlWord::stop;
+      if (state == ServerState::stopped || never_runs) {
+        // Every completion was published before `stopped`: drain them, then fail the rest.
+        while (dispatch_one()) {
+        }
+        if (pending_calls() > 0) {
+          fail_all(ring_error(ErrorCode::cancelled, "ring server stopped before the message ran"), true);
+        }
+      } else if (state == ServerState::running && !dead.load(std::memory_order_relaxed)) {
+        const std::uint64_t beat = load_acquire(header().heartbeat);
+        const Clock::time_point now = Clock::now();
+        if (beat != last_heartbeat || pending_calls() == 0) {
+          last_heartbeat = beat;
+          last_change = now;
+        } else if (now - last_change > options.dead_after) {
+          dead.store(true, std::memory_order_release);
+          fail_all(ring_error(ErrorCode::unavailable,
+                              "ring server dead: no heartbeat for " +
+                                  std::to_string(options.dead_after.count()) + " ms"),
+                   /*free_blocks=*/false);  // a hung server could still write into them
+        }
+      }
+      if (dead.load(std::memory_order_relaxed) && pending_calls() > 0) {
+        fail_all(ring_error(ErrorCode::unavailable, "ring server dead (no heartbeat)"), false);
+      }
+      back_off(++idle);
+    }
+  }
+
+  std::size_t pending_calls() const {
+    std::lock_guard lock(pending_mutex);
+    return pending.size();
+  }
+
+  Result<Reply> call_and_wait(std::uint32_t actor_id, std::uint32_t handler_id,
+                              std::span<const std::byte> payload, Clock::time_point deadline,
+                              std::uint32_t reply_capacity) {
+    auto promise = std::make_shared<std::promise<Result<Reply>>>();
+    std::future<Result<Reply>> future = promise->get_future();
+    if (auto s = enqueue(actor_id, handler_id, payload, deadline, reply_capacity,
+                         [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
+        !s) {
+      return s.error();
+    }
+    return future.get();
+  }
+};
+
+Result<std::unique_ptr<RingClient>> RingClient::create(RingMemory& memory, RingClientOptions options) {
+  const RingHeader& h = memory.header();
+  if (h.magic != kRingMagic || h.version != kRingVersion) {
+    return ring_error(ErrorCode::invalid_argument,
+                      "memory block is not a ring block of version " + std::to_string(kRingVersion));
+  }
+  if (options.dead_after.count() <= 0) {
+    return ring_error(ErrorCode::invalid_argument, "dead_after must be positive");
+  }
+  auto impl = std::make_unique<Impl>(memory, options);
+  impl->dispatcher = std::thread([raw = impl.get()] { raw->run_dispatcher(); });
+  return std::unique_ptr<RingClient>(new RingClient(std::move(impl)));
+}
+
+RingClient::RingClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+RingClient::~RingClient() {
+  impl_->closing.store(true, std::memory_order_release);
+  impl_->dispatcher.join();
+  // The server may still serve these; their blocks stay reserved (the block dies with RingMemory).
+  impl_->fail_all(ring_error(ErrorCode::cancelled, "ring client closed"), false);
+}
+
+Result<std::future<Result<Reply>>> RingClient::try_send(std::uint32_t actor_id, std::uint32_t handler_id,
+                                                        std::span<const std::byte> payload,
+                                                        SendOptions options) {
+  if (handler_id >= kFirstReservedHandler) {
+    return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
+  }
+  auto promise = std::make_shared<std::promise<Result<Reply>>>();
+  std::future<Result<Reply>> future = promise->get_future();
+  if (auto s = impl_->enqueue(actor_id, handler_id, payload, std::nullopt, options.reply_capacity,
+                              [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
+      !s) {
+    return s.error();
+  }
+  return future;
+}
+
+Result<std::future<Result<Reply>>> RingClient::send(std::uint32_t actor_id, std::uint32_t handler_id,
+                                                    std::span<const std::byte> payload,
+                                                    Clock::time_point deadline, SendOptions options) {
+  if (handler_id >= kFirstReservedHandler) {
+    return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
+  }
+  auto promise = std::make_shared<std::promise<Result<Reply>>>();
+  std::future<Result<Reply>> future = promise->get_future();
+  if (auto s = impl_->enqueue(actor_id, handler_id, payload, deadline, options.reply_capacity,
+                              [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
+      !s) {
+    return s.error();
+  }
+  return future;
+}
+
+Status RingClient::send_async(std::uint32_t actor_id, std::uint32_t handler_id,
+                              std::span<const std::byte> payload, Clock::time_point deadline,
+                              ReplyCallback callback, SendOptions options) {
+  if (handler_id >= kFirstReservedHandler) {
+    return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
+  }
+  if (!callback) return ring_error(ErrorCode::invalid_argument, "send_async needs a callback");
+  return impl_->enqueue(actor_id, handler_id, payload, deadline, options.reply_capacity, std::move(callback));
+}
+
+Result<std::uint32_t> RingClient::activate(std::uint32_t type_id, std::span<const std::byte> initial_state,
+                                           Clock::time_point deadline) {
+  const ActorEntry* table = detail::actor_table(impl_->memory);
+  const std::uint32_t count = impl_->header().actor_count;
+  bool type_known = false;
+  std::optional<std::uint32_t> picked;
+  {
+    std::lock_guard lock(impl_->actors_mutex);
+    for (std::uint32_t id = 0; id < count; ++id) {
+      if (table[id].type_id != type_id) continue;
+      type_known = true;
+      if (impl_->actor_in_use[id] == 0) {
+        if (initial_state.size() > table[id].state_bytes) {
+          return ring_error(ErrorCode::invalid_argument,
+                            "initial state of " + std::to_string(initial_state.size()) +
+                                " bytes exceeds actor type " + std::to_string(type_id) + "'s state size " +
+                                std::to_string(table[id].state_bytes));
+        }
+        impl_->actor_in_use[id] = 1;
+        picked = id;
+        break;
+      }
+    }
+  }
+  if (!type_known) return ring_error(ErrorCode::not_found, "unknown actor type " + std::to_string(type_id));
+  if (!picked) {
+    return ring_error(ErrorCode::resource_exhausted,
+                      "every actor id of type " + std::to_string(type_id) + " is in use");
+  }
+  Result<Reply> done = impl_->call_and_wait(*picked, kActivateHandler, initial_state, deadline, 0);
+  if (!done) {
+    std::lock_guard lock(impl_->actors_mutex);
+    impl_->actor_in_use[*picked] = 0;
+    return done.error();
+  }
+  return *picked;
+}
+
+Result<Reply> RingClient::deactivate(std::uint32_t actor_id, Clock::time_point deadline) {
+  if (actor_id >= impl_->header().actor_count) {
+    return ring_error(ErrorCode::not_found, "unknown actor id " + std::to_string(actor_id));
+  }
+  {
+    std::lock_guard lock(impl_->actors_mutex);
+    if (impl_->actor_in_use[actor_id] == 0) {
+      return ring_error(ErrorCode::failed_precondition,
+                        "actor " + std::to_string(actor_id) + " is not active");
+    }
+  }
+  const std::uint32_t state_bytes = detail::actor_table(impl_->memory)[actor_id].state_bytes;
+  Result<Reply> state = impl_->call_and_wait(actor_id, kDeactivateHandler, {}, deadline, state_bytes);
+  if (state) {
+    std::lock_guard lock(impl_->actors_mutex);
+    impl_->actor_in_use[actor_id] = 0;
+  }
+  return state;
+}
+
+std::size_t RingClient::pending_calls() const { return impl_->pending_calls(); }
+
+}  // namespace gpubridge::compute::ring
