@@ -32,6 +32,16 @@
 //   `server_state` (server writes: not_started, running, stopped), `heartbeat` (server increments
 //   every poll iteration; a host watchdog declares the server dead when it stops moving while
 //   calls are pending). Handlers must therefore be shorter than the watchdog's window.
+// Device-side messaging (server-internal queue): a handler given a HandlerContext may post()
+//   (fire-and-forget) or forward() (tail call: the final reply of the chain answers the original
+//   host caller) messages to other actors on the same server, without a host round trip. They are
+//   InternalMessage records (plain data, payload inline only) in a bounded FIFO in server-private
+//   memory (device memory for the CUDA kernel; the server is its only producer and consumer, so
+//   it needs no fences). A handler's messages are committed only when it returns success. The
+//   server serves the internal queue before the next host request, so every effect of a host
+//   message's chain is visible to any host message dequeued after that chain's reply. Bounds:
+//   queue slots and hops per chain (CpuRingServerOptions); exceeding one fails the post/forward
+//   call with resource_exhausted, which the handler may return to its caller.
 // Fences: host side uses std::atomic_ref with acquire loads of turn/control/state/heartbeat and
 //   release stores after writing a slot's body; the device side uses volatile (or cuda::atomic_ref
 //   system scope) loads of turn/control, and __threadfence_system() between writing a slot's body
@@ -43,6 +53,7 @@
 #include <future>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "gpubridge/core/result.hpp"
@@ -158,16 +169,84 @@ class RingMemory {
   RingConfig config_;
 };
 
+// One message in the server-internal queue (see device-side messaging above). Plain data.
+struct InternalMessage {
+  std::uint64_t origin_request_id;      // host call the chain answers (when kInternalRepliesToHost)
+  std::uint64_t origin_reply_offset;    // that call's reply block (0: inline reply)
+  std::uint32_t origin_reply_capacity;
+  std::uint32_t origin_actor_id;        // the actor and handler the host called
+  std::uint32_t origin_handler_id;
+  std::uint32_t actor_id;               // target of this message
+  std::uint32_t handler_id;
+  std::uint32_t hops;                   // 1 for a message sent by a handler serving a host message
+  std::uint32_t flags;                  // kInternalRepliesToHost
+  std::uint32_t payload_bytes;          // <= kInlinePayloadBytes
+  std::byte payload[kInlinePayloadBytes];
+};
+inline constexpr std::uint32_t kInternalRepliesToHost = 1u;
+
+namespace detail {
+struct Outbox;
+}
+
+// What a messaging handler sees while it serves one message (on the server thread, valid only
+// during that call). post()/forward() stage messages that the server commits when the handler
+// returns success and drops when it fails. Errors: invalid_argument (reserved handler id, payload
+// over kInlinePayloadBytes), failed_precondition (a second forward()), resource_exhausted (the
+// server-internal queue is full, or the chain would exceed the hop limit).
+class HandlerContext {
+ public:
+  HandlerContext(std::uint32_t actor_id, std::uint32_t hops, bool replies_to_host,
+                 std::span<std::byte> state, std::span<const std::byte> payload,
+                 std::span<std::byte> reply_area, detail::Outbox& outbox) noexcept
+      : actor_id_(actor_id), hops_(hops), replies_to_host_(replies_to_host), state_(state),
+        payload_(payload), reply_area_(reply_area), outbox_(outbox) {}
+
+  std::uint32_t actor_id() const noexcept { return actor_id_; }
+  // 0 for a message from the host; n for the n-th device-side hop of a chain.
+  std::uint32_t hops() const noexcept { return hops_; }
+  // True when this message's reply (or that of its forward) completes a host call.
+  bool replies_to_host() const noexcept { return replies_to_host_; }
+  std::span<std::byte> state() const noexcept { return state_; }
+  std::span<const std::byte> payload() const noexcept { return payload_; }
+  std::span<std::byte> reply_area() const noexcept { return reply_area_; }
+
+  // Fire-and-forget: the target's reply is dropped; its failure is counted in the server's
+  // statistics (internal_failures, last_internal_error).
+  Status post(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload);
+  // Tail call, at most once per message: this handler's own reply is discarded and the target's
+  // reply (or error) answers this message's caller instead (the host call, if there is one).
+  Status forward(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload);
+  bool forwarded() const noexcept { return forwarded_; }
+
+ private:
+  Status stage(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload,
+               bool forward);
+  std::uint32_t actor_id_;
+  std::uint32_t hops_;
+  bool replies_to_host_;
+  bool forwarded_ = false;
+  std::span<std::byte> state_;
+  std::span<const std::byte> payload_;
+  std::span<std::byte> reply_area_;
+  detail::Outbox& outbox_;
+};
+
 // A handler: reads the payload, may update the actor's state, writes at most payload_out.size()
 // bytes of reply and returns how many it wrote. Runs on the server thread, one message at a time.
 using HandlerFn = std::function<Result<std::size_t>(std::span<std::byte> actor_state,
                                                     std::span<const std::byte> payload_in,
                                                     std::span<std::byte> payload_out)>;
 
+// A messaging handler: as HandlerFn, with the state, payload and reply area in `context`, and
+// device-side messaging through context.post()/forward(). Returns the reply bytes written.
+using MessagingHandlerFn = std::function<Result<std::size_t>(HandlerContext& context)>;
+
 struct HandlerSpec {
   std::uint32_t handler_id = 0;
   std::uint32_t actor_type = 0;  // the actor type this handler serves
-  HandlerFn fn;
+  HandlerFn fn;                  // exactly one of fn and messaging_fn is set
+  MessagingHandlerFn messaging_fn = {};
 };
 
 // Handler id -> handler. Built on one thread, then handed to a server (immutable once there).
@@ -189,6 +268,17 @@ struct SimulatedServerCrash {};
 struct CpuRingServerOptions {
   std::uint32_t idle_spins = 64;                         // empty polls before sleeping
   std::chrono::microseconds idle_sleep{50};              // sleep between polls when idle
+  std::uint32_t internal_queue_slots = 1024;             // server-internal queue bound (> 0)
+  std::uint32_t max_hops = 64;                           // device-side hops per chain (> 0)
+};
+
+// Counters of one server (relaxed; each field read on its own).
+struct RingServerStats {
+  std::uint64_t host_messages = 0;        // taken from the request ring
+  std::uint64_t internal_messages = 0;    // served from the server-internal queue
+  std::uint64_t completions = 0;          // written to the completion ring
+  std::uint64_t internal_failures = 0;    // posted messages that failed or were cancelled
+  std::uint64_t internal_queue_peak = 0;  // most messages the internal queue held at once
 };
 
 // The CPU stand-in for the persistent kernel: one thread polls the request ring, runs handlers
@@ -216,8 +306,11 @@ class CpuRingServer {
   void drain() { request_drain(); wait(); }
   // Swaps the handler table between two messages; actor states and queued messages are kept.
   void reload(HandlerTable handlers);
-  // Messages the server has finished (completed, failed or cancelled).
+  // Host messages the server has finished (completed, failed or cancelled).
   std::uint64_t messages_served() const noexcept;
+  RingServerStats stats() const noexcept;
+  // The error of the last posted message that failed ("" when none has).
+  std::string last_internal_error() const;
 
  private:
   struct Impl;
@@ -270,6 +363,16 @@ class RingClient {
                     std::span<const std::byte> payload,
                     std::chrono::steady_clock::time_point deadline, ReplyCallback callback,
                     SendOptions options = {});
+
+  // Non-blocking forms for callers that must not wait (grain turns): enqueue errors as try_send
+  // (resource_exhausted "ring full" / "payload pool exhausted" at once); results go to the
+  // callback on the dispatcher thread.
+  Status try_send_async(std::uint32_t actor_id, std::uint32_t handler_id,
+                        std::span<const std::byte> payload, ReplyCallback callback,
+                        SendOptions options = {});
+  Status try_activate_async(std::uint32_t type_id, std::span<const std::byte> initial_state,
+                            std::function<void(Result<std::uint32_t>)> callback);
+  Status try_deactivate_async(std::uint32_t actor_id, ReplyCallback callback);
 
   // Picks a free actor id of `type_id` and activates it with `initial_state` (zero-filled up to
   // the type's state size). not_found for an unknown type, resource_exhausted when all ids of the

@@ -316,6 +316,12 @@ struct RingClient::Impl {
     }
   }
 
+  // Actor ids: reserve a free id of a type (checking the initial state's size), free one, or
+  // check that one is in use by this client.
+  Result<std::uint32_t> reserve_actor(std::uint32_t type_id, std::size_t initial_bytes);
+  void set_actor_in_use(std::uint32_t actor_id, bool in_use);
+  Status check_active(std::uint32_t actor_id);
+
   std::size_t pending_calls() const {
     std::lock_guard lock(pending_mutex);
     return pending.size();
@@ -400,62 +406,105 @@ Status RingClient::send_async(std::uint32_t actor_id, std::uint32_t handler_id,
   return impl_->enqueue(actor_id, handler_id, payload, deadline, options.reply_capacity, std::move(callback));
 }
 
-Result<std::uint32_t> RingClient::activate(std::uint32_t type_id, std::span<const std::byte> initial_state,
-                                           Clock::time_point deadline) {
-  const ActorEntry* table = detail::actor_table(impl_->memory);
-  const std::uint32_t count = impl_->header().actor_count;
+Status RingClient::try_send_async(std::uint32_t actor_id, std::uint32_t handler_id,
+                                  std::span<const std::byte> payload, ReplyCallback callback,
+                                  SendOptions options) {
+  if (handler_id >= kFirstReservedHandler) {
+    return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
+  }
+  if (!callback) return ring_error(ErrorCode::invalid_argument, "try_send_async needs a callback");
+  return impl_->enqueue(actor_id, handler_id, payload, std::nullopt, options.reply_capacity, std::move(callback));
+}
+
+Result<std::uint32_t> RingClient::Impl::reserve_actor(std::uint32_t type_id, std::size_t initial_bytes) {
+  const ActorEntry* table = detail::actor_table(memory);
+  const std::uint32_t count = header().actor_count;
   bool type_known = false;
-  std::optional<std::uint32_t> picked;
-  {
-    std::lock_guard lock(impl_->actors_mutex);
-    for (std::uint32_t id = 0; id < count; ++id) {
-      if (table[id].type_id != type_id) continue;
-      type_known = true;
-      if (impl_->actor_in_use[id] == 0) {
-        if (initial_state.size() > table[id].state_bytes) {
-          return ring_error(ErrorCode::invalid_argument,
-                            "initial state of " + std::to_string(initial_state.size()) +
-                                " bytes exceeds actor type " + std::to_string(type_id) + "'s state size " +
-                                std::to_string(table[id].state_bytes));
-        }
-        impl_->actor_in_use[id] = 1;
-        picked = id;
-        break;
-      }
+  std::lock_guard lock(actors_mutex);
+  for (std::uint32_t id = 0; id < count; ++id) {
+    if (table[id].type_id != type_id) continue;
+    type_known = true;
+    if (initial_bytes > table[id].state_bytes) {
+      return ring_error(ErrorCode::invalid_argument,
+                        "initial state of " + std::to_string(initial_bytes) + " bytes exceeds actor type " +
+                            std::to_string(type_id) + "'s state size " + std::to_string(table[id].state_bytes));
+    }
+    if (actor_in_use[id] == 0) {
+      actor_in_use[id] = 1;
+      return id;
     }
   }
   if (!type_known) return ring_error(ErrorCode::not_found, "unknown actor type " + std::to_string(type_id));
-  if (!picked) {
-    return ring_error(ErrorCode::resource_exhausted,
-                      "every actor id of type " + std::to_string(type_id) + " is in use");
+  return ring_error(ErrorCode::resource_exhausted,
+                    "every actor id of type " + std::to_string(type_id) + " is in use");
+}
+
+void RingClient::Impl::set_actor_in_use(std::uint32_t actor_id, bool in_use) {
+  std::lock_guard lock(actors_mutex);
+  actor_in_use[actor_id] = in_use ? 1 : 0;
+}
+
+Status RingClient::Impl::check_active(std::uint32_t actor_id) {
+  if (actor_id >= header().actor_count) {
+    return ring_error(ErrorCode::not_found, "unknown actor id " + std::to_string(actor_id));
   }
+  std::lock_guard lock(actors_mutex);
+  if (actor_in_use[actor_id] == 0) {
+    return ring_error(ErrorCode::failed_precondition, "actor " + std::to_string(actor_id) + " is not active");
+  }
+  return {};
+}
+
+Result<std::uint32_t> RingClient::activate(std::uint32_t type_id, std::span<const std::byte> initial_state,
+                                           Clock::time_point deadline) {
+  Result<std::uint32_t> picked = impl_->reserve_actor(type_id, initial_state.size());
+  if (!picked) return picked.error();
   Result<Reply> done = impl_->call_and_wait(*picked, kActivateHandler, initial_state, deadline, 0);
   if (!done) {
-    std::lock_guard lock(impl_->actors_mutex);
-    impl_->actor_in_use[*picked] = 0;
+    impl_->set_actor_in_use(*picked, false);
     return done.error();
   }
   return *picked;
 }
 
+Status RingClient::try_activate_async(std::uint32_t type_id, std::span<const std::byte> initial_state,
+                                      std::function<void(Result<std::uint32_t>)> callback) {
+  if (!callback) return ring_error(ErrorCode::invalid_argument, "try_activate_async needs a callback");
+  Result<std::uint32_t> picked = impl_->reserve_actor(type_id, initial_state.size());
+  if (!picked) return picked.error();
+  const std::uint32_t id = *picked;
+  Impl* impl = impl_.get();
+  Status queued = impl->enqueue(id, kActivateHandler, initial_state, std::nullopt, 0,
+                                [impl, id, callback](Result<Reply> done) {
+                                  if (!done) {
+                                    impl->set_actor_in_use(id, false);
+                                    callback(done.error());
+                                    return;
+                                  }
+                                  callback(id);
+                                });
+  if (!queued) impl->set_actor_in_use(id, false);
+  return queued;
+}
+
 Result<Reply> RingClient::deactivate(std::uint32_t actor_id, Clock::time_point deadline) {
-  if (actor_id >= impl_->header().actor_count) {
-    return ring_error(ErrorCode::not_found, "unknown actor id " + std::to_string(actor_id));
-  }
-  {
-    std::lock_guard lock(impl_->actors_mutex);
-    if (impl_->actor_in_use[actor_id] == 0) {
-      return ring_error(ErrorCode::failed_precondition,
-                        "actor " + std::to_string(actor_id) + " is not active");
-    }
-  }
+  if (Status s = impl_->check_active(actor_id); !s) return s.error();
   const std::uint32_t state_bytes = detail::actor_table(impl_->memory)[actor_id].state_bytes;
   Result<Reply> state = impl_->call_and_wait(actor_id, kDeactivateHandler, {}, deadline, state_bytes);
-  if (state) {
-    std::lock_guard lock(impl_->actors_mutex);
-    impl_->actor_in_use[actor_id] = 0;
-  }
+  if (state) impl_->set_actor_in_use(actor_id, false);
   return state;
+}
+
+Status RingClient::try_deactivate_async(std::uint32_t actor_id, ReplyCallback callback) {
+  if (!callback) return ring_error(ErrorCode::invalid_argument, "try_deactivate_async needs a callback");
+  if (Status s = impl_->check_active(actor_id); !s) return s;
+  const std::uint32_t state_bytes = detail::actor_table(impl_->memory)[actor_id].state_bytes;
+  Impl* impl = impl_.get();
+  return impl->enqueue(actor_id, kDeactivateHandler, {}, std::nullopt, state_bytes,
+                       [impl, actor_id, callback](Result<Reply> state) {
+                         if (state) impl->set_actor_in_use(actor_id, false);
+                         callback(std::move(state));
+                       });
 }
 
 std::size_t RingClient::pending_calls() const { return impl_->pending_calls(); }

@@ -151,9 +151,15 @@ Status HandlerTable::add(HandlerSpec spec) {
                  "handler id " + std::to_string(spec.handler_id) + " is reserved by the protocol",
                  "handler table");
   }
-  if (!spec.fn) {
+  if (!spec.fn && !spec.messaging_fn) {
     return Error(ErrorCode::invalid_argument,
                  "handler " + std::to_string(spec.handler_id) + " has no function",
+                 "handler table");
+  }
+  if (spec.fn && spec.messaging_fn) {
+    return Error(ErrorCode::invalid_argument,
+                 "handler " + std::to_string(spec.handler_id) +
+                     " has both a plain and a messaging function; set one",
                  "handler table");
   }
   auto at = std::lower_bound(handlers_.begin(), handlers_.end(), spec.handler_id,
