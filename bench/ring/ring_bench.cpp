@@ -1,0 +1,453 @@
+// bench_ring: host -> resident actor -> host round trips through the ring protocol against a raw
+// one-slot mailbox doing the same exchange, measured in the same run; and messages per second with
+// many producers and many actors.
+//
+// Goal (issue 4, on an H100): round trip p50 at most 4 us (the raw mailbox there is about 2.4 us);
+// at least 20M messages/s with many producers and actors.
+//
+// Measured (backend cpu always; cuda when a device is present, else skipped with the reason):
+//   ring_rtt/<b>/ring     one actor, one caller: RingClient::send(8-byte payload) then wait for the
+//                         8-byte reply, one round trip per iteration. cpu: CpuRingServer (a thread);
+//                         cuda: CudaRingServer (the persistent kernel over mapped memory).
+//   ring_rtt/<b>/mailbox  the reference: one slot of mapped (cuda) or plain (cpu) memory, a sequence
+//                         word each way; the server side (a kernel written here / a thread) spins on
+//                         it and echoes the payload. No protocol, no correlation, no actor state.
+//   ring_throughput/<b>/ring/P/A
+//                         P producer threads send_async 8-byte messages round-robin to A actors;
+//                         one iteration = 16384 messages, all completed.
+// Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
+// The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox.
+// The CUDA mode in use (host-native atomics or not, NVRTC target) is the benchmark's label.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/ratio_report.hpp"
+#include "gpubridge/compute/ring.hpp"
+
+#if GPUBRIDGE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "compute/cuda/cuda_error.hpp"
+#include "compute/cuda/nvrtc_program.hpp"
+#include "gpubridge/compute/cuda_ring.hpp"
+#endif
+
+namespace gpubridge::bench {
+namespace {
+
+namespace ring = compute::ring;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kActorType = 1;
+constexpr std::uint32_t kEcho = 1;
+constexpr std::uint32_t kMaxActors = 256;
+constexpr std::size_t kThroughputMessages = 16384;
+
+Clock::time_point deadline() { return Clock::now() + std::chrono::seconds(30); }
+
+std::uint64_t u64_of(const std::vector<std::byte>& bytes) {
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes.data(), std::min(bytes.size(), sizeof v));
+  return v;
+}
+
+// Round-trip latencies of one benchmark run, reported as percentiles.
+struct Latencies {
+  std::vector<double> us;
+  void add(Clock::duration d) { us.push_back(std::chrono::duration<double, std::micro>(d).count()); }
+  void report(benchmark::State& state) {
+    if (us.empty()) return;
+    std::sort(us.begin(), us.end());
+    auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * (us.size() - 1) + 0.5))]; };
+    state.counters["p50_us"] = at(0.50);
+    state.counters["p99_us"] = at(0.99);
+  }
+};
+
+// A ring block, its server and client; kept for the rest of the run.
+struct RingRig {
+  std::unique_ptr<ring::RingMemory> memory;
+  std::unique_ptr<ring::CpuRingServer> cpu_server;
+#if GPUBRIDGE_HAVE_CUDA
+  std::unique_ptr<ring::CudaRingServer> cuda_server;
+#endif
+  std::unique_ptr<ring::RingClient> client;
+  std::vector<std::uint32_t> actors;
+  std::string label;
+  ~RingRig() {
+    client.reset();
+    cpu_server.reset();
+#if GPUBRIDGE_HAVE_CUDA
+    cuda_server.reset();
+#endif
+  }
+};
+
+ring::RingConfig ring_config() {
+  ring::RingConfig config;
+  config.request_slots = 4096;
+  config.completion_slots = 4096;
+  config.pool_chunks = 16;
+  config.actor_types = {{kActorType, 64, kMaxActors}};
+  return config;
+}
+
+Status activate_all(RingRig& rig) {
+  for (std::uint32_t i = 0; i < kMaxActors; ++i) {
+    auto id = rig.client->activate(kActorType, {}, deadline());
+    if (!id) return id.error();
+    rig.actors.push_back(*id);
+  }
+  return {};
+}
+
+Result<RingRig*> cpu_rig() {
+  static RingRig* rig = nullptr;
+  if (rig != nullptr) return rig;
+  auto owned = std::make_unique<RingRig>();
+  auto memory = ring::RingMemory::create(ring_config());
+  if (!memory) return memory.error();
+  owned->memory = std::move(memory).value();
+  ring::HandlerTable table;
+  Status added = table.add({kEcho, kActorType,
+                            [](std::span<std::byte> state, std::span<const std::byte> in,
+                               std::span<std::byte> out) -> Result<std::size_t> {
+                              std::uint64_t count = 0;
+                              std::memcpy(&count, state.data(), sizeof count);
+                              ++count;
+                              std::memcpy(state.data(), &count, sizeof count);
+                              std::memcpy(out.data(), in.data(), in.size());
+                              return in.size();
+                            }});
+  if (!added) return added.error();
+  auto server = ring::CpuRingServer::create(*owned->memory, std::move(table));
+  if (!server) return server.error();
+  owned->cpu_server = std::move(server).value();
+  auto client = ring::RingClient::create(*owned->memory);
+  if (!client) return client.error();
+  owned->client = std::move(client).value();
+  if (Status s = owned->cpu_server->start(); !s) return s.error();
+  if (Status s = activate_all(*owned); !s) return s.error();
+  owned->label = "cpu ring server (1 thread)";
+  rig = owned.release();
+  on_shutdown([] {
+    delete rig;
+    rig = nullptr;
+  });
+  return rig;
+}
+
+#if GPUBRIDGE_HAVE_CUDA
+// The ring's echo handler as device code (state counter + copy of the payload).
+constexpr const char* kEchoHandlerSource = R"(
+__device__ int bench_echo(const gb_ring_call& c) {
+  ++*reinterpret_cast<unsigned long long*>(c.state);
+  if (c.payload_bytes > c.reply_capacity) return -GB_RING_OUT_OF_RANGE;
+  for (unsigned int i = 0; i < c.payload_bytes; ++i) c.reply[i] = c.payload[i];
+  return static_cast<int>(c.payload_bytes);
+}
+)";
+
+Status cuda_present() {
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) return compute::cuda::to_error(e, "cudaGetDeviceCount");
+  if (count == 0) return Error(ErrorCode::unavailable, "no CUDA device");
+  return {};
+}
+
+// One persistent kernel at a time: loading or freeing while another spins may wait for an idle
+// context (lazy module loading), so each CUDA fixture releases the other before it starts.
+RingRig* g_cuda_rig = nullptr;
+struct CudaMailbox;
+CudaMailbox* g_cuda_mailbox = nullptr;
+void release_cuda_rig();
+void release_cuda_mailbox();
+
+Result<RingRig*> cuda_rig() {
+  if (g_cuda_rig != nullptr) return g_cuda_rig;
+  if (Status s = cuda_present(); !s) return s.error();
+  release_cuda_mailbox();
+  auto owned = std::make_unique<RingRig>();
+  auto memory = ring::RingMemory::create(ring_config());
+  if (!memory) return memory.error();
+  owned->memory = std::move(memory).value();
+  auto server = ring::CudaRingServer::create(*owned->memory, {kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}});
+  if (!server) return server.error();
+  owned->cuda_server = std::move(server).value();
+  auto client = ring::RingClient::create(*owned->memory);
+  if (!client) return client.error();
+  owned->client = std::move(client).value();
+  if (Status s = owned->cuda_server->start(); !s) return s.error();
+  if (Status s = activate_all(*owned); !s) return s.error();
+  owned->label = owned->cuda_server->mode().description;
+  g_cuda_rig = owned.release();
+  return g_cuda_rig;
+}
+
+void release_cuda_rig() {
+  delete g_cuda_rig;
+  g_cuda_rig = nullptr;
+}
+
+// The raw reference: one 8-byte request and reply in mapped page-locked memory, a kernel that
+// spins on the request's sequence word. Words on separate 64-byte lines: request seq + payload,
+// reply seq + reply, stop.
+constexpr const char* kMailboxSource = R"(
+extern "C" __global__ void bench_mailbox(volatile unsigned long long* box) {
+  unsigned long long seen = 0;
+  for (;;) {
+    const unsigned long long seq = box[0];
+    if (seq == seen) {
+      if (box[16] != 0) return;
+      continue;
+    }
+    __threadfence_system();
+    const unsigned long long value = box[1];
+    box[9] = value;
+    __threadfence_system();
+    box[8] = seq;
+    seen = seq;
+  }
+}
+)";
+
+struct CudaMailbox {
+  std::uint64_t* box = nullptr;  // host view, 24 words
+  std::uint64_t next = 1;
+  cudaStream_t stream = nullptr;
+  std::shared_ptr<compute::cuda::NvrtcProgram> program;
+  ~CudaMailbox() {
+    if (box != nullptr) {
+      std::atomic_ref<std::uint64_t>(box[16]).store(1, std::memory_order_release);
+      if (stream != nullptr) cudaStreamSynchronize(stream);
+    }
+    if (stream != nullptr) cudaStreamDestroy(stream);
+    program.reset();
+    if (box != nullptr) cudaFreeHost(box);
+  }
+};
+
+Result<CudaMailbox*> cuda_mailbox() {
+  if (g_cuda_mailbox != nullptr) return g_cuda_mailbox;
+  if (Status s = cuda_present(); !s) return s.error();
+  release_cuda_rig();
+  auto owned = std::make_unique<CudaMailbox>();
+  cudaDeviceProp prop{};
+  GB_CUDA_TRY(cudaSetDevice(0));
+  GB_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
+  auto program = compute::cuda::NvrtcProgram::build(kMailboxSource, compute::DType::f32, prop.major * 10 + prop.minor);
+  if (!program) return program.error();
+  owned->program = std::move(program).value();
+  auto kernel = owned->program->kernel("bench_mailbox");
+  if (!kernel) return kernel.error();
+  void* box = nullptr;
+  GB_CUDA_TRY(cudaHostAlloc(&box, 24 * sizeof(std::uint64_t), cudaHostAllocMapped | cudaHostAllocPortable));
+  owned->box = static_cast<std::uint64_t*>(box);
+  std::memset(box, 0, 24 * sizeof(std::uint64_t));
+  void* device_box = nullptr;
+  GB_CUDA_TRY(cudaHostGetDevicePointer(&device_box, box, 0));
+  GB_CUDA_TRY(cudaStreamCreateWithFlags(&owned->stream, cudaStreamNonBlocking));
+  void* args[] = {&device_box};
+  GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(*kernel), dim3(1), dim3(1), args, 0, owned->stream));
+  g_cuda_mailbox = owned.release();
+  return g_cuda_mailbox;
+}
+
+void release_cuda_mailbox() {
+  delete g_cuda_mailbox;
+  g_cuda_mailbox = nullptr;
+}
+
+void rtt_cuda_mailbox(benchmark::State& state) {
+  auto mailbox = cuda_mailbox();
+  if (!mailbox) {
+    state.SkipWithError(("no cuda device: " + mailbox.error().to_string()).c_str());
+    return;
+  }
+  CudaMailbox& m = **mailbox;
+  Latencies latencies;
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    const std::uint64_t seq = m.next++;
+    std::atomic_ref<std::uint64_t>(m.box[1]).store(seq * 3, std::memory_order_relaxed);
+    std::atomic_ref<std::uint64_t>(m.box[0]).store(seq, std::memory_order_release);
+    while (std::atomic_ref<std::uint64_t>(m.box[8]).load(std::memory_order_acquire) != seq) {
+    }
+    const std::uint64_t reply = std::atomic_ref<std::uint64_t>(m.box[9]).load(std::memory_order_relaxed);
+    latencies.add(Clock::now() - start);
+    if (reply != seq * 3) {
+      state.SkipWithError("mailbox reply mismatch");
+      return;
+    }
+  }
+  latencies.report(state);
+  state.SetLabel("raw one-slot mapped-memory mailbox kernel");
+}
+#endif
+
+// The CPU reference: a thread spinning on a one-slot mailbox in plain memory.
+struct CpuMailbox {
+  alignas(64) std::atomic<std::uint64_t> request{0};
+  std::atomic<std::uint64_t> payload{0};
+  alignas(64) std::atomic<std::uint64_t> reply_seq{0};
+  std::atomic<std::uint64_t> reply{0};
+  alignas(64) std::atomic<bool> stop{false};
+  std::uint64_t next = 1;
+  std::thread server;
+  CpuMailbox() {
+    server = std::thread([this] {
+      std::uint64_t seen = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        const std::uint64_t seq = request.load(std::memory_order_acquire);
+        if (seq == seen) continue;
+        reply.store(payload.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        reply_seq.store(seq, std::memory_order_release);
+        seen = seq;
+      }
+    });
+  }
+  ~CpuMailbox() {
+    stop.store(true);
+    server.join();
+  }
+};
+
+void rtt_cpu_mailbox(benchmark::State& state) {
+  static CpuMailbox* mailbox = [] {
+    auto* m = new CpuMailbox;
+    on_shutdown([m] { delete m; });
+    return m;
+  }();
+  Latencies latencies;
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    const std::uint64_t seq = mailbox->next++;
+    mailbox->payload.store(seq * 3, std::memory_order_relaxed);
+    mailbox->request.store(seq, std::memory_order_release);
+    while (mailbox->reply_seq.load(std::memory_order_acquire) != seq) {
+    }
+    const std::uint64_t reply = mailbox->reply.load(std::memory_order_relaxed);
+    latencies.add(Clock::now() - start);
+    if (reply != seq * 3) {
+      state.SkipWithError("mailbox reply mismatch");
+      return;
+    }
+  }
+  latencies.report(state);
+  state.SetLabel("raw one-slot mailbox thread");
+}
+
+void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
+  auto rig = get();
+  if (!rig) {
+    state.SkipWithError(rig.error().to_string().c_str());
+    return;
+  }
+  RingRig& r = **rig;
+  Latencies latencies;
+  std::uint64_t value = 0;
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    ++value;
+    std::vector<std::byte> payload(sizeof value);
+    std::memcpy(payload.data(), &value, sizeof value);
+    auto sent = r.client->send(r.actors[0], kEcho, payload, deadline());
+    if (!sent) {
+      state.SkipWithError(sent.error().to_string().c_str());
+      return;
+    }
+    Result<ring::Reply> reply = sent->get();
+    latencies.add(Clock::now() - start);
+    if (!reply || u64_of(*reply) != value) {
+      state.SkipWithError(reply ? "ring reply mismatch" : reply.error().to_string().c_str());
+      return;
+    }
+  }
+  latencies.report(state);
+  state.SetLabel(r.label);
+}
+
+void throughput_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
+  auto rig = get();
+  if (!rig) {
+    state.SkipWithError(rig.error().to_string().c_str());
+    return;
+  }
+  RingRig& r = **rig;
+  const auto producers = static_cast<std::size_t>(state.range(0));
+  const auto actors = static_cast<std::size_t>(state.range(1));
+  std::atomic<std::size_t> failures{0};
+  for (auto _ : state) {
+    std::atomic<std::size_t> done{0};
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        const std::uint64_t payload = p;
+        std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(&payload), sizeof payload);
+        for (std::size_t i = p; i < kThroughputMessages; i += producers) {
+          Status s = r.client->send_async(r.actors[i % actors], kEcho, bytes, deadline(), [&](Result<ring::Reply> reply) {
+            if (!reply) failures.fetch_add(1, std::memory_order_relaxed);
+            done.fetch_add(1, std::memory_order_release);
+          });
+          if (!s) {
+            failures.fetch_add(1, std::memory_order_relaxed);
+            done.fetch_add(1, std::memory_order_release);
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    while (done.load(std::memory_order_acquire) < kThroughputMessages) std::this_thread::yield();
+  }
+  if (failures.load() > 0) {
+    state.SkipWithError((std::to_string(failures.load()) + " messages failed").c_str());
+    return;
+  }
+  state.counters["msgs_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kThroughputMessages, benchmark::Counter::kIsRate);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kThroughputMessages));
+  state.SetLabel(r.label);
+}
+
+void register_all() {
+#if GPUBRIDGE_HAVE_CUDA
+  on_shutdown([] {
+    release_cuda_rig();
+    release_cuda_mailbox();
+  });
+#endif
+  benchmark::RegisterBenchmark("ring_rtt/cpu/ring", [](benchmark::State& s) { rtt_ring(s, cpu_rig); })->UseRealTime();
+  benchmark::RegisterBenchmark("ring_rtt/cpu/mailbox", rtt_cpu_mailbox)->UseRealTime();
+  register_pair({"round_trip", "cpu", "ring_rtt/cpu/ring", "ring_rtt/cpu/mailbox"});
+  benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig); })
+      ->Args({4, 64})
+      ->UseRealTime();
+#if GPUBRIDGE_HAVE_CUDA
+  benchmark::RegisterBenchmark("ring_rtt/cuda/ring", [](benchmark::State& s) { rtt_ring(s, cuda_rig); })->UseRealTime();
+  benchmark::RegisterBenchmark("ring_rtt/cuda/mailbox", rtt_cuda_mailbox)->UseRealTime();
+  register_pair({"round_trip", "cuda", "ring_rtt/cuda/ring", "ring_rtt/cuda/mailbox"});
+  benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig); })
+      ->Args({4, 64})
+      ->Args({8, 256})
+      ->UseRealTime();
+#endif
+}
+
+}  // namespace
+}  // namespace gpubridge::bench
+
+int main(int argc, char** argv) {
+  gpubridge::bench::register_all();
+  return gpubridge::bench::run_with_ratio_report(
+      argc, argv,
+      {.help = "bench_ring: ring round trips (CPU server; CUDA persistent kernel when a device is present)\n"
+               "against a raw one-slot mailbox, and messages/s with many producers and actors.\n\n"});
+}

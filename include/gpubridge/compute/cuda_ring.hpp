@@ -1,0 +1,113 @@
+#pragma once
+// The CUDA persistent ring kernel: the device-side server of the ring protocol in
+// gpubridge/compute/ring.hpp, driven by the unchanged RingClient.
+//
+// Handlers are CUDA device functions in a source string the user registers. The server wraps them
+// in a generated kernel (a switch over handler ids around the user's functions), compiles it with
+// NVRTC and launches it once, as one thread of one block that stays resident: it polls the request
+// ring with volatile loads and the protocol's sequence numbers, serves one message at a time,
+// writes completions with __threadfence_system() before each release store, and increments the
+// header's heartbeat every poll. The kernel uses no atomic read-modify-write on host memory, so
+// devices without host-native atomics run the same mapped-memory + fence path (mode() says which
+// the device has).
+//
+// Handler contract (device code, one thread):
+//   __device__ int my_handler(const gb_ring_call& call);
+// gb_ring_call has actor_id, handler_id, state / state_bytes (the actor's state, in device memory),
+// payload / payload_bytes (read-only, in mapped host memory) and reply / reply_capacity. Return the
+// number of reply bytes written (0..reply_capacity), or -GB_RING_<CODE> (e.g. -GB_RING_INVALID_ARGUMENT,
+// values of gpubridge::ErrorCode) to fail the call. A handler must return well within the client's
+// watchdog window (no heartbeat while it runs).
+//
+// Memory: the RingMemory block is page-locked and mapped with cudaHostRegister (RingMemory owns
+// its allocation), so the same block serves RingClient and the kernel. Actor table and states are
+// mirrored in device memory while the server runs and copied back into the block when the kernel
+// has finished for good (stop, drain, destruction), so the block holds the final states.
+// The RingMemory must outlive the server; a block is served once (as with CpuRingServer).
+// The kernel occupies one SM until it stops. While it runs, avoid CUDA calls that wait for an idle
+// device in this process (cudaDeviceSynchronize, and with lazy module loading the first launch of
+// another module's kernel): they would wait forever. The server itself loads its module only while
+// its kernel is not running (at create, and during reload after the old kernel has returned), so
+// run one persistent kernel per device per process, or set CUDA_MODULE_LOADING=EAGER.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/result.hpp"
+
+namespace gpubridge::compute::ring {
+
+struct CudaHandler {
+  std::uint32_t handler_id = 0;  // below kFirstReservedHandler, unique
+  std::uint32_t actor_type = 0;  // the actor type this handler serves
+  std::string function;          // name of a __device__ function in CudaHandlerSource::source
+};
+
+struct CudaHandlerSource {
+  std::string source;  // CUDA C++ with the handlers' device functions (no includes needed)
+  std::vector<CudaHandler> handlers;
+};
+
+struct CudaRingServerOptions {
+  int device = 0;  // CUDA device ordinal
+};
+
+// What the server runs on and how it reaches the host.
+struct CudaRingMode {
+  std::string device_name;
+  int compute_capability = 0;      // major * 10 + minor
+  bool host_native_atomics = false;  // cudaDevAttrHostNativeAtomicSupported
+  std::string target;              // NVRTC target of the loaded kernel ("sm_90" or "compute_89")
+  std::string description;         // one line for logs and benchmark output
+};
+
+// The persistent kernel's host side. Thread-safe: lifecycle calls and reload() may come from any
+// thread (they serialise on an internal mutex; wait() blocks until the kernel has returned).
+// One-shot like CpuRingServer: after stop/drain it cannot be started again on the same block.
+class CudaRingServer {
+ public:
+  // invalid_argument: not a ring block of this version, or bad handlers (reserved or duplicate id,
+  // a function name that is not an identifier); failed_precondition: the block was already served
+  // or the device cannot map host memory; unavailable: no such CUDA device; internal: NVRTC errors
+  // (with the compiler log), other CUDA errors.
+  static Result<std::unique_ptr<CudaRingServer>> create(RingMemory& memory, CudaHandlerSource handlers,
+                                                        CudaRingServerOptions options = {});
+  ~CudaRingServer();  // stop, wait for the kernel, copy states back, release CUDA resources
+  CudaRingServer(const CudaRingServer&) = delete;
+  CudaRingServer& operator=(const CudaRingServer&) = delete;
+
+  // Launches the kernel. failed_precondition if already started; CUDA errors otherwise.
+  Status start();
+  // As CpuRingServer: stop now (message in progress finishes, queued ones complete cancelled) or
+  // drain (finish queued messages, then stop). Non-blocking; wait() blocks until the kernel ends.
+  void request_stop();
+  void request_drain();
+  // Blocks until the kernel has returned (at once if it never started); copies the actor states
+  // back into the block. Returns the kernel's error if it died (e.g. a trap in a handler).
+  Status wait();
+  Status stop() { request_stop(); return wait(); }
+  Status drain() { request_drain(); return wait(); }
+  // Hot reload: compiles the new handlers with NVRTC first (on error the old kernel keeps serving),
+  // then asks the kernel to return after its current message, loads the new module and relaunches
+  // on the same block and device state. Queued messages and actor states are kept; the host client
+  // sees a pause of one module load. If the load fails the old kernel is relaunched and the error
+  // returned.
+  Status reload(CudaHandlerSource handlers);
+  // ok while the kernel runs or has finished cleanly; the CUDA error once it has died.
+  Status kernel_status() const;
+  std::uint64_t messages_served() const noexcept;
+  const CudaRingMode& mode() const noexcept;
+
+ private:
+  struct Impl;
+  explicit CudaRingServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The full kernel source generated around `handlers` (pure string work, needs no GPU).
+// invalid_argument for bad handler specs, as create().
+Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers);
+
+}  // namespace gpubridge::compute::ring
