@@ -195,7 +195,8 @@ TEST_F(SamplesIo, PngReadsRealImages) {
 }
 
 TEST_F(SamplesIo, PngVariantsConvertOrAreRejected) {
-  for (const auto& variant : manifest()["png_variants"]) {
+  const nlohmann::json m = manifest();  // the loop must not range over a temporary's member
+  for (const auto& variant : m["png_variants"]) {
     const std::string file = variant["file"];
     auto image = read_png(kReferenceDir / file);
     if (variant["expected"].is_null()) {
