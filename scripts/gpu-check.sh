@@ -26,7 +26,7 @@ do_package() {
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
   cp "$build/src/gpubridge" "$carry/bin/"
   find "$build/tests" -type f -name '*_test' -perm -u+x -exec cp {} "$carry/bin/" \;
-  for b in bench_compute bench_runtime bench_grains bench_samples bench_ring; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
+  for b in bench_compute bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
   # The real data the samples' benchmarks read (the GPU machine has no ../shared).
   mkdir -p "$carry/data" && cp -r ../shared/data/images ../shared/data/graphs ../shared/data/matrices "$carry/data/"
   cp -r tests/samples/data "$carry/references"
@@ -90,7 +90,7 @@ do_run() {
     timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
       --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
   fi
-  for b in bench_runtime bench_grains bench_samples bench_ring; do
+  for b in bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do
     [ -x "$bin/$b" ] || continue
     echo "== $b" | tee -a "$out/bench.txt"
     timeout 200 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1
