@@ -16,6 +16,7 @@
 
 #include "gpubridge/samples/io.hpp"
 #include "npy_reader.hpp"
+#include "cli_support.hpp"
 #include "test_support.hpp"
 
 namespace gpubridge::samples {
@@ -30,22 +31,8 @@ std::string env_or(const char* name, const char* fallback) {
 const std::string kRef = env_or("GPUBRIDGE_SAMPLES_REFERENCE_DIR", GPUBRIDGE_SAMPLES_REFERENCE_DIR);
 const std::string kShared = env_or("GPUBRIDGE_DATA_DIR", GPUBRIDGE_SHARED_DATA_DIR);
 
-struct CliRun {
-  int exit_code;
-  std::string out;
-};
-
-CliRun run_cli(const std::string& args) {
-  const char* cli = std::getenv("GPUBRIDGE_CLI");
-  EXPECT_NE(cli, nullptr) << "GPUBRIDGE_CLI must name the gpubridge binary";
-  const std::string cmd = std::string(cli ? cli : "gpubridge") + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (p != nullptr && std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  const int status = p != nullptr ? ::pclose(p) : -1;
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using ::gpubridge::testing::CliRun;
+using ::gpubridge::testing::run_cli;
 
 // A private output directory per test.
 class TempDirTest : public ::testing::Test {
