@@ -81,55 +81,48 @@ std::vector<std::string> KernelCatalog::ids() const {
   return out;
 }
 
-Result<CallShape> KernelCatalog::validate(const KernelCall& call) const {
-  auto found = lookup(call.kernel);
+Result<CallShape> KernelCatalog::validate_shape(std::string_view kernel, DType dtype,
+                                               std::span<const std::size_t> input_counts,
+                                               std::span<const double> scalars) const {
+  auto found = lookup(kernel);
   if (!found) return found.error();
   const KernelDef& def = **found;
   const KernelSignature& sig = def.signature;
   const std::string where = "kernel '" + def.id + "'";
 
-  if (std::find(sig.dtypes.begin(), sig.dtypes.end(), call.dtype) == sig.dtypes.end()) {
+  if (std::find(sig.dtypes.begin(), sig.dtypes.end(), dtype) == sig.dtypes.end()) {
     std::string accepted;
     for (DType t : sig.dtypes) accepted += (accepted.empty() ? "" : ", ") + std::string(to_string(t));
     return Error(ErrorCode::invalid_argument,
-                 where + " does not accept element type " + std::string(to_string(call.dtype)) +
+                 where + " does not accept element type " + std::string(to_string(dtype)) +
                      " (accepts " + accepted + ")");
   }
-  if (call.inputs.size() != sig.inputs.size()) {
+  if (input_counts.size() != sig.inputs.size()) {
     return Error(ErrorCode::invalid_argument, where + " takes " + std::to_string(sig.inputs.size()) +
-                                                  " vector input(s), got " + std::to_string(call.inputs.size()));
+                                                  " vector input(s), got " + std::to_string(input_counts.size()));
   }
-  if (call.scalars.size() != sig.scalars.size()) {
+  if (scalars.size() != sig.scalars.size()) {
     return Error(ErrorCode::invalid_argument, where + " takes " + std::to_string(sig.scalars.size()) +
-                                                  " scalar(s), got " + std::to_string(call.scalars.size()));
+                                                  " scalar(s), got " + std::to_string(scalars.size()));
   }
-  const std::size_t n = call.inputs.front().count;
-  for (std::size_t i = 0; i < call.inputs.size(); ++i) {
-    const TensorView& in = call.inputs[i];
+  const std::size_t n = input_counts.front();
+  for (std::size_t i = 0; i < input_counts.size(); ++i) {
     const std::string name = "input '" + sig.inputs[i] + "'";
-    if (in.dtype != call.dtype) {
-      return Error(ErrorCode::invalid_argument, where + ": " + name + " has element type " +
-                                                    std::string(to_string(in.dtype)) + ", the call is " +
-                                                    std::string(to_string(call.dtype)));
-    }
-    if (in.count == 0) return Error(ErrorCode::invalid_argument, where + ": " + name + " is empty");
-    if (in.count > kMaxElements) {
-      return Error(ErrorCode::out_of_range, where + ": " + name + " has " + std::to_string(in.count) +
+    if (input_counts[i] == 0) return Error(ErrorCode::invalid_argument, where + ": " + name + " is empty");
+    if (input_counts[i] > kMaxElements) {
+      return Error(ErrorCode::out_of_range, where + ": " + name + " has " + std::to_string(input_counts[i]) +
                                                 " elements, more than the limit of " +
                                                 std::to_string(kMaxElements));
     }
-    if (in.data == nullptr) return Error(ErrorCode::invalid_argument, where + ": " + name + " has no data");
-    if (in.count != n && sig.output != OutputShape::computed) {
+    if (input_counts[i] != n && sig.output != OutputShape::computed) {
       return Error(ErrorCode::invalid_argument, where + ": input lengths differ ('" + sig.inputs[0] + "' has " +
                                                     std::to_string(n) + " elements, " + name + " has " +
-                                                    std::to_string(in.count) + ")");
+                                                    std::to_string(input_counts[i]) + ")");
     }
   }
   if (sig.output != OutputShape::computed) return CallShape{n, output_count(def, n)};
 
-  std::array<std::size_t, 4> counts{};
-  for (std::size_t i = 0; i < call.inputs.size(); ++i) counts[i] = call.inputs[i].count;
-  auto out = sig.shape(std::span<const std::size_t>(counts.data(), call.inputs.size()), call.scalars);
+  auto out = sig.shape(input_counts, scalars);
   if (!out) return out.error();
   if (*out == 0) return Error(ErrorCode::invalid_argument, where + ": the output would be empty");
   if (*out > kMaxElements) {
@@ -137,6 +130,34 @@ Result<CallShape> KernelCatalog::validate(const KernelCall& call) const {
                                               " elements, more than the limit of " + std::to_string(kMaxElements));
   }
   return CallShape{n, *out};
+}
+
+Result<CallShape> KernelCatalog::validate(const KernelCall& call) const {
+  // Every signature has at most this many inputs: more is an arity error, reported with the count.
+  std::array<std::size_t, 8> counts{};
+  if (call.inputs.size() > counts.size()) {
+    auto found = lookup(call.kernel);
+    if (!found) return found.error();
+    return Error(ErrorCode::invalid_argument, "kernel '" + (*found)->id + "' takes " +
+                                                  std::to_string((*found)->signature.inputs.size()) +
+                                                  " vector input(s), got " + std::to_string(call.inputs.size()));
+  }
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) counts[i] = call.inputs[i].count;
+  auto shape = validate_shape(call.kernel, call.dtype, std::span<const std::size_t>(counts.data(), call.inputs.size()),
+                              call.scalars);
+  if (!shape) return shape.error();
+  // The shape is right; now the data itself: each input's element type and address.
+  const KernelDef& def = **lookup(call.kernel);
+  for (std::size_t i = 0; i < call.inputs.size(); ++i) {
+    const TensorView& in = call.inputs[i];
+    const std::string where = "kernel '" + def.id + "': input '" + def.signature.inputs[i] + "'";
+    if (in.dtype != call.dtype) {
+      return Error(ErrorCode::invalid_argument, where + " has element type " + std::string(to_string(in.dtype)) +
+                                                    ", the call is " + std::string(to_string(call.dtype)));
+    }
+    if (in.data == nullptr) return Error(ErrorCode::invalid_argument, where + " has no data");
+  }
+  return shape;
 }
 
 }  // namespace gpubridge::compute

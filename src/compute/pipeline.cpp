@@ -25,10 +25,6 @@ std::string stage_name(std::size_t i, std::string_view kernel) {
   return "stage " + std::to_string(i) + " (" + std::string(kernel) + ")";
 }
 
-// A placeholder address for inputs that do not exist yet (earlier stages' outputs): the catalog
-// checks lengths and types, never reads the data.
-const std::array<std::byte, 8> kNotYetComputed{};
-
 }  // namespace
 
 Result<std::vector<StageShape>> validate_pipeline(const KernelCatalog& catalog, const Pipeline& pipeline) {
@@ -48,7 +44,10 @@ Result<std::vector<StageShape>> validate_pipeline(const KernelCatalog& catalog, 
   for (std::size_t s = 0; s < pipeline.stages.size(); ++s) {
     const PipelineStage& stage = pipeline.stages[s];
     const std::string where = stage_name(s, stage.kernel);
-    KernelCall probe{stage.kernel, pipeline.dtype, {}, stage.scalars};
+    // Stage inputs are checked by length: earlier stages' outputs have no data yet (external
+    // inputs' types and addresses were checked above).
+    std::vector<std::size_t> counts;
+    counts.reserve(stage.inputs.size());
     for (std::size_t k = 0; k < stage.inputs.size(); ++k) {
       const StageInput& from = stage.inputs[k];
       if (from.source == StageInput::Source::external) {
@@ -57,21 +56,20 @@ Result<std::vector<StageShape>> validate_pipeline(const KernelCatalog& catalog, 
                        where + ": input " + std::to_string(k) + " names pipeline input " + std::to_string(from.index) +
                            ", the pipeline has " + std::to_string(pipeline.inputs.size()));
         }
-        probe.inputs.push_back(pipeline.inputs[from.index]);
+        counts.push_back(pipeline.inputs[from.index].count);
       } else {
         if (from.index >= s) {
           return Error(ErrorCode::invalid_argument,
                        where + ": input " + std::to_string(k) + " reads stage " + std::to_string(from.index) +
                            ", which does not run before it (a stage reads only earlier stages)");
         }
-        probe.inputs.emplace_back(pipeline.dtype, kNotYetComputed.data(), shapes[from.index].output_count);
+        counts.push_back(shapes[from.index].output_count);
       }
     }
-    auto shape = catalog.validate(probe);
+    auto shape = catalog.validate_shape(stage.kernel, pipeline.dtype, counts, stage.scalars);
     if (!shape) return shape.error().with_context(where);
     StageShape out;
-    out.input_counts.reserve(probe.inputs.size());
-    for (const TensorView& in : probe.inputs) out.input_counts.push_back(in.count);
+    out.input_counts = std::move(counts);
     out.n = shape->n;
     out.output_count = shape->output_count;
     shapes.push_back(std::move(out));

@@ -71,7 +71,7 @@ ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
                          }}));
   EXPECT_TRUE(table.add({kCrash, kCounterType, [](std::span<std::byte>, std::span<const std::byte>,
                                                    std::span<std::byte>) -> Result<std::size_t> {
-                           throw ring::SimulatedServerCrash{};
+                           throw ring::HandlerTrap{};
                          }}));
   return table;
 }

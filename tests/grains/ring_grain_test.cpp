@@ -86,7 +86,7 @@ ring::HandlerTable counter_handlers() {
     return reply_total(state, out);
   });
   add(kCrash, [](std::span<std::byte>, std::span<const std::byte>, std::span<std::byte>) -> Result<std::size_t> {
-    throw ring::SimulatedServerCrash{};
+    throw ring::HandlerTrap{};
   });
   // Adds delta to this counter; forwards the rest of the chain to the next actor, or replies with
   // {this counter's total, hops taken} at the end of the chain.

@@ -136,6 +136,10 @@ class KernelCatalog {
   // empty input, or what a computed kernel's shape function rejects), out_of_range (more than
   // kMaxElements elements in an input or the output).
   Result<CallShape> validate(const KernelCall& call) const;
+  // The same checks on lengths only (no data yet, e.g. a pipeline stage reading an earlier
+  // stage's output): kernel, dtype, numbers of inputs and scalars, lengths, the shape function.
+  Result<CallShape> validate_shape(std::string_view kernel, DType dtype, std::span<const std::size_t> input_counts,
+                                   std::span<const double> scalars) const;
 
   // The output length of a like_inputs or scalar kernel for inputs of length n (not meaningful
   // for computed kernels: use validate()).

@@ -261,9 +261,11 @@ class HandlerTable {
   std::vector<HandlerSpec> handlers_;  // sorted by handler_id
 };
 
-// Thrown by a handler in tests to simulate a kernel that died: the server thread leaves its loop
-// at once, without completing the message, updating its state or heartbeating again.
-struct SimulatedServerCrash {};
+// Thrown by a handler to abort the server, as `__trap()` aborts the CUDA ring kernel: the server
+// thread leaves its loop at once, without completing the message, updating its state or
+// heartbeating again; clients see "ring server dead". For handlers that find the actor table
+// corrupted beyond repair (and for the dead-server tests, which use it as the CPU's trap).
+struct HandlerTrap {};
 
 struct CpuRingServerOptions {
   std::uint32_t idle_spins = 64;                         // empty polls before sleeping

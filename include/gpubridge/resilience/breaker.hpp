@@ -31,8 +31,8 @@
 
 namespace gpubridge::resilience {
 
-// The time source of a breaker; empty means std::chrono::steady_clock::now. Tests inject a fake
-// clock so that no test sleeps. Must be callable from several threads at once and never go back.
+// The time source of a breaker; empty means std::chrono::steady_clock::now. Injectable, so that
+// tests drive the open interval with a manual clock instead of sleeping. Must be callable from several threads at once and never go back.
 using BreakerClock = std::function<std::chrono::steady_clock::time_point()>;
 
 struct BreakerOptions {

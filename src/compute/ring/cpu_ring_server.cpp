@@ -233,7 +233,7 @@ struct CpuRingServer::Impl {
           return r;
         }
         return handler->fn(state, payload, reply_area);
-      } catch (const SimulatedServerCrash&) {
+      } catch (const HandlerTrap&) {
         throw;
       } catch (const std::exception& e) {
         return Error(ErrorCode::internal, std::string("handler threw: ") + e.what());
@@ -458,8 +458,8 @@ struct CpuRingServer::Impl {
         refresh_handlers();
         if (!serve_host(*request, position, word, inline_reply, *handlers)) break;
       }
-    } catch (const SimulatedServerCrash&) {
-      return;  // a dead kernel: no completion, no state change, no more heartbeats
+    } catch (const HandlerTrap&) {
+      return;  // a trap: no completion, no state change, no more heartbeats
     }
     store_release(header().server_state, static_cast<std::uint32_t>(ServerState::stopped));
   }

@@ -38,12 +38,6 @@ struct GraphOptions {
   bool weighted = false;
 };
 
-std::string format(double v) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.3g", v);
-  return text;
-}
-
 Result<Graph> read_graph(const std::string& path) {
   if (std::filesystem::path(path).extension() == ".gml") return read_gml(path);
   return read_edge_list(path);
@@ -74,7 +68,7 @@ Result<SampleResult> run_graph(GraphOp op, const GraphOptions& o, server::Silo& 
       if (e.weight < 0) {
         return Error(ErrorCode::invalid_argument,
                      "sssp needs non-negative weights: edge " + std::to_string(graph->node_ids[e.source]) + " -> " +
-                         std::to_string(graph->node_ids[e.target]) + " has weight " + format(e.weight));
+                         std::to_string(graph->node_ids[e.target]) + " has weight " + format_number(e.weight));
       }
     }
   }
@@ -121,7 +115,7 @@ Result<SampleResult> run_graph(GraphOp op, const GraphOptions& o, server::Silo& 
       auto levels = bfs_levels(*csr, source);
       if (!levels) return levels.error();
       for (std::size_t i = 0; i < n; ++i) max_error = std::max(max_error, std::abs(out[i] - double((*levels)[i])));
-      result.check = "levels differ from the host BFS by at most " + format(max_error) + " (exact expected)";
+      result.check = "levels differ from the host BFS by at most " + format_number(max_error) + " (exact expected)";
       if (max_error != 0) return Error(ErrorCode::data_loss, "bfs: " + result.check);
       break;
     }
@@ -135,8 +129,8 @@ Result<SampleResult> run_graph(GraphOp op, const GraphOptions& o, server::Silo& 
         max_error = std::max(max_error, std::abs(out[i] - ranks->ranks[i]));
         sum += out[i];
       }
-      result.check = "max |difference| from the host PageRank " + format(max_error) + " <= 1e-9; ranks sum to " +
-                     format(sum);
+      result.check = "max |difference| from the host PageRank " + format_number(max_error) + " <= 1e-9; ranks sum to " +
+                     format_number(sum);
       if (!(max_error <= 1e-9)) return Error(ErrorCode::data_loss, "pagerank: " + result.check);
       break;
     }

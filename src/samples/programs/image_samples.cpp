@@ -39,12 +39,6 @@ struct ImageOptions {
   std::string component = "magnitude";
 };
 
-std::string format(double v) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.3g", v);
-  return text;
-}
-
 Status check_image_output(const std::string& out) {
   if (out.empty()) return Error(ErrorCode::invalid_argument, "--out is required (.npy or .png)");
   const auto ext = std::filesystem::path(out).extension();
@@ -154,7 +148,7 @@ Result<SampleResult> run_image(ImageOp op, const ImageOptions& o, server::Silo& 
   if (expected->data.size() != out.size()) return Error(ErrorCode::internal, "output size differs from the host's");
   double max_error = 0;
   for (std::size_t i = 0; i < out.size(); ++i) max_error = std::max(max_error, std::abs(double(out[i]) - double(expected->data[i])));
-  result.check = "max |difference| from the host CPU algorithm " + format(max_error) + " <= " + format(kImageTolerance) +
+  result.check = "max |difference| from the host CPU algorithm " + format_number(max_error) + " <= " + format_number(kImageTolerance) +
                  " over " + std::to_string(out.size()) + " values";
   if (!(max_error <= kImageTolerance)) return Error(ErrorCode::data_loss, "image: " + result.check);
 

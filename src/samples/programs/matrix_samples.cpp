@@ -30,12 +30,6 @@ struct MatrixOptions {
   std::string dtype = "f32";
 };
 
-std::string format(double v) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.3g", v);
-  return text;
-}
-
 Result<compute::DType> parse_matrix_dtype(const std::string& s) {
   if (s == "f32") return compute::DType::f32;
   if (s == "f64") return compute::DType::f64;
@@ -130,7 +124,7 @@ Result<SampleResult> run_matmul(const MatrixOptions& o, server::Silo& silo, cons
     }
     const double eps = *dtype == compute::DType::f32 ? 1.2e-7 : 2.3e-16;
     const double tolerance = 2.0 * static_cast<double>(k) * eps * max_abs;
-    result.check = "max |C - host double product| " + format(max_error) + " <= " + format(tolerance) + " (2 k eps max sum|a b|)";
+    result.check = "max |C - host double product| " + format_number(max_error) + " <= " + format_number(tolerance) + " (2 k eps max sum|a b|)";
     if (!(max_error <= tolerance)) return Error(ErrorCode::data_loss, "matmul: " + result.check);
   } else {
     result.check = "host check skipped: more than 2^31 multiply-adds";
@@ -199,7 +193,7 @@ Result<SampleResult> run_inverse(const MatrixOptions& o, server::Silo& silo, con
         residual = std::max(residual, std::abs(sum - (i == j ? 1.0 : 0.0)));
       }
     }
-    result.check = "max |A * Ainv - I| = " + format(residual) + " (double precision, on the host)";
+    result.check = "max |A * Ainv - I| = " + format_number(residual) + " (double precision, on the host)";
   } else {
     result.check = "residual check skipped: n > 2048";
   }

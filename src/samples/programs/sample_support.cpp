@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cstdio>
 
 #include "gpubridge/grains/kernel_grain.hpp"
 #include "gpubridge/samples/sample.hpp"
@@ -6,6 +7,12 @@
 #include "samples/programs/sample_list.hpp"
 
 namespace gpubridge::samples {
+
+std::string format_number(double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.3g", value);
+  return text;
+}
 
 Result<compute::KernelResult> run_kernel(server::Silo& silo, compute::KernelCall call, const compute::CallOptions& placement,
                                          SampleResult& result) {

@@ -34,12 +34,6 @@ std::vector<float> generate(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
-std::string format_error(double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, "%.3g", value);
-  return text;
-}
-
 enum class Op { add, dot, normalize };
 
 Result<SampleResult> run_vector(Op op, const VectorOptions& o, server::Silo& silo, const SampleRun& run) {
@@ -67,7 +61,7 @@ Result<SampleResult> run_vector(Op op, const VectorOptions& o, server::Silo& sil
   switch (op) {
     case Op::add:
       for (std::size_t i = 0; i < o.n; ++i) max_error = std::max(max_error, std::abs(double(out[i]) - double(a[i] + b[i])));
-      result.check = "max |error| " + format_error(max_error) + " over " + std::to_string(o.n) + " elements (exact expected)";
+      result.check = "max |error| " + format_number(max_error) + " over " + std::to_string(o.n) + " elements (exact expected)";
       if (max_error != 0) return Error(ErrorCode::data_loss, "vector-add: result differs from the host: " + result.check);
       break;
     case Op::dot: {
@@ -79,7 +73,7 @@ Result<SampleResult> run_vector(Op op, const VectorOptions& o, server::Silo& sil
       max_error = std::abs(double(out[0]) - exact);
       const double tolerance = 1e-5 * magnitude;
       result.check = "dot " + std::to_string(out[0]) + ", host (double) " + std::to_string(exact) + ", |error| " +
-                     format_error(max_error) + " <= " + format_error(tolerance);
+                     format_number(max_error) + " <= " + format_number(tolerance);
       if (!(max_error <= tolerance)) return Error(ErrorCode::data_loss, "vector-dot: " + result.check);
       break;
     }
@@ -91,7 +85,7 @@ Result<SampleResult> run_vector(Op op, const VectorOptions& o, server::Silo& sil
         const double expected = double(a[i]) / norm;
         max_error = std::max(max_error, std::abs(double(out[i]) - expected));
       }
-      result.check = "max |error| " + format_error(max_error) + " over " + std::to_string(o.n) +
+      result.check = "max |error| " + format_number(max_error) + " over " + std::to_string(o.n) +
                      " elements against the double-precision norm (<= 1e-6)";
       if (!(max_error <= 1e-6)) return Error(ErrorCode::data_loss, "vector-normalize: " + result.check);
       break;
