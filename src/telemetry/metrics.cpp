@@ -22,9 +22,49 @@ std::string_view to_string(MetricType type) noexcept {
 
 namespace internal {
 
-std::size_t assign_stripe() noexcept {
-  static std::atomic<std::size_t> next{0};
-  return next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+namespace {
+// Owned stripes not leased to a live thread. Leaked on purpose: threads may exit (and return
+// their stripe) during static destruction.
+struct FreeStripes {
+  std::mutex mutex;
+  std::vector<std::uint32_t> free;
+  FreeStripes() {
+    for (std::uint32_t i = kSharedStripe; i-- > 0;) free.push_back(i);
+  }
+};
+FreeStripes& free_stripes() {
+  static FreeStripes* stripes = new FreeStripes();
+  return *stripes;
+}
+
+// Returns the thread's owned stripe when the thread exits; later updates from this thread (from
+// other thread-local destructors) go to the shared stripe.
+struct StripeReturn {
+  std::uint32_t index = kUnassignedStripe;
+  ~StripeReturn() {
+    if (index == kUnassignedStripe) return;
+    thread_stripe = StripeLease{kSharedStripe, false};
+    FreeStripes& stripes = free_stripes();
+    const std::lock_guard lock(stripes.mutex);
+    stripes.free.push_back(index);
+  }
+};
+}  // namespace
+
+StripeLease assign_stripe() noexcept {
+  FreeStripes& stripes = free_stripes();
+  std::uint32_t index = kUnassignedStripe;
+  {
+    const std::lock_guard lock(stripes.mutex);
+    if (!stripes.free.empty()) {
+      index = stripes.free.back();
+      stripes.free.pop_back();
+    }
+  }
+  if (index == kUnassignedStripe) return StripeLease{kSharedStripe, false};
+  thread_local StripeReturn on_exit;
+  on_exit.index = index;
+  return StripeLease{index, true};
 }
 
 bool is_valid_utf8(std::string_view text) noexcept {
@@ -143,7 +183,12 @@ std::uint64_t Counter::value() const noexcept {
 }
 
 namespace {
-void add_to_double_bits(std::atomic<std::uint64_t>& bits, double delta) noexcept {
+void add_to_double_bits(std::atomic<std::uint64_t>& bits, double delta, bool owned) noexcept {
+  if (owned) {
+    bits.store(std::bit_cast<std::uint64_t>(std::bit_cast<double>(bits.load(std::memory_order_relaxed)) + delta),
+               std::memory_order_relaxed);
+    return;
+  }
   std::uint64_t expected = bits.load(std::memory_order_relaxed);
   while (!bits.compare_exchange_weak(expected, std::bit_cast<std::uint64_t>(std::bit_cast<double>(expected) + delta),
                                      std::memory_order_relaxed, std::memory_order_relaxed)) {
@@ -151,7 +196,7 @@ void add_to_double_bits(std::atomic<std::uint64_t>& bits, double delta) noexcept
 }
 }  // namespace
 
-void Gauge::add(double delta) noexcept { add_to_double_bits(bits_, delta); }
+void Gauge::add(double delta) noexcept { add_to_double_bits(bits_, delta, false); }
 
 namespace {
 constexpr std::size_t kSlotsPerLine = kCacheLine / sizeof(std::uint64_t);
@@ -179,9 +224,9 @@ void Histogram::observe(double value) noexcept {
   const std::size_t bucket =
       std::isnan(value) ? bounds.size()
                         : static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin());
-  const std::size_t stripe = internal::this_thread_stripe();
-  slot(stripe, bucket).fetch_add(1, std::memory_order_relaxed);
-  add_to_double_bits(slot(stripe, bounds.size() + 1), value);
+  const internal::StripeLease lease = internal::this_thread_stripe();
+  internal::add_to_slot(slot(lease.index, bucket), 1, lease.owned);
+  add_to_double_bits(slot(lease.index, bounds.size() + 1), value, lease.owned);
 }
 
 HistogramSnapshot Histogram::snapshot() const {

@@ -183,6 +183,42 @@ TEST(MetricsValueTest, SixteenThreadsCountExactly) {
   EXPECT_EQ(snap.sum, double(5 * kIterations * 1 + 5 * kIterations * 2));
 }
 
+// More live threads than owned stripes (some share the last stripe), then waves of short-lived
+// threads that reuse the stripes the earlier ones returned: no update is lost either way.
+TEST(MetricsValueTest, SharedAndReusedStripesCountExactly) {
+  Registry r;
+  Counter& c = *r.counter("c_total", "h").value()->with({}).value();
+  Histogram& h = *r.histogram("h", "h", {0.5, 1.5}).value()->with({}).value();
+  constexpr int kLive = static_cast<int>(kStripes) + 16;
+  constexpr int kIterations = 20000;
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kLive; ++t) {
+    threads.emplace_back([&] {
+      c.inc();  // takes a stripe, then waits until every thread holds one
+      started.fetch_add(1);
+      while (started.load() < kLive) std::this_thread::yield();
+      for (int i = 1; i < kIterations; ++i) c.inc();
+      for (int i = 0; i < kIterations; ++i) h.observe(1.0);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  constexpr int kWaves = 8;
+  for (int wave = 0; wave < kWaves; ++wave) {
+    std::vector<std::thread> short_lived;
+    for (int t = 0; t < 8; ++t) {
+      short_lived.emplace_back([&] {
+        for (int i = 0; i < kIterations; ++i) c.inc(2);
+      });
+    }
+    for (auto& thread : short_lived) thread.join();
+  }
+  EXPECT_EQ(c.value(), std::uint64_t{kLive} * kIterations + std::uint64_t{kWaves} * 8 * kIterations * 2);
+  const HistogramSnapshot snap = h.snapshot();
+  EXPECT_EQ(snap.count, std::uint64_t{kLive} * kIterations);
+  EXPECT_EQ(snap.sum, double{kLive} * kIterations);
+}
+
 TEST(MetricsValueTest, ScrapesRunWhileThreadsCreateChildrenAndUpdate) {
   Registry r;
   CounterFamily* family = r.counter("c_total", "h", {"worker"}).value();

@@ -1,5 +1,6 @@
 // CallScope: runs the call filters around a method (see filters/call_filter.hpp).
 #include "activation/activation.hpp"
+#include "gpubridge/core/cycle_clock.hpp"
 #include "gpubridge/runtime/internal/turn.hpp"
 #include "runtime_core.hpp"
 
@@ -13,7 +14,7 @@ bool CallScope::before() noexcept {
   const FilterList* list = m_.receiver->core().filters.load(std::memory_order_acquire);
   if (list == nullptr || list->empty()) return true;
   filters_ = list;
-  start_ = std::chrono::steady_clock::now();
+  start_ticks_ = CycleClock::now();
   CallContext context{*m_.target, m_.method->name, m_.method->arity};
   for (const auto& f : *list) {
     try {
@@ -34,7 +35,7 @@ void CallScope::after() noexcept {
   if (filters_ == nullptr || entered_ == 0) return;
   const FilterList& list = *as_list(filters_);
   CallContext context{*m_.target, m_.method->name, m_.method->arity};
-  context.duration = std::chrono::steady_clock::now() - start_;
+  context.duration = CycleClock::to_duration(start_ticks_, CycleClock::now());
   context.exception = m_.error;
   for (std::size_t i = entered_; i-- > 0;) {
     try {

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 
 #include "gpubridge/runtime/filters/call_filter.hpp"
@@ -67,7 +68,7 @@ class CallScope {
   Message& m_;
   const void* filters_ = nullptr;
   std::size_t entered_ = 0;
-  std::chrono::steady_clock::time_point start_{};
+  std::uint64_t start_ticks_ = 0;  // CycleClock::now() before the first filter
   std::array<void*, kMaxCallFilters> states_{};  // CallContext::state of each filter
 };
 
