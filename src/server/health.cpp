@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <memory>
 
+#include "gpubridge/grains/ring_grain.hpp"
+
 namespace gpubridge::server {
 
 std::string_view to_string(HealthStatus s) noexcept {
@@ -166,12 +168,34 @@ std::vector<HealthCheck> HealthMonitor::smoke_tests() {
   return checks;
 }
 
+HealthCheckFn ring_health_check(const grains::RingHost& host, std::chrono::milliseconds window) {
+  return [&host, window](HealthCheck& c) {
+    Status s = host.server_status(window);
+    c.status = s ? HealthStatus::pass : HealthStatus::fail;
+    const grains::RingHostPlacement& placed = host.placement();
+    c.detail = s ? std::string(grains::to_string(placed.backend)) + " server on " + placed.device + " serving, " +
+                       std::to_string(host.messages_served()) + " messages"
+                 : s.error().to_string();
+  };
+}
+
+void HealthMonitor::add_check(std::string name, HealthCheckFn check) {
+  std::lock_guard lock(extra_mutex_);
+  extra_checks_.emplace_back(std::move(name), std::move(check));
+}
+
 HealthReport HealthMonitor::evaluate() {
   HealthReport report;
   report.checks.push_back(check_devices());
   report.checks.push_back(check_memory());
   report.checks.push_back(check_breakers());
   for (auto& c : smoke_tests()) report.checks.push_back(std::move(c));
+  std::vector<std::pair<std::string, HealthCheckFn>> extra;
+  {
+    std::lock_guard lock(extra_mutex_);
+    extra = extra_checks_;
+  }
+  for (const auto& [name, check] : extra) report.checks.push_back(timed(name, check));
   for (const auto& c : report.checks) report.status = worst(report.status, c.status);
   report.at = std::chrono::system_clock::now();
   std::lock_guard lock(history_mutex_);

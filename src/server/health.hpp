@@ -4,16 +4,23 @@
 // vocabulary: warn is degraded but serving (e.g. running on the CPU because the asked-for GPU is
 // absent); fail means not ready.
 //
+// Checks of other parts a silo hosts (e.g. a ring server) are added with add_check().
+//
 // Thread-safe: evaluate() may run from several threads (HTTP handlers, the sampler); smoke tests
 // run at most once per cache period, whoever asks first.
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "gpubridge/compute/executor.hpp"
+
+namespace gpubridge::grains {
+class RingHost;
+}
 
 namespace gpubridge::server {
 
@@ -33,6 +40,15 @@ struct HealthReport {
   std::vector<HealthCheck> checks;
   std::chrono::system_clock::time_point at;
 };
+
+// A check beyond the built-in ones: sets status and detail of the check it is given (named and
+// timed by the monitor). Runs on the evaluating thread; it must return promptly.
+using HealthCheckFn = std::function<void(HealthCheck&)>;
+
+// Pass while the ring's server serves (its heartbeat moves within `window`); fail with the reason
+// when it is dead (stopped heartbeat, a CUDA kernel that died) or stopped. Waits up to `window`
+// only when the heartbeat stands still. The host must outlive the check.
+HealthCheckFn ring_health_check(const grains::RingHost& host, std::chrono::milliseconds window);
 
 struct HealthOptions {
   std::string requested_backend = "auto";  // what the silo's GPU grains ask for
@@ -54,6 +70,8 @@ class HealthMonitor {
   std::vector<HealthReport> history() const;
   // The last report without running checks (empty report with status pass before the first).
   HealthReport last() const;
+  // Adds a check that every later evaluate() runs after the built-in ones, as "name".
+  void add_check(std::string name, HealthCheckFn check);
 
  private:
   HealthCheck check_devices() const;
@@ -69,6 +87,8 @@ class HealthMonitor {
   std::chrono::steady_clock::time_point smoke_at_{};
   mutable std::mutex history_mutex_;
   std::deque<HealthReport> history_;
+  mutable std::mutex extra_mutex_;
+  std::vector<std::pair<std::string, HealthCheckFn>> extra_checks_;
 };
 
 }  // namespace gpubridge::server

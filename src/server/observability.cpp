@@ -356,6 +356,12 @@ Status SiloObservability::attach(compute::Executor& executor, grains::GpuService
   return {};
 }
 
+Status SiloObservability::add_health_check(std::string name, HealthCheckFn check) {
+  if (!impl_->health) return Error(ErrorCode::failed_precondition, "health checks can be added only after attach()");
+  impl_->health->add_check(std::move(name), std::move(check));
+  return {};
+}
+
 void SiloObservability::stop() {
   Impl& m = *impl_;
   if (m.stopped.exchange(true)) return;

@@ -11,6 +11,7 @@
 
 #include "gpubridge/core/result.hpp"
 #include "gpubridge/server/silo_config.hpp"
+#include "server/health.hpp"
 
 namespace gpubridge::compute {
 class Executor;
@@ -48,6 +49,8 @@ class SiloObservability {
 
   Status attach(compute::Executor& executor, grains::GpuServices& gpu, runtime::Runtime& runtime);
   void stop();  // stops the sampler; rendering keeps working on the last data
+  // Adds a check to /health and readiness (after attach; failed_precondition before).
+  Status add_health_check(std::string name, HealthCheckFn check);
 
   telemetry::Registry& registry();
   telemetry::Tracer& tracer();

@@ -1,9 +1,14 @@
 #include "gpubridge/server/silo.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
 #include "gpubridge/grains/batch_grain.hpp"
 #include "gpubridge/grains/kernel_grain.hpp"
 #include "gpubridge/grains/resident_grain.hpp"
 #include "gpubridge/grains/stream_grain.hpp"
+#include "gpubridge/telemetry/metrics.hpp"
 #include "server/http/http_server.hpp"
 #include "server/observability.hpp"
 
@@ -37,11 +42,119 @@ Status register_gpu_grains(runtime::Runtime& runtime, grains::GpuServices& gpu) 
   return runtime.register_grain<grains::ResidentGrain>({}, [&gpu] { return std::make_unique<grains::ResidentGrain>(gpu); });
 }
 
+Status RingPrograms::add(std::string name, grains::RingProgram program) {
+  if (name.empty()) return Error(ErrorCode::invalid_argument, "a ring program's name must not be empty");
+  if (Status s = grains::validate_ring_program(program); !s) return s.error().with_context("ring program '" + name + "'");
+  if (programs_.count(name) != 0) {
+    return Error(ErrorCode::already_exists, "ring program '" + name + "' is already registered");
+  }
+  programs_.emplace(std::move(name), std::move(program));
+  return {};
+}
+
+const grains::RingProgram* RingPrograms::find(std::string_view name) const {
+  auto it = programs_.find(name);
+  return it == programs_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> RingPrograms::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, program] : programs_) out.push_back(name);
+  return out;
+}
+
+namespace {
+
+std::string join_or_none(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+// One configured ring, checked against the registered programs: what RingHost::create gets.
+struct PlannedRing {
+  grains::RingHostOptions options;
+  grains::RingProgram program;
+};
+
+Result<std::vector<PlannedRing>> plan_rings(const SiloConfig& c, const RingPrograms& programs) {
+  std::vector<PlannedRing> planned;
+  for (std::size_t i = 0; i < c.rings.size(); ++i) {
+    const RingHostConfig& r = c.rings[i];
+    const std::string where = "rings[" + std::to_string(i) + "] ('" + r.name + "')";
+    const grains::RingProgram* program = programs.find(r.program);
+    if (program == nullptr) {
+      return Error(ErrorCode::invalid_argument,
+                   where + ": unknown program '" + r.program + "' (registered programs: " + join_or_none(programs.names()) + ")");
+    }
+    const auto placement = grains::parse_ring_placement(r.placement);
+    if (!placement) {
+      return Error(ErrorCode::invalid_argument, where + ".placement: '" + r.placement + "' is not one of auto, cpu, cuda");
+    }
+    PlannedRing p;
+    p.program = *program;
+    for (const auto& [type, count] : r.actors) {
+      auto t = std::find_if(p.program.actor_types.begin(), p.program.actor_types.end(),
+                            [&](const grains::RingActorType& a) { return a.name == type; });
+      if (t == p.program.actor_types.end()) {
+        std::vector<std::string> known;
+        for (const auto& a : p.program.actor_types) known.push_back(a.name);
+        return Error(ErrorCode::invalid_argument, where + ".actors: program '" + r.program + "' has no actor type '" +
+                                                      type + "' (its types: " + join_or_none(known) + ")");
+      }
+      t->max_actors = count;
+    }
+    grains::RingHostOptions& o = p.options;
+    o.name = r.name;
+    o.placement = *placement;
+    o.cuda_enabled = c.enable_cuda;
+    o.ring.request_slots = r.request_slots;
+    o.ring.completion_slots = r.completion_slots;
+    o.ring.pool_chunk_bytes = r.pool_chunk_bytes;
+    o.ring.pool_chunks = r.pool_chunks;
+    o.cuda_server.device = static_cast<int>(r.cuda_device);
+    o.client.dead_after = std::chrono::milliseconds(r.dead_after_ms);
+    planned.push_back(std::move(p));
+  }
+  return planned;
+}
+
+// Scrape-time families of the hosted rings (see docs/metrics.md).
+void collect_ring_metrics(const std::vector<std::unique_ptr<grains::RingHost>>& rings, telemetry::MetricSink& sink) {
+  for (const auto& ring : rings) {
+    const grains::RingHostPlacement& placed = ring->placement();
+    sink.gauge("gpubridge_ring_hosts", "Rings of resident actors the silo hosts, by the backend their server runs on",
+               {"ring", "backend"}, {ring->name(), std::string(grains::to_string(placed.backend))}, 1);
+    if (placed.fell_back()) {
+      sink.counter("gpubridge_ring_fallbacks_total",
+                   "Rings placed somewhere other than asked, or on the CPU when auto could not use CUDA, by reason",
+                   {"ring", "reason"}, {ring->name(), placed.fallback_reason}, 1);
+    }
+    sink.counter("gpubridge_ring_messages_total", "Host messages a ring server has finished (completed, failed or cancelled)",
+                 {"ring"}, {ring->name()}, static_cast<double>(ring->messages_served()));
+  }
+}
+
+}  // namespace
+
 Silo::Silo(SiloConfig config) : config_(std::move(config)) {}
 
-Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config) {
+Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config, RingPrograms programs) {
   auto backend = compute::parse_backend_choice(config.backend);
   if (!backend) return Error(ErrorCode::invalid_argument, "compute.backend: unknown backend '" + config.backend + "'");
+  // Every ring is checked against the programs before anything starts.
+  auto planned = plan_rings(config, programs);
+  if (!planned) return planned.error();
+  if (config.enable_cuda) {
+    for (const PlannedRing& p : *planned) {
+      if (p.options.placement == grains::RingPlacement::cpu || !p.program.cuda_handlers) continue;
+      // A resident ring kernel and lazily loaded modules of the executor's kernels would wait on
+      // each other (see gpubridge/compute/cuda_ring.hpp): load modules eagerly unless the user
+      // chose otherwise. Only effective before CUDA is first used in the process.
+      setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
+      break;
+    }
+  }
   std::unique_ptr<Silo> silo(new Silo(std::move(config)));
   const SiloConfig& c = silo->config_;
 
@@ -77,6 +190,17 @@ Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config) {
   placement.allow_fallback = c.allow_fallback;
   silo->gpu_ = std::make_unique<grains::GpuServices>(*silo->executor_, policy, placement);
 
+  for (PlannedRing& p : *planned) {
+    const std::string name = p.options.name;
+    auto host = grains::RingHost::create(std::move(p.options), std::move(p.program));
+    if (!host) return host.error().with_context("starting ring '" + name + "'");
+    silo->rings_.push_back(std::move(host).value());
+  }
+  if (!silo->rings_.empty()) {
+    const auto* rings = &silo->rings_;  // destroyed after the registry (see ~Silo)
+    silo->metrics().add_collector([rings](telemetry::MetricSink& sink) { collect_ring_metrics(*rings, sink); });
+  }
+
   runtime::RuntimeOptions ro;
   ro.worker_threads = c.workers;
   ro.collection_age = std::chrono::seconds(c.collection_age_s);
@@ -86,6 +210,13 @@ Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config) {
   silo->runtime_ = std::move(rt).value();
   if (Status s = register_gpu_grains(*silo->runtime_, *silo->gpu_); !s) return s.error();
   if (Status s = silo->observability_->attach(*silo->executor_, *silo->gpu_, *silo->runtime_); !s) return s.error();
+  for (std::size_t i = 0; i < silo->rings_.size(); ++i) {
+    const grains::RingHost& ring = *silo->rings_[i];
+    const auto window = std::chrono::milliseconds(c.rings[i].dead_after_ms);
+    if (Status s = silo->observability_->add_health_check("ring:" + ring.name(), ring_health_check(ring, window)); !s) {
+      return s.error();
+    }
+  }
 
   if (c.http_enabled) {
     SiloObservability* o = silo->observability_.get();
@@ -110,8 +241,28 @@ void Silo::stop() {
   stopped_ = true;
   if (http_) http_->stop();
   if (observability_) observability_->stop();
-  if (runtime_) runtime_->stop();
+  if (runtime_) runtime_->stop();  // ring grains park their states while their rings still serve
+  for (const auto& ring : rings_) {
+    if (Status s = ring->drain(); !s) {
+      std::fprintf(stderr, "gpubridge: silo '%s': %s\n", config_.name.c_str(), s.error().to_string().c_str());
+    }
+  }
   if (gpu_) gpu_->stop();
+}
+
+Result<grains::RingHost*> Silo::ring_host(std::string_view name) const {
+  std::vector<std::string> names;
+  for (const auto& ring : rings_) {
+    if (ring->name() == name) return ring.get();
+    names.push_back(ring->name());
+  }
+  return Error(ErrorCode::not_found, "no ring named '" + std::string(name) + "' (hosted rings: " + join_or_none(names) + ")");
+}
+
+std::vector<grains::RingHost*> Silo::ring_hosts() const {
+  std::vector<grains::RingHost*> out;
+  for (const auto& ring : rings_) out.push_back(ring.get());
+  return out;
 }
 
 telemetry::Registry& Silo::metrics() { return observability_->registry(); }
@@ -127,7 +278,8 @@ Silo::~Silo() {
   runtime_.reset();
   gpu_.reset();
   executor_.reset();
-  observability_.reset();
+  observability_.reset();  // its registry runs the ring collector: gone before the rings
+  rings_.clear();
 }
 
 }  // namespace gpubridge::server

@@ -1,5 +1,6 @@
 #include "gpubridge/server/silo_config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -127,13 +128,205 @@ const std::map<std::string, Field>& fields() {
   return f;
 }
 
+// ---- rings: an array of objects, each read field by field (unknown keys are errors).
+
+struct RingField {
+  std::function<Status(RingHostConfig&, const json&, const std::string& where)> set;
+  std::function<json(const RingHostConfig&)> get;
+};
+
+Status read_u32(const json& v, const std::string& where, std::uint64_t min, std::uint64_t max, std::uint32_t& out) {
+  if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+    return type_error(where, "a non-negative integer", v);
+  }
+  const auto x = v.get<std::uint64_t>();
+  if (x < min || x > max) {
+    return Error(ErrorCode::out_of_range,
+                 where + ": " + std::to_string(x) + " is outside [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  out = static_cast<std::uint32_t>(x);
+  return {};
+}
+
+RingField ring_u32(std::uint32_t RingHostConfig::*member, std::uint64_t min, std::uint64_t max, bool power_of_two = false,
+                   std::uint32_t multiple_of = 1) {
+  return {[=](RingHostConfig& r, const json& v, const std::string& where) -> Status {
+            std::uint32_t x = 0;
+            if (Status s = read_u32(v, where, min, max, x); !s) return s;
+            if (power_of_two && (x & (x - 1)) != 0) {
+              return Error(ErrorCode::invalid_argument, where + ": " + std::to_string(x) + " is not a power of two");
+            }
+            if (x % multiple_of != 0) {
+              return Error(ErrorCode::invalid_argument,
+                           where + ": " + std::to_string(x) + " is not a multiple of " + std::to_string(multiple_of));
+            }
+            r.*member = x;
+            return {};
+          },
+          [=](const RingHostConfig& r) { return json(r.*member); }};
+}
+
+bool is_ring_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+  });
+}
+
+RingField ring_string(std::string RingHostConfig::*member, std::vector<std::string> allowed = {}, bool name_syntax = false) {
+  return {[=](RingHostConfig& r, const json& v, const std::string& where) -> Status {
+            if (!v.is_string()) return type_error(where, "a string", v);
+            const auto s = v.get<std::string>();
+            if (s.empty()) return Error(ErrorCode::invalid_argument, where + ": must not be empty");
+            if (name_syntax && !is_ring_name(s)) {
+              return Error(ErrorCode::invalid_argument, where + ": '" + s + "' must be letters, digits, '_' or '-'");
+            }
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              return Error(ErrorCode::invalid_argument, where + ": '" + s + "' is not one of " + list);
+            }
+            r.*member = s;
+            return {};
+          },
+          [=](const RingHostConfig& r) { return json(r.*member); }};
+}
+
+constexpr std::uint64_t kMaxRingSlots = 1u << 24;
+constexpr std::uint64_t kMaxActorsPerType = 1u << 24;
+
+Status set_actor_count(RingHostConfig& r, const std::string& type, const json& v, const std::string& where) {
+  if (type.empty()) return Error(ErrorCode::invalid_argument, where + ": actor type name must not be empty");
+  std::uint32_t count = 0;
+  if (Status s = read_u32(v, where, 1, kMaxActorsPerType, count); !s) return s;
+  r.actors[type] = count;
+  return {};
+}
+
+const std::map<std::string, RingField>& ring_fields() {
+  static const std::map<std::string, RingField> f{
+      {"name", ring_string(&RingHostConfig::name, {}, true)},
+      {"program", ring_string(&RingHostConfig::program)},
+      {"placement", ring_string(&RingHostConfig::placement, {"auto", "cpu", "cuda"})},
+      {"request_slots", ring_u32(&RingHostConfig::request_slots, 2, kMaxRingSlots, true)},
+      {"completion_slots", ring_u32(&RingHostConfig::completion_slots, 2, kMaxRingSlots, true)},
+      {"pool_chunk_bytes", ring_u32(&RingHostConfig::pool_chunk_bytes, 64, 1u << 24, false, 64)},
+      {"pool_chunks", ring_u32(&RingHostConfig::pool_chunks, 0, 1u << 20)},
+      {"cuda_device", ring_u32(&RingHostConfig::cuda_device, 0, 1023)},
+      {"dead_after_ms", ring_u32(&RingHostConfig::dead_after_ms, 1, 3'600'000)},
+      {"actors",
+       {[](RingHostConfig& r, const json& v, const std::string& where) -> Status {
+          if (!v.is_object()) return type_error(where, "an object of actor type name -> count", v);
+          r.actors.clear();
+          for (auto it = v.begin(); it != v.end(); ++it) {
+            if (Status s = set_actor_count(r, it.key(), it.value(), where + "." + it.key()); !s) return s;
+          }
+          return {};
+        },
+        [](const RingHostConfig& r) {
+          json out = json::object();
+          for (const auto& [type, count] : r.actors) out[type] = count;
+          return out;
+        }}},
+  };
+  return f;
+}
+
+std::string known_ring_keys() {
+  std::string known;
+  for (const auto& [k, f] : ring_fields()) known += (known.empty() ? "" : ", ") + k;
+  return known;
+}
+
+Status apply_ring_field(RingHostConfig& r, const std::string& key, const json& v, const std::string& where) {
+  auto it = ring_fields().find(key);
+  if (it == ring_fields().end()) {
+    return Error(ErrorCode::invalid_argument, where + ": unknown key (known ring keys: " + known_ring_keys() + ")");
+  }
+  return it->second.set(r, v, where);
+}
+
+// Names are unique across the list.
+Status check_rings(const std::vector<RingHostConfig>& rings, std::string_view source) {
+  for (std::size_t i = 0; i < rings.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (rings[i].name == rings[j].name) {
+        return Error(ErrorCode::invalid_argument, std::string(source) + ": rings: ring name '" + rings[i].name +
+                                                      "' is used twice (rings[" + std::to_string(j) + "] and rings[" +
+                                                      std::to_string(i) + "])");
+      }
+    }
+  }
+  return {};
+}
+
+Status apply_rings(SiloConfig& c, const json& v, std::string_view source) {
+  const std::string where = std::string(source) + ": rings";
+  if (!v.is_array()) return type_error(where, "an array of ring objects", v);
+  std::vector<RingHostConfig> rings;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    const json& entry = v[i];
+    if (!entry.is_object()) return type_error(at, "an object", entry);
+    RingHostConfig r;
+    for (auto it = entry.begin(); it != entry.end(); ++it) {
+      if (Status s = apply_ring_field(r, it.key(), it.value(), at + "." + it.key()); !s) return s;
+    }
+    if (r.name.empty()) return Error(ErrorCode::invalid_argument, at + ": \"name\" is required");
+    if (r.program.empty()) return Error(ErrorCode::invalid_argument, at + " ('" + r.name + "'): \"program\" is required");
+    rings.push_back(std::move(r));
+  }
+  if (Status s = check_rings(rings, source); !s) return s;
+  c.rings = std::move(rings);
+  return {};
+}
+
+// "rings.<name>.<key>" or "rings.<name>.actors.<type>": changes one ring of the list.
+Status apply_ring_override(SiloConfig& c, const std::string& key, const json& v) {
+  const std::string where = "override: " + key;
+  const std::string rest = key.substr(std::string("rings.").size());
+  const auto dot = rest.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size()) {
+    return Error(ErrorCode::invalid_argument, where + ": expected rings.<name>.<key> (known ring keys: " + known_ring_keys() + ")");
+  }
+  const std::string name = rest.substr(0, dot);
+  const std::string field = rest.substr(dot + 1);
+  auto ring = std::find_if(c.rings.begin(), c.rings.end(), [&](const RingHostConfig& r) { return r.name == name; });
+  if (ring == c.rings.end()) {
+    std::string names;
+    for (const auto& r : c.rings) names += (names.empty() ? "" : ", ") + r.name;
+    return Error(ErrorCode::not_found,
+                 where + ": no ring named '" + name + "' (configured rings: " + (names.empty() ? "none" : names) + ")");
+  }
+  RingHostConfig changed = *ring;
+  if (field.rfind("actors.", 0) == 0) {
+    if (Status s = set_actor_count(changed, field.substr(7), v, where); !s) return s;
+  } else if (Status s = apply_ring_field(changed, field, v, where); !s) {
+    return s;
+  }
+  std::vector<RingHostConfig> rings = c.rings;
+  rings[static_cast<std::size_t>(ring - c.rings.begin())] = std::move(changed);
+  if (Status s = check_rings(rings, "override"); !s) return s;
+  c.rings = std::move(rings);
+  return {};
+}
+
+json rings_to_json(const std::vector<RingHostConfig>& rings) {
+  json out = json::array();
+  for (const auto& r : rings) {
+    json entry = json::object();
+    for (const auto& [key, field] : ring_fields()) entry[key] = field.get(r);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 Status apply_value(SiloConfig& c, const std::string& key, const json& v, std::string_view source) {
   const std::string where = std::string(source) + ": " + key;
   auto it = fields().find(key);
   if (it == fields().end()) {
     std::string known;
     for (const auto& [k, f] : fields()) known += (known.empty() ? "" : ", ") + k;
-    return Error(ErrorCode::invalid_argument, where + ": unknown key (known keys: " + known + ")");
+    return Error(ErrorCode::invalid_argument, where + ": unknown key (known keys: " + known + ", rings)");
   }
   return it->second.set(c, v, where);
 }
@@ -141,7 +334,9 @@ Status apply_value(SiloConfig& c, const std::string& key, const json& v, std::st
 Status apply_object(SiloConfig& c, const json& obj, const std::string& prefix, std::string_view source) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (it.value().is_object()) {
+    if (key == "rings") {
+      if (Status s = apply_rings(c, it.value(), source); !s) return s;
+    } else if (it.value().is_object()) {
       if (Status s = apply_object(c, it.value(), key, source); !s) return s;
     } else if (Status s = apply_value(c, key, it.value(), source); !s) {
       return s;
@@ -170,8 +365,22 @@ Status apply_override(SiloConfig& config, std::string_view assignment) {
   }
   const std::string key(assignment.substr(0, eq));
   const std::string text(assignment.substr(eq + 1));
+  if (key == "rings") {
+    json rings = json::parse(text, nullptr, false);
+    if (rings.is_discarded()) {
+      return Error(ErrorCode::invalid_argument, "override: rings: expected a JSON array of ring objects, got '" + text + "'");
+    }
+    SiloConfig candidate = config;
+    if (Status s = apply_rings(candidate, rings, "override"); !s) return s;
+    config = std::move(candidate);
+    return {};
+  }
   // Values are JSON scalars; a bare word that is not JSON is taken as a string.
   json v = json::parse(text, nullptr, false);
+  if (key.rfind("rings.", 0) == 0) {  // a ring's "actors" may be given as a JSON object
+    if (v.is_discarded() || v.is_array()) v = text;
+    return apply_ring_override(config, key, v);
+  }
   if (v.is_discarded() || v.is_object() || v.is_array()) v = text;
   return apply_value(config, key, v, "override");
 }
@@ -198,6 +407,7 @@ std::string to_json(const SiloConfig& config) {
     const auto dot = key.find('.');
     out[key.substr(0, dot)][key.substr(dot + 1)] = field.get(config);
   }
+  out["rings"] = rings_to_json(config.rings);
   return out.dump(2);
 }
 

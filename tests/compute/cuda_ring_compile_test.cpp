@@ -34,7 +34,8 @@ __device__ int refuse(const gb_ring_call&) { return -GB_RING_INVALID_ARGUMENT; }
 TEST(CudaRingCompileTest, GeneratedKernelCompilesForSm75AndSm90) {
   auto source = ring::cuda_ring_kernel_source(sample_handlers());
   ASSERT_TRUE(source.ok()) << source.error().to_string();
-  EXPECT_THAT(*source, HasSubstr("case 1u: return actor_type == 7u ? echo(call)"));
+  EXPECT_THAT(*source, HasSubstr("case 1u:\n      if (actor_type != 7u) return GB_RING_DISPATCH_WRONG_TYPE;\n"
+                                 "      written = echo(call);"));
   for (const std::string target : {"sm_75", "sm_90", "compute_90"}) {
     auto image = gpubridge::compute::cuda::compile_portable(*source, gpubridge::compute::DType::f32, target);
     ASSERT_TRUE(image.ok()) << target << ": " << image.error().to_string();
@@ -42,7 +43,8 @@ TEST(CudaRingCompileTest, GeneratedKernelCompilesForSm75AndSm90) {
     if (target == "compute_90") {
       const std::string ptx(image->begin(), image->end());
       EXPECT_THAT(ptx, HasSubstr(std::string(".entry ") + ring::detail::kRingKernelEntry + "("));
-      EXPECT_THAT(ptx, HasSubstr("membar.sys"));  // __threadfence_system()
+      EXPECT_THAT(ptx, HasSubstr("membar.sys"));      // __threadfence_system()
+      EXPECT_THAT(ptx, HasSubstr("ld.acquire.sys"));  // a completion slot's turn before reuse
     }
   }
 }
@@ -74,6 +76,42 @@ TEST(CudaRingCompileTest, BrokenHandlerSourceReportsTheCompilerLog) {
   ASSERT_FALSE(image.ok());
   EXPECT_THAT(image.error().message(), HasSubstr("undefined_name"));
   EXPECT_THAT(image.error().message(), HasSubstr("handlers.cu"));  // errors point into the user's source
+}
+
+TEST(CudaRingCompileTest, BadServerOptionsAreClearErrorsBeforeAnyCudaCall) {
+  ring::RingConfig config;
+  config.request_slots = 8;
+  config.completion_slots = 8;
+  config.actor_types = {{7, 16, 2}};
+  auto memory = ring::RingMemory::create(config).value();
+  ring::CudaRingServerOptions no_queue;
+  no_queue.internal_queue_slots = 0;
+  auto r = ring::CudaRingServer::create(*memory, sample_handlers(), no_queue);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::invalid_argument);
+  EXPECT_THAT(r.error().message(), HasSubstr("internal_queue_slots"));
+  ring::CudaRingServerOptions no_hops;
+  no_hops.max_hops = 0;
+  r = ring::CudaRingServer::create(*memory, sample_handlers(), no_hops);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::invalid_argument);
+  EXPECT_THAT(r.error().message(), HasSubstr("max_hops"));
+  const ring::CudaRingServerOptions defaults;  // the CPU server's bounds
+  EXPECT_EQ(defaults.internal_queue_slots, ring::CpuRingServerOptions{}.internal_queue_slots);
+  EXPECT_EQ(defaults.max_hops, ring::CpuRingServerOptions{}.max_hops);
+}
+
+TEST(CudaRingCompileTest, DeviceMessagingIsDeclaredForHandlers) {
+  auto source = ring::cuda_ring_kernel_source(sample_handlers());
+  ASSERT_TRUE(source.ok());
+  const std::size_t user = source->find("#line 1 \"handlers.cu\"");
+  ASSERT_NE(user, std::string::npos);
+  for (const char* name : {"__device__ int gb_ring_post(", "__device__ int gb_ring_forward(", "unsigned int hops;",
+                           "bool replies_to_host;"}) {
+    const std::size_t at = source->find(name);
+    ASSERT_NE(at, std::string::npos) << name;
+    EXPECT_LT(at, user) << name << " must be visible to the user's handlers";
+  }
 }
 
 TEST(CudaRingCompileTest, BadHandlerRegistrationsAreClearErrors) {

@@ -1,6 +1,8 @@
 // The ring protocol against the CUDA persistent kernel (the CPU server's tests, on a device):
 // round trip and activation, many producers, large payloads through the pool, stop / drain / hot
-// reload while busy, a hung kernel and a dead kernel seen by the client's watchdog.
+// reload while busy, a hung kernel and a dead kernel seen by the client's watchdog; device-side
+// messaging (posts, forward chains, hop limit, full internal queue, failures, drain after chains).
+// The same kernel source runs host-compiled in cuda_ring_host_test (unit) without a GPU.
 // Skips without a CUDA device (fails when GPUBRIDGE_REQUIRE_BACKENDS names cuda).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -52,7 +54,8 @@ struct Rig {
   std::unique_ptr<ring::CudaRingServer> server;
   std::unique_ptr<ring::RingClient> client;
 
-  Rig(std::uint32_t slots, ring::RingClientOptions options, std::uint32_t actors = 4) {
+  Rig(std::uint32_t slots, ring::RingClientOptions options, std::uint32_t actors = 4,
+      ring::CudaRingServerOptions server_options = {}) {
     ring::RingConfig config;
     config.request_slots = slots;
     config.completion_slots = slots;
@@ -60,7 +63,7 @@ struct Rig {
     config.pool_chunk_bytes = 4096;
     config.actor_types = {{kCounterType, 32, actors}};
     memory = std::move(ring::RingMemory::create(config).value());
-    auto created = ring::CudaRingServer::create(*memory, handlers(1));
+    auto created = ring::CudaRingServer::create(*memory, handlers(1), server_options);
     if (!created) {
       ADD_FAILURE() << created.error().to_string();
       return;
@@ -79,7 +82,32 @@ struct Rig {
     auto& dequeue = memory->header().request_dequeue;
     while (std::atomic_ref<std::uint64_t>(dequeue).load(std::memory_order_acquire) < n) std::this_thread::yield();
   }
+  Result<ring::Reply> call(std::uint32_t actor, std::uint32_t handler, std::span<const std::byte> payload,
+                           ring::SendOptions send_options = {}) {
+    auto sent = client->send(actor, handler, payload, far_deadline(), send_options);
+    if (!sent) return sent.error();
+    return sent->get();
+  }
+  std::uint64_t counter(std::uint32_t actor) { return u64_of(call(actor, kAdd, bytes_of(0)).value()); }
+  // The state the kernel copied back into the block when it finished.
+  std::uint64_t block_counter(std::uint32_t actor) const {
+    const ring::RingHeader& h = memory->header();
+    const auto* table = reinterpret_cast<const ring::ActorEntry*>(memory->base() + h.actor_table_offset);
+    std::uint64_t value = 0;
+    std::memcpy(&value, memory->base() + table[actor].state_offset, sizeof value);
+    return value;
+  }
 };
+
+std::vector<std::byte> words(std::initializer_list<std::uint32_t> values) {
+  std::vector<std::byte> out(values.size() * 4);
+  std::size_t at = 0;
+  for (std::uint32_t v : values) {
+    std::memcpy(out.data() + at, &v, 4);
+    at += 4;
+  }
+  return out;
+}
 
 #define GB_REQUIRE_CUDA()                                         \
   auto gb_executor_ = gpubridge::testing::make_executor();        \
@@ -322,6 +350,99 @@ TEST(CudaRingTest, HungKernelFailsWaitingCallersInsteadOfHanging) {
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.error().code(), ErrorCode::unavailable);
   EXPECT_TRUE(rig.server->kernel_status().ok());  // only slow, not broken: it ends on stop
+}
+
+TEST(CudaRingTest, DeviceSidePostsAndForwardChains) {
+  GB_REQUIRE_CUDA();
+  Rig rig(16, {});
+  ASSERT_NE(rig.server, nullptr);
+  const std::uint32_t a = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  const std::uint32_t b = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  for (int round = 1; round <= 20; ++round) {
+    auto posted = rig.call(a, kPostAdds, words({b, 10}));
+    ASSERT_TRUE(posted.ok()) << posted.error().to_string();
+    EXPECT_EQ(rig.counter(b), 10u * round);  // the chain ran before the next host message
+  }
+  auto relay = rig.call(a, kRelay, words({b, a, 5}));  // a -> b -> a -> b -> a -> b
+  ASSERT_TRUE(relay.ok()) << relay.error().to_string();
+  EXPECT_EQ(u64_of(*relay), 5u);
+  EXPECT_EQ(u64_of(*relay, 8), 200u + 3u);
+  auto twice = rig.call(a, kForwardTwice, {});
+  ASSERT_TRUE(twice.ok()) << twice.error().to_string();
+  EXPECT_EQ(u64_of(*twice), 4u);  // kAdd's reply: a's counter (3 relay hops + this add)
+  for (std::uint32_t capacity : {4096u, 200u}) {
+    std::vector<std::byte> payload = words({b});
+    for (int i = 0; i < 150; ++i) payload.push_back(static_cast<std::byte>(i * 7));
+    ring::SendOptions options;
+    options.reply_capacity = capacity;
+    auto echoed = rig.call(a, kForwardEcho, payload, options);
+    ASSERT_TRUE(echoed.ok()) << echoed.error().to_string();
+    EXPECT_EQ(*echoed, std::vector<std::byte>(payload.begin() + 4, payload.end())) << capacity;
+  }
+  EXPECT_EQ(rig.counter(a), 4u);  // a later host call: the device-side counters are published
+  const ring::RingServerStats stats = rig.server->stats();
+  EXPECT_EQ(stats.internal_messages, 200u + 5u + 1u + 2u);
+  EXPECT_EQ(stats.internal_queue_peak, 10u);
+  EXPECT_EQ(stats.internal_failures, 0u);
+  EXPECT_TRUE(rig.server->kernel_status().ok());
+}
+
+TEST(CudaRingTest, DeviceSideHopLimitFullQueueAndFailures) {
+  GB_REQUIRE_CUDA();
+  ring::CudaRingServerOptions options;
+  options.max_hops = 4;
+  options.internal_queue_slots = 4;
+  Rig rig(16, {}, 4, options);
+  ASSERT_NE(rig.server, nullptr);
+  const std::uint32_t a = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  const std::uint32_t b = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  ASSERT_TRUE(rig.call(a, kRelay, words({a, a, 4})).ok());
+  auto beyond = rig.call(a, kRelay, words({a, a, 5}));
+  ASSERT_FALSE(beyond.ok());
+  EXPECT_EQ(beyond.error().code(), ErrorCode::resource_exhausted);
+  EXPECT_THAT(beyond.error().message(), HasSubstr("device-side hop limit of 4 exceeded"));
+  auto full = rig.call(a, kPostAdds, words({b, 5}));
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.error().code(), ErrorCode::resource_exhausted);
+  EXPECT_THAT(full.error().message(), HasSubstr("server-internal message queue full (4 slots)"));
+  EXPECT_EQ(rig.counter(b), 0u);
+  ASSERT_TRUE(rig.call(a, kPostAdds, words({b, 4})).ok());
+  EXPECT_EQ(rig.counter(b), 4u);
+
+  auto reserved = rig.call(a, kTryPost, words({b, ring::kDeactivateHandler, 0}));
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_EQ(reserved.error().code(), ErrorCode::invalid_argument);
+  EXPECT_THAT(reserved.error().message(), HasSubstr("reserved handler id"));
+  auto too_long = rig.call(a, kTryPost, words({b, kAdd, 201}));
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_THAT(too_long.error().message(), HasSubstr("inline limit"));
+  auto aborted = rig.call(a, kPostThenFail, words({b}));
+  ASSERT_FALSE(aborted.ok());
+  EXPECT_EQ(aborted.error().code(), ErrorCode::aborted);
+  EXPECT_EQ(rig.counter(b), 4u);  // the failing handler's post was dropped
+  ASSERT_TRUE(rig.call(a, kTryPost, words({b, kFail, 0})).ok());
+  rig.counter(b);  // the posted message ran after its poster's reply, before this call
+  EXPECT_EQ(rig.server->stats().internal_failures, 1u);
+  EXPECT_THAT(rig.server->last_internal_error(), HasSubstr("handler 4 failed with code 3"));
+}
+
+TEST(CudaRingTest, DrainFinishesDeviceChainsFirst) {
+  GB_REQUIRE_CUDA();
+  Rig rig(16, {});
+  ASSERT_NE(rig.server, nullptr);
+  const std::uint32_t a = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  const std::uint32_t b = rig.client->activate(kCounterType, {}, far_deadline()).value();
+  auto posted = rig.client->try_send(a, kPostAdds, words({b, 100})).value();
+  auto relayed = rig.client->try_send(a, kRelay, words({b, a, 30})).value();
+  rig.server->request_drain();
+  Status drained = rig.server->wait();
+  ASSERT_TRUE(drained.ok()) << drained.error().to_string();
+  EXPECT_TRUE(posted.get().ok());
+  auto relay = relayed.get();
+  ASSERT_TRUE(relay.ok()) << relay.error().to_string();
+  EXPECT_EQ(u64_of(*relay), 30u);
+  EXPECT_EQ(rig.block_counter(b), 100u + 15u);
+  EXPECT_EQ(rig.block_counter(a), 16u);
 }
 
 // Last in the file: a trapped kernel leaves the process's CUDA context unusable.

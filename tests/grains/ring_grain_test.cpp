@@ -131,18 +131,32 @@ ring::HandlerTable counter_handlers() {
   return t;
 }
 
-RingHostOptions host_options(std::uint32_t max_actors) {
-  RingHostOptions o;
+struct HostSetup {
+  RingHostOptions options;
+  std::uint32_t max_actors = 0;
+};
+
+HostSetup host_options(std::uint32_t max_actors) {
+  HostSetup setup;
+  RingHostOptions& o = setup.options;
+  o.placement = RingPlacement::cpu;
   o.ring.request_slots = 256;
   o.ring.completion_slots = 256;
   o.ring.pool_chunks = 16;
-  o.ring.actor_types = {{kCounterType, kStateBytes, max_actors}};
-  return o;
+  setup.max_actors = max_actors;
+  return setup;
 }
 
-std::unique_ptr<RingHost> make_host(RingHostOptions options) {
-  auto host = RingHost::create(std::move(options), counter_handlers());
+std::unique_ptr<RingHost> make_host(HostSetup setup) {
+  RingProgram program;
+  program.actor_types = {{"counter", kCounterType, kStateBytes, setup.max_actors}};
+  program.cpu_handlers = counter_handlers();
+  auto host = RingHost::create(std::move(setup.options), std::move(program));
   EXPECT_TRUE(host.ok()) << (host.ok() ? "" : host.error().to_string());
+  if (host.ok()) {
+    EXPECT_EQ((*host)->placement().backend, RingBackend::cpu);
+    EXPECT_FALSE((*host)->placement().fell_back());
+  }
   return host.ok() ? std::move(host).value() : nullptr;
 }
 
@@ -233,7 +247,7 @@ TEST(RingGrain, ManyCallersKeepPerGrainStateAndOrder) {
   EXPECT_EQ(errors.load(), 0);
   // Each caller c adds c + 1 per call: 25 * (1 + 2 + 3 + 4) per grain.
   for (int g = 0; g < kGrains; ++g) EXPECT_EQ(call_total(*silo.rt, "g" + std::to_string(g), kGet, {}), 250);
-  EXPECT_EQ(silo.host->server().stats().internal_messages, 0u);
+  EXPECT_EQ(silo.host->cpu_server()->stats().internal_messages, 0u);
 }
 
 TEST(RingGrain, DeactivationParksStateAndReactivationRestoresIt) {
@@ -274,7 +288,7 @@ TEST(RingGrain, UnknownHandlerAndStoppedServerFailCalls) {
   EXPECT_NE(message.find("unknown handler id 99"), std::string::npos) << message;
   EXPECT_EQ(call_total(*silo.rt, "x", kAdd, i64(2)), 2);  // the grain still works
 
-  silo.host->stop();
+  ASSERT_TRUE(silo.host->stop().ok());
   EXPECT_EQ(failure_of(*silo.rt, "x", kAdd, i64(1), message), ErrorCode::unavailable);
   EXPECT_NE(message.find("stopped"), std::string::npos) << message;
   silo.rt->stop();  // "x" cannot copy its state out: reported, not hung
@@ -283,8 +297,8 @@ TEST(RingGrain, UnknownHandlerAndStoppedServerFailCalls) {
 
 TEST(RingGrain, DeadServerFailsCallsWithUnavailableInsteadOfHanging) {
   Silo silo;
-  RingHostOptions o = host_options(4);
-  o.client.dead_after = std::chrono::milliseconds(200);
+  HostSetup o = host_options(4);
+  o.options.client.dead_after = std::chrono::milliseconds(200);
   silo.host = make_host(o);
   ASSERT_NE(silo.host, nullptr);
   start_runtime(silo);
@@ -317,9 +331,9 @@ TEST(RingGrainMessaging, ChainCrossesTheHostBoundaryOnlyAtItsEnds) {
   Bytes chain = i64(3);
   for (int i = 1; i < kActors; ++i) put(chain, ids[static_cast<std::size_t>(i)]);
 
-  const ring::RingServerStats before = silo.host->server().stats();
+  const ring::RingServerStats before = silo.host->cpu_server()->stats();
   Bytes reply = rt.run(rt.get<RingGrain>("n0").call<&RingGrain::call>(kRelay, std::move(chain), std::uint32_t{64}));
-  const ring::RingServerStats after = silo.host->server().stats();
+  const ring::RingServerStats after = silo.host->cpu_server()->stats();
   ASSERT_EQ(reply.size(), 12u);
   EXPECT_EQ(get<std::int64_t>(reply, 0), 3);  // the last actor's total
   EXPECT_EQ(get<std::uint32_t>(reply, 8), static_cast<std::uint32_t>(kActors - 1));
@@ -338,13 +352,13 @@ TEST(RingGrainMessaging, FanOutPostsLandBeforeTheNextHostMessage) {
   const std::vector<std::uint32_t> ids = activate_grains(rt, 6);
   Bytes fan = i64(4);
   for (std::size_t i = 1; i < ids.size(); ++i) put(fan, ids[i]);
-  const ring::RingServerStats before = silo.host->server().stats();
+  const ring::RingServerStats before = silo.host->cpu_server()->stats();
   for (int round = 0; round < 10; ++round) {
     Bytes reply = rt.run(rt.get<RingGrain>("n0").call<&RingGrain::call>(kFanOut, fan, std::uint32_t{64}));
     ASSERT_EQ(reply.size(), 4u);
     EXPECT_EQ(get<std::uint32_t>(reply, 0), 5u);
   }
-  const ring::RingServerStats after = silo.host->server().stats();
+  const ring::RingServerStats after = silo.host->cpu_server()->stats();
   EXPECT_EQ(after.host_messages - before.host_messages, 10u);
   EXPECT_EQ(after.internal_messages - before.internal_messages, 50u);
   EXPECT_EQ(after.internal_failures, 0u);
@@ -354,9 +368,9 @@ TEST(RingGrainMessaging, FanOutPostsLandBeforeTheNextHostMessage) {
 
 TEST(RingGrainMessaging, BoundsExceededAreClearErrors) {
   Silo silo;
-  RingHostOptions o = host_options(8);
-  o.server.internal_queue_slots = 4;
-  o.server.max_hops = 3;
+  HostSetup o = host_options(8);
+  o.options.cpu_server.internal_queue_slots = 4;
+  o.options.cpu_server.max_hops = 3;
   silo.host = make_host(o);
   ASSERT_NE(silo.host, nullptr);
   start_runtime(silo);
@@ -384,9 +398,9 @@ TEST(RingGrainMessaging, BoundsExceededAreClearErrors) {
   rt.run(rt.get<RingGrain>("n0").call<&RingGrain::call>(kPostToUnknown, Bytes{}, std::uint32_t{64}));
   // Internal messages run before the next host message: after this get, the post has failed.
   EXPECT_EQ(call_total(rt, "n0", kGet, {}), 1);  // the relay's own add; forward-twice added nothing
-  EXPECT_EQ(silo.host->server().stats().internal_failures, 1u);
-  EXPECT_NE(silo.host->server().last_internal_error().find("unknown handler id 99"), std::string::npos)
-      << silo.host->server().last_internal_error();
+  EXPECT_EQ(silo.host->cpu_server()->stats().internal_failures, 1u);
+  EXPECT_NE(silo.host->cpu_server()->last_internal_error().find("unknown handler id 99"), std::string::npos)
+      << silo.host->cpu_server()->last_internal_error();
 }
 
 }  // namespace

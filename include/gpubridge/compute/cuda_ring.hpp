@@ -6,23 +6,51 @@
 // in a generated kernel (a switch over handler ids around the user's functions), compiles it with
 // NVRTC and launches it once, as one thread of one block that stays resident: it polls the request
 // ring with volatile loads and the protocol's sequence numbers, serves one message at a time,
-// writes completions with __threadfence_system() before each release store, and increments the
-// header's heartbeat every poll. The kernel uses no atomic read-modify-write on host memory, so
-// devices without host-native atomics run the same mapped-memory + fence path (mode() says which
-// the device has).
+// orders every body access against the turn that guards it (__threadfence_system() after a
+// request's turn says "ready" and before each store that publishes or frees a slot; an acquire
+// load of a completion slot's turn before that slot is rewritten), and
+// increments the header's heartbeat every poll. The kernel uses no atomic read-modify-write on
+// host memory, so devices without host-native atomics run the same mapped-memory + fence path
+// (mode() says which the device has). The generated source is plain CUDA C++: defining
+// GB_RING_HOST_SHIM (with a shim for __device__, the fences and the shared-word loads/stores)
+// compiles the same kernel as host C++, which is how its logic is tested without a GPU.
 //
 // Handler contract (device code, one thread):
 //   __device__ int my_handler(const gb_ring_call& call);
 // gb_ring_call has actor_id, handler_id, state / state_bytes (the actor's state, in device memory),
-// payload / payload_bytes (read-only, in mapped host memory) and reply / reply_capacity. Return the
-// number of reply bytes written (0..reply_capacity), or -GB_RING_<CODE> (e.g. -GB_RING_INVALID_ARGUMENT,
-// values of gpubridge::ErrorCode) to fail the call. A handler must return well within the client's
-// watchdog window (no heartbeat while it runs).
+// payload / payload_bytes (read-only: mapped host memory for a host message, device memory for a
+// device-side one), reply / reply_capacity, hops (0 for a host message, n for the n-th device-side
+// hop of a chain) and replies_to_host (this message's reply, or that of its forward, completes a
+// host call). Return the number of reply bytes written (0..reply_capacity), or -GB_RING_<CODE>
+// (e.g. -GB_RING_INVALID_ARGUMENT, values of gpubridge::ErrorCode) to fail the call; the host sees
+// "handler <id> failed with code <n>", followed by the reason when the code is that of a refused
+// gb_ring_post/gb_ring_forward. A handler must return well within the client's watchdog window (no
+// heartbeat while it runs).
+//
+// Device-side messaging (same semantics as HandlerContext::post/forward on the CPU server):
+//   __device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id,
+//                               unsigned int handler_id, const void* payload, unsigned int bytes);
+//   __device__ int gb_ring_forward(...same parameters...);
+// post is fire-and-forget (the target's reply is dropped, its failure counted in stats() and
+// last_internal_error()); forward is a tail call, at most once per message: the handler's own reply
+// is discarded and the target's reply or error answers this message's caller (the host call, if
+// any; a reply larger than inline travels in the host's reply block). Both copy the payload
+// (at most kInlinePayloadBytes) into a bounded FIFO in device memory and return 0, or
+// -GB_RING_INVALID_ARGUMENT (reserved handler id, payload over the inline limit),
+// -GB_RING_FAILED_PRECONDITION (a second forward) or -GB_RING_RESOURCE_EXHAUSTED (internal queue
+// full, or the chain would exceed max_hops); the handler may return that code to its caller.
+// Staged messages are committed only when the handler returns success. The kernel serves the
+// internal queue before the next host request, so a host message's whole chain finishes before
+// any later host message runs, and before drain completes; on stop, queued device-side messages
+// complete with cancelled. Queued device-side messages survive a hot reload (served by the new code).
+// `payload` may be null when `bytes` is 0.
 //
 // Memory: the RingMemory block is page-locked and mapped with cudaHostRegister (RingMemory owns
 // its allocation), so the same block serves RingClient and the kernel. Actor table and states are
 // mirrored in device memory while the server runs and copied back into the block when the kernel
-// has finished for good (stop, drain, destruction), so the block holds the final states.
+// has finished for good (stop, drain, destruction), so the block holds the final states. The
+// internal message queue lives in device memory (options.internal_queue_slots records of
+// sizeof(InternalMessage)); the kernel's counters in a small mapped block of its own.
 // The RingMemory must outlive the server; a block is served once (as with CpuRingServer).
 // The kernel occupies one SM until it stops. While it runs, avoid CUDA calls that wait for an idle
 // device in this process (cudaDeviceSynchronize, and with lazy module loading the first launch of
@@ -51,7 +79,9 @@ struct CudaHandlerSource {
 };
 
 struct CudaRingServerOptions {
-  int device = 0;  // CUDA device ordinal
+  int device = 0;                            // CUDA device ordinal
+  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound (1..kMaxRingSlots)
+  std::uint32_t max_hops = 64;                // device-side hops per chain (1..kMaxRingSlots)
 };
 
 // What the server runs on and how it reaches the host.
@@ -68,8 +98,9 @@ struct CudaRingMode {
 // One-shot like CpuRingServer: after stop/drain it cannot be started again on the same block.
 class CudaRingServer {
  public:
-  // invalid_argument: not a ring block of this version, or bad handlers (reserved or duplicate id,
-  // a function name that is not an identifier); failed_precondition: the block was already served
+  // invalid_argument: not a ring block of this version, bad options (internal_queue_slots or
+  // max_hops out of range), or bad handlers (reserved or duplicate id, a function name that is not
+  // an identifier); failed_precondition: the block was already served
   // or the device cannot map host memory; unavailable: no such CUDA device; internal: NVRTC errors
   // (with the compiler log), other CUDA errors.
   static Result<std::unique_ptr<CudaRingServer>> create(RingMemory& memory, CudaHandlerSource handlers,
@@ -97,7 +128,13 @@ class CudaRingServer {
   Status reload(CudaHandlerSource handlers);
   // ok while the kernel runs or has finished cleanly; the CUDA error once it has died.
   Status kernel_status() const;
+  // Host calls the kernel has finished (completed, failed or cancelled).
   std::uint64_t messages_served() const noexcept;
+  // The kernel's counters, as CpuRingServer::stats() (each field read on its own). The device-side
+  // counters are published when a chain ends: exact once a later host call has been answered.
+  RingServerStats stats() const noexcept;
+  // The error of the last device-side message that failed ("" when none has).
+  std::string last_internal_error() const;
   const CudaRingMode& mode() const noexcept;
 
  private:

@@ -4,6 +4,7 @@
 // are errors naming the key and its source; nothing is silently ignored.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,22 @@
 #include "gpubridge/core/result.hpp"
 
 namespace gpubridge::server {
+
+// One ring the silo hosts (JSON: an element of the "rings" array). `program` names a ring program
+// the embedder registered in code (RingPrograms, gpubridge/server/silo.hpp); the silo checks that
+// name when it starts. Geometry is checked here (powers of two, ranges); see RingConfig.
+struct RingHostConfig {
+  std::string name;                // unique, [A-Za-z0-9_-]+; Silo::ring_host(name)
+  std::string program;             // a registered ring program
+  std::string placement = "auto";  // auto, cpu, cuda (see grains::RingPlacement)
+  std::uint32_t request_slots = 1024;     // power of two, 2..2^24
+  std::uint32_t completion_slots = 1024;  // power of two, 2..2^24
+  std::uint32_t pool_chunk_bytes = 4096;  // multiple of 64, 64..2^24
+  std::uint32_t pool_chunks = 1024;       // 0..2^20 (0: payloads inline only)
+  std::uint32_t cuda_device = 0;          // CUDA device ordinal for placement auto/cuda
+  std::uint32_t dead_after_ms = 2000;     // client watchdog and health check window
+  std::map<std::string, std::uint32_t> actors;  // actor type name -> max actors (others: the program's)
+};
 
 struct SiloConfig {
   std::string name = "silo";
@@ -56,6 +73,10 @@ struct SiloConfig {
   std::uint32_t bulkhead_max_concurrent = 0;  // per GPU device; 0: unlimited
   std::uint32_t retry_max_attempts = 2;       // tries per device, the first included
   std::string faults;  // ';'-separated fault specs, e.g. "backend=opencl,kernel=vector.add,mode=fail"
+
+  // Rings of resident actors the silo hosts (empty: none). Overrides: "rings=<JSON array>" replaces
+  // the list; "rings.<name>.<key>=value" (and "rings.<name>.actors.<type>=N") changes one ring.
+  std::vector<RingHostConfig> rings;
 };
 
 // The configuration of a gpubridge process: the defaults (SiloConfig{} with http.enabled = true),

@@ -313,8 +313,9 @@ struct CpuRingServer::Impl {
       std::memcpy(slot->inline_payload, inline_reply.data(), outcome.reply_bytes);
       slot->payload_bytes = static_cast<std::uint32_t>(outcome.reply_bytes);
     }
-    detail::SlotQueue::publish(*slot, position);
+    // Counted before the completion is published, so a caller holding its reply sees it counted.
     served.fetch_add(1, std::memory_order_relaxed);
+    detail::SlotQueue::publish(*slot, position);
     return true;
   }
 

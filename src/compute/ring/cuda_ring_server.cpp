@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 #include <nvrtc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "compute/cuda/cuda_error.hpp"
@@ -50,8 +52,10 @@ std::string layout_defines() {
   d += define("GB_SLOT_HEADER_BYTES", kSlotHeaderBytes);
   d += define("GB_INLINE_BYTES", kInlinePayloadBytes);
   d += define("GB_PAYLOAD_IN_POOL", kSlotPayloadInPool);
+  d += define("GB_FIRST_RESERVED_HANDLER", kFirstReservedHandler);
   d += define("GB_ACTIVATE_HANDLER", kActivateHandler);
   d += define("GB_DEACTIVATE_HANDLER", kDeactivateHandler);
+  d += define("GB_INTERNAL_REPLIES_TO_HOST", kInternalRepliesToHost);
   d += define("GB_CONTROL_RUN", static_cast<std::uint32_t>(ControlWord::run));
   d += define("GB_CONTROL_STOP", static_cast<std::uint32_t>(ControlWord::stop));
   d += define("GB_STATE_STOPPED", static_cast<std::uint32_t>(ServerState::stopped));
@@ -74,11 +78,14 @@ std::string layout_defines() {
   d += define("GB_OFF_CONTROL", offsetof(RingHeader, control));
   d += define("GB_ACTOR_ENTRY_BYTES", sizeof(ActorEntry));
   d += define("GB_CONTROL_BYTES", sizeof(KernelControl));
+  d += define("GB_INTERNAL_MESSAGE_BYTES", sizeof(InternalMessage));
+  d += define("GB_INTERNAL_QUEUE_HEADER_BYTES", detail::kInternalQueueHeaderBytes);
   return d;
 }
 
-// The device source declares gb_ring_slot, gb_actor_entry and gb_kernel_control field by field
-// with the same types and order (NVRTC has no offsetof); these pin the host layouts they mirror.
+// The device source declares gb_ring_slot, gb_actor_entry, gb_kernel_control, gb_internal_message
+// and gb_internal_queue field by field with the same types and order (NVRTC has no offsetof);
+// these pin the host layouts they mirror.
 static_assert(offsetof(RingSlot, request_id) == 8 && offsetof(RingSlot, actor_id) == 16 &&
               offsetof(RingSlot, handler_id) == 20 && offsetof(RingSlot, payload_bytes) == 24 &&
               offsetof(RingSlot, flags) == 28 && offsetof(RingSlot, payload_offset) == 32 &&
@@ -89,8 +96,58 @@ static_assert(offsetof(ActorEntry, state_offset) == 0 && offsetof(ActorEntry, st
                   offsetof(ActorEntry, type_id) == 12 && offsetof(ActorEntry, active) == 16,
               "ActorEntry changed: update gb_actor_entry in the device source");
 static_assert(offsetof(KernelControl, yield) == 0 && offsetof(KernelControl, abandon) == 4 &&
-                  offsetof(KernelControl, served) == 8 && offsetof(KernelControl, exit_reason) == 16,
+                  offsetof(KernelControl, served) == 8 && offsetof(KernelControl, exit_reason) == 16 &&
+                  offsetof(KernelControl, error_sequence) == 20 && offsetof(KernelControl, internal_messages) == 24 &&
+                  offsetof(KernelControl, internal_failures) == 32 && offsetof(KernelControl, internal_peak) == 40 &&
+                  offsetof(KernelControl, error_bytes) == 48 && offsetof(KernelControl, error_words) == 56,
               "KernelControl changed: update gb_kernel_control in the device source");
+static_assert(offsetof(InternalMessage, origin_request_id) == 0 && offsetof(InternalMessage, origin_reply_offset) == 8 &&
+                  offsetof(InternalMessage, origin_reply_capacity) == 16 &&
+                  offsetof(InternalMessage, origin_actor_id) == 20 &&
+                  offsetof(InternalMessage, origin_handler_id) == 24 && offsetof(InternalMessage, actor_id) == 28 &&
+                  offsetof(InternalMessage, handler_id) == 32 && offsetof(InternalMessage, hops) == 36 &&
+                  offsetof(InternalMessage, flags) == 40 && offsetof(InternalMessage, payload_bytes) == 44 &&
+                  offsetof(InternalMessage, payload) == 48 && sizeof(InternalMessage) % 8 == 0,
+              "InternalMessage changed: update gb_internal_message in the device source");
+static_assert(offsetof(detail::InternalQueueHeader, slots) == 0 &&
+                  offsetof(detail::InternalQueueHeader, max_hops) == 4 &&
+                  offsetof(detail::InternalQueueHeader, head) == 8 &&
+                  offsetof(detail::InternalQueueHeader, count) == 16,
+              "InternalQueueHeader changed: update gb_internal_queue in the device source");
+
+// How the kernel reaches shared words. On the device: volatile accesses (relaxed, system scope),
+// ordered by __threadfence_system(). A host build of the same source (the CPU test harness)
+// defines GB_RING_HOST_SHIM and supplies these (and __device__, the fences, GB_RING_IDLE) itself.
+constexpr const char* kDevicePlatform = R"GBCU(
+#ifndef GB_RING_HOST_SHIM
+__device__ __forceinline__ unsigned long long gb_ld64(const unsigned long long* p) {
+  return *reinterpret_cast<const volatile unsigned long long*>(p);
+}
+__device__ __forceinline__ unsigned int gb_ld32(const unsigned int* p) {
+  return *reinterpret_cast<const volatile unsigned int*>(p);
+}
+__device__ __forceinline__ void gb_st64(unsigned long long* p, unsigned long long v) {
+  *reinterpret_cast<volatile unsigned long long*>(p) = v;
+}
+// A load that orders every later access after it (acquire, system scope).
+__device__ __forceinline__ unsigned long long gb_ld64_acquire(const unsigned long long* p) {
+#if __CUDA_ARCH__ >= 700
+  unsigned long long v;
+  asm volatile("ld.acquire.sys.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+#else
+  const unsigned long long v = *reinterpret_cast<const volatile unsigned long long*>(p);
+  __threadfence_system();
+  return v;
+#endif
+}
+__device__ __forceinline__ void gb_st32(unsigned int* p, unsigned int v) {
+  *reinterpret_cast<volatile unsigned int*>(p) = v;
+}
+// An empty poll of the rings (a host build yields its thread here).
+#define GB_RING_IDLE() ((void)0)
+#endif
+)GBCU";
 
 // What handlers see; part of the public handler contract (cuda_ring.hpp).
 constexpr const char* kHandlerPrelude = R"GBCU(
@@ -101,6 +158,7 @@ enum gb_ring_code {
   GB_RING_OUT_OF_RANGE = 11, GB_RING_UNIMPLEMENTED = 12, GB_RING_INTERNAL = 13,
   GB_RING_UNAVAILABLE = 14, GB_RING_DATA_LOSS = 15, GB_RING_UNAUTHENTICATED = 16
 };
+struct gb_ring_outbox;  // server-internal: the messages this call has staged
 struct gb_ring_call {
   unsigned int actor_id;
   unsigned int handler_id;
@@ -110,13 +168,24 @@ struct gb_ring_call {
   unsigned int payload_bytes;
   unsigned char* reply;          // write at most reply_capacity bytes
   unsigned int reply_capacity;
+  unsigned int hops;             // 0 for a host message, n for the n-th device-side hop
+  bool replies_to_host;          // this reply (or that of a forward) completes a host call
+  gb_ring_outbox* outbox;        // used by gb_ring_post / gb_ring_forward
 };
-#define GB_RING_DISPATCH_UNKNOWN_HANDLER (-100000)
-#define GB_RING_DISPATCH_WRONG_TYPE (-100001)
+// Device-side messaging: 0, or -GB_RING_<CODE> when refused (see cuda_ring.hpp).
+__device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
+                            const void* payload, unsigned int payload_bytes);
+__device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
+                               const void* payload, unsigned int payload_bytes);
+#define GB_RING_DISPATCH_OK 0
+#define GB_RING_DISPATCH_UNKNOWN_HANDLER 1
+#define GB_RING_DISPATCH_WRONG_TYPE 2
 )GBCU";
 
-// The persistent loop. One thread; every shared word is read with a volatile load and published
-// with a volatile store after __threadfence_system() (the protocol's release/acquire).
+// The persistent loop and device-side messaging. One thread; shared words of the block go through
+// gb_ld/gb_st, ordered by __threadfence_system() or gb_ld64_acquire (the protocol's
+// release/acquire); the internal queue and actor states are device memory only this thread
+// touches. It mirrors cpu_ring_server.cpp (serve_host, serve_internal, finish, complete).
 constexpr const char* kServerLoop = R"GBCU(
 namespace gb_ring_detail {
 typedef unsigned long long gb_u64;
@@ -148,18 +217,46 @@ struct gb_kernel_control {
   gb_u32 abandon;
   gb_u64 served;
   gb_u32 exit_reason;
+  gb_u32 error_sequence;
+  gb_u64 internal_messages;
+  gb_u64 internal_failures;
+  gb_u64 internal_peak;
+  gb_u32 error_bytes;
   gb_u32 reserved;
+  gb_u32 error_words[GB_INLINE_BYTES / 4];
 };
 static_assert(sizeof(gb_kernel_control) == GB_CONTROL_BYTES, "kernel control size differs from the host");
+struct gb_internal_message {
+  gb_u64 origin_request_id;
+  gb_u64 origin_reply_offset;
+  gb_u32 origin_reply_capacity;
+  gb_u32 origin_actor_id;
+  gb_u32 origin_handler_id;
+  gb_u32 actor_id;
+  gb_u32 handler_id;
+  gb_u32 hops;
+  gb_u32 flags;
+  gb_u32 payload_bytes;
+  unsigned char payload[GB_INLINE_BYTES];
+};
+static_assert(sizeof(gb_internal_message) == GB_INTERNAL_MESSAGE_BYTES, "internal message size differs from the host");
+struct gb_internal_queue {
+  gb_u32 slots;
+  gb_u32 max_hops;
+  gb_u64 head;
+  gb_u64 count;
+  gb_u64 reserved;
+};
+static_assert(sizeof(gb_internal_queue) <= GB_INTERNAL_QUEUE_HEADER_BYTES, "internal queue header too large");
 
-__device__ __forceinline__ volatile gb_u64* gb_u64_at(unsigned char* base, gb_u64 off) {
-  return reinterpret_cast<volatile gb_u64*>(base + off);
+__device__ __forceinline__ gb_u64* gb_u64_at(unsigned char* base, gb_u64 off) {
+  return reinterpret_cast<gb_u64*>(base + off);
 }
-__device__ __forceinline__ volatile gb_u32* gb_u32_at(unsigned char* base, gb_u64 off) {
-  return reinterpret_cast<volatile gb_u32*>(base + off);
+__device__ __forceinline__ gb_u32* gb_u32_at(unsigned char* base, gb_u64 off) {
+  return reinterpret_cast<gb_u32*>(base + off);
 }
 
-// Error text builder into the completion's inline payload (truncated at GB_INLINE_BYTES).
+// Error text (truncated at GB_INLINE_BYTES, the most a completion carries inline).
 struct gb_text {
   unsigned char bytes[GB_INLINE_BYTES];
   gb_u32 size;
@@ -176,15 +273,26 @@ __device__ void gb_put_u(gb_text& t, gb_u64 v) {
   } while (v != 0);
   while (n > 0 && t.size < GB_INLINE_BYTES) t.bytes[t.size++] = static_cast<unsigned char>(digits[--n]);
 }
+__device__ void gb_put_text(gb_text& t, const gb_text& more) {
+  for (gb_u32 i = 0; i < more.size && t.size < GB_INLINE_BYTES; ++i) t.bytes[t.size++] = more.bytes[i];
+}
 
 struct gb_outcome {
-  gb_u32 status;        // ErrorCode
-  gb_u32 reply_bytes;   // when status == 0
-  bool reply_in_pool;
-  gb_text message;      // when status != 0
+  gb_u32 status;       // ErrorCode
+  gb_u32 reply_bytes;  // when status == 0
+  bool forwarded;      // when status == 0: the forwarded message answers instead
+  gb_text message;     // when status != 0
 };
+__device__ void gb_reset(gb_outcome& o) {
+  o.status = 0;
+  o.reply_bytes = 0;
+  o.forwarded = false;
+  o.message.size = 0;
+}
 __device__ void gb_fail(gb_outcome& o, gb_u32 code, const char* text) {
   o.status = code;
+  o.reply_bytes = 0;
+  o.forwarded = false;
   o.message.size = 0;
   gb_put(o.message, text);
 }
@@ -198,11 +306,11 @@ struct gb_geometry {
 };
 __device__ gb_geometry gb_read_geometry(unsigned char* block) {
   gb_geometry g;
-  g.pool_begin = *gb_u64_at(block, GB_OFF_POOL);
-  g.pool_end = g.pool_begin + static_cast<gb_u64>(*gb_u32_at(block, GB_OFF_POOL_CHUNK_BYTES)) *
-                                  *gb_u32_at(block, GB_OFF_POOL_CHUNK_COUNT);
-  g.actor_table = *gb_u64_at(block, GB_OFF_ACTOR_TABLE);
-  g.actor_count = *gb_u32_at(block, GB_OFF_ACTOR_COUNT);
+  g.pool_begin = gb_ld64(gb_u64_at(block, GB_OFF_POOL));
+  g.pool_end = g.pool_begin + static_cast<gb_u64>(gb_ld32(gb_u32_at(block, GB_OFF_POOL_CHUNK_BYTES))) *
+                                  gb_ld32(gb_u32_at(block, GB_OFF_POOL_CHUNK_COUNT));
+  g.actor_table = gb_ld64(gb_u64_at(block, GB_OFF_ACTOR_TABLE));
+  g.actor_count = gb_ld32(gb_u32_at(block, GB_OFF_ACTOR_COUNT));
   return g;
 }
 
@@ -211,70 +319,235 @@ __device__ bool gb_pool_ok(const gb_geometry& g, gb_u64 offset, gb_u64 bytes) {
   return offset >= g.pool_begin && offset <= g.pool_end && bytes <= g.pool_end - offset;
 }
 
-// Serves one request (a local copy; its ring slot is already free). `actors` is the device
-// mirror of the block from actor_table_offset on.
-__device__ void gb_serve(unsigned char* block, const gb_geometry& g, unsigned char* actors, const gb_ring_slot& request,
-                         unsigned char* inline_reply, gb_outcome& o) {
-  o.status = 0;
-  o.reply_bytes = 0;
-  o.reply_in_pool = false;
-  o.message.size = 0;
-  const unsigned char* payload = request.inline_payload;
-  if (request.flags & GB_PAYLOAD_IN_POOL) {
-    if (!gb_pool_ok(g, request.payload_offset, request.payload_bytes)) {
-      gb_fail(o, GB_RING_INVALID_ARGUMENT, "payload reference outside the pool");
-      return;
-    }
-    payload = block + request.payload_offset;
-  } else if (request.payload_bytes > GB_INLINE_BYTES) {
-    gb_fail(o, GB_RING_INVALID_ARGUMENT, "inline payload longer than a slot holds");
-    return;
+// Whom a message answers: the host call of its chain (replies_to_host) or nobody (a post).
+struct gb_envelope {
+  gb_u64 request_id;
+  gb_u64 reply_offset;    // the host call's reply block (0: inline)
+  gb_u32 reply_capacity;
+  gb_u32 actor_id;        // target of this message
+  gb_u32 handler_id;
+  gb_u32 hops;
+  bool replies_to_host;
+  gb_u32 origin_actor_id;  // the actor and handler the host called
+  gb_u32 origin_handler_id;
+};
+}  // namespace gb_ring_detail
+
+struct gb_ring_outbox {
+  gb_ring_detail::gb_internal_queue* queue;
+  gb_ring_detail::gb_internal_message* messages;
+  unsigned int staged;      // written past the queue's tail, committed when the handler succeeds
+  unsigned int free_slots;  // queue space when the handler started
+  unsigned int next_hops;   // hops of the messages this handler sends
+  bool forwarded;
+  gb_ring_detail::gb_envelope origin;  // the message being served
+  unsigned int refused_code;           // why the last post/forward was refused (0: none)
+  gb_ring_detail::gb_text refusal;
+};
+
+namespace gb_ring_detail {
+__device__ int gb_refuse(gb_ring_outbox& o, gb_u32 code, const char* text) {
+  o.refused_code = code;
+  o.refusal.size = 0;
+  gb_put(o.refusal, text);
+  return -static_cast<int>(code);
+}
+
+// Stages one device-side message in the internal queue's free slots (see HandlerContext::stage).
+__device__ int gb_stage(const gb_ring_call& call, gb_u32 actor_id, gb_u32 handler_id, const void* payload,
+                        gb_u32 payload_bytes, bool forward) {
+  gb_ring_outbox& o = *call.outbox;
+  if (handler_id >= GB_FIRST_RESERVED_HANDLER) {
+    const int refused = gb_refuse(o, GB_RING_INVALID_ARGUMENT, "device-side message to reserved handler id ");
+    gb_put_u(o.refusal, handler_id);
+    return refused;
   }
-  unsigned char* reply = inline_reply;
-  gb_u32 reply_capacity = request.reply_capacity < GB_INLINE_BYTES ? request.reply_capacity
-                                                                   : static_cast<gb_u32>(GB_INLINE_BYTES);
-  if (request.reply_offset != 0) {
-    if (!gb_pool_ok(g, request.reply_offset, request.reply_capacity)) {
-      gb_fail(o, GB_RING_INVALID_ARGUMENT, "reply reference outside the pool");
-      return;
-    }
-    reply = block + request.reply_offset;
-    reply_capacity = request.reply_capacity;
+  if (payload_bytes > GB_INLINE_BYTES) {
+    const int refused = gb_refuse(o, GB_RING_INVALID_ARGUMENT, "device-side message payload of ");
+    gb_put_u(o.refusal, payload_bytes);
+    gb_put(o.refusal, " bytes exceeds the inline limit of ");
+    gb_put_u(o.refusal, GB_INLINE_BYTES);
+    gb_put(o.refusal, " bytes");
+    return refused;
   }
-  if (request.actor_id >= g.actor_count) {
+  if (forward && o.forwarded) {
+    return gb_refuse(o, GB_RING_FAILED_PRECONDITION, "gb_ring_forward already called for this message");
+  }
+  if (o.next_hops > o.queue->max_hops) {
+    const int refused = gb_refuse(o, GB_RING_RESOURCE_EXHAUSTED, "device-side hop limit of ");
+    gb_put_u(o.refusal, o.queue->max_hops);
+    gb_put(o.refusal, " exceeded");
+    return refused;
+  }
+  if (o.staged >= o.free_slots) {
+    const int refused = gb_refuse(o, GB_RING_RESOURCE_EXHAUSTED, "server-internal message queue full (");
+    gb_put_u(o.refusal, o.queue->slots);
+    gb_put(o.refusal, " slots)");
+    return refused;
+  }
+  const gb_internal_queue& q = *o.queue;
+  gb_internal_message& m = o.messages[(q.head + q.count + o.staged) % q.slots];
+  m.origin_request_id = 0;
+  m.origin_reply_offset = 0;
+  m.origin_reply_capacity = 0;
+  m.origin_actor_id = 0;
+  m.origin_handler_id = 0;
+  m.actor_id = actor_id;
+  m.handler_id = handler_id;
+  m.hops = o.next_hops;
+  m.flags = 0;
+  m.payload_bytes = payload_bytes;
+  const unsigned char* bytes = static_cast<const unsigned char*>(payload);
+  for (gb_u32 i = 0; i < payload_bytes; ++i) m.payload[i] = bytes[i];
+  if (forward && o.origin.replies_to_host) {
+    m.flags = GB_INTERNAL_REPLIES_TO_HOST;
+    m.origin_request_id = o.origin.request_id;
+    m.origin_reply_offset = o.origin.reply_offset;
+    m.origin_reply_capacity = o.origin.reply_capacity;
+    m.origin_actor_id = o.origin.origin_actor_id;
+    m.origin_handler_id = o.origin.origin_handler_id;
+  }
+  if (forward) o.forwarded = true;
+  ++o.staged;
+  return 0;
+}
+}  // namespace gb_ring_detail
+
+__device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
+                            const void* payload, unsigned int payload_bytes) {
+  return gb_ring_detail::gb_stage(call, actor_id, handler_id, payload, payload_bytes, false);
+}
+__device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
+                               const void* payload, unsigned int payload_bytes) {
+  return gb_ring_detail::gb_stage(call, actor_id, handler_id, payload, payload_bytes, true);
+}
+
+namespace gb_ring_detail {
+// Everything the loop carries between messages (one thread: local memory).
+struct gb_server {
+  unsigned char* block;
+  unsigned char* actors;  // device mirror of the block from actor_table_offset on
+  gb_kernel_control* control;
+  gb_geometry geometry;
+  gb_ring_slot* requests;
+  gb_ring_slot* completions;
+  gb_u64 request_capacity;
+  gb_u64 completion_capacity;
+  gb_u64* request_enqueue;
+  gb_u64* request_dequeue;
+  gb_u64* completion_enqueue;
+  gb_u64* heartbeat;
+  gb_u32* control_word;
+  gb_u64 next_request;
+  gb_u64 next_completion;
+  gb_u64 beat;
+  gb_u64 served;
+  gb_u64 internal_messages;
+  gb_u64 published_internal_messages;  // last value written to the control block
+  gb_u64 internal_failures;
+  gb_u64 internal_peak;
+  gb_internal_queue* queue;  // device memory
+  gb_internal_message* messages;
+  gb_ring_outbox outbox;
+  gb_outcome outcome;
+  gb_ring_slot request;          // the host message being served (a copy; its slot is free)
+  gb_internal_message internal;  // the device-side message being served (a copy; its slot is free)
+  unsigned char inline_reply[GB_INLINE_BYTES];
+};
+
+// Counters carry on from a previous launch (hot reload): the ring's and the kernel's own.
+__device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actors, unsigned char* control,
+                        unsigned char* internal) {
+  s.block = block;
+  s.actors = actors;
+  s.control = reinterpret_cast<gb_kernel_control*>(control);
+  s.geometry = gb_read_geometry(block);
+  s.requests = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(block, GB_OFF_REQUEST_SLOTS)));
+  s.completions = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(block, GB_OFF_COMPLETION_SLOTS)));
+  s.request_capacity = gb_ld32(gb_u32_at(block, GB_OFF_REQUEST_CAPACITY));
+  s.completion_capacity = gb_ld32(gb_u32_at(block, GB_OFF_COMPLETION_CAPACITY));
+  s.request_enqueue = gb_u64_at(block, GB_OFF_REQUEST_ENQUEUE);
+  s.request_dequeue = gb_u64_at(block, GB_OFF_REQUEST_DEQUEUE);
+  s.completion_enqueue = gb_u64_at(block, GB_OFF_COMPLETION_ENQUEUE);
+  s.heartbeat = gb_u64_at(block, GB_OFF_HEARTBEAT);
+  s.control_word = gb_u32_at(block, GB_OFF_CONTROL);
+  s.next_request = gb_ld64(s.request_dequeue);
+  s.next_completion = gb_ld64(s.completion_enqueue);
+  s.beat = gb_ld64(s.heartbeat);
+  s.served = gb_ld64(&s.control->served);
+  s.internal_messages = gb_ld64(&s.control->internal_messages);
+  s.published_internal_messages = s.internal_messages;
+  s.internal_failures = gb_ld64(&s.control->internal_failures);
+  s.internal_peak = gb_ld64(&s.control->internal_peak);
+  s.queue = reinterpret_cast<gb_internal_queue*>(internal);
+  s.messages = reinterpret_cast<gb_internal_message*>(internal + GB_INTERNAL_QUEUE_HEADER_BYTES);
+  s.outbox.queue = s.queue;
+  s.outbox.messages = s.messages;
+  s.outbox.staged = 0;
+}
+
+__device__ __forceinline__ void gb_heartbeat(gb_server& s) { gb_st64(s.heartbeat, ++s.beat); }
+
+// Device-side messages cross no bus: their count reaches the host once per finished chain.
+__device__ __forceinline__ void gb_publish_internal_count(gb_server& s) {
+  if (s.internal_messages != s.published_internal_messages) {
+    s.published_internal_messages = s.internal_messages;
+    gb_st64(&s.control->internal_messages, s.internal_messages);
+  }
+}
+
+// Reply area of a message: the host call's pool block, or the inline buffer; false when the
+// pool reference is out of bounds.
+__device__ bool gb_reply_area(gb_server& s, const gb_envelope& env, unsigned char*& reply, gb_u32& capacity) {
+  if (env.reply_offset != 0) {
+    if (!gb_pool_ok(s.geometry, env.reply_offset, env.reply_capacity)) return false;
+    reply = s.block + env.reply_offset;
+    capacity = env.reply_capacity;
+    return true;
+  }
+  reply = s.inline_reply;
+  capacity = env.reply_capacity < GB_INLINE_BYTES ? env.reply_capacity : static_cast<gb_u32>(GB_INLINE_BYTES);
+  return true;
+}
+
+// Runs one message against the actor table into s.outcome (already reset).
+__device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned char* payload, gb_u32 payload_bytes,
+                         unsigned char* reply, gb_u32 reply_capacity) {
+  gb_outcome& o = s.outcome;
+  if (env.actor_id >= s.geometry.actor_count) {
     gb_fail(o, GB_RING_NOT_FOUND, "unknown actor id ");
-    gb_put_u(o.message, request.actor_id);
+    gb_put_u(o.message, env.actor_id);
     return;
   }
-  gb_actor_entry* actor = reinterpret_cast<gb_actor_entry*>(actors) + request.actor_id;
-  unsigned char* state = actors + (actor->state_offset - g.actor_table);
+  gb_actor_entry* actor = reinterpret_cast<gb_actor_entry*>(s.actors) + env.actor_id;
+  unsigned char* state = s.actors + (actor->state_offset - s.geometry.actor_table);
   const gb_u32 state_bytes = actor->state_bytes;
 
-  if (request.handler_id == GB_ACTIVATE_HANDLER) {
+  if (env.handler_id == GB_ACTIVATE_HANDLER) {
     if (actor->active != 0) {
       gb_fail(o, GB_RING_ALREADY_EXISTS, "actor ");
-      gb_put_u(o.message, request.actor_id);
+      gb_put_u(o.message, env.actor_id);
       gb_put(o.message, " is already active");
       return;
     }
-    if (request.payload_bytes > state_bytes) {
+    if (payload_bytes > state_bytes) {
       gb_fail(o, GB_RING_INVALID_ARGUMENT, "initial state of ");
-      gb_put_u(o.message, request.payload_bytes);
+      gb_put_u(o.message, payload_bytes);
       gb_put(o.message, " bytes exceeds the actor's state size ");
       gb_put_u(o.message, state_bytes);
       return;
     }
-    for (gb_u32 i = 0; i < state_bytes; ++i) state[i] = i < request.payload_bytes ? payload[i] : 0;
+    for (gb_u32 i = 0; i < state_bytes; ++i) state[i] = i < payload_bytes ? payload[i] : 0;
     actor->active = 1;
     return;
   }
   if (actor->active == 0) {
     gb_fail(o, GB_RING_FAILED_PRECONDITION, "actor ");
-    gb_put_u(o.message, request.actor_id);
+    gb_put_u(o.message, env.actor_id);
     gb_put(o.message, " is not active");
     return;
   }
-  if (request.handler_id == GB_DEACTIVATE_HANDLER) {
+  if (env.handler_id == GB_DEACTIVATE_HANDLER) {
     if (reply_capacity < state_bytes) {
       gb_fail(o, GB_RING_INVALID_ARGUMENT, "reply capacity too small for the actor's state");
       return;
@@ -282,42 +555,60 @@ __device__ void gb_serve(unsigned char* block, const gb_geometry& g, unsigned ch
     for (gb_u32 i = 0; i < state_bytes; ++i) reply[i] = state[i];
     actor->active = 0;
     o.reply_bytes = state_bytes;
-    o.reply_in_pool = request.reply_offset != 0;
     return;
   }
 
+  gb_ring_outbox& box = s.outbox;
+  box.free_slots = static_cast<gb_u32>(s.queue->slots - s.queue->count);
+  box.next_hops = env.hops + 1;
+  box.forwarded = false;
+  box.origin = env;
+  box.refused_code = 0;
+  box.refusal.size = 0;
   gb_ring_call call;
-  call.actor_id = request.actor_id;
-  call.handler_id = request.handler_id;
+  call.actor_id = env.actor_id;
+  call.handler_id = env.handler_id;
   call.state = state;
   call.state_bytes = state_bytes;
   call.payload = payload;
-  call.payload_bytes = request.payload_bytes;
+  call.payload_bytes = payload_bytes;
   call.reply = reply;
   call.reply_capacity = reply_capacity;
-  const int written = gb_ring_dispatch(request.handler_id, actor->type_id, call);
-  if (written == GB_RING_DISPATCH_UNKNOWN_HANDLER) {
+  call.hops = env.hops;
+  call.replies_to_host = env.replies_to_host;
+  call.outbox = &box;
+  int written = 0;
+  const int dispatched = gb_ring_dispatch(env.handler_id, actor->type_id, call, written);
+  if (dispatched == GB_RING_DISPATCH_UNKNOWN_HANDLER) {
     gb_fail(o, GB_RING_NOT_FOUND, "unknown handler id ");
-    gb_put_u(o.message, request.handler_id);
+    gb_put_u(o.message, env.handler_id);
     return;
   }
-  if (written == GB_RING_DISPATCH_WRONG_TYPE) {
+  if (dispatched == GB_RING_DISPATCH_WRONG_TYPE) {
     gb_fail(o, GB_RING_INVALID_ARGUMENT, "handler ");
-    gb_put_u(o.message, request.handler_id);
+    gb_put_u(o.message, env.handler_id);
     gb_put(o.message, " serves actor type ");
-    gb_put_u(o.message, gb_ring_handler_type(request.handler_id));
+    gb_put_u(o.message, gb_ring_handler_type(env.handler_id));
     gb_put(o.message, ", actor ");
-    gb_put_u(o.message, request.actor_id);
+    gb_put_u(o.message, env.actor_id);
     gb_put(o.message, " is of type ");
     gb_put_u(o.message, actor->type_id);
     return;
   }
   if (written < 0) {
-    const int code = -written;
-    gb_fail(o, code >= 1 && code <= 16 ? static_cast<gb_u32>(code) : GB_RING_INTERNAL, "handler ");
-    gb_put_u(o.message, request.handler_id);
+    const gb_u32 code = static_cast<gb_u32>(-(written + 1)) + 1u;  // no overflow at INT_MIN
+    gb_fail(o, code >= 1 && code <= 16 ? code : static_cast<gb_u32>(GB_RING_INTERNAL), "handler ");
+    gb_put_u(o.message, env.handler_id);
     gb_put(o.message, " failed with code ");
-    gb_put_u(o.message, static_cast<gb_u64>(code));
+    gb_put_u(o.message, code);
+    if (box.refused_code != 0 && box.refused_code == code) {
+      gb_put(o.message, ": ");
+      gb_put_text(o.message, box.refusal);
+    }
+    return;
+  }
+  if (box.forwarded) {
+    o.forwarded = true;  // the handler's own reply is discarded
     return;
   }
   if (static_cast<gb_u32>(written) > reply_capacity) {
@@ -328,122 +619,223 @@ __device__ void gb_serve(unsigned char* block, const gb_geometry& g, unsigned ch
     return;
   }
   o.reply_bytes = static_cast<gb_u32>(written);
-  o.reply_in_pool = request.reply_offset != 0;
+}
+
+// Writes s.outcome as the completion of env's host call, waiting (heartbeating) for a free
+// completion slot. False when the host abandoned the kernel meanwhile.
+__device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
+  gb_ring_slot* out = s.completions + (s.next_completion & (s.completion_capacity - 1));
+  // acquire: the host has finished reading the slot's previous body before this one is written
+  while (gb_ld64_acquire(&out->turn) != s.next_completion) {
+    gb_heartbeat(s);
+    if (gb_ld32(&s.control->abandon) != 0) return false;
+    GB_RING_IDLE();
+  }
+  const gb_outcome& o = s.outcome;
+  out->request_id = env.request_id;
+  out->actor_id = env.origin_actor_id;
+  out->handler_id = env.origin_handler_id;
+  out->status = o.status;
+  out->flags = 0;
+  out->payload_offset = 0;
+  out->reply_offset = 0;
+  out->reply_capacity = 0;
+  if (o.status != 0) {
+    for (gb_u32 i = 0; i < o.message.size; ++i) out->inline_payload[i] = o.message.bytes[i];
+    out->payload_bytes = o.message.size;
+  } else if (env.reply_offset != 0) {
+    out->flags = GB_PAYLOAD_IN_POOL;
+    out->payload_offset = env.reply_offset;
+    out->payload_bytes = o.reply_bytes;
+  } else {
+    for (gb_u32 i = 0; i < o.reply_bytes; ++i) out->inline_payload[i] = s.inline_reply[i];
+    out->payload_bytes = o.reply_bytes;
+  }
+  gb_st64(&s.control->served, ++s.served);  // counted before the caller can see its reply
+  __threadfence_system();  // release: the body (and any pool reply) before the turn
+  gb_st64(&out->turn, s.next_completion + 1);
+  gb_st64(s.completion_enqueue, s.next_completion + 1);
+  ++s.next_completion;
+  return true;
+}
+
+// A posted message failed: count it and keep its error for the host (seqlock, see KernelControl).
+__device__ void gb_record_failure(gb_server& s, const gb_envelope& env) {
+  gb_kernel_control* c = s.control;
+  gb_st64(&c->internal_failures, ++s.internal_failures);
+  gb_text t;
+  t.size = 0;
+  gb_put(t, "actor ");
+  gb_put_u(t, env.actor_id);
+  gb_put(t, " handler ");
+  gb_put_u(t, env.handler_id);
+  gb_put(t, ": ");
+  gb_put_text(t, s.outcome.message);
+  const gb_u32 sequence = gb_ld32(&c->error_sequence);
+  gb_st32(&c->error_sequence, sequence + 1);  // odd: being rewritten
+  __threadfence_system();
+  for (gb_u32 w = 0; w * 4 < t.size; ++w) {
+    gb_u32 word = 0;
+    for (gb_u32 b = 0; b < 4 && w * 4 + b < t.size; ++b) word |= static_cast<gb_u32>(t.bytes[w * 4 + b]) << (8 * b);
+    gb_st32(&c->error_words[w], word);
+  }
+  gb_st32(&c->error_bytes, t.size);
+  __threadfence_system();
+  gb_st32(&c->error_sequence, sequence + 2);
+}
+
+// After a message ran (or was cancelled): commits its staged messages on success, then answers
+// its host call unless it forwarded. False when the host abandoned the kernel.
+__device__ bool gb_finish(gb_server& s, const gb_envelope& env) {
+  if (s.outcome.status == 0) {
+    s.queue->count += s.outbox.staged;
+    if (s.queue->count > s.internal_peak) {
+      s.internal_peak = s.queue->count;
+      gb_st64(&s.control->internal_peak, s.internal_peak);
+    }
+  }
+  s.outbox.staged = 0;
+  if (s.outcome.status == 0 && s.outcome.forwarded) return true;
+  if (env.replies_to_host) return gb_complete(s, env);
+  if (s.outcome.status != 0) gb_record_failure(s, env);
+  return true;
+}
+
+// The host message in s.request (its slot already freed).
+__device__ bool gb_serve_host(gb_server& s, gb_u32 word) {
+  const gb_ring_slot& r = s.request;
+  gb_envelope env;
+  env.request_id = r.request_id;
+  env.reply_offset = r.reply_offset;
+  env.reply_capacity = r.reply_capacity;
+  env.actor_id = r.actor_id;
+  env.handler_id = r.handler_id;
+  env.hops = 0;
+  env.replies_to_host = true;
+  env.origin_actor_id = r.actor_id;
+  env.origin_handler_id = r.handler_id;
+  gb_reset(s.outcome);
+  s.outbox.staged = 0;
+  if (word == GB_CONTROL_STOP) {
+    gb_fail(s.outcome, GB_RING_CANCELLED, "ring server stopped before the message ran");
+    return gb_finish(s, env);
+  }
+  const unsigned char* payload = r.inline_payload;
+  if (r.flags & GB_PAYLOAD_IN_POOL) {
+    if (!gb_pool_ok(s.geometry, r.payload_offset, r.payload_bytes)) {
+      gb_fail(s.outcome, GB_RING_INVALID_ARGUMENT, "payload reference outside the pool");
+      return gb_finish(s, env);
+    }
+    payload = s.block + r.payload_offset;
+  } else if (r.payload_bytes > GB_INLINE_BYTES) {
+    gb_fail(s.outcome, GB_RING_INVALID_ARGUMENT, "inline payload longer than a slot holds");
+    return gb_finish(s, env);
+  }
+  unsigned char* reply = s.inline_reply;
+  gb_u32 reply_capacity = 0;
+  if (!gb_reply_area(s, env, reply, reply_capacity)) {
+    gb_fail(s.outcome, GB_RING_INVALID_ARGUMENT, "reply reference outside the pool");
+    return gb_finish(s, env);
+  }
+  gb_serve(s, env, payload, r.payload_bytes, reply, reply_capacity);
+  return gb_finish(s, env);
+}
+
+// The oldest device-side message (the queue is not empty).
+__device__ bool gb_serve_internal(gb_server& s, gb_u32 word) {
+  gb_internal_queue& q = *s.queue;
+  s.internal = s.messages[q.head];
+  q.head = (q.head + 1) % q.slots;
+  --q.count;
+  ++s.internal_messages;
+  const gb_internal_message& m = s.internal;
+  gb_envelope env;
+  env.actor_id = m.actor_id;
+  env.handler_id = m.handler_id;
+  env.hops = m.hops;
+  env.replies_to_host = (m.flags & GB_INTERNAL_REPLIES_TO_HOST) != 0;
+  if (env.replies_to_host) {
+    env.request_id = m.origin_request_id;
+    env.reply_offset = m.origin_reply_offset;
+    env.reply_capacity = m.origin_reply_capacity;
+    env.origin_actor_id = m.origin_actor_id;
+    env.origin_handler_id = m.origin_handler_id;
+  } else {  // a post: the reply is dropped
+    env.request_id = 0;
+    env.reply_offset = 0;
+    env.reply_capacity = GB_INLINE_BYTES;
+    env.origin_actor_id = m.actor_id;
+    env.origin_handler_id = m.handler_id;
+  }
+  gb_reset(s.outcome);
+  s.outbox.staged = 0;
+  unsigned char* reply = s.inline_reply;
+  gb_u32 reply_capacity = 0;
+  if (word == GB_CONTROL_STOP) {
+    gb_fail(s.outcome, GB_RING_CANCELLED, "ring server stopped before the message ran");
+  } else if (!gb_reply_area(s, env, reply, reply_capacity)) {
+    gb_fail(s.outcome, GB_RING_INVALID_ARGUMENT, "reply reference outside the pool");
+  } else {
+    const gb_u32 bytes = m.payload_bytes < GB_INLINE_BYTES ? m.payload_bytes : static_cast<gb_u32>(GB_INLINE_BYTES);
+    gb_serve(s, env, m.payload, bytes, reply, reply_capacity);
+  }
+  return gb_finish(s, env);
 }
 
 }  // namespace gb_ring_detail
 
-extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* actors, unsigned char* control) {
+extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* actors, unsigned char* control,
+                                         unsigned char* internal) {
   using namespace gb_ring_detail;
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
-  gb_kernel_control* ctl = reinterpret_cast<gb_kernel_control*>(control);
-  volatile gb_u32* yield = &ctl->yield;
-  volatile gb_u32* abandon = &ctl->abandon;
-  volatile gb_u64* served_word = &ctl->served;
-  volatile gb_u32* exit_word = &ctl->exit_reason;
-
-  gb_ring_slot* requests = reinterpret_cast<gb_ring_slot*>(block + *gb_u64_at(block, GB_OFF_REQUEST_SLOTS));
-  gb_ring_slot* completions = reinterpret_cast<gb_ring_slot*>(block + *gb_u64_at(block, GB_OFF_COMPLETION_SLOTS));
-  const gb_u64 request_capacity = *gb_u32_at(block, GB_OFF_REQUEST_CAPACITY);
-  const gb_u64 completion_capacity = *gb_u32_at(block, GB_OFF_COMPLETION_CAPACITY);
-  volatile gb_u64* request_enqueue = gb_u64_at(block, GB_OFF_REQUEST_ENQUEUE);
-  volatile gb_u64* request_dequeue = gb_u64_at(block, GB_OFF_REQUEST_DEQUEUE);
-  volatile gb_u64* completion_enqueue = gb_u64_at(block, GB_OFF_COMPLETION_ENQUEUE);
-  volatile gb_u64* heartbeat = gb_u64_at(block, GB_OFF_HEARTBEAT);
-  volatile gb_u32* control_word = gb_u32_at(block, GB_OFF_CONTROL);
-
-  const gb_geometry geometry = gb_read_geometry(block);
-  // Counters carry on from a previous launch (hot reload).
-  gb_u64 beat = *heartbeat;
-  gb_u64 next_request = *request_dequeue;
-  gb_u64 next_completion = *completion_enqueue;
-  gb_u64 served = *served_word;
-  gb_ring_slot request;
-  gb_outcome outcome;
-  unsigned char inline_reply[GB_INLINE_BYTES];
-
+  gb_server s;
+  gb_init(s, block, actors, control, internal);
   for (;;) {
-    *heartbeat = ++beat;
-    if (*yield != 0) {
-      *exit_word = GB_EXIT_YIELDED;
+    gb_heartbeat(s);
+    if (gb_ld32(&s.control->yield) != 0) {
+      gb_publish_internal_count(s);
+      gb_st32(&s.control->exit_reason, GB_EXIT_YIELDED);
       return;
     }
-    const gb_u32 word = *control_word;
-    volatile gb_ring_slot* slot = requests + (next_request & (request_capacity - 1));
-    if (slot->turn != next_request + 1) {
-      // drain/stop end once nothing is queued or being enqueued.
-      if (word != GB_CONTROL_RUN && *request_enqueue == next_request) break;
-      if (*abandon != 0) break;
+    const gb_u32 word = gb_ld32(s.control_word);
+    // Device-side messages first: a host message's whole chain runs before the next one.
+    if (s.queue->count > 0) {
+      if (!gb_serve_internal(s, word)) break;
+      continue;
+    }
+    gb_publish_internal_count(s);
+    gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
+    if (gb_ld64(&slot->turn) != s.next_request + 1) {
+      // drain/stop end once nothing is queued or being enqueued (the internal queue is empty).
+      if (word != GB_CONTROL_RUN && gb_ld64(s.request_enqueue) == s.next_request) break;
+      if (gb_ld32(&s.control->abandon) != 0) break;
+      GB_RING_IDLE();
       continue;
     }
     __threadfence_system();  // acquire: the slot's body after its turn
-    const gb_ring_slot* body = requests + (next_request & (request_capacity - 1));
-    request.request_id = body->request_id;
-    request.actor_id = body->actor_id;
-    request.handler_id = body->handler_id;
-    request.payload_bytes = body->payload_bytes;
-    request.flags = body->flags;
-    request.payload_offset = body->payload_offset;
-    request.reply_offset = body->reply_offset;
-    request.reply_capacity = body->reply_capacity;
-    if ((request.flags & GB_PAYLOAD_IN_POOL) == 0) {
-      const gb_u32 n = request.payload_bytes < GB_INLINE_BYTES ? request.payload_bytes
-                                                               : static_cast<gb_u32>(GB_INLINE_BYTES);
-      for (gb_u32 i = 0; i < n; ++i) request.inline_payload[i] = body->inline_payload[i];
+    gb_ring_slot& r = s.request;
+    r.request_id = slot->request_id;
+    r.actor_id = slot->actor_id;
+    r.handler_id = slot->handler_id;
+    r.payload_bytes = slot->payload_bytes;
+    r.flags = slot->flags;
+    r.payload_offset = slot->payload_offset;
+    r.reply_offset = slot->reply_offset;
+    r.reply_capacity = slot->reply_capacity;
+    if ((r.flags & GB_PAYLOAD_IN_POOL) == 0) {
+      const gb_u32 n = r.payload_bytes < GB_INLINE_BYTES ? r.payload_bytes : static_cast<gb_u32>(GB_INLINE_BYTES);
+      for (gb_u32 i = 0; i < n; ++i) r.inline_payload[i] = slot->inline_payload[i];
     }
     __threadfence_system();  // the body is read before the slot is freed
-    slot->turn = next_request + request_capacity;
-    *request_dequeue = next_request + 1;
-    ++next_request;
-
-    if (word == GB_CONTROL_STOP) {
-      gb_fail(outcome, GB_RING_CANCELLED, "ring server stopped before the message ran");
-      outcome.reply_bytes = 0;
-      outcome.reply_in_pool = false;
-    } else {
-      gb_serve(block, geometry, actors, request, inline_reply, outcome);
-    }
-
-    // Wait for completion space (the host dispatcher frees slots), heartbeating.
-    volatile gb_ring_slot* done = completions + (next_completion & (completion_capacity - 1));
-    bool abandoned = false;
-    while (done->turn != next_completion) {
-      *heartbeat = ++beat;
-      if (*abandon != 0) {
-        abandoned = true;
-        break;
-      }
-    }
-    if (abandoned) break;
-    gb_ring_slot* out = completions + (next_completion & (completion_capacity - 1));
-    out->request_id = request.request_id;
-    out->actor_id = request.actor_id;
-    out->handler_id = request.handler_id;
-    out->status = outcome.status;
-    out->flags = 0;
-    out->payload_offset = 0;
-    out->reply_offset = 0;
-    out->reply_capacity = 0;
-    if (outcome.status != 0) {
-      for (gb_u32 i = 0; i < outcome.message.size; ++i) out->inline_payload[i] = outcome.message.bytes[i];
-      out->payload_bytes = outcome.message.size;
-    } else if (outcome.reply_in_pool) {
-      out->flags = GB_PAYLOAD_IN_POOL;
-      out->payload_offset = request.reply_offset;
-      out->payload_bytes = outcome.reply_bytes;
-    } else {
-      for (gb_u32 i = 0; i < outcome.reply_bytes; ++i) out->inline_payload[i] = inline_reply[i];
-      out->payload_bytes = outcome.reply_bytes;
-    }
-    __threadfence_system();  // release: the body (and any pool reply) before the turn
-    done->turn = next_completion + 1;
-    *completion_enqueue = next_completion + 1;
-    ++next_completion;
-    *served_word = ++served;
+    gb_st64(&slot->turn, s.next_request + s.request_capacity);
+    gb_st64(s.request_dequeue, s.next_request + 1);
+    ++s.next_request;
+    if (!gb_serve_host(s, word)) break;
   }
+  gb_publish_internal_count(s);
   __threadfence_system();
-  *gb_u32_at(block, GB_OFF_SERVER_STATE) = GB_STATE_STOPPED;
-  *exit_word = GB_EXIT_FINISHED;
+  gb_st32(gb_u32_at(block, GB_OFF_SERVER_STATE), GB_STATE_STOPPED);
+  gb_st32(&s.control->exit_reason, GB_EXIT_FINISHED);
 }
 )GBCU";
 
@@ -515,15 +907,19 @@ Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers) {
   }
   std::string source = "// Generated by gpubridge CudaRingServer.\n";
   source += layout_defines();
+  source += kDevicePlatform;
   source += kHandlerPrelude;
   source += "// ---- user handlers ----\n#line 1 \"handlers.cu\"\n";
   source += handlers.source;
   source += "\n#line 1 \"gpubridge_ring_server.cu\"\n// ---- generated dispatch ----\n";
   source += "__device__ int gb_ring_dispatch(unsigned int handler_id, unsigned int actor_type, "
-            "const gb_ring_call& call) {\n  switch (handler_id) {\n";
+            "const gb_ring_call& call, int& written) {\n"
+            "  (void)actor_type;  // unused when no handler is registered\n  (void)call;\n  (void)written;\n"
+            "  switch (handler_id) {\n";
   for (const CudaHandler& h : handlers.handlers) {
-    source += "    case " + std::to_string(h.handler_id) + "u: return actor_type == " +
-              std::to_string(h.actor_type) + "u ? " + h.function + "(call) : GB_RING_DISPATCH_WRONG_TYPE;\n";
+    source += "    case " + std::to_string(h.handler_id) + "u:\n      if (actor_type != " +
+              std::to_string(h.actor_type) + "u) return GB_RING_DISPATCH_WRONG_TYPE;\n      written = " +
+              h.function + "(call);\n      return GB_RING_DISPATCH_OK;\n";
   }
   source += "    default: return GB_RING_DISPATCH_UNKNOWN_HANDLER;\n  }\n}\n";
   source += "__device__ unsigned int gb_ring_handler_type(unsigned int handler_id) {\n  switch (handler_id) {\n";
@@ -547,6 +943,7 @@ struct CudaRingServer::Impl {
   KernelControl* control_device = nullptr;
   std::byte* actors_device = nullptr;  // mirror of [actor_table_offset, pool_offset)
   std::size_t actors_bytes = 0;
+  std::byte* internal_device = nullptr;  // InternalQueueHeader + the internal message queue
   cudaStream_t stream = nullptr;
   std::unique_ptr<LoadedKernel> loaded;
 
@@ -565,6 +962,7 @@ struct CudaRingServer::Impl {
     loaded.reset();
     if (stream != nullptr) cudaStreamDestroy(stream);
     if (actors_device != nullptr) cudaFree(actors_device);
+    if (internal_device != nullptr) cudaFree(internal_device);
     if (control != nullptr) cudaFreeHost(control);
     if (registered) {
       if (cudaError_t e = cudaHostUnregister(memory.base()); e != cudaSuccess) {
@@ -598,7 +996,8 @@ struct CudaRingServer::Impl {
     void* block_arg = block_device;
     void* actors_arg = actors_device;
     void* control_arg = control_device;
-    void* args[] = {&block_arg, &actors_arg, &control_arg};
+    void* internal_arg = internal_device;
+    void* args[] = {&block_arg, &actors_arg, &control_arg, &internal_arg};
     GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(1), dim3(1), args, 0, stream));
     ++launches;
     return {};
@@ -636,6 +1035,7 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
       static_cast<std::uint32_t>(ServerState::not_started)) {
     return ring_error(ErrorCode::failed_precondition, "the ring block has already been served");
   }
+  if (Status valid = detail::validate_options(options); !valid) return valid.error();
   if (auto source = cuda_ring_kernel_source(handlers); !source) return source.error();
 
   int count = 0;
@@ -700,6 +1100,9 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
     GB_CUDA_TRY(cudaMalloc(&actors, impl->actors_bytes));
     impl->actors_device = static_cast<std::byte*>(actors);
   }
+  void* internal = nullptr;
+  GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_queue_bytes(options.internal_queue_slots)));
+  impl->internal_device = static_cast<std::byte*>(internal);
   GB_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   return std::unique_ptr<CudaRingServer>(new CudaRingServer(std::move(impl)));
 }
@@ -725,6 +1128,8 @@ Status CudaRingServer::start() {
     GB_CUDA_TRY(cudaMemcpy(impl_->actors_device, memory.base() + memory.header().actor_table_offset,
                            impl_->actors_bytes, cudaMemcpyHostToDevice));
   }
+  const detail::InternalQueueHeader queue = detail::initial_internal_queue(impl_->options);
+  GB_CUDA_TRY(cudaMemcpy(impl_->internal_device, &queue, sizeof queue, cudaMemcpyHostToDevice));
   std::atomic_ref<std::uint32_t>(memory.header().server_state)
       .store(static_cast<std::uint32_t>(ServerState::running), std::memory_order_release);
   if (Status s = impl_->launch_locked(); !s) {
@@ -830,6 +1235,60 @@ std::uint64_t CudaRingServer::messages_served() const noexcept {
   return std::atomic_ref<std::uint64_t>(impl_->control->served).load(std::memory_order_acquire);
 }
 
+RingServerStats CudaRingServer::stats() const noexcept {
+  return detail::read_kernel_stats(*impl_->control, impl_->memory.header());
+}
+
+std::string CudaRingServer::last_internal_error() const { return detail::read_kernel_error(*impl_->control); }
+
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }
+
+namespace detail {
+
+Status validate_options(const CudaRingServerOptions& options) {
+  if (options.internal_queue_slots == 0 || options.internal_queue_slots > kMaxRingSlots) {
+    return ring_error(ErrorCode::invalid_argument, "internal_queue_slots must be in 1.." +
+                                                       std::to_string(kMaxRingSlots) + ", got " +
+                                                       std::to_string(options.internal_queue_slots));
+  }
+  if (options.max_hops == 0 || options.max_hops > kMaxRingSlots) {
+    return ring_error(ErrorCode::invalid_argument, "max_hops must be in 1.." + std::to_string(kMaxRingSlots) +
+                                                       ", got " + std::to_string(options.max_hops));
+  }
+  return {};
+}
+
+RingServerStats read_kernel_stats(KernelControl& control, RingHeader& header) noexcept {
+  auto load = [](std::uint64_t& word) { return std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed); };
+  RingServerStats s;
+  s.host_messages = load(header.request_dequeue);
+  s.internal_messages = load(control.internal_messages);
+  s.completions = load(control.served);
+  s.internal_failures = load(control.internal_failures);
+  s.internal_queue_peak = load(control.internal_peak);
+  return s;
+}
+
+std::string read_kernel_error(KernelControl& control) {
+  auto load = [](std::uint32_t& word, std::memory_order order) { return std::atomic_ref<std::uint32_t>(word).load(order); };
+  for (;;) {
+    const std::uint32_t before = load(control.error_sequence, std::memory_order_acquire);
+    if ((before & 1u) != 0) {
+      std::this_thread::yield();
+      continue;
+    }
+    const std::size_t size = std::min<std::size_t>(load(control.error_bytes, std::memory_order_relaxed),
+                                                   kInlinePayloadBytes);
+    std::string text(size, '\0');
+    for (std::size_t w = 0; w * 4 < size; ++w) {
+      const std::uint32_t word = load(control.error_words[w], std::memory_order_relaxed);
+      for (std::size_t b = 0; b < 4 && w * 4 + b < size; ++b) text[w * 4 + b] = static_cast<char>((word >> (8 * b)) & 0xFFu);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (load(control.error_sequence, std::memory_order_relaxed) == before) return text;
+  }
+}
+
+}  // namespace detail
 
 }  // namespace gpubridge::compute::ring

@@ -1,0 +1,88 @@
+#pragma once
+// HostKernelServer: runs the host-compiled CUDA ring kernel (kernel_generator.cpp) on a std::thread
+// and does for it what CudaRingServer does around the device kernel: a "device" mirror of the
+// actor table and states (copied in at start, back when the kernel has finished for good), the
+// internal-queue header in "device memory", the KernelControl words (yield for hot reload, abandon
+// at destruction, the kernel's counters), and the lifecycle (start, stop, drain, reload, wait).
+// The kernel code itself is never reimplemented here. Thread-safe like CudaRingServer; one-shot.
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "compute/ring/cuda_ring_server.hpp"
+#include "gpubridge/compute/cuda_ring.hpp"
+#include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/result.hpp"
+
+namespace gpubridge::testing::ring_host {
+
+// The generated entry point: gb_ring_serve(block, actors, control, internal).
+using KernelEntry = void (*)(unsigned char*, unsigned char*, unsigned char*, unsigned char*);
+
+class HostKernelServer {
+ public:
+  // As CudaRingServer::create: invalid_argument for a block that is not a ring block or bad
+  // options; failed_precondition for a block that was already served.
+  static Result<std::unique_ptr<HostKernelServer>> create(compute::ring::RingMemory& memory, KernelEntry kernel,
+                                                          compute::ring::CudaRingServerOptions options = {});
+  ~HostKernelServer();  // stop, abandon, wait for the kernel, copy states back
+  HostKernelServer(const HostKernelServer&) = delete;
+  HostKernelServer& operator=(const HostKernelServer&) = delete;
+
+  Status start();
+  void request_stop();
+  void request_drain();
+  // Until the kernel has returned for good; the error when it trapped or returned unfinished.
+  Status wait();
+  Status stop() { request_stop(); return wait(); }
+  Status drain() { request_drain(); return wait(); }
+  // Asks the running kernel to yield, then launches `kernel` on the same block and device state.
+  Status reload(KernelEntry kernel);
+  std::uint64_t messages_served() const noexcept;
+  compute::ring::RingServerStats stats() const noexcept;
+  std::string last_internal_error() const;
+  // The kernel's control words (tests watch `yield` to order a reload against a handler).
+  compute::ring::detail::KernelControl& control() noexcept { return *control_; }
+
+ private:
+  enum class Phase { created, running, finished };
+  struct AlignedFree {
+    void operator()(std::byte* p) const noexcept;
+  };
+  using DeviceBuffer = std::unique_ptr<std::byte[], AlignedFree>;
+  static DeviceBuffer allocate(std::size_t bytes);
+
+  HostKernelServer(compute::ring::RingMemory& memory, KernelEntry kernel,
+                   compute::ring::CudaRingServerOptions options);
+  void launch_locked();
+  void finish_locked();
+  // Waits (releasing `lock`) until the current launch has returned.
+  void wait_returned(std::unique_lock<std::mutex>& lock);
+
+  compute::ring::RingMemory& memory_;
+  compute::ring::CudaRingServerOptions options_;
+  KernelEntry kernel_;
+  std::size_t actors_bytes_ = 0;
+  DeviceBuffer actors_;    // mirror of [actor_table_offset, pool_offset)
+  DeviceBuffer internal_;  // InternalQueueHeader + messages
+  DeviceBuffer control_storage_;
+  compute::ring::detail::KernelControl* control_ = nullptr;
+
+  mutable std::mutex mutex_;
+  std::condition_variable returned_cv_;
+  Phase phase_ = Phase::created;
+  std::uint64_t launches_ = 0;
+  std::uint64_t returned_ = 0;  // launches that have returned
+  bool trapped_ = false;
+  bool reloading_ = false;
+  std::optional<Error> kernel_error_;
+  std::vector<std::thread> threads_;  // one per launch; joined at destruction
+};
+
+}  // namespace gpubridge::testing::ring_host
