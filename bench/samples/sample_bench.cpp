@@ -8,6 +8,9 @@
 //                          (sgemm/dgemm through samples::matmul) for matrix.multiply, the sample
 //                          CPU algorithms (include/gpubridge/samples/algorithms.hpp) otherwise
 // Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor).
+// Counter cpu_ms: the process's CPU time per call in ms, all threads together (the catalog runs
+// kernels on its worker threads, the algorithms start their own). On a shared, noisy machine
+// comparing catalog and direct cpu_ms shows the extra work better than real times do.
 // Inputs: f32 matrices 1024 x 1024 (multiply), 2048 x 2048 (transpose), f64 512 x 512 (inverse,
 // diagonally dominant); ../shared/data/images/camera.png (512 x 512 grey) for the image kernels;
 // a seeded random directed graph with 200k nodes and 2M edges for the graph kernels.
@@ -15,6 +18,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <random>
@@ -111,6 +115,21 @@ Storage& storage() {
 
 Status ok_or(const auto& r) { return r ? Status{} : Status(r.error()); }
 
+// CPU time used by the whole process so far, in ms.
+double process_cpu_ms() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+
+// Measures the loop's process CPU time around `loop` into the cpu_ms counter (per iteration).
+template <typename Loop>
+void with_process_cpu(benchmark::State& state, Loop&& loop) {
+  const double start = process_cpu_ms();
+  loop();
+  state.counters["cpu_ms"] = benchmark::Counter(process_cpu_ms() - start, benchmark::Counter::kAvgIterations);
+}
+
 std::vector<Case> cases() {
   Storage& s = storage();
   const double h = static_cast<double>(s.h), w = static_cast<double>(s.w);
@@ -152,19 +171,23 @@ void catalog_run(benchmark::State& state, Case c, BackendKind backend) {
   auto warm = executor->run(c.call(), pinned_to(backend));
   if (!warm) return skip(state, c.kernel, warm.error().to_string());
   state.SetLabel(device_label(warm->report.device_id));
-  for (auto _ : state) {
-    auto r = executor->run(c.call(), pinned_to(backend));
-    if (!r) return skip(state, c.kernel, r.error().to_string());
-    benchmark::DoNotOptimize(r->outputs[0].data());
-  }
+  with_process_cpu(state, [&] {
+    for (auto _ : state) {
+      auto r = executor->run(c.call(), pinned_to(backend));
+      if (!r) return skip(state, c.kernel, r.error().to_string());
+      benchmark::DoNotOptimize(r->outputs[0].data());
+    }
+  });
 }
 
 void direct_run(benchmark::State& state, Case c) {
   if (storage().image.empty()) return skip(state, "read_png", "camera.png not found under " + data_dir());
   if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
-  for (auto _ : state) {
-    if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
-  }
+  with_process_cpu(state, [&] {
+    for (auto _ : state) {
+      if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
+    }
+  });
 }
 
 void register_all() {

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -256,6 +257,91 @@ TEST_F(GraphKernelsOpenCl, PagerankThatDoesNotConvergeIsAborted) {
   EXPECT_EQ(cpu.error().code(), ErrorCode::aborted);
   EXPECT_EQ(gpu.error().code(), ErrorCode::aborted) << gpu.error().to_string();
   EXPECT_NE(gpu.error().message().find("no convergence in 1000 iterations"), std::string::npos) << gpu.error().message();
+}
+
+// The CPU implementation on its own (no OpenCL needed): the arrays are read in place, and a bad
+// array is named exactly (the GPU recipes reproduce these messages, see above).
+TEST(GraphKernelsCpu, InvalidArraysAreNamed) {
+  auto ex = testing::make_executor({.enable_cuda = false, .enable_opencl = false});
+  ASSERT_NE(ex, nullptr);
+  const Csr good = parallel_arc_graph();
+  auto with = [&](auto change) {
+    Csr g = good;
+    change(g);
+    return g;
+  };
+  const std::vector<std::tuple<std::string, Csr, std::vector<double>, std::string>> cases{
+      {"graph.bfs", with([](Csr& g) { g.offsets[2] = 1; }), {0}, "graph.bfs: row_offsets decrease at 2"},
+      {"graph.sssp", with([](Csr& g) { g.offsets[1] = 2.5; }), {0},
+       "graph.sssp: row_offsets[1] = 2.500000 is not an offset in [0, m]"},
+      {"graph.bfs", with([](Csr& g) { g.offsets[0] = 1; }), {0},
+       "graph.bfs: row_offsets must start at 0 and end at m = 9"},
+      {"graph.bfs", with([](Csr& g) { g.offsets[3] = std::nan(""); }), {0},
+       "graph.bfs: row_offsets[3] = nan is not an offset in [0, m]"},
+      {"graph.pagerank", with([](Csr& g) { g.offsets[4] = 8; }), {0.85, 1e-6, 0},
+       "graph.pagerank: row_offsets must start at 0 and end at m = 9"},
+      {"graph.sssp", with([](Csr& g) { g.neighbors[5] = 4; }), {0},
+       "graph.sssp: neighbors[5] = 4.000000 is not a node index below 4"},
+      {"graph.pagerank", with([](Csr& g) { g.neighbors[2] = 0.5; }), {0.85, 1e-6, 1},
+       "graph.pagerank: neighbors[2] = 0.500000 is not a node index below 4"},
+      {"graph.sssp", with([](Csr& g) { g.weights[4] = -0.25; }), {0},
+       "graph.sssp: sssp_dijkstra: edge 1 -> 2 has negative weight -0.25 (Dijkstra needs non-negative weights)"},
+  };
+  for (const auto& [kernel, graph, scalars, message] : cases) {
+    SCOPED_TRACE(message);
+    auto r = ex->run(call_of(kernel, graph, scalars, kernel != "graph.bfs"), strictly_on(BackendChoice::cpu));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), ErrorCode::invalid_argument);
+    EXPECT_EQ(r.error().message(), message);
+  }
+}
+
+// The catalog's CPU results are the sample algorithms' on the same arrays.
+TEST(GraphKernelsCpu, ResultsAreTheSampleAlgorithms) {
+  auto ex = testing::make_executor({.enable_cuda = false, .enable_opencl = false});
+  ASSERT_NE(ex, nullptr);
+  const Csr g = random_graph(3000, 20000, 5);
+  auto levels = ex->run(call_of("graph.bfs", g, {7}, false), strictly_on(BackendChoice::cpu));
+  ASSERT_TRUE(levels.ok()) << levels.error().to_string();
+  auto distances = ex->run(call_of("graph.sssp", g, {7}, true), strictly_on(BackendChoice::cpu));
+  ASSERT_TRUE(distances.ok()) << distances.error().to_string();
+  // Reference: Bellman-Ford relaxation and a queue BFS over the same arrays.
+  std::vector<double> level(g.nodes(), -1), distance(g.nodes(), INFINITY);
+  level[7] = 0;
+  distance[7] = 0;
+  std::vector<std::size_t> queue{7};
+  for (std::size_t head = 0; head < queue.size(); ++head) {
+    const std::size_t u = queue[head];
+    for (auto e = static_cast<std::size_t>(g.offsets[u]); e < static_cast<std::size_t>(g.offsets[u + 1]); ++e) {
+      const auto v = static_cast<std::size_t>(g.neighbors[e]);
+      if (level[v] < 0) {
+        level[v] = level[u] + 1;
+        queue.push_back(v);
+      }
+    }
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t u = 0; u < g.nodes(); ++u) {
+      for (auto e = static_cast<std::size_t>(g.offsets[u]); e < static_cast<std::size_t>(g.offsets[u + 1]); ++e) {
+        const auto v = static_cast<std::size_t>(g.neighbors[e]);
+        if (distance[u] + g.weights[e] < distance[v]) {
+          distance[v] = distance[u] + g.weights[e];
+          changed = true;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(to_doubles(levels->outputs.at(0)), level);
+  const auto got = to_doubles(distances->outputs.at(0));
+  ASSERT_EQ(got.size(), distance.size());
+  for (std::size_t v = 0; v < got.size(); ++v) {
+    if (std::isinf(distance[v])) {
+      EXPECT_TRUE(std::isinf(got[v])) << v;
+    } else {
+      EXPECT_NEAR(got[v], distance[v], 1e-9 * std::max(1.0, distance[v])) << v;
+    }
+  }
 }
 
 }  // namespace

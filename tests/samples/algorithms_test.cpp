@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -849,4 +850,252 @@ TEST(SamplesGraph, BadInputIsAnError) {
   broken = negative;
   broken.row_offsets.pop_back();
   expect_error(gs::pagerank(broken), "malformed CSR graph");
+}
+
+// ============================================================================================
+// Span forms: the algorithms over views of caller-owned data, writing into caller-owned outputs
+// (as the compute catalog's CPU kernels call them). They must give the container forms' results
+// bit for bit, and reject outputs of the wrong size.
+
+namespace {
+
+// Fills the output with a value the algorithm must overwrite everywhere.
+template <typename T>
+std::vector<T> poisoned(std::size_t count) {
+  return std::vector<T>(count, static_cast<T>(-12345));
+}
+
+}  // namespace
+
+TEST(SamplesSpans, MatrixSpanFormsEqualContainerForms) {
+  const gs::MatrixF64 a64 = random_matrix(37, 53, 3);
+  const gs::MatrixF64 b64 = random_matrix(53, 29, 4);
+  gs::MatrixF32 a32{a64.rows, a64.cols, std::vector<float>(a64.values.begin(), a64.values.end())};
+  gs::MatrixF32 b32{b64.rows, b64.cols, std::vector<float>(b64.values.begin(), b64.values.end())};
+
+  auto product32 = poisoned<float>(37 * 29);
+  ASSERT_TRUE(gs::matmul(gs::as_view(a32), gs::as_view(b32), product32).ok());
+  EXPECT_EQ(product32, gs::matmul(a32, b32).value().values);
+  auto product64 = poisoned<double>(37 * 29);
+  ASSERT_TRUE(gs::matmul(gs::as_view(a64), gs::as_view(b64), product64).ok());
+  EXPECT_EQ(product64, gs::matmul(a64, b64).value().values);
+
+  for (unsigned threads : {1u, 3u}) {
+    auto transposed32 = poisoned<float>(a32.values.size());
+    ASSERT_TRUE(gs::transpose(gs::as_view(a32), transposed32, {threads}).ok());
+    EXPECT_EQ(transposed32, gs::transpose(a32).value().values);
+    auto transposed64 = poisoned<double>(a64.values.size());
+    ASSERT_TRUE(gs::transpose(gs::as_view(a64), transposed64, {threads}).ok());
+    EXPECT_EQ(transposed64, gs::transpose(a64).value().values);
+  }
+
+  gs::MatrixF64 square = random_matrix(41, 41, 5);
+  for (std::size_t i = 0; i < 41; ++i) square.values[i * 41 + i] += 41.0;
+  auto inverted = poisoned<double>(41 * 41);
+  ASSERT_TRUE(gs::inverse(gs::as_view(square), inverted).ok());
+  EXPECT_EQ(inverted, gs::inverse(square).value().values);
+  EXPECT_EQ(gs::lu_factorize(gs::as_view(square)).value().lu.values, gs::lu_factorize(square).value().lu.values);
+}
+
+TEST(SamplesSpans, MatrixOutputsOfTheWrongSizeAreErrors) {
+  const gs::MatrixF32 a{2, 3, std::vector<float>(6, 1.0f)};
+  const gs::MatrixF32 b{3, 4, std::vector<float>(12, 1.0f)};
+  std::vector<float> small(7);
+  expect_error(gs::matmul(gs::as_view(a), gs::as_view(b), small), "matmul: output holds 7 values, expected 8");
+  expect_error(gs::transpose(gs::as_view(a), small), "transpose: output holds 7 values, expected 6");
+  std::vector<double> inverse_out(3);
+  expect_error(gs::inverse(gs::MatrixView<double>{2, 2, std::vector<double>{2, 0, 0, 2}}, inverse_out),
+               "inverse: output holds 3 values, expected 4");
+  // The view's own shape is checked as the container's.
+  std::vector<float> six(6);
+  expect_error(gs::transpose(gs::MatrixView<float>{2, 3, std::span<const float>(a.values).first(5)}, six),
+               "holds 5 values, expected 6");
+  expect_error(gs::inverse(gs::MatrixView<double>{2, 2, std::vector<double>{1, 2, 2, 4}}, inverse_out),
+               "pivot column 1");
+}
+
+TEST(SamplesSpans, ImageSpanFormsEqualContainerForms) {
+  for (std::size_t channels : {std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE("channels " + std::to_string(channels));
+    const auto image = random_image(45, 67, channels, 9);
+    const gs::ImageView view = gs::as_view(image);
+    for (unsigned threads : {1u, 4u}) {
+      auto resized = poisoned<float>(31 * 90 * channels);
+      ASSERT_TRUE(gs::resize_bilinear(view, 90, 31, resized, {threads}).ok());
+      EXPECT_EQ(resized, gs::resize_bilinear(image, 90, 31).value().data);
+
+      auto blurred = poisoned<float>(image.data.size());
+      ASSERT_TRUE(gs::gaussian_blur(view, 1.7, blurred, {threads}).ok());
+      EXPECT_EQ(blurred, gs::gaussian_blur(image, 1.7).value().data);
+
+      const auto sobel = gs::sobel(image).value();
+      const std::pair<gs::SobelComponent, const std::vector<float>*> components[] = {
+          {gs::SobelComponent::dx, &sobel.dx.data},
+          {gs::SobelComponent::dy, &sobel.dy.data},
+          {gs::SobelComponent::magnitude, &sobel.magnitude.data}};
+      for (const auto& [component, expected] : components) {
+        auto out = poisoned<float>(image.data.size());
+        ASSERT_TRUE(gs::sobel(view, component, out, {threads}).ok());
+        EXPECT_EQ(out, *expected) << "component " << static_cast<int>(component);
+      }
+
+      const gs::MatrixF32 kernel{2, 5, {1, -2, 0.5f, 3, 0.25f, 1, -1, 2, 0, 1}};
+      auto correlated = poisoned<float>(image.data.size());
+      ASSERT_TRUE(gs::correlate2d(view, gs::as_view(kernel), correlated, {threads}).ok());
+      EXPECT_EQ(correlated, gs::correlate2d(image, kernel).value().data);
+    }
+  }
+}
+
+TEST(SamplesSpans, ImageOutputsOfTheWrongSizeAreErrors) {
+  const auto image = random_image(4, 5, 1, 2);
+  const gs::ImageView view = gs::as_view(image);
+  std::vector<float> wrong(19);
+  expect_error(gs::resize_bilinear(view, 3, 2, wrong), "resize_bilinear: output holds 19 values, expected 6");
+  expect_error(gs::gaussian_blur(view, 1.0, wrong), "gaussian_blur: output holds 19 values, expected 20");
+  expect_error(gs::sobel(view, gs::SobelComponent::dx, wrong), "sobel: output holds 19 values, expected 20");
+  expect_error(gs::correlate2d(view, gs::MatrixView<float>{1, 1, std::vector<float>{1}}, wrong),
+               "correlate2d: output holds 19 values, expected 20");
+  std::vector<float> right(20);
+  expect_error(gs::sobel(gs::ImageView{4, 5, 1, std::span<const float>(image.data).first(12)}, gs::SobelComponent::dy,
+                         right),
+               "holds 12 values, expected 20");
+  expect_error(gs::gaussian_blur(view, 0.0, right), "sigma must be finite and > 0");
+}
+
+namespace {
+
+// A CsrGraph's arrays as whole float64 numbers (the compute catalog's encoding).
+struct F64Arrays {
+  std::vector<double> offsets, neighbors;
+  gs::CsrGraphF64View view(std::span<const double> weights) const { return {offsets, neighbors, weights}; }
+};
+F64Arrays f64_arrays(const gs::CsrGraph& g) {
+  return {std::vector<double>(g.row_offsets.begin(), g.row_offsets.end()),
+          std::vector<double>(g.neighbors.begin(), g.neighbors.end())};
+}
+
+gs::CsrGraph random_graph(std::size_t n, std::size_t edges, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::size_t> node(0, n - 1);
+  std::uniform_real_distribution<double> weight(0.0, 3.0);
+  std::vector<gs::Edge> list;
+  for (std::size_t i = 0; i < edges; ++i) list.push_back({node(rng), node(rng), weight(rng)});
+  return gs::build_csr(n, list, true).value();
+}
+
+}  // namespace
+
+TEST(SamplesSpans, GraphSpanFormsEqualContainerFormsForBothIndexTypes) {
+  const gs::CsrGraph g = random_graph(5000, 30000, 17);
+  const F64Arrays arrays = f64_arrays(g);
+  const gs::CsrGraphF64View f64 = arrays.view(g.weights);
+  for (unsigned threads : {1u, 3u}) {
+    const auto levels = gs::bfs_levels(g, 0).value();
+    auto levels_out = poisoned<std::int64_t>(g.node_count);
+    ASSERT_TRUE(gs::bfs_levels(gs::as_view(g), 0, levels_out, {threads}).ok());
+    EXPECT_EQ(levels_out, levels);
+    auto levels_f64 = poisoned<double>(g.node_count);
+    ASSERT_TRUE(gs::bfs_levels(f64, 0, levels_f64, {threads}).ok());
+    EXPECT_EQ(levels_f64, std::vector<double>(levels.begin(), levels.end()));
+  }
+
+  const auto distances = gs::sssp_dijkstra(g, 3).value();
+  auto distances_out = poisoned<double>(g.node_count);
+  ASSERT_TRUE(gs::sssp_dijkstra(gs::as_view(g), 3, distances_out).ok());
+  EXPECT_EQ(distances_out, distances);
+  distances_out = poisoned<double>(g.node_count);
+  ASSERT_TRUE(gs::sssp_dijkstra(f64, 3, distances_out).ok());
+  EXPECT_EQ(distances_out, distances);
+
+  for (bool weighted : {false, true}) {
+    gs::PageRankOptions options;
+    options.weighted = weighted;
+    const auto ranks = gs::pagerank(g, options).value();
+    auto ranks_out = poisoned<double>(g.node_count);
+    EXPECT_EQ(gs::pagerank(gs::as_view(g), options, ranks_out).value(), ranks.iterations);
+    EXPECT_EQ(ranks_out, ranks.ranks);
+    ranks_out = poisoned<double>(g.node_count);
+    EXPECT_EQ(gs::pagerank(f64, options, ranks_out).value(), ranks.iterations);
+    EXPECT_EQ(ranks_out, ranks.ranks);
+  }
+}
+
+// The ranks end in the caller's output whether the last iteration wrote it or the scratch buffer.
+TEST(SamplesSpans, PagerankOutputHoldsTheRanksAfterOddAndEvenIterationCounts) {
+  // 0 -> 1 with 1 dangling converges geometrically: successive tolerances stop after successive
+  // iteration counts.
+  const auto pair = gs::build_csr(2, std::vector<gs::Edge>{{0, 1}}, true).value();
+  std::set<std::size_t> parities;
+  for (double tolerance : {1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8}) {
+    gs::PageRankOptions options;
+    options.tolerance = tolerance;
+    const auto expected = gs::pagerank(pair, options).value();
+    auto out = poisoned<double>(2);
+    const std::size_t iterations = gs::pagerank(gs::as_view(pair), options, out).value();
+    EXPECT_EQ(iterations, expected.iterations);
+    EXPECT_EQ(out, expected.ranks) << "tolerance " << tolerance;
+    parities.insert(iterations % 2);
+  }
+  EXPECT_EQ(parities.size(), 2u) << "the cases must cover both parities";
+}
+
+// Views without weights weigh every arc 1; rows may be unsorted and repeat a neighbour, each arc
+// counting on its own.
+TEST(SamplesSpans, GraphViewsWithoutWeightsAndWithParallelArcs) {
+  // 0 -> 2, 0 -> 1, 0 -> 1 (a parallel arc), 1 -> 2; node 3 isolated.
+  const std::vector<double> offsets{0, 3, 4, 4, 4}, neighbors{2, 1, 1, 2};
+  const gs::CsrGraphF64View unweighted{offsets, neighbors, {}};
+  std::vector<double> out(4);
+  ASSERT_TRUE(gs::sssp_dijkstra(unweighted, 0, out).ok());
+  EXPECT_EQ(out, (std::vector<double>{0, 1, 1, std::numeric_limits<double>::infinity()}));
+  ASSERT_TRUE(gs::bfs_levels(unweighted, 1, out).ok());
+  EXPECT_EQ(out, (std::vector<double>{-1, 0, 1, -1}));
+  // Unweighted PageRank counts the parallel arc twice: node 0 sends 2/3 of its rank to node 1.
+  const std::vector<double> ones(4, 1.0);
+  std::vector<double> with_ones(4);
+  gs::PageRankOptions weighted;
+  weighted.weighted = true;
+  ASSERT_TRUE(gs::pagerank(unweighted, {}, out).ok());
+  ASSERT_TRUE(gs::pagerank(gs::CsrGraphF64View{offsets, neighbors, ones}, weighted, with_ones).ok());
+  EXPECT_EQ(out, with_ones);
+  const auto merged = gs::build_csr(4, std::vector<gs::Edge>{{0, 2}, {0, 1, 2.0}, {1, 2}}, true).value();
+  const auto merged_ranks = gs::pagerank(merged, weighted).value().ranks;
+  for (std::size_t v = 0; v < 4; ++v) EXPECT_NEAR(out[v], merged_ranks[v], 1e-12) << v;
+}
+
+TEST(SamplesSpans, MalformedGraphViewsAreErrors) {
+  const std::vector<double> offsets{0, 2, 3, 3}, neighbors{1, 2, 0};
+  std::vector<double> out(3);
+  auto bfs_with = [&](std::vector<double> o, std::vector<double> nb) {
+    return gs::bfs_levels(gs::CsrGraphF64View{o, nb, {}}, 0, out);
+  };
+  ASSERT_TRUE(bfs_with(offsets, neighbors).ok());
+  expect_error(bfs_with({0}, {}), "bfs_levels: graph has no nodes");
+  expect_error(bfs_with({0, 2.5, 3, 3}, neighbors), "row_offsets[1] = 2.5 is not a whole number");
+  expect_error(bfs_with({0, NAN, 3, 3}, neighbors), "row_offsets[1] = nan is not a whole number");
+  expect_error(bfs_with({0, 3, 2, 3}, neighbors), "row_offsets decrease at node 1");
+  expect_error(bfs_with({1, 2, 3, 3}, neighbors), "malformed CSR graph (row_offsets must have");
+  expect_error(bfs_with({0, 2, 3, 4}, neighbors), "malformed CSR graph (row_offsets must have");
+  expect_error(bfs_with(offsets, {1, 2.5, 0}), "neighbour 2.5 is not a whole number in [0, 2^53]");
+  expect_error(bfs_with(offsets, {1, -1, 0}), "neighbour -1 is not a whole number in [0, 2^53]");
+  expect_error(bfs_with(offsets, {1, 3, 0}), "neighbour 3 >= node count 3");
+  expect_error(bfs_with(offsets, {1, INFINITY, 0}), "neighbour inf is not a whole number in [0, 2^53]");
+  expect_error(bfs_with(offsets, {1, NAN, 0}), "neighbour nan is not a whole number in [0, 2^53]");
+  const std::vector<double> two_weights{1, 1};
+  std::vector<double> ranks(3);
+  expect_error(gs::pagerank(gs::CsrGraphF64View{offsets, neighbors, two_weights}, {}, ranks),
+               "one weight per edge");
+  std::vector<double> short_out(2);
+  expect_error(gs::bfs_levels(gs::CsrGraphF64View{offsets, neighbors, {}}, 0, short_out),
+               "bfs_levels: output holds 2 values, expected 3");
+  expect_error(gs::sssp_dijkstra(gs::CsrGraphF64View{offsets, neighbors, {}}, 0, short_out),
+               "sssp_dijkstra: output holds 2 values, expected 3");
+  expect_error(gs::pagerank(gs::CsrGraphF64View{offsets, neighbors, {}}, {}, short_out),
+               "pagerank: output holds 2 values, expected 3");
+  expect_error(gs::sssp_dijkstra(gs::CsrGraphF64View{offsets, neighbors, {}}, 3, out), "source node 3");
+  const std::vector<std::size_t> index_offsets{0, 2, 3, 3}, index_neighbors{1, 7, 0};
+  std::vector<std::int64_t> levels(3);
+  expect_error(gs::bfs_levels(gs::CsrGraphView{index_offsets, index_neighbors, {}}, 0, levels),
+               "neighbour 7 >= node count 3");
 }

@@ -8,8 +8,13 @@
 //   values where they matter, a singular matrix, a negative weight) returns an Error with
 //   ErrorCode::invalid_argument and a message naming the problem. Nothing here throws on bad input
 //   or returns a partial or default result (std::bad_alloc is not caught).
-// - Functions are pure: they read their arguments, allocate their results and keep no state, so
-//   they may be called concurrently from any number of threads.
+// - Functions are pure: they read their arguments, write their results and keep no state, so
+//   they may be called concurrently from any number of threads (on distinct outputs).
+// - Each algorithm has two forms. The span form reads non-owning views (MatrixView, ImageView,
+//   CsrView) of the caller's data and writes into a caller-owned output span that must hold
+//   exactly the result's element count (else invalid_argument) and must not overlap an input; on
+//   error the output's contents are unspecified. The container form (Matrix, ImageF32, CsrGraph
+//   in, a fresh container out) is a thin wrapper over the span form with identical results.
 // - `Parallelism::threads` bounds the std::threads a call starts (0 = hardware_concurrency).
 //   Results are bit-for-bit identical for every thread count: work is split so that each output
 //   element is computed by one thread with a fixed order of operations, and reductions sum
@@ -64,12 +69,29 @@ struct Matrix {
 using MatrixF32 = Matrix<float>;
 using MatrixF64 = Matrix<double>;
 
+// A read-only view of a row-major matrix held elsewhere; valid under the same rules as Matrix.
+template <typename T>
+struct MatrixView {
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::span<const T> values;
+};
+template <typename T>
+MatrixView<T> as_view(const Matrix<T>& m) {
+  return MatrixView<T>{m.rows, m.cols, m.values};
+}
+
 // A * B with OpenBLAS sgemm / dgemm (A: m x k, B: k x n). OpenBLAS uses its own threads
 // (OPENBLAS_NUM_THREADS); each dimension must fit in an int (the BLAS index type).
+// `out` holds a.rows * b.cols values (row-major m x n).
+Status matmul(MatrixView<float> a, MatrixView<float> b, std::span<float> out);
+Status matmul(MatrixView<double> a, MatrixView<double> b, std::span<double> out);
 Result<MatrixF32> matmul(const MatrixF32& a, const MatrixF32& b);
 Result<MatrixF64> matmul(const MatrixF64& a, const MatrixF64& b);
 
-// A^T, copied in cache-sized tiles.
+// A^T, copied in cache-sized tiles; `out` holds the a.cols x a.rows result.
+Status transpose(MatrixView<float> a, std::span<float> out, Parallelism parallelism = {});
+Status transpose(MatrixView<double> a, std::span<double> out, Parallelism parallelism = {});
 Result<MatrixF32> transpose(const MatrixF32& a, Parallelism parallelism = {});
 Result<MatrixF64> transpose(const MatrixF64& a, Parallelism parallelism = {});
 
@@ -87,10 +109,13 @@ struct LuFactorization {
 // and non-square matrices are errors too.
 double singularity_threshold(std::size_t n, double max_abs_entry);
 
+Result<LuFactorization> lu_factorize(MatrixView<double> a, Parallelism parallelism = {});
 Result<LuFactorization> lu_factorize(const MatrixF64& a, Parallelism parallelism = {});
 
 // A^-1 from the LU factorization: solves L U X = P I, one band of columns of X per thread.
-// Accuracy: ||A A^-1 - I|| grows like cond(A) * eps.
+// Accuracy: ||A A^-1 - I|| grows like cond(A) * eps. `out` holds the n x n result; the
+// factorization's n x n working copy is allocated per call.
+Status inverse(MatrixView<double> a, std::span<double> out, Parallelism parallelism = {});
 Result<MatrixF64> inverse(const MatrixF64& a, Parallelism parallelism = {});
 
 // ---------------------------------------------------------------------------------------------
@@ -107,10 +132,24 @@ struct ImageF32 {
   std::vector<float> data;
 };
 
+// A read-only view of an image held elsewhere, with ImageF32's layout and validity rules.
+struct ImageView {
+  std::size_t height = 0;
+  std::size_t width = 0;
+  std::size_t channels = 0;
+  std::span<const float> data;
+};
+inline ImageView as_view(const ImageF32& image) {
+  return ImageView{image.height, image.width, image.channels, image.data};
+}
+
 // Bilinear resize as cv2.resize(..., interpolation=INTER_LINEAR) on float32: destination pixel
 // d maps to source coordinate s = (d + 0.5) * (src_size / dst_size) - 0.5 per axis; s < 0 uses
 // pixel 0 alone and s >= src_size - 1 uses the last pixel alone. Weights are float32; the
-// horizontal blend is done first, then the vertical one.
+// horizontal blend is done first, then the vertical one. `out` holds
+// out_height * out_width * channels values.
+Status resize_bilinear(ImageView image, std::size_t out_width, std::size_t out_height, std::span<float> out,
+                       Parallelism parallelism = {});
 Result<ImageF32> resize_bilinear(const ImageF32& image, std::size_t out_width, std::size_t out_height,
                               Parallelism parallelism = {});
 
@@ -118,24 +157,32 @@ Result<ImageF32> resize_bilinear(const ImageF32& image, std::size_t out_width, s
 // ksize = round(sigma * 8 + 1) | 1 taps, coefficients exp(-(i - (ksize-1)/2)^2 / (2 sigma^2))
 // normalised to sum 1 in float64 and rounded to float32, as cv2.getGaussianKernel(ksize, sigma,
 // CV_32F) of OpenCV 4 (bit-exact path); filtered rows then columns.
-// sigma must be finite and > 0.
+// sigma must be finite and > 0. The span form needs one image-sized scratch buffer per call.
 Result<std::size_t> gaussian_kernel_size(double sigma);
 Result<std::vector<float>> gaussian_kernel(double sigma);
+Status gaussian_blur(ImageView image, double sigma, std::span<float> out, Parallelism parallelism = {});
 Result<ImageF32> gaussian_blur(const ImageF32& image, double sigma, Parallelism parallelism = {});
 
 // cv2.Sobel with ksize 3 to CV_32F: dx = [1 2 1]^T x [-1 0 1] (derivative along x, smoothing
 // along y), dy its transpose, magnitude = sqrt(dx^2 + dy^2).
+// The span form computes one component into `out` (image-sized); the magnitude needs dx and dy
+// as two image-sized scratch buffers. The container form computes all three.
 struct SobelImages {
   ImageF32 dx;
   ImageF32 dy;
   ImageF32 magnitude;
 };
+enum class SobelComponent { dx, dy, magnitude };
+Status sobel(ImageView image, SobelComponent component, std::span<float> out, Parallelism parallelism = {});
 Result<SobelImages> sobel(const ImageF32& image, Parallelism parallelism = {});
 
 // Correlation with a user kernel as cv2.filter2D(image, CV_32F, kernel) with the default anchor:
 // out(y, x) = sum_{i, j} kernel(i, j) * image(y + i - rows/2, x + j - cols/2) (integer division,
 // so an even-sized kernel's anchor is the lower of its two middle taps, e.g. index 2 of 4),
-// accumulated in float32. The kernel must be non-empty with finite values.
+// accumulated in float32. The kernel must be non-empty with finite values. `out` is image-sized;
+// the horizontally padded image is a scratch buffer allocated per call.
+Status correlate2d(ImageView image, MatrixView<float> kernel, std::span<float> out,
+                   Parallelism parallelism = {});
 Result<ImageF32> correlate2d(const ImageF32& image, const MatrixF32& kernel,
                           Parallelism parallelism = {});
 
@@ -163,7 +210,31 @@ struct CsrGraph {
 // weight. Negative weights are kept (pagerank and sssp reject them).
 Result<CsrGraph> build_csr(std::size_t node_count, std::span<const Edge> edges, bool directed);
 
-// Hop count from `source` to every node (level-synchronous BFS); -1 where unreachable.
+// A read-only view of CSR arrays held elsewhere: node_count = row_offsets.size() - 1, arcs as in
+// CsrGraph. `Index` is std::size_t, or double for arrays that hold node indices and offsets as
+// whole float64 numbers (the compute catalog's graph encoding, shared with its GPU recipes), read
+// in place without conversion. Every algorithm checks the view first: at least one node, offsets
+// whole (double), non-decreasing, from 0 to neighbors.size(), neighbours whole and < node_count,
+// and `weights` either empty (every arc weighs 1) or one per arc. Rows need not be sorted and
+// may repeat a neighbour: each arc counts on its own (e.g. in PageRank's unweighted out-degree).
+template <typename Index>
+struct CsrView {
+  std::span<const Index> row_offsets;
+  std::span<const Index> neighbors;
+  std::span<const double> weights;
+};
+using CsrGraphView = CsrView<std::size_t>;
+using CsrGraphF64View = CsrView<double>;
+inline CsrGraphView as_view(const CsrGraph& graph) {
+  return CsrGraphView{graph.row_offsets, graph.neighbors, graph.weights};
+}
+
+// Hop count from `source` to every node (level-synchronous BFS); -1 where unreachable. The span
+// forms write node_count levels (as whole numbers when the output is double).
+Status bfs_levels(const CsrGraphView& graph, std::size_t source, std::span<std::int64_t> levels,
+                  Parallelism parallelism = {});
+Status bfs_levels(const CsrGraphF64View& graph, std::size_t source, std::span<double> levels,
+                  Parallelism parallelism = {});
 Result<std::vector<std::int64_t>> bfs_levels(const CsrGraph& graph, std::size_t source,
                                              Parallelism parallelism = {});
 
@@ -184,11 +255,17 @@ struct PageRankResult {
   std::vector<double> ranks;
   std::size_t iterations = 0;
 };
+// The span forms write node_count ranks into `ranks` and return the iteration count.
+Result<std::size_t> pagerank(const CsrGraphView& graph, const PageRankOptions& options, std::span<double> ranks);
+Result<std::size_t> pagerank(const CsrGraphF64View& graph, const PageRankOptions& options,
+                             std::span<double> ranks);
 Result<PageRankResult> pagerank(const CsrGraph& graph, const PageRankOptions& options = {});
 
 // Shortest path lengths from `source` by Dijkstra's algorithm (binary heap), sums of weights in
 // float64 along the path; +infinity where unreachable. Any negative weight in the graph is an
-// error naming the edge.
+// error naming the edge. The span forms write node_count distances.
+Status sssp_dijkstra(const CsrGraphView& graph, std::size_t source, std::span<double> distances);
+Status sssp_dijkstra(const CsrGraphF64View& graph, std::size_t source, std::span<double> distances);
 Result<std::vector<double>> sssp_dijkstra(const CsrGraph& graph, std::size_t source);
 
 }  // namespace gpubridge::samples

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <deque>
 #include <limits>
 #include <random>
@@ -48,64 +47,54 @@ Result<std::size_t> source_shape(std::string_view kernel, std::span<const std::s
   return *n;
 }
 
-// The CSR arrays as a graph, with every offset and index checked.
-Result<samples::CsrGraph> csr_of(std::string_view kernel, const CpuKernelArgs& a, bool with_weights) {
+// Checks every offset and index of the call's CSR arrays, with the messages that the GPU recipes'
+// device-side validation reproduces.
+Status check_arrays(std::string_view kernel, const CpuKernelArgs& a) {
   const std::size_t n = a.input_counts[0] - 1, m = a.input_counts[1];
   const double* offsets = static_cast<const double*>(a.inputs[0]);
   const double* neighbors = static_cast<const double*>(a.inputs[1]);
-  samples::CsrGraph g;
-  g.node_count = n;
-  g.directed = true;  // the arrays list every arc; an undirected graph lists both directions
-  g.row_offsets.resize(n + 1);
   for (std::size_t i = 0; i <= n; ++i) {
     const double v = offsets[i];
     if (!(std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= static_cast<double>(m))) {
       return invalid(kernel, "row_offsets[" + std::to_string(i) + "] = " + std::to_string(v) + " is not an offset in [0, m]");
     }
-    g.row_offsets[i] = static_cast<std::size_t>(v);
-    if (i > 0 && g.row_offsets[i] < g.row_offsets[i - 1]) {
-      return invalid(kernel, "row_offsets decrease at " + std::to_string(i));
-    }
+    if (i > 0 && v < offsets[i - 1]) return invalid(kernel, "row_offsets decrease at " + std::to_string(i));
   }
-  if (g.row_offsets[0] != 0 || g.row_offsets[n] != m) {
+  if (offsets[0] != 0 || offsets[n] != static_cast<double>(m)) {
     return invalid(kernel, "row_offsets must start at 0 and end at m = " + std::to_string(m));
   }
-  g.neighbors.resize(m);
   for (std::size_t e = 0; e < m; ++e) {
-    auto idx = node_index(kernel, "neighbors[" + std::to_string(e) + "]", neighbors[e], n);
-    if (!idx) return idx.error();
-    g.neighbors[e] = *idx;
+    if (auto idx = node_index(kernel, "neighbors[" + std::to_string(e) + "]", neighbors[e], n); !idx) {
+      return idx.error();
+    }
   }
-  if (with_weights) {
-    const double* w = static_cast<const double*>(a.inputs[2]);
-    g.weights.assign(w, w + m);
-  } else {
-    g.weights.assign(m, 1.0);
-  }
-  return g;
-}
-
-Status store(std::string_view kernel, const std::vector<double>& values, const CpuKernelArgs& a) {
-  if (values.size() != a.output_count) {
-    return Error(ErrorCode::internal, std::string(kernel) + ": the CPU implementation produced " +
-                                          std::to_string(values.size()) + " values, expected " +
-                                          std::to_string(a.output_count));
-  }
-  std::memcpy(a.output, values.data(), values.size() * sizeof(double));
   return {};
 }
 
-Error prefixed(std::string_view kernel, const Error& e) { return Error(e.code(), std::string(kernel) + ": " + e.message()); }
+// Runs `run` (an algorithm's span form, returning a Status) over a view of the call's CSR arrays,
+// read in place (float64 indices, no conversion), writing the call's output. The algorithms check
+// the arrays themselves, accepting exactly what check_arrays accepts; so check_arrays runs only
+// after a failure, to name a bad array as the GPU recipes do (one validation pass per call).
+template <typename Run>
+Status run_on_csr(std::string_view kernel, const CpuKernelArgs& a, bool with_weights, Run&& run) {
+  const std::size_t n = a.input_counts[0] - 1, m = a.input_counts[1];
+  samples::CsrGraphF64View graph{{static_cast<const double*>(a.inputs[0]), n + 1},
+                                 {static_cast<const double*>(a.inputs[1]), m},
+                                 {}};
+  if (with_weights) graph.weights = {static_cast<const double*>(a.inputs[2]), m};
+  const Status status = run(graph, std::span<double>(static_cast<double*>(a.output), a.output_count));
+  if (status) return status;
+  if (Status arrays = check_arrays(kernel, a); !arrays) return arrays;
+  return Error(status.error().code(), std::string(kernel) + ": " + status.error().message());
+}
 
 // ---- graph.bfs: inputs row_offsets, neighbors; scalar source; output levels (-1 unreachable)
 
 Status cpu_bfs(const CpuKernelArgs& a) {
-  constexpr std::string_view k = "graph.bfs";
-  auto g = csr_of(k, a, false);
-  if (!g) return g.error();
-  auto levels = samples::bfs_levels(*g, static_cast<std::size_t>(a.scalars[0]));
-  if (!levels) return prefixed(k, levels.error());
-  return store(k, std::vector<double>(levels->begin(), levels->end()), a);
+  const auto source = static_cast<std::size_t>(a.scalars[0]);
+  return run_on_csr("graph.bfs", a, false, [source](const samples::CsrGraphF64View& g, std::span<double> out) {
+    return samples::bfs_levels(g, source, out);
+  });
 }
 
 // ---- graph.pagerank: inputs row_offsets, neighbors, weights; scalars damping, tolerance, weighted
@@ -121,29 +110,25 @@ Result<std::size_t> pagerank_shape(std::span<const std::size_t> counts, std::spa
 }
 
 Status cpu_pagerank(const CpuKernelArgs& a) {
-  constexpr std::string_view k = "graph.pagerank";
-  auto g = csr_of(k, a, true);
-  if (!g) return g.error();
   samples::PageRankOptions o;
   o.damping = a.scalars[0];
   o.tolerance = a.scalars[1];
   o.weighted = a.scalars[2] != 0;
-  auto r = samples::pagerank(*g, o);
-  if (!r) return prefixed(k, r.error());
-  return store(k, r->ranks, a);
+  return run_on_csr("graph.pagerank", a, true,
+                    [&o](const samples::CsrGraphF64View& g, std::span<double> out) -> Status {
+                      if (auto iterations = samples::pagerank(g, o, out); !iterations) return iterations.error();
+                      return {};
+                    });
 }
 
 // ---- graph.sssp: inputs row_offsets, neighbors, weights; scalar source; output distances (inf unreachable)
 
 Status cpu_sssp(const CpuKernelArgs& a) {
-  constexpr std::string_view k = "graph.sssp";
-  auto g = csr_of(k, a, true);
-  if (!g) return g.error();
-  auto d = samples::sssp_dijkstra(*g, static_cast<std::size_t>(a.scalars[0]));
-  if (!d) return prefixed(k, d.error());
-  return store(k, *d, a);
+  const auto source = static_cast<std::size_t>(a.scalars[0]);
+  return run_on_csr("graph.sssp", a, true, [source](const samples::CsrGraphF64View& g, std::span<double> out) {
+    return samples::sssp_dijkstra(g, source, out);
+  });
 }
-
 
 // ---- Verification examples: a random directed graph of `size` nodes with a path 0 -> 1 -> ...
 // -> size-1 (every node reachable from 0), about 3 more arcs per node, a self-loop and a parallel

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,20 +44,17 @@ Result<ImageShape> image_shape(std::string_view kernel, std::size_t count, std::
   return s;
 }
 
-samples::ImageF32 image_of(const CpuKernelArgs& a, const ImageShape& s) {
-  const float* p = static_cast<const float*>(a.inputs[0]);
-  return samples::ImageF32{s.height, s.width, s.channels, std::vector<float>(p, p + s.count())};
+// Views of the call's image input and of its output: the algorithms read and write the tensors
+// in place.
+samples::ImageView image_of(const CpuKernelArgs& a, const ImageShape& s) {
+  return samples::ImageView{s.height, s.width, s.channels, {static_cast<const float*>(a.inputs[0]), s.count()}};
 }
+std::span<float> output_of(const CpuKernelArgs& a) { return {static_cast<float*>(a.output), a.output_count}; }
 
-Status store(std::string_view kernel, Result<samples::ImageF32> r, const CpuKernelArgs& a) {
-  if (!r) return Error(r.error().code(), std::string(kernel) + ": " + r.error().message());
-  if (r->data.size() != a.output_count) {
-    return Error(ErrorCode::internal, std::string(kernel) + ": the CPU implementation produced " +
-                                          std::to_string(r->data.size()) + " values, expected " +
-                                          std::to_string(a.output_count));
-  }
-  std::memcpy(a.output, r->data.data(), r->data.size() * sizeof(float));
-  return {};
+// The algorithm's status, its error named after the kernel.
+Status named(std::string_view kernel, const Status& s) {
+  if (s) return s;
+  return Error(s.error().code(), std::string(kernel) + ": " + s.error().message());
 }
 
 // ---- image.resize: scalars height, width, channels, out_height, out_width
@@ -78,10 +74,8 @@ Result<std::size_t> resize_shape(std::span<const std::size_t> counts, std::span<
 Status cpu_resize(const CpuKernelArgs& a) {
   auto s = image_shape("image.resize", a.input_counts[0], a.scalars);
   if (!s) return s.error();
-  return store("image.resize",
-               samples::resize_bilinear(image_of(a, *s), static_cast<std::size_t>(a.scalars[4]),
-                                        static_cast<std::size_t>(a.scalars[3])),
-               a);
+  return named("image.resize", samples::resize_bilinear(image_of(a, *s), static_cast<std::size_t>(a.scalars[4]),
+                                                        static_cast<std::size_t>(a.scalars[3]), output_of(a)));
 }
 
 // ---- image.gaussian_blur: scalars height, width, channels, sigma
@@ -99,7 +93,7 @@ Result<std::size_t> blur_shape(std::span<const std::size_t> counts, std::span<co
 Status cpu_blur(const CpuKernelArgs& a) {
   auto s = image_shape("image.gaussian_blur", a.input_counts[0], a.scalars);
   if (!s) return s.error();
-  return store("image.gaussian_blur", samples::gaussian_blur(image_of(a, *s), a.scalars[3]), a);
+  return named("image.gaussian_blur", samples::gaussian_blur(image_of(a, *s), a.scalars[3], output_of(a)));
 }
 
 // ---- image.sobel: scalars height, width, channels, component (0 dx, 1 dy, 2 magnitude)
@@ -117,11 +111,11 @@ Result<std::size_t> sobel_shape(std::span<const std::size_t> counts, std::span<c
 Status cpu_sobel(const CpuKernelArgs& a) {
   auto s = image_shape("image.sobel", a.input_counts[0], a.scalars);
   if (!s) return s.error();
-  auto r = samples::sobel(image_of(a, *s));
-  if (!r) return Error(r.error().code(), "image.sobel: " + r.error().message());
   const int component = static_cast<int>(a.scalars[3]);
-  return store("image.sobel", component == 0 ? std::move(r->dx) : component == 1 ? std::move(r->dy) : std::move(r->magnitude),
-               a);
+  const auto which = component == 0   ? samples::SobelComponent::dx
+                     : component == 1 ? samples::SobelComponent::dy
+                                      : samples::SobelComponent::magnitude;
+  return named("image.sobel", samples::sobel(image_of(a, *s), which, output_of(a)));
 }
 
 // ---- image.correlate: inputs image, kernel; scalars height, width, channels, kernel_rows, kernel_cols
@@ -146,9 +140,8 @@ Status cpu_correlate(const CpuKernelArgs& a) {
   auto s = image_shape("image.correlate", a.input_counts[0], a.scalars);
   if (!s) return s.error();
   const auto rows = static_cast<std::size_t>(a.scalars[3]), cols = static_cast<std::size_t>(a.scalars[4]);
-  const float* kp = static_cast<const float*>(a.inputs[1]);
-  samples::MatrixF32 kernel{rows, cols, std::vector<float>(kp, kp + rows * cols)};
-  return store("image.correlate", samples::correlate2d(image_of(a, *s), kernel), a);
+  const samples::MatrixView<float> kernel{rows, cols, {static_cast<const float*>(a.inputs[1]), rows * cols}};
+  return named("image.correlate", samples::correlate2d(image_of(a, *s), kernel, output_of(a)));
 }
 
 // ---- verify examples: shapes from one size, inputs in [0, 255), and expected outputs from

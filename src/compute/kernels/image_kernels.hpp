@@ -1,7 +1,8 @@
 #pragma once
 // The image kernels of the built-in catalog (float32, H x W x C row-major, C = 1 or 3):
 // image.resize, image.gaussian_blur, image.sobel, image.correlate. CPU implementations are the
-// sample algorithms (OpenCV conventions, see include/gpubridge/samples/algorithms.hpp); the GPU
+// sample algorithms' span forms over the input and output tensors, without copies (OpenCV
+// conventions, see include/gpubridge/samples/algorithms.hpp); the GPU
 // recipes (gpu/image_recipes.cpp over gpu/image_source.cpp) repeat their arithmetic step for
 // step, so CUDA and OpenCL agree with the CPU to rounding (see image_source.cpp).
 // The recipes are immutable constants, safe to use from any thread.

@@ -74,42 +74,40 @@ Result<std::size_t> inverse_shape(std::span<const std::size_t> counts, std::span
   return counts[0];
 }
 
+// Views of the call's input `index` (rows x cols) and of its output: the algorithms read and
+// write the tensors in place.
 template <typename T>
-samples::Matrix<T> matrix_of(const void* data, std::size_t rows, std::size_t cols) {
-  const T* p = static_cast<const T*>(data);
-  return samples::Matrix<T>{rows, cols, std::vector<T>(p, p + rows * cols)};
+samples::MatrixView<T> input_matrix(const CpuKernelArgs& a, std::size_t index, std::size_t rows, std::size_t cols) {
+  return samples::MatrixView<T>{rows, cols, {static_cast<const T*>(a.inputs[index]), rows * cols}};
+}
+template <typename T>
+std::span<T> output_of(const CpuKernelArgs& a) {
+  return {static_cast<T*>(a.output), a.output_count};
 }
 
-// Copies a sample result into the call's output, or returns its error named after the kernel.
-template <typename T>
-Status store(std::string_view kernel, const Result<samples::Matrix<T>>& r, const CpuKernelArgs& a) {
-  if (!r) return Error(r.error().code(), std::string(kernel) + ": " + r.error().message());
-  if (r->values.size() != a.output_count) {
-    return Error(ErrorCode::internal, std::string(kernel) + ": the CPU implementation produced " +
-                                          std::to_string(r->values.size()) + " elements, expected " +
-                                          std::to_string(a.output_count));
-  }
-  std::copy(r->values.begin(), r->values.end(), static_cast<T*>(a.output));
-  return {};
+// The algorithm's status, its error named after the kernel.
+Status named(std::string_view kernel, const Status& s) {
+  if (s) return s;
+  return Error(s.error().code(), std::string(kernel) + ": " + s.error().message());
 }
 
 template <typename T>
 Status cpu_multiply(const CpuKernelArgs& a) {
   const auto m = static_cast<std::size_t>(a.scalars[0]), k = static_cast<std::size_t>(a.scalars[1]),
              n = static_cast<std::size_t>(a.scalars[2]);
-  return store<T>("matrix.multiply", samples::matmul(matrix_of<T>(a.inputs[0], m, k), matrix_of<T>(a.inputs[1], k, n)),
-                  a);
+  return named("matrix.multiply",
+               samples::matmul(input_matrix<T>(a, 0, m, k), input_matrix<T>(a, 1, k, n), output_of<T>(a)));
 }
 
 template <typename T>
 Status cpu_transpose(const CpuKernelArgs& a) {
   const auto m = static_cast<std::size_t>(a.scalars[0]), n = static_cast<std::size_t>(a.scalars[1]);
-  return store<T>("matrix.transpose", samples::transpose(matrix_of<T>(a.inputs[0], m, n)), a);
+  return named("matrix.transpose", samples::transpose(input_matrix<T>(a, 0, m, n), output_of<T>(a)));
 }
 
 Status cpu_inverse(const CpuKernelArgs& a) {
   const auto n = static_cast<std::size_t>(a.scalars[0]);
-  return store<double>("matrix.inverse", samples::inverse(matrix_of<double>(a.inputs[0], n, n)), a);
+  return named("matrix.inverse", samples::inverse(input_matrix<double>(a, 0, n, n), output_of<double>(a)));
 }
 
 template <Status (*F32)(const CpuKernelArgs&), Status (*F64)(const CpuKernelArgs&)>

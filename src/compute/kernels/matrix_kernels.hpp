@@ -1,6 +1,7 @@
 #pragma once
 // The matrix kernels of the built-in catalog (matrix.multiply, matrix.transpose, matrix.inverse):
-// shape functions, CPU implementations (the gpubridge_samples_cpu algorithms), GPU recipes and
+// shape functions, CPU implementations (the gpubridge_samples_cpu algorithms' span forms, reading
+// and writing the tensors in place), GPU recipes and
 // verification examples.
 #include "gpubridge/compute/kernel_catalog.hpp"
 

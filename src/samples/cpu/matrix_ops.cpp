@@ -15,7 +15,7 @@ namespace gpubridge::samples {
 namespace {
 
 template <typename T>
-Status check_matrix(const Matrix<T>& m, const std::string& what) {
+Status check_matrix(MatrixView<T> m, const std::string& what) {
   if (m.rows == 0 || m.cols == 0) {
     return detail::invalid(what + ": empty matrix (" + std::to_string(m.rows) + " x " +
                            std::to_string(m.cols) + ")");
@@ -33,10 +33,11 @@ Status check_matrix(const Matrix<T>& m, const std::string& what) {
   return {};
 }
 
+// a * b's shape checks; `out` must hold a.rows * b.cols values.
 template <typename T>
-Result<Matrix<T>> matmul_checked_shapes(const Matrix<T>& a, const Matrix<T>& b) {
-  if (auto status = check_matrix(a, "matmul: A"); !status) return status.error();
-  if (auto status = check_matrix(b, "matmul: B"); !status) return status.error();
+Status check_matmul(MatrixView<T> a, MatrixView<T> b, std::size_t out_size) {
+  if (auto status = check_matrix(a, "matmul: A"); !status) return status;
+  if (auto status = check_matrix(b, "matmul: B"); !status) return status;
   if (a.cols != b.rows) {
     return detail::invalid("matmul: inner dimensions differ (A is " + std::to_string(a.rows) +
                            " x " + std::to_string(a.cols) + ", B is " + std::to_string(b.rows) +
@@ -46,25 +47,47 @@ Result<Matrix<T>> matmul_checked_shapes(const Matrix<T>& a, const Matrix<T>& b) 
   if (a.rows > kMaxBlasDim || a.cols > kMaxBlasDim || b.cols > kMaxBlasDim) {
     return detail::invalid("matmul: a dimension exceeds the BLAS index range (INT_MAX)");
   }
-  Matrix<T> c;
-  c.rows = a.rows;
-  c.cols = b.cols;
   std::size_t count = 0;
-  if (!detail::checked_multiply(c.rows, c.cols, count)) {
+  if (!detail::checked_multiply(a.rows, b.cols, count)) {
     return detail::invalid("matmul: the result's element count overflows");
   }
-  c.values.assign(count, T{0});
+  return detail::check_output("matmul", out_size, count);
+}
+
+// BLAS does not read C when beta is 0, so `out` needs no initialisation.
+void gemm(MatrixView<float> a, MatrixView<float> b, std::span<float> out) {
+  const int m = static_cast<int>(a.rows), k = static_cast<int>(a.cols), n = static_cast<int>(b.cols);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.values.data(), k,
+              b.values.data(), n, 0.0f, out.data(), n);
+}
+void gemm(MatrixView<double> a, MatrixView<double> b, std::span<double> out) {
+  const int m = static_cast<int>(a.rows), k = static_cast<int>(a.cols), n = static_cast<int>(b.cols);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.values.data(), k,
+              b.values.data(), n, 0.0, out.data(), n);
+}
+
+template <typename T>
+Status matmul_into(MatrixView<T> a, MatrixView<T> b, std::span<T> out) {
+  if (auto status = check_matmul(a, b, out.size()); !status) return status;
+  gemm(a, b, out);
+  return {};
+}
+
+template <typename T>
+Result<Matrix<T>> matmul_owned(const Matrix<T>& a, const Matrix<T>& b) {
+  if (auto status = check_matmul(as_view(a), as_view(b), a.rows * b.cols); !status) return status.error();
+  Matrix<T> c{a.rows, b.cols, std::vector<T>(a.rows * b.cols)};
+  gemm(as_view(a), as_view(b), std::span<T>(c.values));
   return c;
 }
 
 template <typename T>
-Result<Matrix<T>> transpose_impl(const Matrix<T>& a, Parallelism parallelism) {
-  if (auto status = check_matrix(a, "transpose"); !status) return status.error();
+Status transpose_into(MatrixView<T> a, std::span<T> out, Parallelism parallelism) {
+  if (auto status = check_matrix(a, "transpose"); !status) return status;
+  if (auto status = detail::check_output("transpose", out.size(), a.values.size()); !status) return status;
   constexpr std::size_t kTile = 32;
-  Matrix<T> t;
-  t.rows = a.cols;
-  t.cols = a.rows;
-  t.values.resize(a.values.size());
+  const T* source = a.values.data();
+  T* destination = out.data();
   const std::size_t tile_rows = (a.rows + kTile - 1) / kTile;
   // Each task owns a band of source rows, i.e. a band of destination columns.
   detail::parallel_for(tile_rows, std::max<std::size_t>(1, 4096 / std::max<std::size_t>(1, a.cols)),
@@ -77,40 +100,45 @@ Result<Matrix<T>> transpose_impl(const Matrix<T>& a, Parallelism parallelism) {
                              const std::size_t c1 = std::min(a.cols, c0 + kTile);
                              for (std::size_t r = r0; r < r1; ++r) {
                                for (std::size_t c = c0; c < c1; ++c) {
-                                 t.values[c * a.rows + r] = a.values[r * a.cols + c];
+                                 destination[c * a.rows + r] = source[r * a.cols + c];
                                }
                              }
                            }
                          }
                        });
+  return {};
+}
+
+template <typename T>
+Result<Matrix<T>> transpose_owned(const Matrix<T>& a, Parallelism parallelism) {
+  if (auto status = check_matrix(as_view(a), "transpose"); !status) return status.error();
+  Matrix<T> t{a.cols, a.rows, std::vector<T>(a.values.size())};
+  if (auto status = transpose_into(as_view(a), std::span<T>(t.values), parallelism); !status) {
+    return status.error();
+  }
   return t;
 }
 
 }  // namespace
 
-Result<MatrixF32> matmul(const MatrixF32& a, const MatrixF32& b) {
-  auto c = matmul_checked_shapes(a, b);
-  if (!c) return c;
-  const int m = static_cast<int>(a.rows), k = static_cast<int>(a.cols), n = static_cast<int>(b.cols);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.values.data(), k,
-              b.values.data(), n, 0.0f, c->values.data(), n);
-  return c;
+Status matmul(MatrixView<float> a, MatrixView<float> b, std::span<float> out) { return matmul_into(a, b, out); }
+Status matmul(MatrixView<double> a, MatrixView<double> b, std::span<double> out) {
+  return matmul_into(a, b, out);
 }
+Result<MatrixF32> matmul(const MatrixF32& a, const MatrixF32& b) { return matmul_owned(a, b); }
+Result<MatrixF64> matmul(const MatrixF64& a, const MatrixF64& b) { return matmul_owned(a, b); }
 
-Result<MatrixF64> matmul(const MatrixF64& a, const MatrixF64& b) {
-  auto c = matmul_checked_shapes(a, b);
-  if (!c) return c;
-  const int m = static_cast<int>(a.rows), k = static_cast<int>(a.cols), n = static_cast<int>(b.cols);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.values.data(), k,
-              b.values.data(), n, 0.0, c->values.data(), n);
-  return c;
+Status transpose(MatrixView<float> a, std::span<float> out, Parallelism parallelism) {
+  return transpose_into(a, out, parallelism);
 }
-
+Status transpose(MatrixView<double> a, std::span<double> out, Parallelism parallelism) {
+  return transpose_into(a, out, parallelism);
+}
 Result<MatrixF32> transpose(const MatrixF32& a, Parallelism parallelism) {
-  return transpose_impl(a, parallelism);
+  return transpose_owned(a, parallelism);
 }
 Result<MatrixF64> transpose(const MatrixF64& a, Parallelism parallelism) {
-  return transpose_impl(a, parallelism);
+  return transpose_owned(a, parallelism);
 }
 
 double singularity_threshold(std::size_t n, double max_abs_entry) {
@@ -118,6 +146,10 @@ double singularity_threshold(std::size_t n, double max_abs_entry) {
 }
 
 Result<LuFactorization> lu_factorize(const MatrixF64& a, Parallelism parallelism) {
+  return lu_factorize(as_view(a), parallelism);
+}
+
+Result<LuFactorization> lu_factorize(MatrixView<double> a, Parallelism parallelism) {
   if (auto status = check_matrix(a, "lu_factorize"); !status) return status.error();
   if (a.rows != a.cols) {
     return detail::invalid("lu_factorize: matrix is not square (" + std::to_string(a.rows) +
@@ -135,7 +167,7 @@ Result<LuFactorization> lu_factorize(const MatrixF64& a, Parallelism parallelism
   const double threshold = singularity_threshold(n, max_abs);
   const unsigned threads = detail::resolve_threads(parallelism);
 
-  LuFactorization f{a, {}};
+  LuFactorization f{MatrixF64{n, n, std::vector<double>(a.values.begin(), a.values.end())}, {}};
   f.pivot_rows.resize(n);
   for (std::size_t i = 0; i < n; ++i) f.pivot_rows[i] = i;
   double* lu = f.lu.values.data();
@@ -178,13 +210,22 @@ Result<LuFactorization> lu_factorize(const MatrixF64& a, Parallelism parallelism
 }
 
 Result<MatrixF64> inverse(const MatrixF64& a, Parallelism parallelism) {
+  MatrixF64 x{a.rows, a.cols, std::vector<double>(a.values.size())};
+  if (auto status = inverse(as_view(a), std::span<double>(x.values), parallelism); !status) {
+    return status.error();
+  }
+  return x;
+}
+
+Status inverse(MatrixView<double> a, std::span<double> out, Parallelism parallelism) {
   auto factorization = lu_factorize(a, parallelism);
   if (!factorization) return factorization.error().with_context("inverse");
   const std::size_t n = a.rows;
+  if (auto status = detail::check_output("inverse", out.size(), n * n); !status) return status;
   const double* lu = factorization->lu.values.data();
   const auto& pivot_rows = factorization->pivot_rows;
-  MatrixF64 x{n, n, std::vector<double>(n * n, 0.0)};
-  double* xv = x.values.data();
+  double* xv = out.data();
+  std::fill(out.begin(), out.end(), 0.0);
   // X starts as P I: row i holds a 1 in column pivot_rows[i]. Each thread then solves
   // L Y = P I and U X = Y on its own band of columns, with row operations (contiguous memory).
   for (std::size_t i = 0; i < n; ++i) xv[i * n + pivot_rows[i]] = 1.0;
@@ -212,7 +253,7 @@ Result<MatrixF64> inverse(const MatrixF64& a, Parallelism parallelism) {
                            for (std::size_t c = c0; c < c1; ++c) row[c] /= diagonal;
                          }
                        });
-  return x;
+  return {};
 }
 
 }  // namespace gpubridge::samples

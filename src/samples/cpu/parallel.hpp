@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gpubridge/core/error.hpp"
+#include "gpubridge/core/result.hpp"
 #include "gpubridge/samples/algorithms.hpp"
 
 namespace gpubridge::samples::detail {
@@ -58,6 +59,13 @@ inline Error invalid(std::string message) {
 
 // A double in %.6g form, for error messages.
 std::string format_number(double value);
+
+// An output span must hold exactly the result's `expected` element count.
+inline Status check_output(const char* what, std::size_t actual, std::size_t expected) {
+  if (actual == expected) return {};
+  return invalid(std::string(what) + ": output holds " + std::to_string(actual) + " values, expected " +
+                 std::to_string(expected));
+}
 
 // a * b, or false when it overflows std::size_t.
 inline bool checked_multiply(std::size_t a, std::size_t b, std::size_t& product) noexcept {
