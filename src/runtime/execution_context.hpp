@@ -15,7 +15,17 @@ struct ExecutionContext {
   // or null (the thread's own; see RequestContext::current()).
   RequestContext* request = nullptr;
   std::size_t counter_slot = 0;      // workers: 1 + index (Core::call_counters); others 0
+  // The activation whose slice this thread runs (also while a caller resumed inline by one of
+  // its turns runs): calls that code makes to a reentrant stateless worker prefer it (route()).
+  Activation* slice = nullptr;
+  // A call started by route() on this thread inside its caller's dispatch (see
+  // Activation::admit): its end must not resume the caller inline. Depth bounds nesting.
+  Message* inline_call = nullptr;
+  int inline_depth = 0;
 };
+
+// Nesting bound of calls started inside their caller's dispatch (each adds a few stack frames).
+inline constexpr int kMaxInlineDepth = 4;
 
 constinit inline thread_local ExecutionContext t_context{};
 

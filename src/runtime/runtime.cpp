@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "gpubridge/core/cycle_clock.hpp"
 #include "activation/activation.hpp"
 #include "collection/activation_collector.hpp"
 #include "execution_context.hpp"
@@ -251,6 +252,7 @@ std::string Runtime::type_name(const void* key, std::string_view fallback) const
 
 void Runtime::add_call_filter(std::shared_ptr<CallFilter> filter) {
   if (!filter) return;
+  CycleClock::calibrate();  // once per process, here rather than in the first filtered call
   Core& c = *core_;
   std::lock_guard lock(c.filters_mu);
   const internal::FilterList* current = c.filters.load(std::memory_order_acquire);

@@ -82,8 +82,10 @@ class RequestContextTest : public ::testing::Test {
     g_resumer = &resumer_;
   }
   void TearDown() override { RequestContext::current().clear(); }
-  ResumeFromThread resumer_;
   std::unique_ptr<Runtime> rt_;
+  // Declared after rt_, so destroyed first: its threads (still returning from a post to the
+  // scheduler) are joined before the runtime goes away.
+  ResumeFromThread resumer_;
 };
 
 TEST_F(RequestContextTest, OutsideCallerContextReachesTheGrain) {

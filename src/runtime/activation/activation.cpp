@@ -65,8 +65,15 @@ Activation::~Activation() = default;
 
 // ---------------------------------------------------------------- any thread
 
-bool Activation::enqueue(Message& m) noexcept {
+Activation::Admission Activation::admit(Message& m, bool may_start_here) noexcept {
   std::lock_guard lock(mu_);
+  if (may_start_here && type_.options.reentrant && inbox_head_ == nullptr && state_ == ActivationState::valid &&
+      !deactivation_requested_ && !frozen_ && !abandon_requested_) {
+    add_turns(1);
+    active_calls_.store(active_calls_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (type_.options.stateless_worker) load_.fetch_add(1, std::memory_order_relaxed);
+    return Admission::start_here;
+  }
   m.next = nullptr;
   if (inbox_tail_ != nullptr) {
     inbox_tail_->next = &m;
@@ -76,14 +83,29 @@ bool Activation::enqueue(Message& m) noexcept {
   inbox_tail_ = &m;
   if (type_.options.stateless_worker) load_.fetch_add(1, std::memory_order_relaxed);
   if (m.method != nullptr && m.method->always_interleave) ++interleavable_queued_;
-  if (scheduled_) return false;
+  if (scheduled_) return Admission::queued;
   // Only schedule when the call can start: otherwise the slice that ends the running turn (or
   // the activation) finds it.
   const bool runnable = state_ == ActivationState::creating ||
                         (state_ == ActivationState::valid && !deactivation_requested_ && can_start(m));
-  if (!runnable) return false;
+  if (!runnable) return Admission::queued;
   scheduled_ = true;
-  return true;
+  return Admission::queued_post;
+}
+
+void Activation::start_admitted(Message& m) noexcept {
+  // The dispatching code's context comes back once the turn has suspended (or ended).
+  Activation* const outer_activation = t_context.activation;
+  Message* const outer_turn = t_context.turn;
+  RequestContext* const outer_request = t_context.request;
+  Message* const outer_inline = std::exchange(t_context.inline_call, &m);
+  ++t_context.inline_depth;
+  start_turn(m);
+  --t_context.inline_depth;
+  t_context.inline_call = outer_inline;
+  t_context.activation = outer_activation;
+  t_context.turn = outer_turn;
+  t_context.request = outer_request;
 }
 
 void Activation::enqueue_tick(Message& tick) noexcept {
@@ -210,6 +232,7 @@ void Activation::abandon() noexcept {
 void Activation::run_thunk(WorkItem* item) noexcept { static_cast<Item*>(item)->self->run_slice(); }
 
 void Activation::run_slice() noexcept {
+  t_context.slice = this;
   for (int budget = kSliceBudget; budget > 0; --budget) {
     Step step;
     {
@@ -218,6 +241,7 @@ void Activation::run_slice() noexcept {
     }
     switch (step.kind) {
       case StepKind::none:
+        t_context.slice = nullptr;
         return;
       case StepKind::resume: {
         auto* r = static_cast<Resumption*>(step.resumption);
@@ -258,10 +282,12 @@ void Activation::run_slice() noexcept {
     }
     clear_context();
     if (destroy_) {
+      t_context.slice = nullptr;
       delete this;
       return;
     }
   }
+  t_context.slice = nullptr;
   core_.scheduler->post_shared(&work_);  // budget used: yield (still scheduled) to other work
 }
 
@@ -357,9 +383,11 @@ std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
       if (type_.options.stateless_worker) load_.fetch_sub(1, std::memory_order_relaxed);
       last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
       clear_context();  // the caller may continue inline on this thread, outside this activation
-      // A caller outside any activation continues inline here, in its own request context.
+      // A caller outside any activation continues inline here, in its own request context,
+      // unless this call started inside the caller's own dispatch (start_admitted): that
+      // caller is not suspended yet as far as this thread is concerned, so it is posted.
       if (m.sender == nullptr) t_context.request = m.reply.context;
-      return core_.complete_call(m, /*allow_inline=*/true);
+      return core_.complete_call(m, /*allow_inline=*/&m != t_context.inline_call);
     case MessageKind::tick:
       tick_finished(m);
       break;

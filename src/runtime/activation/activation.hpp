@@ -12,6 +12,9 @@
 // the activation is valid and no deactivation is pending, and either no turn is running
 // (non-reentrant), or the grain type is reentrant, or the call's method is always_interleave.
 // A turn spans the whole method, including its co_awaits; it ends in finish_turn().
+// Exception for reentrant activations (admit()): a call made by code that runs on the thread
+// owning this activation's slice (a caller one of its turns just resumed inline) starts at once
+// on that thread, ahead of queued continuations, when nothing waits in the inbox before it.
 //
 // Lifetime: created by route() under the directory shard lock; destroyed by its own last slice
 // after it removed itself from the directory (deactivation, failed activation), or kept until
@@ -28,6 +31,7 @@
 #include "gpubridge/runtime/grain.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
 #include "runtime_core.hpp"
+#include "spin_lock.hpp"
 
 namespace gpubridge::runtime::internal {
 
@@ -61,8 +65,21 @@ class Activation {
   Runtime::Core& core() const noexcept { return core_; }
 
   // --- any thread ---
-  // Queues a call (route(), under the shard lock). True when the caller must post() afterwards.
-  bool enqueue(Message& m) noexcept;
+  enum class Admission : std::uint8_t {
+    queued,       // in the mailbox; the activation is (or will be) scheduled by someone else
+    queued_post,  // in the mailbox; the caller must post() the activation
+    start_here,   // counted as running: the caller must call start_admitted(m) at once
+  };
+  // Queues a call (route(), under the shard lock). With `may_start_here` (only when the calling
+  // thread runs this activation's slice, see route()) a call to a reentrant activation that
+  // could start now and has nobody queued before it is admitted to start on this thread right
+  // away, without a trip through the mailbox and the scheduler: the caller's frames are still
+  // in this core's cache. Starting it before queued continuations is allowed because turns of a
+  // reentrant activation interleave at any co_await anyway.
+  Admission admit(Message& m, bool may_start_here) noexcept;
+  // Runs an admitted call's turn until its first suspension, on the slice owner's thread,
+  // outside the shard lock. The caller is resumed later, never inline from here.
+  void start_admitted(Message& m) noexcept;
   // Queues a tick (timer service, under its lock).
   void enqueue_tick(Message& tick) noexcept;
   // Queues a continuation of a running turn.
@@ -128,8 +145,8 @@ class Activation {
   const GrainId id_;
   std::unique_ptr<Grain> grain_;
 
-  // Guarded by mu_:
-  std::mutex mu_;
+  // Guarded by mu_ (a spin lock: every critical section is a few pointer operations):
+  SpinLock mu_;
   Message* inbox_head_ = nullptr;
   Message* inbox_tail_ = nullptr;
   WorkItem* ready_head_ = nullptr;

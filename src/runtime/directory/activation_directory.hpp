@@ -1,6 +1,6 @@
 #pragma once
 // ActivationDirectory: the local map grain id -> its activations (one, or several for a
-// stateless worker). Sharded by id hash; each shard has its own mutex. The directory does not
+// stateless worker). Sharded by id hash; each shard has its own (spin) lock. The directory does not
 // own activations: an activation removes itself (remove()) and frees itself when its last slice
 // ends. Holding a shard's lock keeps every activation listed in it alive, which is what lets
 // route() enqueue without reference counting.
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gpubridge/runtime/grain_id.hpp"
+#include "spin_lock.hpp"
 
 namespace gpubridge::runtime::internal {
 
@@ -23,7 +24,7 @@ class ActivationDirectory {
  public:
   static constexpr std::size_t kShards = 32;
   struct Shard {
-    std::mutex mu;
+    SpinLock mu;  // held for a lookup and an enqueue; rarely for creating an activation
     std::unordered_map<GrainId, std::vector<Activation*>, GrainIdHash> map;
   };
 

@@ -75,9 +75,11 @@ bool Runtime::dispatch(Message& m) noexcept {
 }
 
 bool Runtime::Core::route(Message& m) noexcept {
+  const internal::ExecutionContext& ctx = internal::t_context;
+  const Activation* const home_candidate = ctx.core == this ? ctx.slice : nullptr;
   auto& shard = directory.shard_for(*m.target);
   Activation* chosen = nullptr;
-  bool must_post = false;
+  Activation::Admission admission = Activation::Admission::queued;
   try {
     std::lock_guard lock(shard.mu);
     if (phase.load(std::memory_order_acquire) >= Phase::closing) {
@@ -110,8 +112,13 @@ bool Runtime::Core::route(Message& m) noexcept {
     } else {
       // Stateless worker: an idle activation, else a new one up to the maximum, else the least
       // loaded. Activations in this call chain are skipped (they wait for this call).
+      // Reentrant types prefer the activation whose slice runs on this thread (`home`) unless it
+      // holds more than twice the least load: its mailbox and counters stay in this core's cache
+      // and the call needs no post to another worker. (Callers resumed inline by its turns thus
+      // keep calling it, while callers from elsewhere still spread by load.)
       auto& list = it->second;
       Activation* best = nullptr;
+      Activation* home = nullptr;
       bool skipped = false;
       for (Activation* a : list) {
         if (!a->accepting()) continue;
@@ -119,6 +126,7 @@ bool Runtime::Core::route(Message& m) noexcept {
           skipped = true;
           continue;
         }
+        if (a == home_candidate) home = a;
         if (best == nullptr || a->load() < best->load()) best = a;
         if (best->load() == 0) break;
       }
@@ -126,6 +134,9 @@ bool Runtime::Core::route(Message& m) noexcept {
         best = new Activation(*this, *type, *m.target);
         list.push_back(best);
         activations_created.fetch_add(1, std::memory_order_relaxed);
+      } else if (home != nullptr && best != nullptr && type->options.reentrant &&
+                 home->load() <= 2 * best->load() + 1) {
+        best = home;
       }
       if (best == nullptr) {
         if (skipped) {
@@ -137,12 +148,17 @@ bool Runtime::Core::route(Message& m) noexcept {
       chosen = best;
     }
     m.receiver = chosen;
-    must_post = chosen->enqueue(m);
+    // Started right here only by the thread that runs the chosen activation's slice, for a
+    // caller outside any turn, within the nesting bound.
+    const bool may_start_here = chosen == home_candidate && m.parent == nullptr &&
+                                ctx.inline_depth < internal::kMaxInlineDepth;
+    admission = chosen->admit(m, may_start_here);
   } catch (...) {  // allocation failure creating an activation, or a failed mutex
     m.error = std::current_exception();
     return false;
   }
-  if (must_post) chosen->post();
+  if (admission == Activation::Admission::queued_post) chosen->post();
+  if (admission == Activation::Admission::start_here) chosen->start_admitted(m);
   return true;
 }
 

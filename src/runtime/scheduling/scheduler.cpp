@@ -15,6 +15,7 @@ namespace gpubridge::runtime::internal {
 
 namespace {
 constexpr int kSearchRounds = 2000;       // polls (each a scan of the queues + a pause) before sleeping
+constexpr int kYieldInterval = 32;        // polls between two yields of the core while searching
 constexpr int kMaxLocalStreak = 32;       // slot runs in a row before the slot is flushed
 constexpr unsigned kGlobalCheckInterval = 61;  // items between forced looks at the shared queue
 constexpr std::size_t kMaxSteal = 1;  // items taken from a victim at once (batches measured no better here)
@@ -70,7 +71,7 @@ void Scheduler::post(WorkItem* item) noexcept {
 void Scheduler::post_shared(WorkItem* item) noexcept {
   item->next = nullptr;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(queue_mu_);
     if (closed_) return;
     if (tail_ != nullptr) {
       tail_->next = item;
@@ -124,7 +125,7 @@ WorkItem* Scheduler::pop_local(LocalQueue& q) noexcept {
 
 WorkItem* Scheduler::pop_global() noexcept {
   if (global_size_.load(std::memory_order_relaxed) == 0) return nullptr;
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(queue_mu_);
   WorkItem* item = head_;
   if (item != nullptr) {
     head_ = item->next;
@@ -234,7 +235,14 @@ WorkItem* Scheduler::next_item(WorkerState& w) noexcept {
           stop_searching();
           return item;
         }
-        GPUBRIDGE_CPU_RELAX();
+        // Every kYieldInterval polls the core goes to any other runnable thread (a backend's
+        // or batcher's thread producing the completions this worker waits for): spinning
+        // must not starve them when there are more threads than cores.
+        if (round % kYieldInterval == kYieldInterval - 1) {
+          std::this_thread::yield();
+        } else {
+          GPUBRIDGE_CPU_RELAX();
+        }
       }
     }
     std::unique_lock lock(mu_);
@@ -269,15 +277,18 @@ void Scheduler::worker(std::size_t index, void (*on_thread_start)(void*, std::si
 
 void Scheduler::stop() {
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(queue_mu_);
     if (closed_) return;
+  }
+  {
+    std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(queue_mu_);
   closed_ = true;
   head_ = tail_ = nullptr;  // posted after the last worker left: dropped, owners release them
   global_size_.store(0, std::memory_order_relaxed);

@@ -16,11 +16,12 @@
 // workers do not contend on one mutex/cache line.
 //
 // Idle workers: a worker with nothing to run "searches" (polls the shared queue and steals) for
-// a while, then sleeps on a condition variable. At most about half of the workers search at a
-// time. Posting to a queue wakes a sleeper only when no worker is searching (a searcher will
-// find the item) - so a burst of posts does not pay a futex wake per item; a searcher that finds
-// work while it is the last searcher wakes a sleeper if more work is visible (wakes chain as
-// work grows).
+// a while, yielding its core now and then to other runnable threads (backend and batcher
+// threads that produce the completions it waits for), then sleeps on a condition variable. At
+// most about half of the workers search at a time. Posting to a queue wakes a sleeper only
+// when no worker is searching (a searcher will find the item) - so a burst of posts does not pay
+// a futex wake per item; a searcher that finds work while it is the last searcher wakes a
+// sleeper if more work is visible (wakes chain as work grows).
 //
 // Ownership: post() does not take ownership; the item's owner keeps it alive until its run()
 // has been called (and must not post it again before that).
@@ -35,6 +36,7 @@
 #include <vector>
 
 #include "gpubridge/runtime/messaging/message.hpp"
+#include "spin_lock.hpp"
 
 namespace gpubridge::runtime::internal {
 
@@ -84,12 +86,15 @@ class Scheduler {
   std::size_t n_ = 0;
   std::unique_ptr<LocalQueue[]> locals_;
 
-  // Shared queue and sleeping, under mu_.
+  // Sleeping, under mu_.
   alignas(64) std::mutex mu_;
   std::condition_variable cv_;
+  bool stopping_ = false;
+  // The shared queue, under queue_mu_ (a spin lock: taken for a few pointer operations, often
+  // by a backend thread posting completions while workers pop).
+  alignas(64) SpinLock queue_mu_;
   WorkItem* head_ = nullptr;
   WorkItem* tail_ = nullptr;
-  bool stopping_ = false;
   bool closed_ = false;  // all workers gone: post() drops
   alignas(64) std::atomic<std::size_t> global_size_{0};
   alignas(64) std::atomic<std::size_t> searching_{0};
