@@ -169,6 +169,13 @@ Status HostKernelServer::reload(KernelEntry kernel) {
   return {};
 }
 
+Status HostKernelServer::kernel_status() const {
+  std::lock_guard lock(mutex_);
+  if (kernel_error_) return *kernel_error_;
+  if (trapped_) return harness_error(ErrorCode::internal, "ring kernel trapped");
+  return {};
+}
+
 std::uint64_t HostKernelServer::messages_served() const noexcept {
   return std::atomic_ref<std::uint64_t>(control_->served).load(std::memory_order_acquire);
 }

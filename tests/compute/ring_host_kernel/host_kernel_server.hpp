@@ -44,6 +44,9 @@ class HostKernelServer {
   Status drain() { request_drain(); return wait(); }
   // Asks the running kernel to yield, then launches `kernel` on the same block and device state.
   Status reload(KernelEntry kernel);
+  // As CudaRingServer::kernel_status: ok while the kernel runs or has finished cleanly; the error
+  // once it has trapped (seen at once) or wait() found it returned unfinished.
+  Status kernel_status() const;
   std::uint64_t messages_served() const noexcept;
   compute::ring::RingServerStats stats() const noexcept;
   std::string last_internal_error() const;

@@ -1,5 +1,6 @@
 // Writes the CUDA ring kernel's generated source (cuda_ring_kernel_source, exactly what NVRTC
-// compiles) for the harness's handler sets as host C++ translation units:
+// compiles) for the CUDA ring tests' handlers (cuda_ring_handlers.hpp, the same source the gpu test
+// loads) as host C++ translation units, one per handler version:
 //   <out_dir>/host_kernel_v<N>.cpp  defines  extern "C" gb_ring_serve_host_v<N>(block, actors, control, internal)
 // Each unit includes the host shim and wraps the source in its own namespace (the entry point is
 // renamed by a macro), so several versions link into one test binary (hot reload).
@@ -11,7 +12,7 @@
 #include <string>
 
 #include "gpubridge/compute/cuda_ring.hpp"
-#include "ring_host_kernel/host_kernel_handlers.hpp"
+#include "cuda_ring_handlers.hpp"
 
 namespace {
 
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   }
   for (int version : {1, 2}) {
     auto source = gpubridge::compute::ring::cuda_ring_kernel_source(
-        gpubridge::testing::ring_host::host_handlers(static_cast<std::uint64_t>(version)));
+        gpubridge::testing::cuda_ring::handlers(static_cast<std::uint64_t>(version)));
     if (!source) {
       std::fprintf(stderr, "cuda_ring_kernel_source: %s\n", source.error().to_string().c_str());
       return 1;
