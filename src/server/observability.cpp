@@ -42,7 +42,8 @@ constexpr auto kHealthPeriod = std::chrono::seconds(5);
 constexpr std::size_t kHistorySamples = 120;  // two minutes of one-second samples
 constexpr std::size_t kLatencyWindow = 10;     // samples the dashboard's percentiles cover
 
-// Grain call counts and durations by grain type and method, recorded in after(). The labels come
+// Grain call counts (every call) and durations (the calls the runtime timed: see
+// runtime::CallContext::timed) by grain type and method, recorded in after(). The labels come
 // from the method's name ("Class::method": grain_type is the class that declares the method). The
 // name lives in static storage, so its address identifies the method: a per-thread table keyed by
 // that address finds the three children with one pointer comparison (a miss takes the family's
@@ -56,7 +57,7 @@ class GrainMetricsFilter final : public runtime::CallFilter {
     Children* c = children(context.method);
     if (c == nullptr) return;
     (context.exception ? c->failed : c->ok)->inc();
-    c->duration->observe(std::chrono::duration<double>(context.duration).count());
+    if (context.timed) c->duration->observe(std::chrono::duration<double>(context.duration).count());
   }
   std::uint64_t errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
 

@@ -218,12 +218,27 @@ const std::atomic<std::uint64_t>& Histogram::slot(std::size_t stripe, std::size_
   return lines_[stripe * lines_per_stripe_ + index / kSlotsPerLine].slots[index % kSlotsPerLine];
 }
 
+namespace {
+// std::lower_bound's index without data-dependent branches (the halving compiles to conditional
+// moves): latencies land in unpredictable buckets, and mispredicted branches cost more than the
+// search itself.
+std::size_t first_bound_at_least(const std::vector<double>& bounds, double value) noexcept {
+  std::size_t n = bounds.size();
+  if (n == 0) return 0;
+  const double* base = bounds.data();
+  while (n > 1) {
+    const std::size_t half = n / 2;
+    base = base[half - 1] < value ? base + half : base;
+    n -= half;
+  }
+  return static_cast<std::size_t>(base - bounds.data()) + (*base < value ? 1 : 0);
+}
+}  // namespace
+
 void Histogram::observe(double value) noexcept {
   const std::vector<double>& bounds = *bounds_;
   // First bucket whose upper bound is >= value; NaN goes to +Inf.
-  const std::size_t bucket =
-      std::isnan(value) ? bounds.size()
-                        : static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin());
+  const std::size_t bucket = std::isnan(value) ? bounds.size() : first_bound_at_least(bounds, value);
   const internal::StripeLease lease = internal::this_thread_stripe();
   internal::add_to_slot(slot(lease.index, bucket), 1, lease.owned);
   add_to_double_bits(slot(lease.index, bounds.size() + 1), value, lease.owned);

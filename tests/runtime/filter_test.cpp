@@ -6,6 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "runtime_test_support.hpp"
@@ -131,6 +132,61 @@ TEST_F(FilterTest, FiltersSeeGrainToGrainCalls) {
   ASSERT_EQ(lines.size(), 8u);
   EXPECT_EQ(lines[0], "A.before Front/1 Front::sum/0");
   EXPECT_EQ(lines[2], "A.before Calc/9 Calc::add/2");
+}
+
+}  // namespace
+}  // namespace gpubridge::runtime
+
+namespace gpubridge::runtime {
+namespace {
+
+// Counts the calls a filter sees and how many of them the runtime timed.
+class TimingCounter final : public CallFilter {
+ public:
+  void before(CallContext&) override {}
+  void after(CallContext& c) override {
+    calls.fetch_add(1);
+    if (c.timed) {
+      timed.fetch_add(1);
+      if (c.duration.count() < 0) negative.fetch_add(1);
+    }
+  }
+  std::atomic<int> calls{0}, timed{0}, negative{0};
+};
+
+class Looper : public Grain {
+ public:
+  Task<int> call_nop(int n) {
+    for (int i = 0; i < n; ++i) co_await get_grain<Calc>(5).call<&Calc::nop>();
+    co_return n;
+  }
+};
+
+// Every call is timed while calls are slow; a fast stream of calls on one worker is sampled
+// (see CallContext::timed), and every call is still seen by the filter.
+TEST(CallTimingTest, SlowCallsAreAllTimedAndFastStreamsAreSampled) {
+  auto rt = testing::make_runtime({.worker_threads = 1});
+  ASSERT_TRUE(rt->register_grain<Calc>().ok());
+  ASSERT_TRUE(rt->register_grain<Looper>().ok());
+  auto counter = std::make_shared<TimingCounter>();
+  rt->add_call_filter(counter);
+
+  constexpr int kSlow = 20;
+  for (int i = 0; i < kSlow; ++i) {
+    rt->run(rt->get<Calc>(1).call<&Calc::nop>());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(counter->calls.load(), kSlow);
+  EXPECT_EQ(counter->timed.load(), kSlow) << "calls 2 ms apart are all timed";
+
+  constexpr int kFast = 200000;
+  EXPECT_EQ(rt->run(rt->get<Looper>(1).call<&Looper::call_nop>(kFast)), kFast);
+  const int fast_calls = counter->calls.load() - kSlow;
+  const int fast_timed = counter->timed.load() - kSlow;
+  EXPECT_EQ(fast_calls, kFast + 1);  // the nops and call_nop itself
+  EXPECT_GE(fast_timed, 1);
+  EXPECT_LT(fast_timed, fast_calls) << "a stream of back-to-back calls on one worker is sampled";
+  EXPECT_EQ(counter->negative.load(), 0);
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ class CallScope {
   Message& m_;
   const void* filters_ = nullptr;
   std::size_t entered_ = 0;
-  std::uint64_t start_ticks_ = 0;  // CycleClock::now() before the first filter
+  std::uint64_t start_ticks_ = 0;  // CycleClock::now() before the first filter (0: not timed)
   std::array<void*, kMaxCallFilters> states_{};  // CallContext::state of each filter
 };
 
