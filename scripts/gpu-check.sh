@@ -37,7 +37,17 @@ do_package() {
       *) cp -L "$lib" "$carry/lib/" ;;
     esac
   done
+  # One xz archive: the device tool carries at most 64 MiB, the binaries alone are larger.
+  tar -C "$carry" -cf - bin lib data references | xz -T2 -6 > "$carry/payload.tar.xz" || return 1
+  rm -rf "$carry/bin" "$carry/lib" "$carry/data" "$carry/references"
   du -sh "$carry"
+}
+
+# Unpacks the archive made by do_package (once).
+unpack_carry() {
+  [ -d "$carry/bin" ] && return 0
+  [ -f "$carry/payload.tar.xz" ] || { echo "gpu-check: no $carry/payload.tar.xz (run 'package' first)" >&2; return 1; }
+  xz -dc "$carry/payload.tar.xz" | tar -C "$carry" -xf -
 }
 
 find_cuda_libs() {
@@ -87,21 +97,21 @@ do_run() {
 
   if [ -x "$bin/bench_compute" ]; then
     echo "== bench_compute"
-    timeout 400 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
+    timeout 240 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
       --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
   fi
   for b in bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do
     [ -x "$bin/$b" ] || continue
     echo "== $b" | tee -a "$out/bench.txt"
-    timeout 200 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1
+    timeout 120 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1
   done
   echo "gpu-check: results in $out (failed=$failed)"
   return $failed
 }
 
 case "$mode" in
-  all) do_build && do_package && do_run "$carry/bin" ;;
+  all) do_build && do_package && unpack_carry && do_run "$carry/bin" ;;
   package) do_build && do_package ;;
-  run) do_run "$carry/bin" ;;
+  run) unpack_carry && do_run "$carry/bin" ;;
   *) echo "usage: $0 [all|package|run]" >&2; exit 2 ;;
 esac
