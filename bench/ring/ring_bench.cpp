@@ -12,11 +12,18 @@
 //   ring_rtt/<b>/mailbox  the reference: one slot of mapped (cuda) or plain (cpu) memory, a sequence
 //                         word each way; the server side (a kernel written here / a thread) spins on
 //                         it and echoes the payload. No protocol, no correlation, no actor state.
+//   ring_rtt/<b>/grain    the same 8-byte echo as a RingGrain method: a runtime::Runtime (1 worker)
+//                         over its own RingHost (placement cpu / cuda, the same handler as the ring
+//                         case), one caller: Runtime::run(grain.call<&RingGrain::call>(echo, 8 bytes))
+//                         per iteration, awaited to the reply. What a caller outside the runtime pays
+//                         per call to a resident actor through the actor model (ring + runtime).
 //   ring_throughput/<b>/ring/P/A
 //                         P producer threads send_async 8-byte messages round-robin to A actors;
 //                         one iteration = 16384 messages, all completed.
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
-// The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox.
+// The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox
+// (the ring's cost over raw memory) and ring_rtt/<b>/grain with ring_rtt/<b>/ring (the runtime's
+// cost on top of the ring).
 // The CUDA mode in use (host-native atomics or not, NVRTC target) is the benchmark's label.
 #include <benchmark/benchmark.h>
 
@@ -25,12 +32,16 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/ratio_report.hpp"
 #include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/error.hpp"
+#include "gpubridge/grains/ring_grain.hpp"
+#include "gpubridge/runtime/runtime.hpp"
 
 #if GPUBRIDGE_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -49,6 +60,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint32_t kActorType = 1;
 constexpr std::uint32_t kEcho = 1;
 constexpr std::uint32_t kMaxActors = 256;
+constexpr std::uint32_t kEchoStateBytes = 64;
+constexpr std::uint32_t kGrainActors = 16;
 constexpr std::size_t kThroughputMessages = 16384;
 
 Clock::time_point deadline() { return Clock::now() + std::chrono::seconds(30); }
@@ -96,7 +109,7 @@ ring::RingConfig ring_config() {
   config.request_slots = 4096;
   config.completion_slots = 4096;
   config.pool_chunks = 16;
-  config.actor_types = {{kActorType, 64, kMaxActors}};
+  config.actor_types = {{kActorType, kEchoStateBytes, kMaxActors}};
   return config;
 }
 
@@ -109,17 +122,15 @@ Status activate_all(RingRig& rig) {
   return {};
 }
 
-Result<RingRig*> cpu_rig() {
-  static RingRig* rig = nullptr;
-  if (rig != nullptr) return rig;
-  auto owned = std::make_unique<RingRig>();
-  auto memory = ring::RingMemory::create(ring_config());
-  if (!memory) return memory.error();
-  owned->memory = std::move(memory).value();
+// The echo handler on the CPU server: counts calls in the actor state, copies the payload back.
+Result<ring::HandlerTable> cpu_echo_handlers() {
   ring::HandlerTable table;
   Status added = table.add({kEcho, kActorType,
                             [](std::span<std::byte> state, std::span<const std::byte> in,
                                std::span<std::byte> out) -> Result<std::size_t> {
+                              if (in.size() > out.size()) {
+                                return Error(ErrorCode::out_of_range, "echo payload exceeds reply capacity");
+                              }
                               std::uint64_t count = 0;
                               std::memcpy(&count, state.data(), sizeof count);
                               ++count;
@@ -128,7 +139,19 @@ Result<RingRig*> cpu_rig() {
                               return in.size();
                             }});
   if (!added) return added.error();
-  auto server = ring::CpuRingServer::create(*owned->memory, std::move(table));
+  return table;
+}
+
+Result<RingRig*> cpu_rig() {
+  static RingRig* rig = nullptr;
+  if (rig != nullptr) return rig;
+  auto owned = std::make_unique<RingRig>();
+  auto memory = ring::RingMemory::create(ring_config());
+  if (!memory) return memory.error();
+  owned->memory = std::move(memory).value();
+  auto table = cpu_echo_handlers();
+  if (!table) return table.error();
+  auto server = ring::CpuRingServer::create(*owned->memory, std::move(table).value());
   if (!server) return server.error();
   owned->cpu_server = std::move(server).value();
   auto client = ring::RingClient::create(*owned->memory);
@@ -138,6 +161,90 @@ Result<RingRig*> cpu_rig() {
   if (Status s = activate_all(*owned); !s) return s.error();
   owned->label = "cpu ring server (1 thread)";
   rig = owned.release();
+  on_shutdown([] {
+    delete rig;
+    rig = nullptr;
+  });
+  return rig;
+}
+
+// A RingHost serving the echo program and a runtime whose RingGrain calls it; kept for the rest of
+// the run. Runtime first at teardown: its grain deactivates (parks its state) into the host.
+struct GrainRig {
+  std::unique_ptr<grains::RingHost> host;
+  std::unique_ptr<runtime::Runtime> rt;
+  runtime::GrainRef<grains::RingGrain> echo;
+  std::string label;
+  ~GrainRig() {
+    rt.reset();
+    host.reset();
+  }
+};
+
+// One echo call through the runtime from this (non-worker) thread: the reply's 8 bytes as a value,
+// or the call's error (the runtime rethrows it as ErrorException).
+Result<std::uint64_t> grain_echo(GrainRig& rig, std::uint64_t value) {
+  std::vector<std::byte> payload(sizeof value);
+  std::memcpy(payload.data(), &value, sizeof value);
+  try {
+    const std::vector<std::byte> reply = rig.rt->run(
+        rig.echo.call<&grains::RingGrain::call>(kEcho, std::move(payload), std::uint32_t{sizeof value}));
+    if (reply.size() != sizeof value) {
+      return Error(ErrorCode::internal, "grain echo replied " + std::to_string(reply.size()) + " bytes, expected 8");
+    }
+    return u64_of(reply);
+  } catch (const ErrorException& e) {
+    return e.error();
+  }
+}
+
+// The echo program on a RingHost placed as asked (cuda: CudaRingServer or an error), one runtime
+// worker (one caller needs no more), and the echo grain activated by a first call.
+Result<std::unique_ptr<GrainRig>> make_grain_rig(grains::RingPlacement placement,
+                                                 std::optional<ring::CudaHandlerSource> cuda_handlers) {
+  grains::RingProgram program;
+  program.actor_types = {{"echo", kActorType, kEchoStateBytes, kGrainActors}};
+  auto table = cpu_echo_handlers();
+  if (!table) return table.error();
+  program.cpu_handlers = std::move(table).value();
+  program.cuda_handlers = std::move(cuda_handlers);
+  grains::RingHostOptions options;
+  options.name = "bench_grain_echo";
+  options.placement = placement;
+  options.ring.request_slots = 256;
+  options.ring.completion_slots = 256;
+  options.ring.pool_chunks = 16;
+  auto host = grains::RingHost::create(std::move(options), std::move(program));
+  if (!host) return host.error();
+  auto rig = std::make_unique<GrainRig>();
+  rig->host = std::move(host).value();
+  auto rt = runtime::Runtime::create({.worker_threads = 1});
+  if (!rt) return rt.error();
+  rig->rt = std::move(rt).value();
+  grains::RingHost& ring_host = *rig->host;
+  auto make_grain = [&ring_host] {
+    return std::make_unique<grains::RingGrain>(ring_host, grains::RingGrainKind{kActorType, {}});
+  };
+  if (Status s = rig->rt->register_grain<grains::RingGrain>({}, make_grain); !s) {
+    return s.error();
+  }
+  rig->echo = rig->rt->get<grains::RingGrain>("echo");
+  auto first = grain_echo(*rig, 1);
+  if (!first) return first.error();
+  if (*first != 1) return Error(ErrorCode::internal, "grain echo reply mismatch on activation");
+  const std::string server = ring_host.cuda_server() != nullptr
+                                 ? ring_host.cuda_server()->mode().description
+                                 : ring_host.placement().device + " ring server (1 thread)";
+  rig->label = "runtime (1 worker, run() per call) over " + server;
+  return rig;
+}
+
+Result<GrainRig*> cpu_grain_rig() {
+  static GrainRig* rig = nullptr;
+  if (rig != nullptr) return rig;
+  auto owned = make_grain_rig(grains::RingPlacement::cpu, std::nullopt);
+  if (!owned) return owned.error();
+  rig = std::move(owned).value().release();
   on_shutdown([] {
     delete rig;
     rig = nullptr;
@@ -164,17 +271,20 @@ Status cuda_present() {
 }
 
 // One persistent kernel at a time: loading or freeing while another spins may wait for an idle
-// context (lazy module loading), so each CUDA fixture releases the other before it starts.
+// context (lazy module loading), so each CUDA fixture releases the others before it starts.
 RingRig* g_cuda_rig = nullptr;
 struct CudaMailbox;
 CudaMailbox* g_cuda_mailbox = nullptr;
+GrainRig* g_cuda_grain_rig = nullptr;
 void release_cuda_rig();
 void release_cuda_mailbox();
+void release_cuda_grain_rig();
 
 Result<RingRig*> cuda_rig() {
   if (g_cuda_rig != nullptr) return g_cuda_rig;
   if (Status s = cuda_present(); !s) return s.error();
   release_cuda_mailbox();
+  release_cuda_grain_rig();
   auto owned = std::make_unique<RingRig>();
   auto memory = ring::RingMemory::create(ring_config());
   if (!memory) return memory.error();
@@ -195,6 +305,24 @@ Result<RingRig*> cuda_rig() {
 void release_cuda_rig() {
   delete g_cuda_rig;
   g_cuda_rig = nullptr;
+}
+
+// The echo program with the ring case's device handler, placement cuda (never a CPU fallback).
+Result<GrainRig*> cuda_grain_rig() {
+  if (g_cuda_grain_rig != nullptr) return g_cuda_grain_rig;
+  if (Status s = cuda_present(); !s) return s.error();
+  release_cuda_rig();
+  release_cuda_mailbox();
+  auto owned = make_grain_rig(grains::RingPlacement::cuda,
+                              ring::CudaHandlerSource{kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}});
+  if (!owned) return owned.error();
+  g_cuda_grain_rig = std::move(owned).value().release();
+  return g_cuda_grain_rig;
+}
+
+void release_cuda_grain_rig() {
+  delete g_cuda_grain_rig;
+  g_cuda_grain_rig = nullptr;
 }
 
 // The raw reference: one 8-byte request and reply in mapped page-locked memory, a kernel that
@@ -239,6 +367,7 @@ Result<CudaMailbox*> cuda_mailbox() {
   if (g_cuda_mailbox != nullptr) return g_cuda_mailbox;
   if (Status s = cuda_present(); !s) return s.error();
   release_cuda_rig();
+  release_cuda_grain_rig();
   auto owned = std::make_unique<CudaMailbox>();
   cudaDeviceProp prop{};
   GB_CUDA_TRY(cudaSetDevice(0));
@@ -293,7 +422,7 @@ void rtt_cuda_mailbox(benchmark::State& state) {
 }
 #endif
 
-// The CPU reference: a thread spinning on a one-slot mailbox in plain memory.
+// The CPU reference: a thread spinning on a one-slot mailbox in plain memory (joined on destruction).
 struct CpuMailbox {
   alignas(64) std::atomic<std::uint64_t> request{0};
   std::atomic<std::uint64_t> payload{0};
@@ -320,12 +449,10 @@ struct CpuMailbox {
   }
 };
 
+// The mailbox lives for one benchmark run only: its thread never sleeps, and on a small machine
+// it would take a core from the benchmarks that run after it.
 void rtt_cpu_mailbox(benchmark::State& state) {
-  static CpuMailbox* mailbox = [] {
-    auto* m = new CpuMailbox;
-    on_shutdown([m] { delete m; });
-    return m;
-  }();
+  auto mailbox = std::make_unique<CpuMailbox>();
   Latencies latencies;
   for (auto _ : state) {
     const Clock::time_point start = Clock::now();
@@ -375,6 +502,29 @@ void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
   state.SetLabel(r.label);
 }
 
+void rtt_grain(benchmark::State& state, Result<GrainRig*> (*get)()) {
+  auto rig = get();
+  if (!rig) {
+    state.SkipWithError(rig.error().to_string().c_str());
+    return;
+  }
+  GrainRig& g = **rig;
+  Latencies latencies;
+  std::uint64_t value = 1;  // 1 was the activating call
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    ++value;
+    Result<std::uint64_t> reply = grain_echo(g, value);
+    latencies.add(Clock::now() - start);
+    if (!reply || *reply != value) {
+      state.SkipWithError(reply ? "grain reply mismatch" : reply.error().to_string().c_str());
+      return;
+    }
+  }
+  latencies.report(state);
+  state.SetLabel(g.label);
+}
+
 void throughput_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
   auto rig = get();
   if (!rig) {
@@ -422,11 +572,15 @@ void register_all() {
   on_shutdown([] {
     release_cuda_rig();
     release_cuda_mailbox();
+    release_cuda_grain_rig();
   });
 #endif
   benchmark::RegisterBenchmark("ring_rtt/cpu/ring", [](benchmark::State& s) { rtt_ring(s, cpu_rig); })->UseRealTime();
   benchmark::RegisterBenchmark("ring_rtt/cpu/mailbox", rtt_cpu_mailbox)->UseRealTime();
   register_pair({"round_trip", "cpu", "ring_rtt/cpu/ring", "ring_rtt/cpu/mailbox"});
+  benchmark::RegisterBenchmark("ring_rtt/cpu/grain", [](benchmark::State& s) { rtt_grain(s, cpu_grain_rig); })
+      ->UseRealTime();
+  register_pair({"grain_round_trip", "cpu", "ring_rtt/cpu/grain", "ring_rtt/cpu/ring"});
   benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig); })
       ->Args({4, 64})
       ->UseRealTime();
@@ -434,6 +588,9 @@ void register_all() {
   benchmark::RegisterBenchmark("ring_rtt/cuda/ring", [](benchmark::State& s) { rtt_ring(s, cuda_rig); })->UseRealTime();
   benchmark::RegisterBenchmark("ring_rtt/cuda/mailbox", rtt_cuda_mailbox)->UseRealTime();
   register_pair({"round_trip", "cuda", "ring_rtt/cuda/ring", "ring_rtt/cuda/mailbox"});
+  benchmark::RegisterBenchmark("ring_rtt/cuda/grain", [](benchmark::State& s) { rtt_grain(s, cuda_grain_rig); })
+      ->UseRealTime();
+  register_pair({"grain_round_trip", "cuda", "ring_rtt/cuda/grain", "ring_rtt/cuda/ring"});
   benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig); })
       ->Args({4, 64})
       ->Args({8, 256})
@@ -449,5 +606,6 @@ int main(int argc, char** argv) {
   return gpubridge::bench::run_with_ratio_report(
       argc, argv,
       {.help = "bench_ring: ring round trips (CPU server; CUDA persistent kernel when a device is present)\n"
-               "against a raw one-slot mailbox, and messages/s with many producers and actors.\n\n"});
+               "against a raw one-slot mailbox, the same echo as a RingGrain call through the runtime\n"
+               "against the bare ring, and messages/s with many producers and actors.\n\n"});
 }
