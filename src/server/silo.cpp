@@ -114,6 +114,10 @@ Result<std::vector<PlannedRing>> plan_rings(const SiloConfig& c, const RingProgr
     o.ring.pool_chunks = r.pool_chunks;
     o.cuda_server.device = static_cast<int>(r.cuda_device);
     o.client.dead_after = std::chrono::milliseconds(r.dead_after_ms);
+    o.cpu_server.internal_queue_slots = r.internal_queue_slots;
+    o.cpu_server.max_hops = r.max_hops;
+    o.cuda_server.internal_queue_slots = r.internal_queue_slots;
+    o.cuda_server.max_hops = r.max_hops;
     planned.push_back(std::move(p));
   }
   return planned;

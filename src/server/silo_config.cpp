@@ -213,6 +213,8 @@ const std::map<std::string, RingField>& ring_fields() {
       {"pool_chunks", ring_u32(&RingHostConfig::pool_chunks, 0, 1u << 20)},
       {"cuda_device", ring_u32(&RingHostConfig::cuda_device, 0, 1023)},
       {"dead_after_ms", ring_u32(&RingHostConfig::dead_after_ms, 1, 3'600'000)},
+      {"internal_queue_slots", ring_u32(&RingHostConfig::internal_queue_slots, 1, 1u << 20)},
+      {"max_hops", ring_u32(&RingHostConfig::max_hops, 1, 1u << 20)},
       {"actors",
        {[](RingHostConfig& r, const json& v, const std::string& where) -> Status {
           if (!v.is_object()) return type_error(where, "an object of actor type name -> count", v);

@@ -26,6 +26,8 @@ struct RingHostConfig {
   std::uint32_t pool_chunks = 1024;       // 0..2^20 (0: payloads inline only)
   std::uint32_t cuda_device = 0;          // CUDA device ordinal for placement auto/cuda
   std::uint32_t dead_after_ms = 2000;     // client watchdog and health check window
+  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound, 1..2^20 (either server)
+  std::uint32_t max_hops = 64;                // device-side hops per chain, 1..2^20 (either server)
   std::map<std::string, std::uint32_t> actors;  // actor type name -> max actors (others: the program's)
 };
 
