@@ -151,7 +151,8 @@ class RingHost {
   // Host messages the server has finished (completed, failed or cancelled).
   std::uint64_t messages_served() const noexcept;
 
-  // Host copies of states of deactivated grains, by grain id (process memory, not durable).
+  // Host copies of states of deactivated grains, by grain id as GrainId::to_string() writes it
+  // ("Type/key", e.g. "Counter/a"); process memory, not durable.
   void park_state(const std::string& grain, std::vector<std::byte> state);
   std::optional<std::vector<std::byte>> take_parked_state(const std::string& grain);
   std::size_t parked_count() const;
@@ -196,7 +197,9 @@ class RingGrain : public runtime::Grain {
   runtime::Task<std::vector<std::byte>> call(std::uint32_t handler_id, std::vector<std::byte> payload,
                                              std::uint32_t reply_capacity = static_cast<std::uint32_t>(
                                                  compute::ring::kInlinePayloadBytes));
-  // The actor id this activation occupies (other actors address it in device-side messages).
+  // The actor id this activation occupies (other actors address it in device-side messages). It
+  // belongs to the activation: deactivation (also by idle collection) frees it and a later
+  // activation of any grain may take it, so hand it only to peers that stay active.
   runtime::Task<std::uint32_t> actor_id();
   // Deactivates the grain once this call returns (its state is parked until the next call).
   runtime::Task<void> evict();
