@@ -37,27 +37,31 @@ inline std::int64_t i64_of(std::span<const std::byte> b) {
 
 inline ring::HandlerTable cpu_counter_handlers(std::int64_t scale) {
   ring::HandlerTable t;
+  // A handler table refuses reserved or duplicate ids: fail loudly rather than at the first call.
+  auto add = [&t](ring::HandlerSpec spec) {
+    if (Status s = t.add(std::move(spec)); !s) throw ErrorException(s.error());
+  };
   auto reply_total = [](std::span<std::byte> state, std::span<std::byte> out) -> Result<std::size_t> {
     if (out.size() < 8) return Error(ErrorCode::out_of_range, "reply capacity below 8 bytes");
     std::memcpy(out.data(), state.data(), 8);
     return std::size_t{8};
   };
-  (void)t.add({kAdd, kCounterType,
-               [scale, reply_total](std::span<std::byte> state, std::span<const std::byte> in,
-                                    std::span<std::byte> out) -> Result<std::size_t> {
-                 if (in.size() != 8) return Error(ErrorCode::invalid_argument, "add takes an 8-byte delta");
-                 const std::int64_t total = i64_of(state) + scale * i64_of(in);
-                 std::memcpy(state.data(), &total, 8);
-                 return reply_total(state, out);
-               }});
-  (void)t.add({kGet, kCounterType,
-               [reply_total](std::span<std::byte> state, std::span<const std::byte>, std::span<std::byte> out) {
-                 return reply_total(state, out);
-               }});
-  (void)t.add({kTrap, kCounterType,
-               [](std::span<std::byte>, std::span<const std::byte>, std::span<std::byte>) -> Result<std::size_t> {
-                 throw ring::HandlerTrap{};
-               }});
+  add({kAdd, kCounterType,
+       [scale, reply_total](std::span<std::byte> state, std::span<const std::byte> in,
+                            std::span<std::byte> out) -> Result<std::size_t> {
+         if (in.size() != 8) return Error(ErrorCode::invalid_argument, "add takes an 8-byte delta");
+         const std::int64_t total = i64_of(state) + scale * i64_of(in);
+         std::memcpy(state.data(), &total, 8);
+         return reply_total(state, out);
+       }});
+  add({kGet, kCounterType,
+       [reply_total](std::span<std::byte> state, std::span<const std::byte>, std::span<std::byte> out) {
+         return reply_total(state, out);
+       }});
+  add({kTrap, kCounterType,
+       [](std::span<std::byte>, std::span<const std::byte>, std::span<std::byte>) -> Result<std::size_t> {
+         throw ring::HandlerTrap{};
+       }});
   return t;
 }
 
