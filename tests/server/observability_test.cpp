@@ -23,6 +23,7 @@
 #include "gpubridge/resilience/fault_injection.hpp"
 #include "gpubridge/server/silo.hpp"
 #include "gpubridge/telemetry/metrics.hpp"
+#include "otlp_collector.hpp"
 #include "test_support.hpp"
 
 namespace gpubridge::server {
@@ -283,64 +284,7 @@ TEST(Observability, HungDeviceCallsMeetTheirDeadlineAndTheSiloStops) {
   EXPECT_LT(std::chrono::steady_clock::now() - s0, std::chrono::seconds(10));
 }
 
-// An OTLP/HTTP traces endpoint on loopback that keeps every span it receives.
-class SpanCollector {
- public:
-  SpanCollector() {
-    server_.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
-      json body = json::parse(req.body, nullptr, false);
-      std::lock_guard lock(mu_);
-      if (!body.is_discarded()) {
-        for (const json& rs : body.value("resourceSpans", json::array())) {
-          for (const json& ss : rs.value("scopeSpans", json::array())) {
-            for (const json& span : ss.value("spans", json::array())) spans_.push_back(span);
-          }
-        }
-      }
-      res.set_content("{}", "application/json");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      finished_.store(true);
-    });
-  }
-  // Stops the server; a stop that lands while the listening loop is still starting can be lost,
-  // so connecting to the port wakes the loop until it has returned.
-  ~SpanCollector() {
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    server_.stop();
-    while (!finished_.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      if (finished_.load()) break;
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-      ::close(fd);
-    }
-    thread_.join();
-  }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
-  std::vector<json> spans(const std::string& name) {
-    std::lock_guard lock(mu_);
-    std::vector<json> out;
-    for (const json& s : spans_) {
-      if (s.value("name", "") == name) out.push_back(s);
-    }
-    return out;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<json> spans_;  // guarded by mu_
-};
+using SpanCollector = testing::OtlpCollector;
 
 json span_attribute(const json& span, const std::string& key) {
   for (const json& a : span.value("attributes", json::array())) {

@@ -19,6 +19,7 @@
 
 #include "gpubridge/runtime/runtime.hpp"
 #include "gpubridge/telemetry/tracing.hpp"
+#include "otlp_collector.hpp"
 
 namespace gpubridge::telemetry {
 namespace {
@@ -77,73 +78,7 @@ TEST(TraceContext, AcceptsHigherVersionsForwardCompatibly) {
 
 // ---------------------------------------------------------------- a collector on loopback
 
-// An OTLP/HTTP endpoint: an httplib::Server on 127.0.0.1, port chosen by the kernel.
-class Collector {
- public:
-  Collector() {
-    server_.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard lock(mu_);
-      content_types_.push_back(req.get_header_value("Content-Type"));
-      bodies_.push_back(json::parse(req.body));
-      res.set_content("{}", "application/json");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");  // listening from here on (backlog)
-    thread_ = std::thread([this] {
-      server_.listen_after_bind();
-      finished_.store(true);
-    });
-  }
-  ~Collector() {
-    // stop() only stops a server already running: wait for the listening thread to start. A stop
-    // that lands while cpp-httplib 0.11's loop is starting can still be lost: connecting to the
-    // port wakes the loop until it has returned.
-    while (!server_.is_running()) std::this_thread::sleep_for(1ms);
-    server_.stop();
-    while (!finished_.load()) {
-      std::this_thread::sleep_for(10ms);
-      if (finished_.load()) break;
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-      ::close(fd);
-    }
-    thread_.join();
-  }
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
-  int port() const { return port_; }
-  std::vector<json> bodies() {
-    std::lock_guard lock(mu_);
-    return bodies_;
-  }
-  std::vector<std::string> content_types() {
-    std::lock_guard lock(mu_);
-    return content_types_;
-  }
-  // Every span of every request, by name (names are unique where the tests look them up).
-  std::vector<json> spans() {
-    std::vector<json> out;
-    for (const json& body : bodies()) {
-      for (const json& rs : body.at("resourceSpans")) {
-        for (const json& ss : rs.at("scopeSpans")) {
-          for (const json& s : ss.at("spans")) out.push_back(s);
-        }
-      }
-    }
-    return out;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<json> bodies_;
-  std::vector<std::string> content_types_;
-};
+using Collector = gpubridge::testing::OtlpCollector;
 
 json attribute(const json& span, const std::string& key) {
   for (const json& a : span.at("attributes")) {

@@ -530,27 +530,12 @@ class CudaBackend final : public Backend {
 
   void execute(int ordinal, std::shared_ptr<const PreparedCall> call, BackendCompletion done) override {
     DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
-    auto program = program_for(d, call->dtype);
-    if (!program) {
-      done(Error(ErrorCode::failed_precondition, program.error().message()));
-      return;
-    }
-    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
-    std::unique_lock submit(lane.submit_mutex);
+    const DType dtype = call->dtype;
     Pending p;
-    p.call = call;
+    p.call = std::move(call);
     p.done = std::move(done);
-    if (Status s = enqueue(d, lane, **program, p); !s) {
-      submit.unlock();
-      release_host(d, lane, p);
-      p.done(s.error());
-      return;
-    }
-    {
-      std::lock_guard lock(lane.queue_mutex);
-      lane.queue.push_back(std::move(p));
-    }
-    lane.queue_cv.notify_one();
+    submit(d, std::move(p), dtype,
+           [&](Lane& lane, cuda::NvrtcProgram& program, Pending& pending) { return enqueue(d, lane, program, pending); });
   }
 
   void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done) override {
@@ -559,57 +544,65 @@ class CudaBackend final : public Backend {
       done(Error(ErrorCode::failed_precondition, "kernel '" + call.def->id + "' has no batched GPU implementation"));
       return;
     }
-    auto program = program_for(d, call.dtype);
-    if (!program) {
-      done(Error(ErrorCode::failed_precondition, program.error().message()));
-      return;
-    }
-    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
-    std::unique_lock submit(lane.submit_mutex);
     Pending p;
     p.batch = &call;
-    p.batch_done = done;
-    if (Status s = enqueue_batch(d, lane, **program, p); !s) {
-      submit.unlock();
-      release_host(d, lane, p);
-      done(s.error());
-      return;
-    }
-    {
-      std::lock_guard lock(lane.queue_mutex);
-      lane.queue.push_back(std::move(p));
-    }
-    lane.queue_cv.notify_one();
+    p.batch_done = std::move(done);
+    submit(d, std::move(p), call.dtype, [&](Lane& lane, cuda::NvrtcProgram& program, Pending& pending) {
+      return enqueue_batch(d, lane, program, pending);
+    });
   }
 
   // See "Pipelines" in the header comment.
   void execute_pipeline(int ordinal, std::shared_ptr<const PreparedPipeline> pipeline, PipelineDone done) override {
     DeviceState& d = *devices_.at(static_cast<std::size_t>(ordinal));
-    auto program = program_for(d, pipeline->dtype);
-    if (!program) {
-      done(Error(ErrorCode::failed_precondition, program.error().message()));
-      return;
-    }
-    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
-    std::unique_lock submit(lane.submit_mutex);
+    const DType dtype = pipeline->dtype;
     Pending p;
     p.pipeline = std::move(pipeline);
     p.pipeline_done = std::move(done);
-    Status s;
-    try {
-      s = enqueue_pipeline(d, lane, **program, p);
-    } catch (const std::exception& e) {
-      cudaStreamSynchronize(lane.stream);
-      cudaGetLastError();
-      s = Error(ErrorCode::resource_exhausted, std::string("enqueueing a CUDA pipeline: ") + e.what());
-    }
-    if (!s) {
-      submit.unlock();
-      release_host(d, lane, p);
+    submit(d, std::move(p), dtype, [&](Lane& lane, cuda::NvrtcProgram& program, Pending& pending) -> Status {
+      try {
+        return enqueue_pipeline(d, lane, program, pending);
+      } catch (const std::exception& e) {
+        cudaStreamSynchronize(lane.stream);
+        cudaGetLastError();
+        return Error(ErrorCode::resource_exhausted, std::string("enqueueing a CUDA pipeline: ") + e.what());
+      }
+    });
+  }
+
+  // Completes work that never reached the completion thread with `error`.
+  static void fail(Pending& p, const Error& error) {
+    if (p.pipeline != nullptr) {
       if (p.graph) p.graph->in_use.store(false, std::memory_order_release);
-      p.pipeline_done(s.error());
+      p.pipeline_done(error);
+    } else if (p.batch != nullptr) {
+      p.batch_done(error);
+    } else {
+      p.done(error);
+    }
+  }
+
+  // Issues a call, batch or pipeline (`issue`, under the submit lock of the device's next lane) and
+  // hands it to that lane's completion thread; on failure releases what it took and fails it.
+  template <typename Issue>
+  void submit(DeviceState& d, Pending p, DType dtype, Issue&& issue) {
+    auto program = program_for(d, dtype);
+    if (!program) {
+      fail(p, Error(ErrorCode::failed_precondition, program.error().message()));
       return;
     }
+    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
+    std::unique_lock submit_lock(lane.submit_mutex);
+    if (Status s = issue(lane, **program, p); !s) {
+      submit_lock.unlock();
+      release_host(d, lane, p);
+      fail(p, s.error());
+      return;
+    }
+    queue_for_completion(lane, std::move(p));
+  }
+
+  static void queue_for_completion(Lane& lane, Pending p) {
     {
       std::lock_guard lock(lane.queue_mutex);
       lane.queue.push_back(std::move(p));
@@ -791,11 +784,7 @@ class CudaBackend final : public Backend {
       p.resident_done(s);
       return;
     }
-    {
-      std::lock_guard lock(lane.queue_mutex);
-      lane.queue.push_back(std::move(p));
-    }
-    lane.queue_cv.notify_one();
+    queue_for_completion(lane, std::move(p));
   }
 
   static Status init_device(DeviceState& d, int i, int count, int driver, int runtime, const BackendOptions& options) {
