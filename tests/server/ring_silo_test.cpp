@@ -36,10 +36,6 @@ class Counter : public grains::RingGrain {
     const Bytes reply = co_await send(kGet, {}, 64);
     co_return i64_of(reply);
   }
-  Task<void> rest() {  // deactivate after this call: the state is parked in the host
-    deactivate_on_idle();
-    co_return;
-  }
 };
 
 // An ordinary grain that calls counters: ring grains reached from other grains.
@@ -115,7 +111,7 @@ TEST(RingSilo, HostsTheConfiguredRingForGrainsCalledFromOtherGrains) {
   }
 
   // Deactivation parks the state; the next call restores it.
-  rt.run(rt.get<Counter>("a").call<&Counter::rest>());
+  rt.run(rt.get<Counter>("a").call<&Counter::evict>());
   wait_for_parked(host, 1);
   EXPECT_EQ(rt.run(rt.get<Counter>("a").call<&Counter::add>(std::int64_t{3})), 10);
   EXPECT_EQ(host.parked_count(), 0u);
