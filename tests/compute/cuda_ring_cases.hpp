@@ -43,19 +43,16 @@
 #include "cuda_ring_handlers.hpp"
 #include "gpubridge/compute/ring.hpp"
 #include "gpubridge/core/result.hpp"
+#include "ring_test_support.hpp"
 
 namespace gpubridge::testing::cuda_ring {
 
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-inline Clock::time_point far_deadline() { return Clock::now() + std::chrono::minutes(5); }
-
-inline std::vector<std::byte> bytes_of(std::uint64_t value) {
-  std::vector<std::byte> out(sizeof value);
-  std::memcpy(out.data(), &value, sizeof value);
-  return out;
-}
+using ring_support::bytes_of;
+using ring_support::far_deadline;
+using ring_support::u64_of;
 
 inline std::vector<std::byte> words(std::initializer_list<std::uint32_t> values) {
   std::vector<std::byte> out(values.size() * 4);
@@ -65,12 +62,6 @@ inline std::vector<std::byte> words(std::initializer_list<std::uint32_t> values)
     at += 4;
   }
   return out;
-}
-
-inline std::uint64_t u64_of(const std::vector<std::byte>& bytes, std::size_t at = 0) {
-  std::uint64_t value = 0;
-  std::memcpy(&value, bytes.data() + at, sizeof value);
-  return value;
 }
 
 // For cases that hold the kernel: a held handler writes no heartbeat.

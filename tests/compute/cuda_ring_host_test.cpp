@@ -22,30 +22,7 @@ namespace gpubridge::testing::cuda_ring {
 namespace {
 
 // What kHold waits on in a host-compiled kernel (one server at a time per process holds it).
-class Gate {
- public:
-  void wait() {
-    entered_.fetch_add(1);
-    std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return is_open_; });
-  }
-  void open() {
-    {
-      std::lock_guard lock(mutex_);
-      is_open_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait_entered() const {
-    while (entered_.load() == 0) std::this_thread::yield();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool is_open_ = false;
-  std::atomic<int> entered_{0};
-};
+using Gate = ring_support::Gate;
 std::atomic<Gate*> current_gate{nullptr};
 
 }  // namespace

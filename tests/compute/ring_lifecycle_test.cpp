@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
 using gpubridge::ErrorCode;
@@ -20,37 +21,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using gpubridge::testing::ring_support::far_deadline;
+using gpubridge::testing::ring_support::Gate;
+using gpubridge::testing::ring_support::u64_of;
+
 constexpr std::uint32_t kCounterType = 1;
 constexpr std::uint32_t kCount = 1;  // increments the state counter; replies (version, counter)
 constexpr std::uint32_t kBlock = 2;  // waits on the gate
 constexpr std::uint32_t kCrash = 3;  // kills the server loop (test hook)
-
-Clock::time_point far_deadline() { return Clock::now() + std::chrono::minutes(5); }
-
-std::uint64_t u64_of(const std::vector<std::byte>& bytes, std::size_t at = 0) {
-  std::uint64_t value = 0;
-  std::memcpy(&value, bytes.data() + at, sizeof value);
-  return value;
-}
-
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool is_open = false;
-  std::atomic<bool> entered{false};
-  void wait() {
-    entered.store(true);
-    std::unique_lock lock(mutex);
-    cv.wait(lock, [&] { return is_open; });
-  }
-  void open() {
-    {
-      std::lock_guard lock(mutex);
-      is_open = true;
-    }
-    cv.notify_all();
-  }
-};
 
 ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
   ring::HandlerTable table;
@@ -112,7 +90,7 @@ TEST(RingLifecycleTest, StopWhileBusyCancelsQueuedMessages) {
   auto running = rig.client->try_send(actor, kBlock, {}).value();
   std::vector<std::future<Result<ring::Reply>>> queued;
   for (int i = 0; i < 40; ++i) queued.push_back(rig.client->try_send(actor, kCount, {}).value());
-  while (!rig.gate.entered.load()) std::this_thread::yield();
+  rig.gate.wait_entered();
 
   rig.server->request_stop();
   auto refused = rig.client->try_send(actor, kCount, {});

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
 using gpubridge::ErrorCode;
@@ -20,42 +21,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::far_deadline;
+using gpubridge::testing::ring_support::Gate;
+using gpubridge::testing::ring_support::u64_of;
+
 constexpr std::uint32_t kCounterType = 1;
 constexpr std::uint32_t kEcho = 1;     // counts the message in the actor state, echoes the payload
 constexpr std::uint32_t kReverse = 2;  // replies with the payload reversed
 constexpr std::uint32_t kBlock = 3;    // waits on the test's gate
 constexpr std::uint32_t kFail = 4;     // returns an error
 constexpr std::uint32_t kOverclaim = 5;  // reports more reply bytes than it may write
-
-Clock::time_point far_deadline() { return Clock::now() + std::chrono::minutes(5); }
-
-std::vector<std::byte> bytes_of(std::uint64_t value) {
-  std::vector<std::byte> out(sizeof value);
-  std::memcpy(out.data(), &value, sizeof value);
-  return out;
-}
-std::uint64_t u64_of(const std::vector<std::byte>& bytes, std::size_t at = 0) {
-  std::uint64_t value = 0;
-  std::memcpy(&value, bytes.data() + at, sizeof value);
-  return value;
-}
-
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool is_open = false;
-  void wait() {
-    std::unique_lock lock(mutex);
-    cv.wait(lock, [&] { return is_open; });
-  }
-  void open() {
-    {
-      std::lock_guard lock(mutex);
-      is_open = true;
-    }
-    cv.notify_all();
-  }
-};
 
 ring::HandlerTable make_handlers(Gate* gate) {
   ring::HandlerTable table;
