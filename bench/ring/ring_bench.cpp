@@ -17,9 +17,13 @@
 //                         case), one caller: Runtime::run(grain.call<&RingGrain::call>(echo, 8 bytes))
 //                         per iteration, awaited to the reply. What a caller outside the runtime pays
 //                         per call to a resident actor through the actor model (ring + runtime).
-//   ring_throughput/<b>/ring/P/A
-//                         P producer threads send_async 8-byte messages round-robin to A actors;
-//                         one iteration = 16384 messages, all completed.
+//   ring_throughput/<b>/ring/shards:S/producers:P/actors:A
+//                         P producer threads send_async 8-byte messages round-robin to A actors of
+//                         a ring block of S shards (RingConfig::shards: S request/completion ring
+//                         pairs, served by S server threads on the CPU, S blocks of the persistent
+//                         kernel on CUDA; 4096 slots per ring); one iteration = 16384 messages, all
+//                         completed. S = 1 is the unsharded server; compare msgs_per_s across S.
+//                         cpu: S = 1, 4; cuda: S = 1, 4, 16.
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
 // The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox
 // (the ring's cost over raw memory) and ring_rtt/<b>/grain with ring_rtt/<b>/ring (the runtime's
@@ -95,6 +99,7 @@ struct RingRig {
   std::unique_ptr<ring::RingClient> client;
   std::vector<std::uint32_t> actors;
   std::string label;
+  std::uint32_t shards = 1;  // the block's RingConfig::shards
   ~RingRig() {
     client.reset();
     cpu_server.reset();
@@ -104,8 +109,9 @@ struct RingRig {
   }
 };
 
-ring::RingConfig ring_config() {
+ring::RingConfig ring_config(std::uint32_t shards = 1) {
   ring::RingConfig config;
+  config.shards = shards;
   config.request_slots = 4096;
   config.completion_slots = 4096;
   config.pool_chunks = 16;
@@ -142,11 +148,16 @@ Result<ring::HandlerTable> cpu_echo_handlers() {
   return table;
 }
 
-Result<RingRig*> cpu_rig() {
+// The CPU rig of `shards` shards; one at a time (a rig of another shard count is released first,
+// so idle server threads do not compete with the measured ones).
+Result<RingRig*> cpu_rig_with(std::uint32_t shards) {
   static RingRig* rig = nullptr;
-  if (rig != nullptr) return rig;
+  if (rig != nullptr && rig->shards == shards) return rig;
+  delete rig;
+  rig = nullptr;
   auto owned = std::make_unique<RingRig>();
-  auto memory = ring::RingMemory::create(ring_config());
+  owned->shards = shards;
+  auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
   auto table = cpu_echo_handlers();
@@ -159,14 +170,19 @@ Result<RingRig*> cpu_rig() {
   owned->client = std::move(client).value();
   if (Status s = owned->cpu_server->start(); !s) return s.error();
   if (Status s = activate_all(*owned); !s) return s.error();
-  owned->label = "cpu ring server (1 thread)";
+  owned->label = "cpu ring server (" + std::to_string(shards) + " shard thread(s))";
   rig = owned.release();
-  on_shutdown([] {
-    delete rig;
-    rig = nullptr;
-  });
+  static bool registered = false;
+  if (!registered) {
+    registered = true;
+    on_shutdown([] {
+      delete rig;
+      rig = nullptr;
+    });
+  }
   return rig;
 }
+Result<RingRig*> cpu_rig() { return cpu_rig_with(1); }
 
 // A RingHost serving the echo program and a runtime whose RingGrain calls it; kept for the rest of
 // the run. Runtime first at teardown: its grain deactivates (parks its state) into the host.
@@ -280,13 +296,17 @@ void release_cuda_rig();
 void release_cuda_mailbox();
 void release_cuda_grain_rig();
 
-Result<RingRig*> cuda_rig() {
-  if (g_cuda_rig != nullptr) return g_cuda_rig;
+// The CUDA rig of `shards` shards (one persistent kernel per device at a time: another shard
+// count's rig is released first).
+Result<RingRig*> cuda_rig_with(std::uint32_t shards) {
+  if (g_cuda_rig != nullptr && g_cuda_rig->shards == shards) return g_cuda_rig;
+  release_cuda_rig();
   if (Status s = cuda_present(); !s) return s.error();
   release_cuda_mailbox();
   release_cuda_grain_rig();
   auto owned = std::make_unique<RingRig>();
-  auto memory = ring::RingMemory::create(ring_config());
+  owned->shards = shards;
+  auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
   auto server = ring::CudaRingServer::create(*owned->memory, {kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}});
@@ -301,6 +321,7 @@ Result<RingRig*> cuda_rig() {
   g_cuda_rig = owned.release();
   return g_cuda_rig;
 }
+Result<RingRig*> cuda_rig() { return cuda_rig_with(1); }
 
 void release_cuda_rig() {
   delete g_cuda_rig;
@@ -525,15 +546,15 @@ void rtt_grain(benchmark::State& state, Result<GrainRig*> (*get)()) {
   state.SetLabel(g.label);
 }
 
-void throughput_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
-  auto rig = get();
+void throughput_ring(benchmark::State& state, Result<RingRig*> (*get)(std::uint32_t shards)) {
+  auto rig = get(static_cast<std::uint32_t>(state.range(0)));
   if (!rig) {
     state.SkipWithError(rig.error().to_string().c_str());
     return;
   }
   RingRig& r = **rig;
-  const auto producers = static_cast<std::size_t>(state.range(0));
-  const auto actors = static_cast<std::size_t>(state.range(1));
+  const auto producers = static_cast<std::size_t>(state.range(1));
+  const auto actors = static_cast<std::size_t>(state.range(2));
   std::atomic<std::size_t> failures{0};
   for (auto _ : state) {
     std::atomic<std::size_t> done{0};
@@ -581,8 +602,10 @@ void register_all() {
   benchmark::RegisterBenchmark("ring_rtt/cpu/grain", [](benchmark::State& s) { rtt_grain(s, cpu_grain_rig); })
       ->UseRealTime();
   register_pair({"grain_round_trip", "cpu", "ring_rtt/cpu/grain", "ring_rtt/cpu/ring"});
-  benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig); })
-      ->Args({4, 64})
+  benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig_with); })
+      ->ArgNames({"shards", "producers", "actors"})
+      ->Args({1, 4, 64})
+      ->Args({4, 4, 64})
       ->UseRealTime();
 #if GPUBRIDGE_HAVE_CUDA
   benchmark::RegisterBenchmark("ring_rtt/cuda/ring", [](benchmark::State& s) { rtt_ring(s, cuda_rig); })->UseRealTime();
@@ -591,9 +614,12 @@ void register_all() {
   benchmark::RegisterBenchmark("ring_rtt/cuda/grain", [](benchmark::State& s) { rtt_grain(s, cuda_grain_rig); })
       ->UseRealTime();
   register_pair({"grain_round_trip", "cuda", "ring_rtt/cuda/grain", "ring_rtt/cuda/ring"});
-  benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig); })
-      ->Args({4, 64})
-      ->Args({8, 256})
+  benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig_with); })
+      ->ArgNames({"shards", "producers", "actors"})
+      ->Args({1, 4, 64})
+      ->Args({1, 8, 256})
+      ->Args({4, 8, 256})
+      ->Args({16, 8, 256})
       ->UseRealTime();
 #endif
 }

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <cstdio>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "gpubridge/grains/gpu_services.hpp"
 
@@ -262,15 +264,21 @@ Status RingHost::server_status(std::chrono::milliseconds window) const {
                  state == ring::ServerState::stopped ? "the ring server has stopped" : "the ring server has not started",
                  where);
   }
-  const std::uint64_t first = load_acquire(header.heartbeat);
+  // Every shard's server must beat within the window.
+  const std::uint32_t shards = memory_->shard_count();
+  std::vector<std::uint64_t> first(shards);
+  for (std::uint32_t s = 0; s < shards; ++s) first[s] = load_acquire(memory_->shard(s).heartbeat);
   const auto deadline = std::chrono::steady_clock::now() + window;
-  while (load_acquire(header.heartbeat) == first) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      if (stopped()) return Error(ErrorCode::unavailable, "the ring server is stopped", where);
-      return Error(ErrorCode::unavailable,
-                   "ring server dead: no heartbeat for " + std::to_string(window.count()) + " ms", where);
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    while (load_acquire(memory_->shard(s).heartbeat) == first[s]) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        if (stopped()) return Error(ErrorCode::unavailable, "the ring server is stopped", where);
+        std::string why = "ring server dead: no heartbeat for " + std::to_string(window.count()) + " ms";
+        if (shards > 1) why += " on shard " + std::to_string(s);
+        return Error(ErrorCode::unavailable, why, where);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return {};
 }

@@ -108,6 +108,7 @@ Result<std::vector<PlannedRing>> plan_rings(const SiloConfig& c, const RingProgr
     o.name = r.name;
     o.placement = *placement;
     o.cuda_enabled = c.enable_cuda;
+    o.ring.shards = r.shards;
     o.ring.request_slots = r.request_slots;
     o.ring.completion_slots = r.completion_slots;
     o.ring.pool_chunk_bytes = r.pool_chunk_bytes;

@@ -207,6 +207,7 @@ const std::map<std::string, RingField>& ring_fields() {
       {"name", ring_string(&RingHostConfig::name, {}, true)},
       {"program", ring_string(&RingHostConfig::program)},
       {"placement", ring_string(&RingHostConfig::placement, {"auto", "cpu", "cuda"})},
+      {"shards", ring_u32(&RingHostConfig::shards, 1, 64)},
       {"request_slots", ring_u32(&RingHostConfig::request_slots, 2, kMaxRingSlots, true)},
       {"completion_slots", ring_u32(&RingHostConfig::completion_slots, 2, kMaxRingSlots, true)},
       {"pool_chunk_bytes", ring_u32(&RingHostConfig::pool_chunk_bytes, 64, 1u << 24, false, 64)},

@@ -35,8 +35,9 @@ extern "C" void gb_host_test_gate_wait() {
 }
 
 // The cases' server adapter (see cuda_ring_cases.hpp) over HostKernelServer, with handlers(1) and
-// handlers(2) as the two host-compiled kernels. Its gate is the one kHold waits on once started.
-// At global scope for short test names (CudaRingHostTest.<case><HostRingServer>).
+// handlers(2) as the two host-compiled kernels, serving blocks of `Shards` shards (one thread per
+// block). Its gate is the one kHold waits on once started. At global scope for short test names.
+template <std::uint32_t Shards>
 class HostRingServer {
   using Gate = gpubridge::testing::cuda_ring::Gate;
   using HostKernelServer = gpubridge::testing::ring_host::HostKernelServer;
@@ -45,6 +46,7 @@ class HostRingServer {
  public:
   static constexpr std::size_t kLargestPayload = std::size_t{1} << 20;
   static constexpr const char* kTrapError = "ring kernel trapped";
+  static constexpr std::uint32_t kShards = Shards;
   struct Environment {
     void require() {}  // runs anywhere
   };
@@ -110,7 +112,7 @@ class HostRingServer {
 namespace gpubridge::testing::cuda_ring {
 namespace {
 
-using HostRig = RingRig<HostRingServer>;
+using HostRig = RingRig<HostRingServer<1>>;
 
 // Only the harness can order a reload request against a running handler: it sees the yield word.
 TEST(CudaRingHostTest, QueuedDeviceMessagesSurviveAHotReload) {
@@ -136,6 +138,8 @@ TEST(CudaRingHostTest, QueuedDeviceMessagesSurviveAHotReload) {
 
 }  // namespace
 
-INSTANTIATE_TYPED_TEST_SUITE_P(CudaRingHostTest, CudaRingCases, ::HostRingServer);
+// The shared cases with one shard (as before sharding) and with four (one thread per block).
+using HostServers = ::testing::Types<::HostRingServer<1>, ::HostRingServer<4>>;
+INSTANTIATE_TYPED_TEST_SUITE_P(CudaRingHostTest, CudaRingCases, HostServers);
 
 }  // namespace gpubridge::testing::cuda_ring

@@ -163,12 +163,15 @@ TEST(RingLayoutTest, RegionsAreAlignedAndSlotsStartAtTheirIndex) {
   EXPECT_EQ(h.magic, ring::kRingMagic);
   EXPECT_EQ(h.request_capacity, 16u);
   EXPECT_EQ(h.actor_count, 4u);
-  for (std::uint64_t offset : {h.request_slots_offset, h.completion_slots_offset, h.actor_table_offset, h.pool_offset}) {
+  EXPECT_EQ(h.shard_count, 1u);
+  const ring::RingShardHeader& shard = memory->shard(0);
+  for (std::uint64_t offset : {h.shard_table_offset, shard.request_slots_offset, shard.completion_slots_offset,
+                               h.actor_table_offset, h.pool_offset}) {
     EXPECT_EQ(offset % ring::kRegionAlignment, 0u);
     EXPECT_LT(offset, h.total_bytes);
   }
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(memory->base()) % ring::kRegionAlignment, 0u);
-  const auto* slots = reinterpret_cast<const ring::RingSlot*>(memory->base() + h.request_slots_offset);
+  const auto* slots = reinterpret_cast<const ring::RingSlot*>(memory->base() + shard.request_slots_offset);
   for (std::uint32_t i = 0; i < 16; ++i) EXPECT_EQ(slots[i].turn, i);
   EXPECT_EQ(memory->max_payload_bytes(), 4096u * 640u);
 }
@@ -191,8 +194,7 @@ TEST(RingProtocolTest, WrapsAroundOverManyLaps) {
     }
   }
   EXPECT_EQ(rig.deactivate_count(actor), kMessages);
-  const ring::RingHeader& h = rig.memory->header();
-  EXPECT_GT(h.request_enqueue, 4u * 2'000u);
+  EXPECT_GT(rig.memory->shard(0).request_enqueue, 4u * 2'000u);
 }
 
 TEST(RingProtocolTest, FullRingFailsTrySendAndTimesOutSend) {

@@ -44,9 +44,9 @@ class Gate {
     }
     cv_.notify_all();
   }
-  // Returns once a handler waits (or has waited) on the gate.
-  void wait_entered() const {
-    while (entered_.load() == 0) std::this_thread::yield();
+  // Returns once `count` handlers wait (or have waited) on the gate.
+  void wait_entered(int count = 1) const {
+    while (entered_.load() < count) std::this_thread::yield();
   }
 
  private:

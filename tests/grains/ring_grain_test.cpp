@@ -250,6 +250,29 @@ TEST(RingGrain, ManyCallersKeepPerGrainStateAndOrder) {
   EXPECT_EQ(silo.host->cpu_server()->stats().internal_messages, 0u);
 }
 
+// A host over 4 shards: grains land on every shard (actor id % 4), each keeps its state, and the
+// liveness check watches every shard's heartbeat.
+TEST(RingGrain, ShardedHostServesGrainsOnEveryShard) {
+  Silo silo;
+  HostSetup setup = host_options(16);
+  setup.options.ring.shards = 4;
+  silo.host = make_host(std::move(setup));
+  ASSERT_NE(silo.host, nullptr);
+  ASSERT_EQ(silo.host->memory().shard_count(), 4u);
+  start_runtime(silo);
+  constexpr int kGrains = 8;
+  for (int round = 1; round <= 10; ++round) {
+    for (int g = 0; g < kGrains; ++g) {
+      EXPECT_EQ(call_total(*silo.rt, "g" + std::to_string(g), kAdd, i64(g + 1)), (g + 1) * round);
+    }
+  }
+  for (std::uint32_t s = 0; s < 4; ++s) {
+    EXPECT_GT(std::atomic_ref<std::uint64_t>(silo.host->memory().shard(s).request_dequeue).load(), 0u) << s;
+  }
+  EXPECT_TRUE(silo.host->server_status(std::chrono::milliseconds(2000)).ok());
+  EXPECT_EQ(silo.host->cpu_server()->stats().host_messages, kGrains * 11u);  // activations and adds
+}
+
 TEST(RingGrain, DeactivationParksStateAndReactivationRestoresIt) {
   Silo silo;
   silo.host = make_host(host_options(2));  // two actor ids: grains must give theirs back

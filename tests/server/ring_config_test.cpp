@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 constexpr const char* kTwoRings = R"({"rings": [
   {"name": "counters", "program": "counter", "placement": "cpu", "request_slots": 256, "completion_slots": 512,
    "pool_chunk_bytes": 128, "pool_chunks": 16, "cuda_device": 1, "dead_after_ms": 300, "internal_queue_slots": 8, "max_hops": 3,
-   "actors": {"counter": 32}},
+   "shards": 4, "actors": {"counter": 32}},
   {"name": "meters", "program": "counter"}]})";
 
 TEST(RingConfig, RingsAreReadWithDefaultsForWhatIsLeftOut) {
@@ -36,12 +36,14 @@ TEST(RingConfig, RingsAreReadWithDefaultsForWhatIsLeftOut) {
   EXPECT_EQ(a.dead_after_ms, 300u);
   EXPECT_EQ(a.internal_queue_slots, 8u);
   EXPECT_EQ(a.max_hops, 3u);
+  EXPECT_EQ(a.shards, 4u);
   EXPECT_EQ(a.actors.at("counter"), 32u);
   const RingHostConfig& b = c.rings[1];
   EXPECT_EQ(b.placement, "auto");
   EXPECT_EQ(b.request_slots, 1024u);
   EXPECT_EQ(b.internal_queue_slots, 1024u);
   EXPECT_EQ(b.max_hops, 64u);
+  EXPECT_EQ(b.shards, 1u);
   EXPECT_TRUE(b.actors.empty());
 }
 
@@ -63,6 +65,10 @@ TEST(RingConfig, BadRingsAreErrorsNamingEntryAndKeyAndChangeNothing) {
   expect_error(R"({"rings": [{"name": "a", "program": "p", "pool_chunk_bytes": 100}]})", bad, "not a multiple of 64");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "max_hops": 0}]})", ErrorCode::out_of_range,
                "rings[0].max_hops");
+  expect_error(R"({"rings": [{"name": "a", "program": "p", "shards": 0}]})", ErrorCode::out_of_range,
+               "rings[0].shards: 0 is outside [1, 64]");
+  expect_error(R"({"rings": [{"name": "a", "program": "p", "shards": 65}]})", ErrorCode::out_of_range,
+               "rings[0].shards: 65 is outside [1, 64]");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "actors": {"counter": 0}}]})", ErrorCode::out_of_range,
                "rings[0].actors.counter: 0 is outside");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "actors": [1]}]})", bad, "rings[0].actors: expected an object");

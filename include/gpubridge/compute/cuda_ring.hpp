@@ -4,13 +4,15 @@
 //
 // Handlers are CUDA device functions in a source string the user registers. The server wraps them
 // in a generated kernel (a switch over handler ids around the user's functions), compiles it with
-// NVRTC and launches it once, as one thread of one block that stays resident: it polls the request
-// ring with volatile loads and the protocol's sequence numbers, serves one message at a time,
+// NVRTC and launches it once, as one block of one thread per shard of the block (blockIdx.x = the
+// shard; RingConfig::shards), resident until it stops: each block polls its shard's request ring
+// with volatile loads and the protocol's sequence numbers, serves one message at a time,
 // orders every body access against the turn that guards it (__threadfence_system() after a
 // request's turn says "ready" and before each store that publishes or frees a slot; an acquire
 // load of a completion slot's turn before that slot is rewritten), and
-// increments the header's heartbeat every poll. The kernel uses no atomic read-modify-write on
-// host memory, so devices without host-native atomics run the same mapped-memory + fence path
+// increments its shard's heartbeat every poll. The kernel uses no atomic read-modify-write on
+// host memory (each block writes only its own shard's words; the blocks coordinate through device
+// memory with device-scope atomics), so devices without host-native atomics run the same mapped-memory + fence path
 // (mode() says which the device has). The generated source is plain CUDA C++: defining
 // GB_RING_HOST_SHIM (with a shim for __device__, the fences and the shared-word loads/stores)
 // compiles the same kernel as host C++, which is how its logic is tested without a GPU.
@@ -43,16 +45,22 @@
 // internal queue before the next host request, so a host message's whole chain finishes before
 // any later host message runs, and before drain completes; on stop, queued device-side messages
 // complete with cancelled. Queued device-side messages survive a hot reload (served by the new code).
+// With several shards each shard has its own queue (many producers: atomicCAS claims in device
+// memory), a post to another shard's actor runs asynchronously there, and drain ends when no shard
+// has anything queued or in flight (the ordering rules of ring.hpp). A handler stages at most
+// internal_queue_slots messages per call. A trap in any block ends the whole grid.
 // `payload` may be null when `bytes` is 0.
 //
 // Memory: the RingMemory block is page-locked and mapped with cudaHostRegister (RingMemory owns
 // its allocation), so the same block serves RingClient and the kernel. Actor table and states are
 // mirrored in device memory while the server runs and copied back into the block when the kernel
 // has finished for good (stop, drain, destruction), so the block holds the final states. The
-// internal message queue lives in device memory (options.internal_queue_slots records of
-// sizeof(InternalMessage)); the kernel's counters in a small mapped block of its own.
+// internal message queues live in device memory (per shard: options.internal_queue_slots records of
+// about sizeof(InternalMessage), and as many claim records); the kernel's counters in a mapped
+// block of its own (one set per shard).
 // The RingMemory must outlive the server; a block is served once (as with CpuRingServer).
-// The kernel occupies one SM until it stops. While it runs, avoid CUDA calls that wait for an idle
+// The kernel occupies one SM per shard (at most) until it stops; all its blocks must be resident at
+// once (shards <= the SMs available). While it runs, avoid CUDA calls that wait for an idle
 // device in this process (cudaDeviceSynchronize, and with lazy module loading the first launch of
 // another module's kernel): they would wait forever. The server itself loads its module only while
 // its kernel is not running (at create, and during reload after the old kernel has returned), so
@@ -80,7 +88,7 @@ struct CudaHandlerSource {
 
 struct CudaRingServerOptions {
   int device = 0;                            // CUDA device ordinal
-  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound (1..kMaxRingSlots)
+  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound per shard (1..kMaxRingSlots)
   std::uint32_t max_hops = 64;                // device-side hops per chain (1..kMaxRingSlots)
 };
 

@@ -5,7 +5,20 @@
 //
 // Memory block (all fields plain-old-data; every reference is a byte offset from the block base,
 // never a pointer; every region starts on a 64-byte boundary; sizes in RingHeader):
-//   [RingHeader][request slots][completion slots][actor table][actor states][payload pool]
+//   [RingHeader][RingShardHeader x shard_count]
+//   [shard 0: request slots][shard 0: completion slots] ... [shard S-1: request][shard S-1: completion]
+//   [actor table][actor states][payload pool]
+// Offsets (all from the block base): RingHeader at 0; shard s's RingShardHeader at
+//   shard_table_offset + s * sizeof(RingShardHeader) (384 bytes); its request slots at its
+//   request_slots_offset and its completion slots at its completion_slots_offset (request_capacity
+//   and completion_capacity slots of kSlotBytes, the same for every shard); the actor table at
+//   actor_table_offset; each actor's state at its ActorEntry::state_offset; the pool at pool_offset.
+// Shards: a block holds shard_count independent (request ring, completion ring) pairs, each with
+//   its own counters (one cache line each) and its own heartbeat word. An actor belongs to shard
+//   shard_of(actor_id, shard_count) = actor_id % shard_count: every message to it travels on that
+//   shard's request ring and only that shard's server thread (or CUDA block) touches its state.
+//   Completions are written to the completion ring of the shard that finishes the call (for a
+//   forward chain: the shard of the chain's last actor); the client correlates by request_id.
 // Slot: 256 bytes (RingSlot). `turn` is the slot's sequence number (Vyukov bounded queue):
 //   ring of capacity C (a power of two, all C slots usable), slot i starts with turn = i.
 //   Producer claiming position p (slot p & (C-1)): ready to write when turn == p; it claims p by
@@ -28,20 +41,38 @@
 //   reserved handlers (kActivateHandler copies the payload into the state and marks it active;
 //   kDeactivateHandler replies with the state and marks it inactive), so they are ordered with
 //   the actor's other messages and no lock is shared with the server.
-// Liveness and lifecycle words in RingHeader: `control` (host writes: run, drain, stop),
-//   `server_state` (server writes: not_started, running, stopped), `heartbeat` (server increments
-//   every poll iteration; a host watchdog declares the server dead when it stops moving while
-//   calls are pending). Handlers must therefore be shorter than the watchdog's window.
-// Device-side messaging (server-internal queue): a handler given a HandlerContext may post()
+// Liveness and lifecycle words: in RingHeader `control` (host writes: run, drain, stop) and
+//   `server_state` (server writes: not_started, running, stopped; stopped once every shard has
+//   finished); in each RingShardHeader `heartbeat` (that shard's server increments it every poll
+//   iteration; the host watchdog declares the server dead when any shard's heartbeat stops moving
+//   while calls are pending). Handlers must therefore be shorter than the watchdog's window.
+// Device-side messaging (server-internal queues): a handler given a HandlerContext may post()
 //   (fire-and-forget) or forward() (tail call: the final reply of the chain answers the original
 //   host caller) messages to other actors on the same server, without a host round trip. They are
-//   InternalMessage records (plain data, payload inline only) in a bounded FIFO in server-private
-//   memory (device memory for the CUDA kernel; the server is its only producer and consumer, so
-//   it needs no fences). A handler's messages are committed only when it returns success. The
-//   server serves the internal queue before the next host request, so every effect of a host
-//   message's chain is visible to any host message dequeued after that chain's reply. Bounds:
-//   queue slots and hops per chain (CpuRingServerOptions); exceeding one fails the post/forward
-//   call with resource_exhausted, which the handler may return to its caller.
+//   InternalMessage records (plain data, payload inline only) in one bounded queue per shard in
+//   server-private memory (device memory for the CUDA kernel). A message goes to the queue of its
+//   target's shard, so a queue has many producers (every shard's handlers) and one consumer (its
+//   shard): a lock-free Vyukov queue like the rings (claim a position by compare-and-swap, publish
+//   with a release store of the slot's turn). post()/forward() claim the slot and write the message
+//   at once; the server publishes it when the handler returns success and publishes it as dropped
+//   (skipped by the consumer) when the handler fails, so a failed handler's messages never run.
+//   Bounds: queue slots per shard and hops per chain (CpuRingServerOptions); a full target queue
+//   or a chain over the hop limit fails the post/forward call with resource_exhausted, which the
+//   handler may return to its caller.
+// Ordering guarantees:
+//   - Messages to one actor from the host run in the order they were enqueued on its shard's
+//     request ring (one producer's sends to one actor: in send order), one at a time.
+//   - A shard serves its internal queue before its next host request, so with shard_count = 1 every
+//     effect of a host message's chain is visible to any host message dequeued after that chain's
+//     reply (as before sharding).
+//   - Across shards: a post to an actor of another shard is served asynchronously by that shard; it
+//     may run after the poster's host call has been answered and after later host messages to its
+//     target. Messages one handler sends to one shard keep their order; messages from different
+//     shards to one shard interleave in the order their slots were claimed.
+//   - A forward chain answers its host call only when the chain ends (from the last hop's shard),
+//     whichever shards it crosses; hops of one chain run one after another.
+//   - drain finishes every queued host message and every device-side message and chain on every
+//     shard before any shard stops; stop cancels what is queued on every shard.
 // Fences: host side uses std::atomic_ref with acquire loads of turn/control/state/heartbeat and
 //   release stores after writing a slot's body; the device side uses volatile (or cuda::atomic_ref
 //   system scope) loads of turn/control, and __threadfence_system() between writing a slot's body
@@ -61,12 +92,19 @@
 namespace gpubridge::compute::ring {
 
 inline constexpr std::uint32_t kRingMagic = 0x47425247u;  // "GBRG"
-inline constexpr std::uint32_t kRingVersion = 1;
+inline constexpr std::uint32_t kRingVersion = 2;  // 2: shards
 inline constexpr std::size_t kRegionAlignment = 64;
 inline constexpr std::size_t kSlotBytes = 256;
 inline constexpr std::size_t kSlotHeaderBytes = 56;
 inline constexpr std::size_t kInlinePayloadBytes = kSlotBytes - kSlotHeaderBytes;  // 200
 inline constexpr std::uint32_t kMaxRingSlots = 1u << 24;
+inline constexpr std::uint32_t kMaxShards = 64;
+
+// The shard that serves `actor_id` in a block of `shard_count` shards (>= 1). The one routing
+// rule: the client, the CPU server and the CUDA kernel (GB_SHARD_OF in its source) all use it.
+constexpr std::uint32_t shard_of(std::uint32_t actor_id, std::uint32_t shard_count) noexcept {
+  return actor_id % shard_count;
+}
 
 // Handler ids at or above kFirstReservedHandler belong to the protocol.
 inline constexpr std::uint32_t kFirstReservedHandler = 0xFFFFFF00u;
@@ -98,27 +136,34 @@ struct alignas(kRegionAlignment) RingHeader {
   // Geometry: written once when the block is created, read-only afterwards.
   std::uint32_t magic;
   std::uint32_t version;
-  std::uint32_t request_capacity;
-  std::uint32_t completion_capacity;
-  std::uint64_t request_slots_offset;
-  std::uint64_t completion_slots_offset;
+  std::uint32_t request_capacity;     // slots of each shard's request ring
+  std::uint32_t completion_capacity;  // slots of each shard's completion ring
+  std::uint32_t shard_count;          // 1..kMaxShards
+  std::uint32_t reserved0;
+  std::uint64_t shard_table_offset;   // RingShardHeader[shard_count]
   std::uint64_t actor_table_offset;
   std::uint64_t pool_offset;
   std::uint32_t pool_chunk_bytes;
   std::uint32_t pool_chunk_count;
   std::uint32_t actor_count;
-  std::uint32_t reserved0;
+  std::uint32_t reserved1;
   std::uint64_t total_bytes;
-  // Counters, each on its own cache line (atomic).
-  alignas(kRegionAlignment) std::uint64_t request_enqueue;   // host producers (CAS)
-  alignas(kRegionAlignment) std::uint64_t request_dequeue;   // server only
-  alignas(kRegionAlignment) std::uint64_t completion_enqueue;  // server only
-  alignas(kRegionAlignment) std::uint64_t completion_dequeue;  // host dispatcher only
   // Lifecycle (atomic).
-  alignas(kRegionAlignment) std::uint64_t heartbeat;  // server increments
-  std::uint32_t server_state;                         // ServerState, server writes
-  std::uint32_t control;                              // ControlWord, host writes
+  alignas(kRegionAlignment) std::uint32_t server_state;  // ServerState, server writes
+  std::uint32_t control;                                  // ControlWord, host writes
 };
+
+// One shard's rings: geometry, then each counter and the heartbeat on its own cache line.
+struct alignas(kRegionAlignment) RingShardHeader {
+  std::uint64_t request_slots_offset;
+  std::uint64_t completion_slots_offset;
+  alignas(kRegionAlignment) std::uint64_t request_enqueue;     // host producers (CAS)
+  alignas(kRegionAlignment) std::uint64_t request_dequeue;     // this shard's server only
+  alignas(kRegionAlignment) std::uint64_t completion_enqueue;  // this shard's server only
+  alignas(kRegionAlignment) std::uint64_t completion_dequeue;  // host dispatcher only
+  alignas(kRegionAlignment) std::uint64_t heartbeat;           // this shard's server increments
+};
+static_assert(sizeof(RingShardHeader) == 6 * kRegionAlignment);
 
 struct alignas(32) ActorEntry {
   std::uint64_t state_offset;  // from the block base
@@ -136,8 +181,9 @@ struct ActorTypeConfig {
 };
 
 struct RingConfig {
-  std::uint32_t request_slots = 1024;     // power of two, 2..kMaxRingSlots
-  std::uint32_t completion_slots = 1024;  // power of two, 2..kMaxRingSlots
+  std::uint32_t shards = 1;               // (request, completion) ring pairs, 1..kMaxShards
+  std::uint32_t request_slots = 1024;     // per shard: power of two, 2..kMaxRingSlots
+  std::uint32_t completion_slots = 1024;  // per shard: power of two, 2..kMaxRingSlots
   std::uint32_t pool_chunk_bytes = 4096;  // multiple of 64; payloads > inline use whole chunks
   std::uint32_t pool_chunks = 1024;       // 0: no pool (payloads and replies inline only)
   std::vector<ActorTypeConfig> actor_types;
@@ -147,8 +193,9 @@ struct RingConfig {
 // Must outlive every client and server attached to it. Not copyable.
 class RingMemory {
  public:
-  // invalid_argument for a zero-sized or non-power-of-two ring, bad pool geometry, a zero state
-  // size, or duplicate actor type ids; resource_exhausted when the block cannot be allocated.
+  // invalid_argument for shards outside 1..kMaxShards, a zero-sized or non-power-of-two ring, bad
+  // pool geometry, a zero state size, or duplicate actor type ids; resource_exhausted when the
+  // block cannot be allocated.
   static Result<std::unique_ptr<RingMemory>> create(const RingConfig& config);
   ~RingMemory();
   RingMemory(const RingMemory&) = delete;
@@ -157,6 +204,11 @@ class RingMemory {
   std::byte* base() const noexcept { return base_; }
   std::size_t size_bytes() const noexcept { return size_; }
   RingHeader& header() const noexcept { return *reinterpret_cast<RingHeader*>(base_); }
+  std::uint32_t shard_count() const noexcept { return header().shard_count; }
+  // Shard `index` (< shard_count()) of the block.
+  RingShardHeader& shard(std::uint32_t index) const noexcept {
+    return reinterpret_cast<RingShardHeader*>(base_ + header().shard_table_offset)[index];
+  }
   const RingConfig& config() const noexcept { return config_; }
   // Largest payload or reply one message can carry (the whole pool, or inline without a pool).
   std::size_t max_payload_bytes() const noexcept;
@@ -193,7 +245,7 @@ struct Outbox;
 // during that call). post()/forward() stage messages that the server commits when the handler
 // returns success and drops when it fails. Errors: invalid_argument (reserved handler id, payload
 // over kInlinePayloadBytes), failed_precondition (a second forward()), resource_exhausted (the
-// server-internal queue is full, or the chain would exceed the hop limit).
+// internal queue of the target's shard is full, or the chain would exceed the hop limit).
 class HandlerContext {
  public:
   HandlerContext(std::uint32_t actor_id, std::uint32_t hops, bool replies_to_host,
@@ -270,22 +322,27 @@ struct HandlerTrap {};
 struct CpuRingServerOptions {
   std::uint32_t idle_spins = 64;                         // empty polls before sleeping
   std::chrono::microseconds idle_sleep{50};              // sleep between polls when idle
-  std::uint32_t internal_queue_slots = 1024;             // server-internal queue bound (> 0)
+  std::uint32_t internal_queue_slots = 1024;             // per shard: internal queue bound (> 0)
   std::uint32_t max_hops = 64;                           // device-side hops per chain (> 0)
 };
 
-// Counters of one server (relaxed; each field read on its own).
+// Counters of one server, summed over its shards (relaxed; each field read on its own).
 struct RingServerStats {
-  std::uint64_t host_messages = 0;        // taken from the request ring
-  std::uint64_t internal_messages = 0;    // served from the server-internal queue
-  std::uint64_t completions = 0;          // written to the completion ring
+  std::uint64_t host_messages = 0;        // taken from the request rings
+  std::uint64_t internal_messages = 0;    // served from the server-internal queues
+  std::uint64_t completions = 0;          // written to the completion rings
   std::uint64_t internal_failures = 0;    // posted messages that failed or were cancelled
-  std::uint64_t internal_queue_peak = 0;  // most messages the internal queue held at once
+  std::uint64_t internal_queue_peak = 0;  // most messages one shard's internal queue held at once
+                                          // (the largest over the shards, not a sum)
 };
 
-// The CPU stand-in for the persistent kernel: one thread polls the request ring, runs handlers
-// over the actor table and writes completions. Thread-safe: lifecycle calls and reload() may come
-// from any thread. One-shot: after stop/drain it cannot be started again on the same block.
+// The CPU stand-in for the persistent kernel: one thread per shard polls that shard's request ring
+// and internal queue, runs handlers over its shard's actors and writes completions to its shard's
+// completion ring (an actor is only ever touched by its shard's thread). Drain and stop end when
+// every shard is idle and no device-side message is queued or being staged anywhere. A HandlerTrap
+// in any shard stops every shard's thread at once (no more heartbeats anywhere, no `stopped`).
+// Thread-safe: lifecycle calls and reload() may come from any thread; reload() reaches every shard
+// between two of its messages. One-shot: after stop/drain it cannot be started again on the block.
 class CpuRingServer {
  public:
   // invalid_argument when the block's header is not a ring block of this version.
@@ -333,8 +390,11 @@ struct SendOptions {
 using Reply = std::vector<std::byte>;
 using ReplyCallback = std::function<void(Result<Reply>)>;
 
-// Host side: sends requests (many threads at once, lock-free on the ring), and one dispatcher
-// thread correlates completions by request_id and completes futures or runs callbacks. Callbacks
+// Host side: sends requests (many threads at once, lock-free on the ring of the actor's shard,
+// shard_of(actor_id, shard_count)), and one dispatcher thread polls every shard's completion ring
+// in turn, correlates completions by request_id and completes futures or runs callbacks. Its
+// watchdog watches every shard's heartbeat while any call is pending (a forward chain's completion
+// may come from any shard): one shard standing still for dead_after makes the whole server dead. Callbacks
 // run on the dispatcher thread: keep them short and never wait in them for another reply.
 // Failures delivered to a call: the handler's error; not_found (unknown actor or handler),
 // failed_precondition (actor not active), cancelled (server stopped), unavailable "ring server

@@ -20,13 +20,14 @@ struct RingHostConfig {
   std::string name;                // unique, [A-Za-z0-9_-]+; Silo::ring_host(name)
   std::string program;             // a registered ring program
   std::string placement = "auto";  // auto, cpu, cuda (see grains::RingPlacement)
-  std::uint32_t request_slots = 1024;     // power of two, 2..2^24
-  std::uint32_t completion_slots = 1024;  // power of two, 2..2^24
+  std::uint32_t shards = 1;               // ring pairs served in parallel, 1..64 (see RingConfig::shards)
+  std::uint32_t request_slots = 1024;     // per shard: power of two, 2..2^24
+  std::uint32_t completion_slots = 1024;  // per shard: power of two, 2..2^24
   std::uint32_t pool_chunk_bytes = 4096;  // multiple of 64, 64..2^24
   std::uint32_t pool_chunks = 1024;       // 0..2^20 (0: payloads inline only)
   std::uint32_t cuda_device = 0;          // CUDA device ordinal for placement auto/cuda
   std::uint32_t dead_after_ms = 2000;     // client watchdog and health check window
-  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound, 1..2^20 (either server)
+  std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound per shard, 1..2^20 (either server)
   std::uint32_t max_hops = 64;                // device-side hops per chain, 1..2^20 (either server)
   std::map<std::string, std::uint32_t> actors;  // actor type name -> max actors (others: the program's)
 };

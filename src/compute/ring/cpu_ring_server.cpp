@@ -1,6 +1,7 @@
-// CpuRingServer: one thread standing in for the persistent kernel. It follows the protocol in
-// gpubridge/compute/ring.hpp exactly as the device will: poll the request ring, serve one message
-// at a time against the actor table, write a completion, heartbeat every iteration.
+// CpuRingServer: one thread per shard standing in for the persistent kernel's blocks. Each follows
+// the protocol in gpubridge/compute/ring.hpp exactly as a device block will: poll its shard's
+// internal queue and request ring, serve one message at a time against its shard's actors, write a
+// completion to its shard's completion ring, heartbeat every iteration.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -20,12 +21,88 @@ using detail::store_release;
 
 namespace detail {
 
-// Messages one handler staged (HandlerContext), committed to the server-internal queue when the
-// handler returns success. Server thread only.
+// One slot of a shard's internal queue: the Vyukov turn, whether the message was dropped (its
+// handler failed after staging it), and the message.
+struct InternalSlot {
+  std::uint64_t turn;
+  std::uint32_t dropped;
+  std::uint32_t reserved;
+  InternalMessage message;
+};
+
+// A shard's bounded internal queue: many producers (every shard's handlers), one consumer (its
+// shard's thread). The ring protocol's turn scheme with any capacity (slot = position % capacity):
+// a producer claims position p when the slot's turn is p (CAS on `enqueue`), writes the message and
+// publishes turn = p + 1; the consumer reads at turn = p + 1 and frees with turn = p + capacity.
+class InternalQueue {
+ public:
+  explicit InternalQueue(std::uint32_t capacity) : slots_(capacity), capacity_(capacity) {
+    for (std::uint32_t i = 0; i < capacity; ++i) slots_[i].turn = i;
+  }
+  InternalQueue(const InternalQueue&) = delete;
+  InternalQueue& operator=(const InternalQueue&) = delete;
+
+  // A slot to write at `position`; nullptr when every slot is claimed or unread (full).
+  InternalSlot* try_claim(std::uint64_t& position) {
+    std::uint64_t pos = enqueue_.load(std::memory_order_relaxed);
+    for (;;) {
+      InternalSlot& slot = slots_[pos % capacity_];
+      const auto lag = static_cast<std::int64_t>(load_acquire(slot.turn) - pos);
+      if (lag == 0) {
+        if (enqueue_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          position = pos;
+          return &slot;
+        }
+      } else if (lag < 0) {
+        return nullptr;
+      } else {
+        pos = enqueue_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+  static void publish(InternalSlot& slot, std::uint64_t position, bool dropped) {
+    slot.dropped = dropped ? 1u : 0u;
+    store_release(slot.turn, position + 1);
+  }
+  // The next published slot (consumer only); nullptr when the next position is free or still
+  // being written by its producer.
+  InternalSlot* try_peek(std::uint64_t& position) {
+    const std::uint64_t pos = dequeue_.load(std::memory_order_relaxed);
+    InternalSlot& slot = slots_[pos % capacity_];
+    if (load_acquire(slot.turn) != pos + 1) return nullptr;
+    position = pos;
+    return &slot;
+  }
+  void release(InternalSlot& slot, std::uint64_t position) {
+    store_release(slot.turn, position + capacity_);
+    dequeue_.store(position + 1, std::memory_order_release);
+  }
+  // Messages claimed and not yet consumed.
+  std::uint64_t size() const {
+    return enqueue_.load(std::memory_order_acquire) - dequeue_.load(std::memory_order_acquire);
+  }
+  std::uint32_t capacity() const { return static_cast<std::uint32_t>(capacity_); }
+
+ private:
+  std::vector<InternalSlot> slots_;
+  std::uint64_t capacity_;
+  alignas(kRegionAlignment) std::atomic<std::uint64_t> enqueue_{0};
+  alignas(kRegionAlignment) std::atomic<std::uint64_t> dequeue_{0};
+};
+
+// Messages one handler staged (HandlerContext): claimed slots in their targets' internal queues,
+// published when the handler returns success and published as dropped when it fails. Owned by one
+// shard's thread.
 struct Outbox {
-  std::vector<InternalMessage> staged;
-  std::size_t free_slots = 0;      // internal queue space when the handler started
-  std::uint32_t queue_slots = 0;   // the queue's bound (for messages)
+  struct Claim {
+    InternalQueue* queue;
+    InternalSlot* slot;
+    std::uint64_t position;
+    std::uint32_t shard;  // the target's shard
+  };
+  std::vector<Claim> staged;
+  std::vector<InternalQueue*>* queues = nullptr;  // every shard's queue, by shard
+  std::atomic<std::int64_t>* in_flight = nullptr;  // the server's count of unfinished messages
   std::uint32_t next_hops = 0;     // hops of the messages this handler sends
   std::uint32_t max_hops = 0;
   bool replies_to_host = false;    // the serving message answers a host call
@@ -69,11 +146,20 @@ Status HandlerContext::stage(std::uint32_t actor_id, std::uint32_t handler_id,
     return refuse(ErrorCode::resource_exhausted,
                   "device-side hop limit of " + std::to_string(outbox_.max_hops) + " exceeded");
   }
-  if (outbox_.staged.size() >= outbox_.free_slots) {
-    return refuse(ErrorCode::resource_exhausted,
-                  "server-internal message queue full (" + std::to_string(outbox_.queue_slots) + " slots)");
+  std::vector<detail::InternalQueue*>& queues = *outbox_.queues;
+  const std::uint32_t shard = shard_of(actor_id, static_cast<std::uint32_t>(queues.size()));
+  detail::InternalQueue& queue = *queues[shard];
+  std::uint64_t position = 0;
+  // A handler stages at most one queue's worth of messages (the CUDA kernel keeps that many claims).
+  detail::InternalSlot* slot = outbox_.staged.size() < queue.capacity() ? queue.try_claim(position) : nullptr;
+  if (slot == nullptr) {
+    std::string text = "server-internal message queue full (" + std::to_string(queue.capacity()) + " slots)";
+    if (queues.size() > 1) text += " on shard " + std::to_string(shard);
+    return refuse(ErrorCode::resource_exhausted, std::move(text));
   }
-  InternalMessage& m = outbox_.staged.emplace_back();
+  outbox_.in_flight->fetch_add(1, std::memory_order_seq_cst);
+  outbox_.staged.push_back({&queue, slot, position, shard});
+  InternalMessage& m = slot->message;
   std::memset(&m, 0, sizeof(m));
   m.actor_id = actor_id;
   m.handler_id = handler_id;
@@ -93,40 +179,59 @@ Status HandlerContext::stage(std::uint32_t actor_id, std::uint32_t handler_id,
 }
 
 struct CpuRingServer::Impl {
+  // One shard: its rings, its internal queue, its thread's working state and its counters.
+  struct Shard {
+    std::uint32_t index = 0;
+    detail::SlotQueue requests;
+    detail::SlotQueue completions;
+    detail::InternalQueue internal;
+    detail::Outbox outbox;
+    std::thread thread;
+    alignas(kRegionAlignment) std::atomic<std::uint64_t> served{0};  // completions written
+    std::atomic<std::uint64_t> host_messages{0};
+    std::atomic<std::uint64_t> internal_served{0};
+    std::atomic<std::uint64_t> internal_failures{0};
+    std::atomic<std::uint64_t> internal_peak{0};
+
+    Shard(const RingMemory& memory, std::uint32_t i, std::uint32_t queue_slots)
+        : index(i), requests(detail::request_queue(memory, i)),
+          completions(detail::completion_queue(memory, i)), internal(queue_slots) {}
+  };
+
   RingMemory& memory;
   CpuRingServerOptions options;
-  detail::SlotQueue requests;
-  detail::SlotQueue completions;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::vector<detail::InternalQueue*> queues;  // shards[i]->internal, for routing
 
-  std::mutex table_mutex;  // guards `table`; the server re-reads it when `table_generation` moves
+  std::mutex table_mutex;  // guards `table`; a shard re-reads it when `table_generation` moves
   std::shared_ptr<const HandlerTable> table;
   std::atomic<std::uint64_t> table_generation{0};
 
   std::mutex lifecycle_mutex;  // start/wait
-  std::thread thread;
   bool started = false;
-  std::atomic<bool> abandon{false};  // destructor: give up waiting for completion space
-  std::atomic<std::uint64_t> served{0};  // completions written
-  std::atomic<std::uint64_t> host_messages{0};
-  std::atomic<std::uint64_t> internal_served{0};
-  std::atomic<std::uint64_t> internal_failures{0};
-  std::atomic<std::uint64_t> internal_peak{0};
+  std::atomic<bool> abandon{false};     // destructor: give up waiting for completion space
+  std::atomic<bool> trapped{false};     // a handler trapped: every shard leaves at once
+  std::atomic<bool> quiescent{false};   // drain/stop found nothing left anywhere: every shard ends
+  std::atomic<std::uint32_t> running_shards{0};
+  // Messages taken and not finished: host messages being served and device-side messages from
+  // their claim until their consumer has finished them (dropped ones included). Zero with every
+  // request ring empty means nothing is left to serve anywhere.
+  std::atomic<std::int64_t> in_flight{0};
   mutable std::mutex error_mutex;
   std::string last_internal_error;
 
-  // Server-internal FIFO (server thread only): a ring buffer of InternalMessage.
-  std::vector<InternalMessage> internal;
-  std::size_t internal_head = 0;
-  std::size_t internal_count = 0;
-  detail::Outbox outbox;
-
   Impl(RingMemory& m, HandlerTable handlers, CpuRingServerOptions o)
-      : memory(m), options(o), requests(detail::request_queue(m)),
-        completions(detail::completion_queue(m)),
-        table(std::make_shared<const HandlerTable>(std::move(handlers))),
-        internal(o.internal_queue_slots) {
-    outbox.queue_slots = o.internal_queue_slots;
-    outbox.max_hops = o.max_hops;
+      : memory(m), options(o), table(std::make_shared<const HandlerTable>(std::move(handlers))) {
+    const std::uint32_t count = m.shard_count();
+    for (std::uint32_t i = 0; i < count; ++i) {
+      shards.push_back(std::make_unique<Shard>(m, i, o.internal_queue_slots));
+      queues.push_back(&shards.back()->internal);
+    }
+    for (auto& shard : shards) {
+      shard->outbox.queues = &queues;
+      shard->outbox.in_flight = &in_flight;
+      shard->outbox.max_hops = o.max_hops;
+    }
   }
 
   RingHeader& header() const { return memory.header(); }
@@ -177,8 +282,8 @@ struct CpuRingServer::Impl {
     return true;
   }
 
-  Outcome serve(const Envelope& env, std::span<const std::byte> payload, std::span<std::byte> reply_area,
-                const HandlerTable& handlers) {
+  Outcome serve(Shard& shard, const Envelope& env, std::span<const std::byte> payload,
+                std::span<std::byte> reply_area, const HandlerTable& handlers) {
     const RingHeader& h = header();
     if (env.actor_id >= h.actor_count) {
       return failure(ErrorCode::not_found, "unknown actor id " + std::to_string(env.actor_id));
@@ -225,9 +330,9 @@ struct CpuRingServer::Impl {
     Result<std::size_t> written = [&]() -> Result<std::size_t> {
       try {
         if (handler->messaging_fn) {
-          prepare_outbox(env);
+          prepare_outbox(shard.outbox, env);
           HandlerContext context(env.actor_id, env.hops, env.replies_to_host, state, payload,
-                                 reply_area, outbox);
+                                 reply_area, shard.outbox);
           Result<std::size_t> r = handler->messaging_fn(context);
           forwarded = context.forwarded();
           return r;
@@ -253,8 +358,7 @@ struct CpuRingServer::Impl {
     return out;
   }
 
-  void prepare_outbox(const Envelope& env) {
-    outbox.free_slots = internal.size() - internal_count;
+  static void prepare_outbox(detail::Outbox& outbox, const Envelope& env) {
     outbox.next_hops = env.hops + 1;
     outbox.replies_to_host = env.replies_to_host;
     outbox.origin_request_id = env.request_id;
@@ -264,23 +368,36 @@ struct CpuRingServer::Impl {
     outbox.origin_handler_id = env.origin_handler_id;
   }
 
-  void commit_outbox() {
-    for (const InternalMessage& m : outbox.staged) {  // free space was checked when staging
-      internal[(internal_head + internal_count) % internal.size()] = m;
-      ++internal_count;
+  // Publishes the staged messages: as they are when the handler succeeded, dropped (skipped by
+  // their consumers) when it failed. Each target queue's peak is raised first, while every claim
+  // of this handler is still unconsumed.
+  void publish_outbox(Shard& shard, bool commit) {
+    detail::Outbox& outbox = shard.outbox;
+    if (commit) {
+      for (const detail::Outbox::Claim& claim : outbox.staged) {
+        const std::uint64_t held = claim.queue->size();
+        std::atomic<std::uint64_t>& peak = shards[claim.shard]->internal_peak;
+        std::uint64_t seen = peak.load(std::memory_order_relaxed);
+        while (held > seen && !peak.compare_exchange_weak(seen, held, std::memory_order_relaxed)) {
+        }
+      }
+    }
+    for (const detail::Outbox::Claim& claim : outbox.staged) {
+      detail::InternalQueue::publish(*claim.slot, claim.position, !commit);
     }
     outbox.staged.clear();
-    if (internal_count > internal_peak.load(std::memory_order_relaxed)) {
-      internal_peak.store(internal_count, std::memory_order_relaxed);
-    }
   }
 
-  // Waits for a free completion slot; nullptr when the server is being abandoned.
-  RingSlot* claim_completion(std::uint64_t& position) {
+  bool stop_waiting() const {
+    return abandon.load(std::memory_order_acquire) || trapped.load(std::memory_order_acquire);
+  }
+
+  // Waits for a free completion slot; nullptr when the server is abandoned or trapped meanwhile.
+  RingSlot* claim_completion(Shard& shard, std::uint64_t& position) {
     for (std::uint32_t spins = 0;; ++spins) {
-      if (RingSlot* slot = completions.try_claim(position)) return slot;
-      if (abandon.load(std::memory_order_acquire)) return nullptr;
-      heartbeat();
+      if (RingSlot* slot = shard.completions.try_claim(position)) return slot;
+      if (stop_waiting()) return nullptr;
+      heartbeat(shard);
       if (spins < options.idle_spins) {
         std::this_thread::yield();
       } else {
@@ -289,9 +406,10 @@ struct CpuRingServer::Impl {
     }
   }
 
-  bool complete(const Envelope& env, const Outcome& outcome, std::span<const std::byte> inline_reply) {
+  bool complete(Shard& shard, const Envelope& env, const Outcome& outcome,
+                std::span<const std::byte> inline_reply) {
     std::uint64_t position = 0;
-    RingSlot* slot = claim_completion(position);
+    RingSlot* slot = claim_completion(shard, position);
     if (slot == nullptr) return false;
     slot->request_id = env.request_id;
     slot->actor_id = env.origin_actor_id;
@@ -314,23 +432,20 @@ struct CpuRingServer::Impl {
       slot->payload_bytes = static_cast<std::uint32_t>(outcome.reply_bytes);
     }
     // Counted before the completion is published, so a caller holding its reply sees it counted.
-    served.fetch_add(1, std::memory_order_relaxed);
+    shard.served.fetch_add(1, std::memory_order_relaxed);
     detail::SlotQueue::publish(*slot, position);
     return true;
   }
 
-  // After a message ran (or was cancelled): commits its handler's messages on success, then
-  // answers its host call unless it forwarded. False when the server is being abandoned.
-  bool finish(const Envelope& env, const Outcome& outcome, std::span<const std::byte> inline_reply) {
-    if (outcome.code == ErrorCode::ok) {
-      commit_outbox();
-    } else {
-      outbox.staged.clear();
-    }
+  // After a message ran (or was cancelled): publishes its handler's messages (dropped unless it
+  // succeeded), then answers its host call unless it forwarded. False when the server is
+  // abandoned or trapped.
+  bool finish(Shard& shard, const Envelope& env, const Outcome& outcome, std::span<const std::byte> inline_reply) {
+    publish_outbox(shard, outcome.code == ErrorCode::ok);
     if (outcome.code == ErrorCode::ok && outcome.forwarded) return true;
-    if (env.replies_to_host) return complete(env, outcome, inline_reply);
+    if (env.replies_to_host) return complete(shard, env, outcome, inline_reply);
     if (outcome.code != ErrorCode::ok) {
-      internal_failures.fetch_add(1, std::memory_order_relaxed);
+      shard.internal_failures.fetch_add(1, std::memory_order_relaxed);
       std::lock_guard lock(error_mutex);
       last_internal_error = "actor " + std::to_string(env.actor_id) + " handler " +
                             std::to_string(env.handler_id) + ": " + outcome.message;
@@ -338,14 +453,27 @@ struct CpuRingServer::Impl {
     return true;
   }
 
-  void heartbeat() {
-    std::atomic_ref<std::uint64_t>(header().heartbeat).fetch_add(1, std::memory_order_release);
+  void heartbeat(Shard& shard) {
+    std::atomic_ref<std::uint64_t>(memory.shard(shard.index).heartbeat).fetch_add(1, std::memory_order_release);
   }
 
   ControlWord control() const { return static_cast<ControlWord>(load_acquire(header().control)); }
 
-  bool serve_host(RingSlot& request, std::uint64_t position, ControlWord word,
+  // True when nothing is left to serve anywhere: every request ring is empty (nothing queued or
+  // being enqueued) and no message is being served or queued inside the server. A shard takes a
+  // request (in_flight + 1) before it frees the request's slot, and a handler claims a device-side
+  // message (in_flight + 1) before its own message is finished (in_flight - 1), so reading the rings
+  // first and then in_flight cannot miss work that moves from one to the other.
+  bool nothing_left() const {
+    for (const auto& shard : shards) {
+      if (!shard->requests.empty()) return false;
+    }
+    return in_flight.load(std::memory_order_seq_cst) == 0;
+  }
+
+  bool serve_host(Shard& shard, RingSlot& request, std::uint64_t position, ControlWord word,
                   std::span<std::byte, kInlinePayloadBytes> inline_reply, const HandlerTable& handlers) {
+    in_flight.fetch_add(1, std::memory_order_seq_cst);  // before the slot is freed (nothing_left)
     Envelope env;
     env.actor_id = env.origin_actor_id = request.actor_id;
     env.handler_id = env.origin_handler_id = request.handler_id;
@@ -353,7 +481,7 @@ struct CpuRingServer::Impl {
     env.request_id = request.request_id;
     env.reply_offset = request.reply_offset;
     env.reply_capacity = request.reply_capacity;
-    outbox.staged.clear();
+    shard.outbox.staged.clear();
     Outcome outcome;
     if (word == ControlWord::stop) {
       outcome = failure(ErrorCode::cancelled, "ring server stopped before the message ran");
@@ -376,20 +504,26 @@ struct CpuRingServer::Impl {
         valid = false;
         outcome = failure(ErrorCode::invalid_argument, "reply reference outside the pool");
       }
-      if (valid) outcome = serve(env, payload, reply_area, handlers);
+      if (valid) outcome = serve(shard, env, payload, reply_area, handlers);
     }
     // Free the request slot before completing: a caller that sees its reply may reuse it.
-    requests.release(request, position);
-    host_messages.fetch_add(1, std::memory_order_relaxed);
-    return finish(env, outcome, inline_reply);
+    shard.requests.release(request, position);
+    shard.host_messages.fetch_add(1, std::memory_order_relaxed);
+    const bool going = finish(shard, env, outcome, inline_reply);
+    in_flight.fetch_sub(1, std::memory_order_seq_cst);
+    return going;
   }
 
-  bool serve_internal(ControlWord word, std::span<std::byte, kInlinePayloadBytes> inline_reply,
-                      const HandlerTable& handlers) {
-    const InternalMessage message = internal[internal_head];
-    internal_head = (internal_head + 1) % internal.size();
-    --internal_count;
-    internal_served.fetch_add(1, std::memory_order_relaxed);
+  bool serve_internal(Shard& shard, detail::InternalSlot& slot, std::uint64_t position, ControlWord word,
+                      std::span<std::byte, kInlinePayloadBytes> inline_reply, const HandlerTable& handlers) {
+    const InternalMessage message = slot.message;
+    const bool dropped = slot.dropped != 0;
+    shard.internal.release(slot, position);
+    if (dropped) {  // its handler failed after staging it: it never runs
+      in_flight.fetch_sub(1, std::memory_order_seq_cst);
+      return true;
+    }
+    shard.internal_served.fetch_add(1, std::memory_order_relaxed);
     Envelope env;
     env.actor_id = message.actor_id;
     env.handler_id = message.handler_id;
@@ -404,7 +538,7 @@ struct CpuRingServer::Impl {
     } else {
       env.reply_capacity = static_cast<std::uint32_t>(kInlinePayloadBytes);  // the reply is dropped
     }
-    outbox.staged.clear();
+    shard.outbox.staged.clear();
     Outcome outcome;
     std::span<std::byte> reply_area;
     if (word == ControlWord::stop) {
@@ -414,12 +548,15 @@ struct CpuRingServer::Impl {
     } else {
       const std::span<const std::byte> payload(message.payload,
                                                std::min<std::size_t>(message.payload_bytes, kInlinePayloadBytes));
-      outcome = serve(env, payload, reply_area, handlers);
+      outcome = serve(shard, env, payload, reply_area, handlers);
     }
-    return finish(env, outcome, inline_reply);
+    const bool going = finish(shard, env, outcome, inline_reply);
+    in_flight.fetch_sub(1, std::memory_order_seq_cst);
+    return going;
   }
 
-  void run() {
+  // One shard's loop.
+  void run(Shard& shard) {
     std::shared_ptr<const HandlerTable> handlers;
     std::uint64_t seen_generation = ~std::uint64_t{0};
     auto refresh_handlers = [&] {
@@ -433,20 +570,25 @@ struct CpuRingServer::Impl {
     std::uint32_t idle = 0;
     try {
       for (;;) {
-        heartbeat();
+        if (trapped.load(std::memory_order_acquire)) return;  // another shard trapped: die with it
+        if (quiescent.load(std::memory_order_acquire)) break;
+        heartbeat(shard);
         const ControlWord word = control();
-        // Device-side messages first: a host message's whole chain runs before the next one.
-        if (internal_count > 0) {
+        // Device-side messages first: on one shard a host message's whole chain runs before the next.
+        std::uint64_t position = 0;
+        if (detail::InternalSlot* message = shard.internal.try_peek(position)) {
           idle = 0;
           refresh_handlers();
-          if (!serve_internal(word, inline_reply, *handlers)) break;
+          if (!serve_internal(shard, *message, position, word, inline_reply, *handlers)) break;
           continue;
         }
-        std::uint64_t position = 0;
-        RingSlot* request = requests.try_peek(position);
+        RingSlot* request = shard.requests.try_peek(position);
         if (request == nullptr) {
-          // drain/stop end once nothing is queued or being enqueued.
-          if (word != ControlWord::run && requests.empty()) break;
+          // drain/stop end once nothing is queued, being enqueued or in flight on any shard.
+          if (word != ControlWord::run && nothing_left()) {
+            quiescent.store(true, std::memory_order_release);
+            break;
+          }
           if (abandon.load(std::memory_order_acquire)) break;
           if (++idle < options.idle_spins) {
             std::this_thread::yield();
@@ -457,12 +599,17 @@ struct CpuRingServer::Impl {
         }
         idle = 0;
         refresh_handlers();
-        if (!serve_host(*request, position, word, inline_reply, *handlers)) break;
+        if (!serve_host(shard, *request, position, word, inline_reply, *handlers)) break;
       }
     } catch (const HandlerTrap&) {
-      return;  // a trap: no completion, no state change, no more heartbeats
+      trapped.store(true, std::memory_order_release);
+      return;  // a trap: no completion, no state change, no more heartbeats on any shard
     }
-    store_release(header().server_state, static_cast<std::uint32_t>(ServerState::stopped));
+    if (trapped.load(std::memory_order_acquire)) return;
+    // The last shard to leave says the server stopped: every completion was published before.
+    if (running_shards.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      store_release(header().server_state, static_cast<std::uint32_t>(ServerState::stopped));
+    }
   }
 };
 
@@ -501,7 +648,10 @@ Status CpuRingServer::start() {
   }
   impl_->started = true;
   store_release(impl_->header().server_state, static_cast<std::uint32_t>(ServerState::running));
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->running_shards.store(static_cast<std::uint32_t>(impl_->shards.size()), std::memory_order_release);
+  for (auto& shard : impl_->shards) {
+    shard->thread = std::thread([impl = impl_.get(), s = shard.get()] { impl->run(*s); });
+  }
   return {};
 }
 
@@ -519,7 +669,9 @@ void CpuRingServer::request_drain() {
 
 void CpuRingServer::wait() {
   std::lock_guard lock(impl_->lifecycle_mutex);
-  if (impl_->thread.joinable()) impl_->thread.join();
+  for (auto& shard : impl_->shards) {
+    if (shard->thread.joinable()) shard->thread.join();
+  }
 }
 
 void CpuRingServer::reload(HandlerTable handlers) {
@@ -530,16 +682,20 @@ void CpuRingServer::reload(HandlerTable handlers) {
 }
 
 std::uint64_t CpuRingServer::messages_served() const noexcept {
-  return impl_->served.load(std::memory_order_relaxed);
+  std::uint64_t served = 0;
+  for (const auto& shard : impl_->shards) served += shard->served.load(std::memory_order_relaxed);
+  return served;
 }
 
 RingServerStats CpuRingServer::stats() const noexcept {
   RingServerStats s;
-  s.host_messages = impl_->host_messages.load(std::memory_order_relaxed);
-  s.internal_messages = impl_->internal_served.load(std::memory_order_relaxed);
-  s.completions = impl_->served.load(std::memory_order_relaxed);
-  s.internal_failures = impl_->internal_failures.load(std::memory_order_relaxed);
-  s.internal_queue_peak = impl_->internal_peak.load(std::memory_order_relaxed);
+  for (const auto& shard : impl_->shards) {
+    s.host_messages += shard->host_messages.load(std::memory_order_relaxed);
+    s.internal_messages += shard->internal_served.load(std::memory_order_relaxed);
+    s.completions += shard->served.load(std::memory_order_relaxed);
+    s.internal_failures += shard->internal_failures.load(std::memory_order_relaxed);
+    s.internal_queue_peak = std::max(s.internal_queue_peak, shard->internal_peak.load(std::memory_order_relaxed));
+  }
   return s;
 }
 

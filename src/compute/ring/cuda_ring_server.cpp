@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -47,6 +48,11 @@ std::string define(const char* name, std::uint64_t value) {
 
 // Layout of the block, from the host structs.
 std::string layout_defines() {
+  using detail::InternalClaim;
+  using detail::InternalQueueHead;
+  using detail::InternalServerWords;
+  using detail::InternalSlot;
+  using detail::KernelShardWords;
   std::string d;
   d += define("GB_SLOT_BYTES", kSlotBytes);
   d += define("GB_SLOT_HEADER_BYTES", kSlotHeaderBytes);
@@ -56,6 +62,7 @@ std::string layout_defines() {
   d += define("GB_ACTIVATE_HANDLER", kActivateHandler);
   d += define("GB_DEACTIVATE_HANDLER", kDeactivateHandler);
   d += define("GB_INTERNAL_REPLIES_TO_HOST", kInternalRepliesToHost);
+  d += define("GB_MAX_SHARDS", kMaxShards);
   d += define("GB_CONTROL_RUN", static_cast<std::uint32_t>(ControlWord::run));
   d += define("GB_CONTROL_STOP", static_cast<std::uint32_t>(ControlWord::stop));
   d += define("GB_STATE_STOPPED", static_cast<std::uint32_t>(ServerState::stopped));
@@ -63,29 +70,47 @@ std::string layout_defines() {
   d += define("GB_EXIT_YIELDED", static_cast<std::uint32_t>(KernelExit::yielded));
   d += define("GB_OFF_REQUEST_CAPACITY", offsetof(RingHeader, request_capacity));
   d += define("GB_OFF_COMPLETION_CAPACITY", offsetof(RingHeader, completion_capacity));
-  d += define("GB_OFF_REQUEST_SLOTS", offsetof(RingHeader, request_slots_offset));
-  d += define("GB_OFF_COMPLETION_SLOTS", offsetof(RingHeader, completion_slots_offset));
+  d += define("GB_OFF_SHARD_COUNT", offsetof(RingHeader, shard_count));
+  d += define("GB_OFF_SHARD_TABLE", offsetof(RingHeader, shard_table_offset));
   d += define("GB_OFF_ACTOR_TABLE", offsetof(RingHeader, actor_table_offset));
   d += define("GB_OFF_POOL", offsetof(RingHeader, pool_offset));
   d += define("GB_OFF_POOL_CHUNK_BYTES", offsetof(RingHeader, pool_chunk_bytes));
   d += define("GB_OFF_POOL_CHUNK_COUNT", offsetof(RingHeader, pool_chunk_count));
   d += define("GB_OFF_ACTOR_COUNT", offsetof(RingHeader, actor_count));
-  d += define("GB_OFF_REQUEST_ENQUEUE", offsetof(RingHeader, request_enqueue));
-  d += define("GB_OFF_REQUEST_DEQUEUE", offsetof(RingHeader, request_dequeue));
-  d += define("GB_OFF_COMPLETION_ENQUEUE", offsetof(RingHeader, completion_enqueue));
-  d += define("GB_OFF_HEARTBEAT", offsetof(RingHeader, heartbeat));
   d += define("GB_OFF_SERVER_STATE", offsetof(RingHeader, server_state));
   d += define("GB_OFF_CONTROL", offsetof(RingHeader, control));
+  d += define("GB_SHARD_HEADER_BYTES", sizeof(RingShardHeader));
+  d += define("GB_OFF_REQUEST_SLOTS", offsetof(RingShardHeader, request_slots_offset));
+  d += define("GB_OFF_COMPLETION_SLOTS", offsetof(RingShardHeader, completion_slots_offset));
+  d += define("GB_OFF_REQUEST_ENQUEUE", offsetof(RingShardHeader, request_enqueue));
+  d += define("GB_OFF_REQUEST_DEQUEUE", offsetof(RingShardHeader, request_dequeue));
+  d += define("GB_OFF_COMPLETION_ENQUEUE", offsetof(RingShardHeader, completion_enqueue));
+  d += define("GB_OFF_HEARTBEAT", offsetof(RingShardHeader, heartbeat));
   d += define("GB_ACTOR_ENTRY_BYTES", sizeof(ActorEntry));
   d += define("GB_CONTROL_BYTES", sizeof(KernelControl));
+  d += define("GB_SHARD_WORDS_BYTES", sizeof(KernelShardWords));
   d += define("GB_INTERNAL_MESSAGE_BYTES", sizeof(InternalMessage));
-  d += define("GB_INTERNAL_QUEUE_HEADER_BYTES", detail::kInternalQueueHeaderBytes);
+  d += define("GB_SERVER_WORDS_BYTES", sizeof(InternalServerWords));
+  d += define("GB_OFF_SW_SHARD_COUNT", offsetof(InternalServerWords, shard_count));
+  d += define("GB_OFF_SW_SLOTS", offsetof(InternalServerWords, slots));
+  d += define("GB_OFF_SW_MAX_HOPS", offsetof(InternalServerWords, max_hops));
+  d += define("GB_OFF_SW_IN_FLIGHT", offsetof(InternalServerWords, in_flight));
+  d += define("GB_OFF_SW_QUIESCENT", offsetof(InternalServerWords, quiescent));
+  d += define("GB_OFF_SW_UNFINISHED", offsetof(InternalServerWords, unfinished_shards));
+  d += define("GB_OFF_SW_FAILURE_TICKET", offsetof(InternalServerWords, failure_ticket));
+  d += define("GB_QUEUE_HEAD_BYTES", sizeof(InternalQueueHead));
+  d += define("GB_OFF_Q_ENQUEUE", offsetof(InternalQueueHead, enqueue));
+  d += define("GB_OFF_Q_DEQUEUE", offsetof(InternalQueueHead, dequeue));
+  d += define("GB_OFF_Q_PEAK", offsetof(InternalQueueHead, peak));
+  d += define("GB_OFF_Q_FINISHED", offsetof(InternalQueueHead, finished));
+  d += define("GB_INTERNAL_SLOT_BYTES", sizeof(InternalSlot));
+  d += define("GB_CLAIM_BYTES", sizeof(InternalClaim));
   return d;
 }
 
-// The device source declares gb_ring_slot, gb_actor_entry, gb_kernel_control, gb_internal_message
-// and gb_internal_queue field by field with the same types and order (NVRTC has no offsetof);
-// these pin the host layouts they mirror.
+// The device source declares gb_ring_slot, gb_actor_entry, gb_kernel_control, gb_shard_words,
+// gb_internal_message, gb_internal_slot and gb_claim field by field with the same types and order
+// (NVRTC has no offsetof); these pin the host layouts they mirror.
 static_assert(offsetof(RingSlot, request_id) == 8 && offsetof(RingSlot, actor_id) == 16 &&
               offsetof(RingSlot, handler_id) == 20 && offsetof(RingSlot, payload_bytes) == 24 &&
               offsetof(RingSlot, flags) == 28 && offsetof(RingSlot, payload_offset) == 32 &&
@@ -95,11 +120,17 @@ static_assert(offsetof(RingSlot, request_id) == 8 && offsetof(RingSlot, actor_id
 static_assert(offsetof(ActorEntry, state_offset) == 0 && offsetof(ActorEntry, state_bytes) == 8 &&
                   offsetof(ActorEntry, type_id) == 12 && offsetof(ActorEntry, active) == 16,
               "ActorEntry changed: update gb_actor_entry in the device source");
-static_assert(offsetof(KernelControl, yield) == 0 && offsetof(KernelControl, abandon) == 4 &&
-                  offsetof(KernelControl, served) == 8 && offsetof(KernelControl, exit_reason) == 16 &&
-                  offsetof(KernelControl, error_sequence) == 20 && offsetof(KernelControl, internal_messages) == 24 &&
-                  offsetof(KernelControl, internal_failures) == 32 && offsetof(KernelControl, internal_peak) == 40 &&
-                  offsetof(KernelControl, error_bytes) == 48 && offsetof(KernelControl, error_words) == 56,
+static_assert(offsetof(detail::KernelShardWords, served) == 0 &&
+                  offsetof(detail::KernelShardWords, internal_messages) == 8 &&
+                  offsetof(detail::KernelShardWords, internal_failures) == 16 &&
+                  offsetof(detail::KernelShardWords, internal_peak) == 24 &&
+                  offsetof(detail::KernelShardWords, exit_reason) == 32 &&
+                  offsetof(detail::KernelShardWords, error_sequence) == 36 &&
+                  offsetof(detail::KernelShardWords, error_ticket) == 40 &&
+                  offsetof(detail::KernelShardWords, error_bytes) == 48 &&
+                  offsetof(detail::KernelShardWords, error_words) == 56,
+              "KernelShardWords changed: update gb_shard_words in the device source");
+static_assert(offsetof(KernelControl, yield) == 0 && offsetof(KernelControl, abandon) == 4,
               "KernelControl changed: update gb_kernel_control in the device source");
 static_assert(offsetof(InternalMessage, origin_request_id) == 0 && offsetof(InternalMessage, origin_reply_offset) == 8 &&
                   offsetof(InternalMessage, origin_reply_capacity) == 16 &&
@@ -109,11 +140,12 @@ static_assert(offsetof(InternalMessage, origin_request_id) == 0 && offsetof(Inte
                   offsetof(InternalMessage, flags) == 40 && offsetof(InternalMessage, payload_bytes) == 44 &&
                   offsetof(InternalMessage, payload) == 48 && sizeof(InternalMessage) % 8 == 0,
               "InternalMessage changed: update gb_internal_message in the device source");
-static_assert(offsetof(detail::InternalQueueHeader, slots) == 0 &&
-                  offsetof(detail::InternalQueueHeader, max_hops) == 4 &&
-                  offsetof(detail::InternalQueueHeader, head) == 8 &&
-                  offsetof(detail::InternalQueueHeader, count) == 16,
-              "InternalQueueHeader changed: update gb_internal_queue in the device source");
+static_assert(offsetof(detail::InternalSlot, turn) == 0 && offsetof(detail::InternalSlot, dropped) == 8 &&
+                  offsetof(detail::InternalSlot, message) == 16,
+              "InternalSlot changed: update gb_internal_slot in the device source");
+static_assert(offsetof(detail::InternalClaim, position) == 0 && offsetof(detail::InternalClaim, shard) == 8 &&
+                  sizeof(detail::InternalClaim) == 16,
+              "InternalClaim changed: update gb_claim in the device source");
 
 // How the kernel reaches shared words. On the device: volatile accesses (relaxed, system scope),
 // ordered by __threadfence_system(). A host build of the same source (the CPU test harness)
@@ -146,6 +178,9 @@ __device__ __forceinline__ void gb_st32(unsigned int* p, unsigned int v) {
 }
 // An empty poll of the rings (a host build yields its thread here).
 #define GB_RING_IDLE() ((void)0)
+// A trap ends every block of the grid on a device; a host build checks here whether another
+// block trapped and leaves the same way.
+#define GB_RING_GRID_CHECK() ((void)0)
 #endif
 )GBCU";
 
@@ -182,11 +217,15 @@ __device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, 
 #define GB_RING_DISPATCH_WRONG_TYPE 2
 )GBCU";
 
-// The persistent loop and device-side messaging. One thread; shared words of the block go through
-// gb_ld/gb_st, ordered by __threadfence_system() or gb_ld64_acquire (the protocol's
-// release/acquire); the internal queue and actor states are device memory only this thread
-// touches. It mirrors cpu_ring_server.cpp (serve_host, serve_internal, finish, complete).
+// The persistent loop and device-side messaging. One thread per block, one block per shard
+// (blockIdx.x); shared words of the block go through gb_ld/gb_st, ordered by __threadfence_system()
+// or gb_ld64_acquire (the protocol's release/acquire). The internal area (device memory) is shared
+// by the blocks: queues are claimed with atomicCAS, counted with atomicAdd, and ordered with
+// __threadfence() (device scope). Actor states are device memory only their shard's block touches.
+// It mirrors cpu_ring_server.cpp (serve_host, serve_internal, finish, complete, nothing_left).
 constexpr const char* kServerLoop = R"GBCU(
+// The shard of an actor: gpubridge::compute::ring::shard_of, the one routing rule.
+#define GB_SHARD_OF(actor_id, shard_count) ((actor_id) % (shard_count))
 namespace gb_ring_detail {
 typedef unsigned long long gb_u64;
 typedef unsigned int gb_u32;
@@ -212,18 +251,24 @@ struct gb_actor_entry {
   gb_u32 reserved[3];
 };
 static_assert(sizeof(gb_actor_entry) == GB_ACTOR_ENTRY_BYTES, "actor entry size differs from the host");
-struct gb_kernel_control {
-  gb_u32 yield;
-  gb_u32 abandon;
+struct __align__(64) gb_shard_words {
   gb_u64 served;
-  gb_u32 exit_reason;
-  gb_u32 error_sequence;
   gb_u64 internal_messages;
   gb_u64 internal_failures;
   gb_u64 internal_peak;
+  gb_u32 exit_reason;
+  gb_u32 error_sequence;
+  gb_u64 error_ticket;
   gb_u32 error_bytes;
   gb_u32 reserved;
   gb_u32 error_words[GB_INLINE_BYTES / 4];
+};
+static_assert(sizeof(gb_shard_words) == GB_SHARD_WORDS_BYTES, "shard words size differs from the host");
+struct gb_kernel_control {
+  gb_u32 yield;
+  gb_u32 abandon;
+  gb_u32 reserved[14];
+  gb_shard_words shards[GB_MAX_SHARDS];
 };
 static_assert(sizeof(gb_kernel_control) == GB_CONTROL_BYTES, "kernel control size differs from the host");
 struct gb_internal_message {
@@ -240,14 +285,19 @@ struct gb_internal_message {
   unsigned char payload[GB_INLINE_BYTES];
 };
 static_assert(sizeof(gb_internal_message) == GB_INTERNAL_MESSAGE_BYTES, "internal message size differs from the host");
-struct gb_internal_queue {
-  gb_u32 slots;
-  gb_u32 max_hops;
-  gb_u64 head;
-  gb_u64 count;
-  gb_u64 reserved;
+struct gb_internal_slot {
+  gb_u64 turn;
+  gb_u32 dropped;
+  gb_u32 reserved;
+  gb_internal_message message;
 };
-static_assert(sizeof(gb_internal_queue) <= GB_INTERNAL_QUEUE_HEADER_BYTES, "internal queue header too large");
+static_assert(sizeof(gb_internal_slot) == GB_INTERNAL_SLOT_BYTES, "internal slot size differs from the host");
+struct gb_claim {
+  gb_u64 position;
+  gb_u32 shard;
+  gb_u32 reserved;
+};
+static_assert(sizeof(gb_claim) == GB_CLAIM_BYTES, "claim size differs from the host");
 
 __device__ __forceinline__ gb_u64* gb_u64_at(unsigned char* base, gb_u64 off) {
   return reinterpret_cast<gb_u64*>(base + off);
@@ -303,6 +353,8 @@ struct gb_geometry {
   gb_u64 pool_end;
   gb_u64 actor_table;
   gb_u32 actor_count;
+  gb_u32 shard_count;
+  gb_u64 shard_table;
 };
 __device__ gb_geometry gb_read_geometry(unsigned char* block) {
   gb_geometry g;
@@ -311,12 +363,69 @@ __device__ gb_geometry gb_read_geometry(unsigned char* block) {
                                   gb_ld32(gb_u32_at(block, GB_OFF_POOL_CHUNK_COUNT));
   g.actor_table = gb_ld64(gb_u64_at(block, GB_OFF_ACTOR_TABLE));
   g.actor_count = gb_ld32(gb_u32_at(block, GB_OFF_ACTOR_COUNT));
+  g.shard_count = gb_ld32(gb_u32_at(block, GB_OFF_SHARD_COUNT));
+  g.shard_table = gb_ld64(gb_u64_at(block, GB_OFF_SHARD_TABLE));
   return g;
 }
 
 // A pool reference checked against the pool's bounds (block-relative offsets).
 __device__ bool gb_pool_ok(const gb_geometry& g, gb_u64 offset, gb_u64 bytes) {
   return offset >= g.pool_begin && offset <= g.pool_end && bytes <= g.pool_end - offset;
+}
+
+// The server-internal area: [server words][shard 0 region]...; a region is
+// [queue head][slots x gb_internal_slot][slots x gb_claim], padded to 64 bytes.
+struct gb_internal_area {
+  unsigned char* base;
+  gb_u32 shard_count;
+  gb_u32 slots;
+  gb_u32 max_hops;
+  gb_u64 region_bytes;
+};
+__device__ gb_internal_area gb_read_area(unsigned char* internal) {
+  gb_internal_area a;
+  a.base = internal;
+  a.shard_count = *gb_u32_at(internal, GB_OFF_SW_SHARD_COUNT);
+  a.slots = *gb_u32_at(internal, GB_OFF_SW_SLOTS);
+  a.max_hops = *gb_u32_at(internal, GB_OFF_SW_MAX_HOPS);
+  const gb_u64 bytes = GB_QUEUE_HEAD_BYTES + static_cast<gb_u64>(a.slots) * (GB_INTERNAL_SLOT_BYTES + GB_CLAIM_BYTES);
+  a.region_bytes = (bytes + 63) / 64 * 64;
+  return a;
+}
+__device__ __forceinline__ unsigned char* gb_region(const gb_internal_area& a, gb_u32 shard) {
+  return a.base + GB_SERVER_WORDS_BYTES + shard * a.region_bytes;
+}
+__device__ __forceinline__ gb_internal_slot* gb_queue_slots(unsigned char* region) {
+  return reinterpret_cast<gb_internal_slot*>(region + GB_QUEUE_HEAD_BYTES);
+}
+__device__ __forceinline__ gb_claim* gb_queue_claims(const gb_internal_area& a, unsigned char* region) {
+  return reinterpret_cast<gb_claim*>(region + GB_QUEUE_HEAD_BYTES + static_cast<gb_u64>(a.slots) * GB_INTERNAL_SLOT_BYTES);
+}
+__device__ __forceinline__ gb_u64* gb_in_flight(const gb_internal_area& a) { return gb_u64_at(a.base, GB_OFF_SW_IN_FLIGHT); }
+
+// Claims the next free slot of a shard's queue (many producers); null when it is full.
+__device__ gb_internal_slot* gb_queue_claim(const gb_internal_area& a, unsigned char* region, gb_u64& position) {
+  gb_u64* enqueue = gb_u64_at(region, GB_OFF_Q_ENQUEUE);
+  gb_internal_slot* slots = gb_queue_slots(region);
+  gb_u64 pos = gb_ld64(enqueue);
+  for (;;) {
+    gb_internal_slot* slot = slots + pos % a.slots;
+    const gb_u64 turn = gb_ld64(&slot->turn);
+    __threadfence();  // acquire: the consumer has finished with the slot before it is rewritten
+    const long long lag = static_cast<long long>(turn - pos);
+    if (lag == 0) {
+      const gb_u64 seen = atomicCAS(enqueue, pos, pos + 1);
+      if (seen == pos) {
+        position = pos;
+        return slot;
+      }
+      pos = seen;
+    } else if (lag < 0) {
+      return nullptr;
+    } else {
+      pos = gb_ld64(enqueue);
+    }
+  }
 }
 
 // Whom a message answers: the host call of its chain (replies_to_host) or nobody (a post).
@@ -334,10 +443,9 @@ struct gb_envelope {
 }  // namespace gb_ring_detail
 
 struct gb_ring_outbox {
-  gb_ring_detail::gb_internal_queue* queue;
-  gb_ring_detail::gb_internal_message* messages;
-  unsigned int staged;      // written past the queue's tail, committed when the handler succeeds
-  unsigned int free_slots;  // queue space when the handler started
+  gb_ring_detail::gb_internal_area area;
+  gb_ring_detail::gb_claim* claims;  // this shard's list of the slots the running handler claimed
+  unsigned int staged;      // claimed, published when the handler returns (dropped on failure)
   unsigned int next_hops;   // hops of the messages this handler sends
   bool forwarded;
   gb_ring_detail::gb_envelope origin;  // the message being served
@@ -353,7 +461,8 @@ __device__ int gb_refuse(gb_ring_outbox& o, gb_u32 code, const char* text) {
   return -static_cast<int>(code);
 }
 
-// Stages one device-side message in the internal queue's free slots (see HandlerContext::stage).
+// Stages one device-side message: claims a slot in the target shard's queue and writes it (see
+// HandlerContext::stage).
 __device__ int gb_stage(const gb_ring_call& call, gb_u32 actor_id, gb_u32 handler_id, const void* payload,
                         gb_u32 payload_bytes, bool forward) {
   gb_ring_outbox& o = *call.outbox;
@@ -373,20 +482,30 @@ __device__ int gb_stage(const gb_ring_call& call, gb_u32 actor_id, gb_u32 handle
   if (forward && o.forwarded) {
     return gb_refuse(o, GB_RING_FAILED_PRECONDITION, "gb_ring_forward already called for this message");
   }
-  if (o.next_hops > o.queue->max_hops) {
+  if (o.next_hops > o.area.max_hops) {
     const int refused = gb_refuse(o, GB_RING_RESOURCE_EXHAUSTED, "device-side hop limit of ");
-    gb_put_u(o.refusal, o.queue->max_hops);
+    gb_put_u(o.refusal, o.area.max_hops);
     gb_put(o.refusal, " exceeded");
     return refused;
   }
-  if (o.staged >= o.free_slots) {
+  const gb_u32 shard = GB_SHARD_OF(actor_id, o.area.shard_count);
+  gb_u64 position = 0;
+  gb_internal_slot* slot = o.staged < o.area.slots ? gb_queue_claim(o.area, gb_region(o.area, shard), position) : nullptr;
+  if (slot == nullptr) {
     const int refused = gb_refuse(o, GB_RING_RESOURCE_EXHAUSTED, "server-internal message queue full (");
-    gb_put_u(o.refusal, o.queue->slots);
+    gb_put_u(o.refusal, o.area.slots);
     gb_put(o.refusal, " slots)");
+    if (o.area.shard_count > 1) {
+      gb_put(o.refusal, " on shard ");
+      gb_put_u(o.refusal, shard);
+    }
     return refused;
   }
-  const gb_internal_queue& q = *o.queue;
-  gb_internal_message& m = o.messages[(q.head + q.count + o.staged) % q.slots];
+  atomicAdd(gb_in_flight(o.area), 1ull);
+  o.claims[o.staged].position = position;
+  o.claims[o.staged].shard = shard;
+  ++o.staged;
+  gb_internal_message& m = slot->message;
   m.origin_request_id = 0;
   m.origin_reply_offset = 0;
   m.origin_reply_capacity = 0;
@@ -408,7 +527,6 @@ __device__ int gb_stage(const gb_ring_call& call, gb_u32 actor_id, gb_u32 handle
     m.origin_handler_id = o.origin.origin_handler_id;
   }
   if (forward) o.forwarded = true;
-  ++o.staged;
   return 0;
 }
 }  // namespace gb_ring_detail
@@ -423,17 +541,18 @@ __device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, 
 }
 
 namespace gb_ring_detail {
-// Everything the loop carries between messages (one thread: local memory).
+// Everything one block carries between messages (one thread: local memory).
 struct gb_server {
   unsigned char* block;
   unsigned char* actors;  // device mirror of the block from actor_table_offset on
   gb_kernel_control* control;
+  gb_shard_words* words;  // this shard's words in the control block
+  gb_u32 shard;
   gb_geometry geometry;
   gb_ring_slot* requests;
   gb_ring_slot* completions;
   gb_u64 request_capacity;
   gb_u64 completion_capacity;
-  gb_u64* request_enqueue;
   gb_u64* request_dequeue;
   gb_u64* completion_enqueue;
   gb_u64* heartbeat;
@@ -445,9 +564,9 @@ struct gb_server {
   gb_u64 internal_messages;
   gb_u64 published_internal_messages;  // last value written to the control block
   gb_u64 internal_failures;
-  gb_u64 internal_peak;
-  gb_internal_queue* queue;  // device memory
-  gb_internal_message* messages;
+  gb_u64 published_peak;
+  gb_internal_area area;
+  unsigned char* queue;  // this shard's region of the internal area
   gb_ring_outbox outbox;
   gb_outcome outcome;
   gb_ring_slot request;          // the host message being served (a copy; its slot is free)
@@ -455,44 +574,56 @@ struct gb_server {
   unsigned char inline_reply[GB_INLINE_BYTES];
 };
 
+__device__ __forceinline__ unsigned char* gb_shard_header(unsigned char* block, const gb_geometry& g, gb_u32 shard) {
+  return block + g.shard_table + static_cast<gb_u64>(shard) * GB_SHARD_HEADER_BYTES;
+}
+
 // Counters carry on from a previous launch (hot reload): the ring's and the kernel's own.
 __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actors, unsigned char* control,
-                        unsigned char* internal) {
+                        unsigned char* internal, gb_u32 shard) {
   s.block = block;
   s.actors = actors;
   s.control = reinterpret_cast<gb_kernel_control*>(control);
+  s.words = &s.control->shards[shard];
+  s.shard = shard;
   s.geometry = gb_read_geometry(block);
-  s.requests = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(block, GB_OFF_REQUEST_SLOTS)));
-  s.completions = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(block, GB_OFF_COMPLETION_SLOTS)));
+  unsigned char* sh = gb_shard_header(block, s.geometry, shard);
+  s.requests = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(sh, GB_OFF_REQUEST_SLOTS)));
+  s.completions = reinterpret_cast<gb_ring_slot*>(block + gb_ld64(gb_u64_at(sh, GB_OFF_COMPLETION_SLOTS)));
   s.request_capacity = gb_ld32(gb_u32_at(block, GB_OFF_REQUEST_CAPACITY));
   s.completion_capacity = gb_ld32(gb_u32_at(block, GB_OFF_COMPLETION_CAPACITY));
-  s.request_enqueue = gb_u64_at(block, GB_OFF_REQUEST_ENQUEUE);
-  s.request_dequeue = gb_u64_at(block, GB_OFF_REQUEST_DEQUEUE);
-  s.completion_enqueue = gb_u64_at(block, GB_OFF_COMPLETION_ENQUEUE);
-  s.heartbeat = gb_u64_at(block, GB_OFF_HEARTBEAT);
+  s.request_dequeue = gb_u64_at(sh, GB_OFF_REQUEST_DEQUEUE);
+  s.completion_enqueue = gb_u64_at(sh, GB_OFF_COMPLETION_ENQUEUE);
+  s.heartbeat = gb_u64_at(sh, GB_OFF_HEARTBEAT);
   s.control_word = gb_u32_at(block, GB_OFF_CONTROL);
   s.next_request = gb_ld64(s.request_dequeue);
   s.next_completion = gb_ld64(s.completion_enqueue);
   s.beat = gb_ld64(s.heartbeat);
-  s.served = gb_ld64(&s.control->served);
-  s.internal_messages = gb_ld64(&s.control->internal_messages);
+  s.served = gb_ld64(&s.words->served);
+  s.internal_messages = gb_ld64(&s.words->internal_messages);
   s.published_internal_messages = s.internal_messages;
-  s.internal_failures = gb_ld64(&s.control->internal_failures);
-  s.internal_peak = gb_ld64(&s.control->internal_peak);
-  s.queue = reinterpret_cast<gb_internal_queue*>(internal);
-  s.messages = reinterpret_cast<gb_internal_message*>(internal + GB_INTERNAL_QUEUE_HEADER_BYTES);
-  s.outbox.queue = s.queue;
-  s.outbox.messages = s.messages;
+  s.internal_failures = gb_ld64(&s.words->internal_failures);
+  s.published_peak = gb_ld64(&s.words->internal_peak);
+  s.area = gb_read_area(internal);
+  s.queue = gb_region(s.area, shard);
+  s.outbox.area = s.area;
+  s.outbox.claims = gb_queue_claims(s.area, s.queue);
   s.outbox.staged = 0;
 }
 
 __device__ __forceinline__ void gb_heartbeat(gb_server& s) { gb_st64(s.heartbeat, ++s.beat); }
 
-// Device-side messages cross no bus: their count reaches the host once per finished chain.
-__device__ __forceinline__ void gb_publish_internal_count(gb_server& s) {
+// Device-side counters cross no bus per message: they reach the host when the shard's queue is
+// empty and before each completion it writes.
+__device__ __forceinline__ void gb_publish_counts(gb_server& s) {
   if (s.internal_messages != s.published_internal_messages) {
     s.published_internal_messages = s.internal_messages;
-    gb_st64(&s.control->internal_messages, s.internal_messages);
+    gb_st64(&s.words->internal_messages, s.internal_messages);
+  }
+  const gb_u64 peak = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_PEAK));
+  if (peak != s.published_peak) {
+    s.published_peak = peak;
+    gb_st64(&s.words->internal_peak, peak);
   }
 }
 
@@ -559,7 +690,6 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
   }
 
   gb_ring_outbox& box = s.outbox;
-  box.free_slots = static_cast<gb_u32>(s.queue->slots - s.queue->count);
   box.next_hops = env.hops + 1;
   box.forwarded = false;
   box.origin = env;
@@ -621,12 +751,14 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
   o.reply_bytes = static_cast<gb_u32>(written);
 }
 
-// Writes s.outcome as the completion of env's host call, waiting (heartbeating) for a free
-// completion slot. False when the host abandoned the kernel meanwhile.
+// Writes s.outcome as the completion of env's host call on this shard's completion ring, waiting
+// (heartbeating) for a free slot. False when the host abandoned the kernel meanwhile.
 __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
+  gb_publish_counts(s);  // exact once the caller holds its reply
   gb_ring_slot* out = s.completions + (s.next_completion & (s.completion_capacity - 1));
   // acquire: the host has finished reading the slot's previous body before this one is written
   while (gb_ld64_acquire(&out->turn) != s.next_completion) {
+    GB_RING_GRID_CHECK();
     gb_heartbeat(s);
     if (gb_ld32(&s.control->abandon) != 0) return false;
     GB_RING_IDLE();
@@ -651,7 +783,7 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
     for (gb_u32 i = 0; i < o.reply_bytes; ++i) out->inline_payload[i] = s.inline_reply[i];
     out->payload_bytes = o.reply_bytes;
   }
-  gb_st64(&s.control->served, ++s.served);  // counted before the caller can see its reply
+  gb_st64(&s.words->served, ++s.served);  // counted before the caller can see its reply
   __threadfence_system();  // release: the body (and any pool reply) before the turn
   gb_st64(&out->turn, s.next_completion + 1);
   gb_st64(s.completion_enqueue, s.next_completion + 1);
@@ -659,10 +791,10 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   return true;
 }
 
-// A posted message failed: count it and keep its error for the host (seqlock, see KernelControl).
+// A posted message failed: count it and keep its error for the host (seqlock, see KernelShardWords).
 __device__ void gb_record_failure(gb_server& s, const gb_envelope& env) {
-  gb_kernel_control* c = s.control;
-  gb_st64(&c->internal_failures, ++s.internal_failures);
+  gb_shard_words* w = s.words;
+  gb_st64(&w->internal_failures, ++s.internal_failures);
   gb_text t;
   t.size = 0;
   gb_put(t, "actor ");
@@ -671,30 +803,46 @@ __device__ void gb_record_failure(gb_server& s, const gb_envelope& env) {
   gb_put_u(t, env.handler_id);
   gb_put(t, ": ");
   gb_put_text(t, s.outcome.message);
-  const gb_u32 sequence = gb_ld32(&c->error_sequence);
-  gb_st32(&c->error_sequence, sequence + 1);  // odd: being rewritten
+  const gb_u64 ticket = atomicAdd(gb_u64_at(s.area.base, GB_OFF_SW_FAILURE_TICKET), 1ull) + 1;
+  const gb_u32 sequence = gb_ld32(&w->error_sequence);
+  gb_st32(&w->error_sequence, sequence + 1);  // odd: being rewritten
   __threadfence_system();
-  for (gb_u32 w = 0; w * 4 < t.size; ++w) {
+  for (gb_u32 i = 0; i * 4 < t.size; ++i) {
     gb_u32 word = 0;
-    for (gb_u32 b = 0; b < 4 && w * 4 + b < t.size; ++b) word |= static_cast<gb_u32>(t.bytes[w * 4 + b]) << (8 * b);
-    gb_st32(&c->error_words[w], word);
+    for (gb_u32 b = 0; b < 4 && i * 4 + b < t.size; ++b) word |= static_cast<gb_u32>(t.bytes[i * 4 + b]) << (8 * b);
+    gb_st32(&w->error_words[i], word);
   }
-  gb_st32(&c->error_bytes, t.size);
+  gb_st32(&w->error_bytes, t.size);
+  gb_st64(&w->error_ticket, ticket);
   __threadfence_system();
-  gb_st32(&c->error_sequence, sequence + 2);
+  gb_st32(&w->error_sequence, sequence + 2);
 }
 
-// After a message ran (or was cancelled): commits its staged messages on success, then answers
-// its host call unless it forwarded. False when the host abandoned the kernel.
-__device__ bool gb_finish(gb_server& s, const gb_envelope& env) {
-  if (s.outcome.status == 0) {
-    s.queue->count += s.outbox.staged;
-    if (s.queue->count > s.internal_peak) {
-      s.internal_peak = s.queue->count;
-      gb_st64(&s.control->internal_peak, s.internal_peak);
+// Publishes the messages the handler claimed: as they are when it succeeded, dropped otherwise.
+// Each target queue's peak is raised first (its claims are all still unconsumed then).
+__device__ void gb_publish_outbox(gb_server& s, bool commit) {
+  gb_ring_outbox& o = s.outbox;
+  if (commit) {
+    for (gb_u32 i = 0; i < o.staged; ++i) {
+      unsigned char* region = gb_region(s.area, o.claims[i].shard);
+      const gb_u64 held = gb_ld64(gb_u64_at(region, GB_OFF_Q_ENQUEUE)) - gb_ld64(gb_u64_at(region, GB_OFF_Q_DEQUEUE));
+      atomicMax(gb_u64_at(region, GB_OFF_Q_PEAK), held);
     }
   }
-  s.outbox.staged = 0;
+  for (gb_u32 i = 0; i < o.staged; ++i) {
+    unsigned char* region = gb_region(s.area, o.claims[i].shard);
+    gb_internal_slot* slot = gb_queue_slots(region) + o.claims[i].position % s.area.slots;
+    slot->dropped = commit ? 0u : 1u;
+    __threadfence();  // release: the message before its turn
+    gb_st64(&slot->turn, o.claims[i].position + 1);
+  }
+  o.staged = 0;
+}
+
+// After a message ran (or was cancelled): publishes its staged messages (dropped unless it
+// succeeded), then answers its host call unless it forwarded. False when the host abandoned the kernel.
+__device__ bool gb_finish(gb_server& s, const gb_envelope& env) {
+  gb_publish_outbox(s, s.outcome.status == 0);
   if (s.outcome.status == 0 && s.outcome.forwarded) return true;
   if (env.replies_to_host) return gb_complete(s, env);
   if (s.outcome.status != 0) gb_record_failure(s, env);
@@ -741,12 +889,14 @@ __device__ bool gb_serve_host(gb_server& s, gb_u32 word) {
   return gb_finish(s, env);
 }
 
-// The oldest device-side message (the queue is not empty).
-__device__ bool gb_serve_internal(gb_server& s, gb_u32 word) {
-  gb_internal_queue& q = *s.queue;
-  s.internal = s.messages[q.head];
-  q.head = (q.head + 1) % q.slots;
-  --q.count;
+// The device-side message in `slot` at `position` of this shard's queue (published).
+__device__ bool gb_serve_internal(gb_server& s, gb_internal_slot* slot, gb_u64 position, gb_u32 word) {
+  s.internal = slot->message;
+  const bool dropped = slot->dropped != 0;
+  __threadfence();  // the body is read before the slot is freed
+  gb_st64(&slot->turn, position + s.area.slots);
+  gb_st64(gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE), position + 1);
+  if (dropped) return true;  // its handler failed after staging it: it never runs
   ++s.internal_messages;
   const gb_internal_message& m = s.internal;
   gb_envelope env;
@@ -782,32 +932,74 @@ __device__ bool gb_serve_internal(gb_server& s, gb_u32 word) {
   return gb_finish(s, env);
 }
 
+// True when nothing is left to serve anywhere (see CpuRingServer's nothing_left): every shard's
+// request ring is empty, then no message is taken and unfinished (in_flight).
+__device__ bool gb_nothing_left(gb_server& s) {
+  for (gb_u32 t = 0; t < s.geometry.shard_count; ++t) {
+    unsigned char* sh = gb_shard_header(s.block, s.geometry, t);
+    if (gb_ld64(gb_u64_at(sh, GB_OFF_REQUEST_ENQUEUE)) != gb_ld64(gb_u64_at(sh, GB_OFF_REQUEST_DEQUEUE))) return false;
+  }
+  __threadfence_system();
+  return gb_ld64(gb_in_flight(s.area)) == 0;
+}
+
+// This block ends for good: the last block to finish says the server stopped.
+__device__ void gb_finish_shard(gb_server& s) {
+  gb_publish_counts(s);
+  gb_st32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED), 1u);
+  gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
+  __threadfence_system();
+  if (atomicSub(gb_u32_at(s.area.base, GB_OFF_SW_UNFINISHED), 1u) == 1u) {
+    __threadfence_system();  // every block's completions before `stopped`
+    gb_st32(gb_u32_at(s.block, GB_OFF_SERVER_STATE), GB_STATE_STOPPED);
+  }
+}
+
 }  // namespace gb_ring_detail
 
 extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* actors, unsigned char* control,
                                          unsigned char* internal) {
   using namespace gb_ring_detail;
-  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  if (threadIdx.x != 0) return;
+  const gb_u32 shard = blockIdx.x;
+  if (shard >= gb_ld32(gb_u32_at(block, GB_OFF_SHARD_COUNT))) return;
   gb_server s;
-  gb_init(s, block, actors, control, internal);
+  gb_init(s, block, actors, control, internal, shard);
+  if (gb_ld32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED)) != 0) {  // finished in an earlier launch
+    gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
+    return;
+  }
+  gb_u32* quiescent = gb_u32_at(s.area.base, GB_OFF_SW_QUIESCENT);
+  gb_internal_slot* queue_slots = gb_queue_slots(s.queue);
+  gb_u64* queue_dequeue = gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE);
   for (;;) {
+    GB_RING_GRID_CHECK();
+    if (gb_ld32(quiescent) != 0) break;
     gb_heartbeat(s);
     if (gb_ld32(&s.control->yield) != 0) {
-      gb_publish_internal_count(s);
-      gb_st32(&s.control->exit_reason, GB_EXIT_YIELDED);
+      gb_publish_counts(s);
+      gb_st32(&s.words->exit_reason, GB_EXIT_YIELDED);
       return;
     }
     const gb_u32 word = gb_ld32(s.control_word);
-    // Device-side messages first: a host message's whole chain runs before the next one.
-    if (s.queue->count > 0) {
-      if (!gb_serve_internal(s, word)) break;
+    // Device-side messages first: on one shard a host message's whole chain runs before the next.
+    const gb_u64 position = gb_ld64(queue_dequeue);
+    gb_internal_slot* message = queue_slots + position % s.area.slots;
+    if (gb_ld64(&message->turn) == position + 1) {
+      __threadfence();  // acquire: the message after its turn
+      const bool going = gb_serve_internal(s, message, position, word);
+      atomicAdd(gb_in_flight(s.area), ~0ull);  // finished (its own messages were counted when claimed)
+      if (!going) break;
       continue;
     }
-    gb_publish_internal_count(s);
+    gb_publish_counts(s);
     gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
     if (gb_ld64(&slot->turn) != s.next_request + 1) {
-      // drain/stop end once nothing is queued or being enqueued (the internal queue is empty).
-      if (word != GB_CONTROL_RUN && gb_ld64(s.request_enqueue) == s.next_request) break;
+      // drain/stop end once nothing is queued, being enqueued or in flight on any shard.
+      if (word != GB_CONTROL_RUN && gb_nothing_left(s)) {
+        gb_st32(quiescent, 1u);
+        break;
+      }
       if (gb_ld32(&s.control->abandon) != 0) break;
       GB_RING_IDLE();
       continue;
@@ -826,16 +1018,16 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       const gb_u32 n = r.payload_bytes < GB_INLINE_BYTES ? r.payload_bytes : static_cast<gb_u32>(GB_INLINE_BYTES);
       for (gb_u32 i = 0; i < n; ++i) r.inline_payload[i] = slot->inline_payload[i];
     }
-    __threadfence_system();  // the body is read before the slot is freed
+    atomicAdd(gb_in_flight(s.area), 1ull);  // taken before its slot is freed (gb_nothing_left)
+    __threadfence_system();  // the body is read (and the message counted) before the slot is freed
     gb_st64(&slot->turn, s.next_request + s.request_capacity);
     gb_st64(s.request_dequeue, s.next_request + 1);
     ++s.next_request;
-    if (!gb_serve_host(s, word)) break;
+    const bool going = gb_serve_host(s, word);
+    atomicAdd(gb_in_flight(s.area), ~0ull);
+    if (!going) break;
   }
-  gb_publish_internal_count(s);
-  __threadfence_system();
-  gb_st32(gb_u32_at(block, GB_OFF_SERVER_STATE), GB_STATE_STOPPED);
-  gb_st32(&s.control->exit_reason, GB_EXIT_FINISHED);
+  gb_finish_shard(s);
 }
 )GBCU";
 
@@ -943,7 +1135,8 @@ struct CudaRingServer::Impl {
   KernelControl* control_device = nullptr;
   std::byte* actors_device = nullptr;  // mirror of [actor_table_offset, pool_offset)
   std::size_t actors_bytes = 0;
-  std::byte* internal_device = nullptr;  // InternalQueueHeader + the internal message queue
+  std::byte* internal_device = nullptr;  // the internal area (InternalServerWords, per-shard queues)
+  std::uint32_t shards = 1;
   cudaStream_t stream = nullptr;
   std::unique_ptr<LoadedKernel> loaded;
 
@@ -992,13 +1185,15 @@ struct CudaRingServer::Impl {
   // Caller holds `mutex`.
   Status launch_locked() {
     GB_CUDA_TRY(cudaSetDevice(options.device));
-    write_control(control->exit_reason, static_cast<std::uint32_t>(KernelExit::running));
+    for (std::uint32_t i = 0; i < shards; ++i) {
+      write_control(control->shards[i].exit_reason, static_cast<std::uint32_t>(KernelExit::running));
+    }
     void* block_arg = block_device;
     void* actors_arg = actors_device;
     void* control_arg = control_device;
     void* internal_arg = internal_device;
     void* args[] = {&block_arg, &actors_arg, &control_arg, &internal_arg};
-    GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(1), dim3(1), args, 0, stream));
+    GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(shards), dim3(1), args, 0, stream));
     ++launches;
     return {};
   }
@@ -1066,7 +1261,8 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
   auto loaded = load_kernel(std::move(image).value());
   if (!loaded) return loaded.error();
   impl->loaded = std::move(loaded).value();
-  impl->mode.description = "persistent kernel (1 thread) on " + impl->mode.device_name + " (" +
+  impl->shards = h.shard_count;
+  impl->mode.description = "persistent kernel (" + std::to_string(h.shard_count) + " block(s) of 1 thread, one per shard) on " + impl->mode.device_name + " (" +
                            impl->mode.target + ") over mapped host memory with system fences; host native atomics: " +
                            (impl->mode.host_native_atomics ? "yes (not needed)" : "no (not needed)");
 
@@ -1101,7 +1297,7 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
     impl->actors_device = static_cast<std::byte*>(actors);
   }
   void* internal = nullptr;
-  GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_queue_bytes(options.internal_queue_slots)));
+  GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_area_bytes(options.internal_queue_slots, impl->shards)));
   impl->internal_device = static_cast<std::byte*>(internal);
   GB_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   return std::unique_ptr<CudaRingServer>(new CudaRingServer(std::move(impl)));
@@ -1128,8 +1324,8 @@ Status CudaRingServer::start() {
     GB_CUDA_TRY(cudaMemcpy(impl_->actors_device, memory.base() + memory.header().actor_table_offset,
                            impl_->actors_bytes, cudaMemcpyHostToDevice));
   }
-  const detail::InternalQueueHeader queue = detail::initial_internal_queue(impl_->options);
-  GB_CUDA_TRY(cudaMemcpy(impl_->internal_device, &queue, sizeof queue, cudaMemcpyHostToDevice));
+  const std::vector<std::byte> area = detail::initial_internal_area(impl_->options, impl_->shards);
+  GB_CUDA_TRY(cudaMemcpy(impl_->internal_device, area.data(), area.size(), cudaMemcpyHostToDevice));
   std::atomic_ref<std::uint32_t>(memory.header().server_state)
       .store(static_cast<std::uint32_t>(ServerState::running), std::memory_order_release);
   if (Status s = impl_->launch_locked(); !s) {
@@ -1175,7 +1371,7 @@ Status CudaRingServer::wait() {
       continue;
     }
     if (impl_->launches != launch) continue;  // reload relaunched: wait for the new kernel
-    if (impl_->read_control(impl_->control->exit_reason) == static_cast<std::uint32_t>(KernelExit::finished)) {
+    if (detail::all_shards_finished(*impl_->control, impl_->shards)) {
       if (Status s = impl_->finish_locked(); !s) impl_->kernel_error = s.error();
     } else {
       impl_->kernel_error = ring_error(ErrorCode::internal, "ring kernel returned without finishing");
@@ -1199,8 +1395,7 @@ Status CudaRingServer::reload(CudaHandlerSource handlers) {
   Impl::write_control(impl_->control->yield, 1);
   if (Status s = impl_->synchronize_locked(); !s) return s;
   Impl::write_control(impl_->control->yield, 0);
-  const std::uint32_t exit = Impl::read_control(impl_->control->exit_reason);
-  if (exit == static_cast<std::uint32_t>(KernelExit::finished)) {
+  if (detail::all_shards_finished(*impl_->control, impl_->shards)) {
     // It stopped (stop/drain) before it saw the request: nothing to relaunch.
     auto loaded = load_kernel(std::move(image).value());
     if (loaded) impl_->loaded = std::move(loaded).value();
@@ -1232,14 +1427,16 @@ Status CudaRingServer::kernel_status() const {
 }
 
 std::uint64_t CudaRingServer::messages_served() const noexcept {
-  return std::atomic_ref<std::uint64_t>(impl_->control->served).load(std::memory_order_acquire);
+  return detail::read_kernel_stats(*impl_->control, impl_->memory).completions;
 }
 
 RingServerStats CudaRingServer::stats() const noexcept {
-  return detail::read_kernel_stats(*impl_->control, impl_->memory.header());
+  return detail::read_kernel_stats(*impl_->control, impl_->memory);
 }
 
-std::string CudaRingServer::last_internal_error() const { return detail::read_kernel_error(*impl_->control); }
+std::string CudaRingServer::last_internal_error() const {
+  return detail::read_kernel_error(*impl_->control, impl_->shards);
+}
 
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }
 
@@ -1258,35 +1455,80 @@ Status validate_options(const CudaRingServerOptions& options) {
   return {};
 }
 
-RingServerStats read_kernel_stats(KernelControl& control, RingHeader& header) noexcept {
-  auto load = [](std::uint64_t& word) { return std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed); };
+std::vector<std::byte> initial_internal_area(const CudaRingServerOptions& options, std::uint32_t shards) {
+  std::vector<std::byte> area(internal_area_bytes(options.internal_queue_slots, shards));
+  InternalServerWords words{};
+  words.shard_count = shards;
+  words.slots = options.internal_queue_slots;
+  words.max_hops = options.max_hops;
+  words.unfinished_shards = shards;
+  std::memcpy(area.data(), &words, sizeof words);
+  const std::size_t region = internal_region_bytes(options.internal_queue_slots);
+  for (std::uint32_t shard = 0; shard < shards; ++shard) {
+    std::byte* base = area.data() + sizeof(InternalServerWords) + shard * region;
+    for (std::uint32_t i = 0; i < options.internal_queue_slots; ++i) {
+      const std::uint64_t turn = i;
+      std::memcpy(base + sizeof(InternalQueueHead) + std::size_t{i} * sizeof(InternalSlot) + offsetof(InternalSlot, turn),
+                  &turn, sizeof turn);
+    }
+  }
+  return area;
+}
+
+bool all_shards_finished(KernelControl& control, std::uint32_t shards) noexcept {
+  for (std::uint32_t i = 0; i < shards; ++i) {
+    if (std::atomic_ref<std::uint32_t>(control.shards[i].exit_reason).load(std::memory_order_acquire) !=
+        static_cast<std::uint32_t>(KernelExit::finished)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+RingServerStats read_kernel_stats(KernelControl& control, const RingMemory& memory) noexcept {
+  auto load = [](std::uint64_t& word) { return std::atomic_ref<std::uint64_t>(word).load(std::memory_order_acquire); };
   RingServerStats s;
-  s.host_messages = load(header.request_dequeue);
-  s.internal_messages = load(control.internal_messages);
-  s.completions = load(control.served);
-  s.internal_failures = load(control.internal_failures);
-  s.internal_queue_peak = load(control.internal_peak);
+  for (std::uint32_t i = 0; i < memory.shard_count(); ++i) {
+    KernelShardWords& w = control.shards[i];
+    s.host_messages += load(memory.shard(i).request_dequeue);
+    s.internal_messages += load(w.internal_messages);
+    s.completions += load(w.served);
+    s.internal_failures += load(w.internal_failures);
+    s.internal_queue_peak = std::max(s.internal_queue_peak, load(w.internal_peak));
+  }
   return s;
 }
 
-std::string read_kernel_error(KernelControl& control) {
-  auto load = [](std::uint32_t& word, std::memory_order order) { return std::atomic_ref<std::uint32_t>(word).load(order); };
-  for (;;) {
-    const std::uint32_t before = load(control.error_sequence, std::memory_order_acquire);
-    if ((before & 1u) != 0) {
-      std::this_thread::yield();
-      continue;
+std::string read_kernel_error(KernelControl& control, std::uint32_t shards) {
+  auto load32 = [](std::uint32_t& word, std::memory_order order) { return std::atomic_ref<std::uint32_t>(word).load(order); };
+  auto load64 = [](std::uint64_t& word) { return std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed); };
+  std::string latest;
+  std::uint64_t latest_ticket = 0;
+  for (std::uint32_t shard = 0; shard < shards; ++shard) {
+    KernelShardWords& w = control.shards[shard];
+    for (;;) {
+      const std::uint32_t before = load32(w.error_sequence, std::memory_order_acquire);
+      if ((before & 1u) != 0) {
+        std::this_thread::yield();
+        continue;
+      }
+      const std::uint64_t ticket = load64(w.error_ticket);
+      const std::size_t size = std::min<std::size_t>(load32(w.error_bytes, std::memory_order_relaxed), kInlinePayloadBytes);
+      std::string text(size, '\0');
+      for (std::size_t i = 0; i * 4 < size; ++i) {
+        const std::uint32_t word = load32(w.error_words[i], std::memory_order_relaxed);
+        for (std::size_t b = 0; b < 4 && i * 4 + b < size; ++b) text[i * 4 + b] = static_cast<char>((word >> (8 * b)) & 0xFFu);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (load32(w.error_sequence, std::memory_order_relaxed) != before) continue;
+      if (ticket > latest_ticket) {
+        latest_ticket = ticket;
+        latest = std::move(text);
+      }
+      break;
     }
-    const std::size_t size = std::min<std::size_t>(load(control.error_bytes, std::memory_order_relaxed),
-                                                   kInlinePayloadBytes);
-    std::string text(size, '\0');
-    for (std::size_t w = 0; w * 4 < size; ++w) {
-      const std::uint32_t word = load(control.error_words[w], std::memory_order_relaxed);
-      for (std::size_t b = 0; b < 4 && w * 4 + b < size; ++b) text[w * 4 + b] = static_cast<char>((word >> (8 * b)) & 0xFFu);
-    }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (load(control.error_sequence, std::memory_order_relaxed) == before) return text;
   }
+  return latest;
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
-// RingClient: host producers on the request ring (lock-free claims), a host-side-locked pool of
-// large-payload chunks, and one dispatcher thread that consumes the completion ring, correlates
-// completions to pending calls by request_id and watches the server's heartbeat.
+// RingClient: host producers on the request ring of each actor's shard (lock-free claims), a
+// host-side-locked pool of large-payload chunks, and one dispatcher thread that consumes every
+// shard's completion ring in turn, correlates completions to pending calls by request_id and
+// watches every shard's heartbeat.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -78,8 +79,9 @@ void back_off(std::uint32_t attempt) {
 struct RingClient::Impl {
   RingMemory& memory;
   RingClientOptions options;
-  detail::SlotQueue requests;
-  detail::SlotQueue completions;
+  std::uint32_t shard_count;
+  std::vector<detail::SlotQueue> requests;     // by shard
+  std::vector<detail::SlotQueue> completions;  // by shard
   ChunkPool pool;
   std::atomic<std::uint64_t> next_request_id{1};
 
@@ -100,9 +102,13 @@ struct RingClient::Impl {
   std::thread dispatcher;
 
   Impl(RingMemory& m, RingClientOptions o)
-      : memory(m), options(o), requests(detail::request_queue(m)),
-        completions(detail::completion_queue(m)), pool(m.header()),
-        actor_in_use(m.header().actor_count, 0) {}
+      : memory(m), options(o), shard_count(m.shard_count()), pool(m.header()),
+        actor_in_use(m.header().actor_count, 0) {
+    for (std::uint32_t s = 0; s < shard_count; ++s) {
+      requests.push_back(detail::request_queue(m, s));
+      completions.push_back(detail::completion_queue(m, s));
+    }
+  }
 
   RingHeader& header() const { return memory.header(); }
   ServerState server_state() const { return static_cast<ServerState>(load_acquire(header().server_state)); }
@@ -170,8 +176,9 @@ struct RingClient::Impl {
 
     std::uint64_t position = 0;
     RingSlot* slot = nullptr;
+    detail::SlotQueue& ring = requests[shard_of(actor_id, shard_count)];
     for (std::uint32_t attempt = 0;; ++attempt) {
-      slot = requests.try_claim(position);
+      slot = ring.try_claim(position);
       if (slot != nullptr) break;
       if (!deadline) {
         release_blocks();
@@ -252,36 +259,52 @@ struct RingClient::Impl {
     }
   }
 
-  bool dispatch_one() {
-    std::uint64_t position = 0;
-    RingSlot* slot = completions.try_peek(position);
-    if (slot == nullptr) return false;
-    std::optional<Pending> call;
-    {
-      std::lock_guard lock(pending_mutex);
-      if (auto it = pending.find(slot->request_id); it != pending.end()) {
-        call = std::move(it->second);
-        pending.erase(it);
+  // Consumes up to `limit` completions of one shard's ring; returns how many.
+  std::uint32_t dispatch_shard(std::uint32_t shard, std::uint32_t limit) {
+    detail::SlotQueue& ring = completions[shard];
+    std::uint32_t taken = 0;
+    for (; taken < limit; ++taken) {
+      std::uint64_t position = 0;
+      RingSlot* slot = ring.try_peek(position);
+      if (slot == nullptr) break;
+      std::optional<Pending> call;
+      {
+        std::lock_guard lock(pending_mutex);
+        if (auto it = pending.find(slot->request_id); it != pending.end()) {
+          call = std::move(it->second);
+          pending.erase(it);
+        }
       }
+      if (!call) {  // its caller was already failed (client closing); nothing to deliver
+        ring.release(*slot, position);
+        continue;
+      }
+      Result<Reply> reply = read_completion(*slot, *call);
+      ring.release(*slot, position);
+      pool.free(call->payload_block);
+      pool.free(call->reply_block);
+      call->callback(std::move(reply));
     }
-    if (!call) {  // its caller was already failed (client closing); nothing to deliver
-      completions.release(*slot, position);
-      return true;
-    }
-    Result<Reply> reply = read_completion(*slot, *call);
-    completions.release(*slot, position);
-    pool.free(call->payload_block);
-    pool.free(call->reply_block);
-    call->callback(std::move(reply));
-    return true;
+    return taken;
+  }
+
+  // One pass over every shard's completion ring (round robin, up to a batch each); how many were
+  // taken.
+  std::uint32_t dispatch_pass() {
+    constexpr std::uint32_t kBatchPerShard = 64;
+    std::uint32_t taken = 0;
+    for (std::uint32_t s = 0; s < shard_count; ++s) taken += dispatch_shard(s, kBatchPerShard);
+    return taken;
   }
 
   void run_dispatcher() {
-    std::uint64_t last_heartbeat = load_acquire(header().heartbeat);
-    Clock::time_point last_change = Clock::now();
+    // Watchdog: each shard's last heartbeat and when it last moved.
+    std::vector<std::uint64_t> last_heartbeat(shard_count);
+    std::vector<Clock::time_point> last_change(shard_count, Clock::now());
+    for (std::uint32_t s = 0; s < shard_count; ++s) last_heartbeat[s] = load_acquire(memory.shard(s).heartbeat);
     std::uint32_t idle = 0;
     while (!closing.load(std::memory_order_acquire)) {
-      if (dispatch_one()) {
+      if (dispatch_pass() > 0) {
         idle = 0;
         continue;
       }
@@ -290,23 +313,27 @@ struct RingClient::Impl {
       const bool never_runs = state == ServerState::not_started && word == ControlWord::stop;
       if (state == ServerState::stopped || never_runs) {
         // Every completion was published before `stopped`: drain them, then fail the rest.
-        while (dispatch_one()) {
+        while (dispatch_pass() > 0) {
         }
         if (pending_calls() > 0) {
           fail_all(ring_error(ErrorCode::cancelled, "ring server stopped before the message ran"), true);
         }
       } else if (state == ServerState::running && !dead.load(std::memory_order_relaxed)) {
-        const std::uint64_t beat = load_acquire(header().heartbeat);
+        // While calls are pending every shard must beat: a forward chain may complete on any shard.
+        const bool waiting = pending_calls() > 0;
         const Clock::time_point now = Clock::now();
-        if (beat != last_heartbeat || pending_calls() == 0) {
-          last_heartbeat = beat;
-          last_change = now;
-        } else if (now - last_change > options.dead_after) {
-          dead.store(true, std::memory_order_release);
-          fail_all(ring_error(ErrorCode::unavailable,
-                              "ring server dead: no heartbeat for " +
-                                  std::to_string(options.dead_after.count()) + " ms"),
-                   /*free_blocks=*/false);  // a hung server could still write into them
+        for (std::uint32_t s = 0; s < shard_count; ++s) {
+          const std::uint64_t beat = load_acquire(memory.shard(s).heartbeat);
+          if (beat != last_heartbeat[s] || !waiting) {
+            last_heartbeat[s] = beat;
+            last_change[s] = now;
+          } else if (now - last_change[s] > options.dead_after) {
+            dead.store(true, std::memory_order_release);
+            std::string why = "ring server dead: no heartbeat for " + std::to_string(options.dead_after.count()) + " ms";
+            if (shard_count > 1) why += " on shard " + std::to_string(s);
+            fail_all(ring_error(ErrorCode::unavailable, why), /*free_blocks=*/false);  // a hung server could still write into them
+            break;
+          }
         }
       }
       if (dead.load(std::memory_order_relaxed) && pending_calls() > 0) {

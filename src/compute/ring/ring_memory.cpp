@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "compute/ring/slot_queue.hpp"
 #include "gpubridge/compute/ring.hpp"
@@ -34,6 +35,11 @@ Status validate_ring_size(std::uint32_t slots, const char* which) {
 }
 
 Status validate(const RingConfig& config) {
+  if (config.shards == 0 || config.shards > kMaxShards) {
+    return Error(ErrorCode::invalid_argument,
+                 "shards = " + std::to_string(config.shards) + " is outside 1.." + std::to_string(kMaxShards),
+                 "ring config");
+  }
   if (auto s = validate_ring_size(config.request_slots, "request_slots"); !s) return s;
   if (auto s = validate_ring_size(config.completion_slots, "completion_slots"); !s) return s;
   if (config.pool_chunks > 0 &&
@@ -72,10 +78,16 @@ Result<std::unique_ptr<RingMemory>> RingMemory::create(const RingConfig& config)
   for (const ActorTypeConfig& type : config.actor_types) actor_count += type.max_actors;
 
   std::size_t offset = align_up(sizeof(RingHeader), kRegionAlignment);
-  const std::size_t request_slots_offset = offset;
-  offset += std::size_t{config.request_slots} * kSlotBytes;
-  const std::size_t completion_slots_offset = offset;
-  offset += std::size_t{config.completion_slots} * kSlotBytes;
+  const std::size_t shard_table_offset = offset;
+  offset += std::size_t{config.shards} * sizeof(RingShardHeader);
+  std::vector<std::size_t> request_slots_offsets(config.shards);
+  std::vector<std::size_t> completion_slots_offsets(config.shards);
+  for (std::uint32_t s = 0; s < config.shards; ++s) {
+    request_slots_offsets[s] = offset;
+    offset += std::size_t{config.request_slots} * kSlotBytes;
+    completion_slots_offsets[s] = offset;
+    offset += std::size_t{config.completion_slots} * kSlotBytes;
+  }
   const std::size_t actor_table_offset = offset;
   offset = align_up(offset + actor_count * sizeof(ActorEntry), kRegionAlignment);
   const std::size_t states_offset = offset;
@@ -99,8 +111,8 @@ Result<std::unique_ptr<RingMemory>> RingMemory::create(const RingConfig& config)
   header->version = kRingVersion;
   header->request_capacity = config.request_slots;
   header->completion_capacity = config.completion_slots;
-  header->request_slots_offset = request_slots_offset;
-  header->completion_slots_offset = completion_slots_offset;
+  header->shard_count = config.shards;
+  header->shard_table_offset = shard_table_offset;
   header->actor_table_offset = actor_table_offset;
   header->pool_offset = pool_offset;
   header->pool_chunk_bytes = config.pool_chunks > 0 ? config.pool_chunk_bytes : 0;
@@ -117,8 +129,14 @@ Result<std::unique_ptr<RingMemory>> RingMemory::create(const RingConfig& config)
       slot->turn = i;
     }
   };
-  init_slots(request_slots_offset, config.request_slots);
-  init_slots(completion_slots_offset, config.completion_slots);
+  auto* shards = reinterpret_cast<RingShardHeader*>(base + shard_table_offset);
+  for (std::uint32_t s = 0; s < config.shards; ++s) {
+    RingShardHeader* shard = new (&shards[s]) RingShardHeader{};
+    shard->request_slots_offset = request_slots_offsets[s];
+    shard->completion_slots_offset = completion_slots_offsets[s];
+    init_slots(request_slots_offsets[s], config.request_slots);
+    init_slots(completion_slots_offsets[s], config.completion_slots);
+  }
 
   auto* actors = reinterpret_cast<ActorEntry*>(base + actor_table_offset);
   std::size_t state_offset = states_offset;

@@ -84,15 +84,16 @@ class SlotQueue {
   std::uint64_t& dequeue_;
 };
 
-inline SlotQueue request_queue(const RingMemory& memory) {
-  RingHeader& h = memory.header();
-  return SlotQueue(reinterpret_cast<RingSlot*>(memory.base() + h.request_slots_offset),
-                   h.request_capacity, h.request_enqueue, h.request_dequeue);
+// Shard `shard`'s rings (shard < memory.shard_count()).
+inline SlotQueue request_queue(const RingMemory& memory, std::uint32_t shard) {
+  RingShardHeader& sh = memory.shard(shard);
+  return SlotQueue(reinterpret_cast<RingSlot*>(memory.base() + sh.request_slots_offset),
+                   memory.header().request_capacity, sh.request_enqueue, sh.request_dequeue);
 }
-inline SlotQueue completion_queue(const RingMemory& memory) {
-  RingHeader& h = memory.header();
-  return SlotQueue(reinterpret_cast<RingSlot*>(memory.base() + h.completion_slots_offset),
-                   h.completion_capacity, h.completion_enqueue, h.completion_dequeue);
+inline SlotQueue completion_queue(const RingMemory& memory, std::uint32_t shard) {
+  RingShardHeader& sh = memory.shard(shard);
+  return SlotQueue(reinterpret_cast<RingSlot*>(memory.base() + sh.completion_slots_offset),
+                   memory.header().completion_capacity, sh.completion_enqueue, sh.completion_dequeue);
 }
 inline ActorEntry* actor_table(const RingMemory& memory) {
   return reinterpret_cast<ActorEntry*>(memory.base() + memory.header().actor_table_offset);

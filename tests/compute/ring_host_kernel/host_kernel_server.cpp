@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "ring_host_kernel/host_trap.hpp"
 
@@ -55,7 +56,8 @@ Result<std::unique_ptr<HostKernelServer>> HostKernelServer::create(ring::RingMem
   std::unique_ptr<HostKernelServer> server(new HostKernelServer(memory, kernel, options));
   server->actors_bytes_ = h.pool_offset - h.actor_table_offset;
   server->actors_ = allocate(server->actors_bytes_);
-  server->internal_ = allocate(ring::detail::internal_queue_bytes(options.internal_queue_slots));
+  server->shards_ = h.shard_count;
+  server->internal_ = allocate(ring::detail::internal_area_bytes(options.internal_queue_slots, h.shard_count));
   server->control_storage_ = allocate(sizeof(KernelControl));
   server->control_ = reinterpret_cast<KernelControl*>(server->control_storage_.get());
   return server;
@@ -74,33 +76,44 @@ Status HostKernelServer::start() {
   std::lock_guard lock(mutex_);
   if (phase_ != Phase::created) return harness_error(ErrorCode::failed_precondition, "ring server already started");
   std::memcpy(actors_.get(), memory_.base() + memory_.header().actor_table_offset, actors_bytes_);
-  const ring::detail::InternalQueueHeader queue = ring::detail::initial_internal_queue(options_);
-  std::memcpy(internal_.get(), &queue, sizeof queue);
+  const std::vector<std::byte> area = ring::detail::initial_internal_area(options_, shards_);
+  std::memcpy(internal_.get(), area.data(), area.size());
   store(memory_.header().server_state, static_cast<std::uint32_t>(ring::ServerState::running));
   launch_locked();
   phase_ = Phase::running;
   return {};
 }
 
+// One thread per block (shard), as a grid of `shards_` blocks; the launch has returned when the
+// last of them has.
 void HostKernelServer::launch_locked() {
-  store(control_->exit_reason, static_cast<std::uint32_t>(KernelExit::running));
+  for (std::uint32_t i = 0; i < shards_; ++i) {
+    store(control_->shards[i].exit_reason, static_cast<std::uint32_t>(KernelExit::running));
+  }
   const std::uint64_t launch = ++launches_;
+  blocks_running_ = shards_;
   auto* block = reinterpret_cast<unsigned char*>(memory_.base());
   auto* actors = reinterpret_cast<unsigned char*>(actors_.get());
   auto* control = reinterpret_cast<unsigned char*>(control_);
   auto* internal = reinterpret_cast<unsigned char*>(internal_.get());
-  threads_.emplace_back([this, launch, kernel = kernel_, block, actors, control, internal] {
-    bool trapped = false;
-    try {
-      kernel(block, actors, control, internal);
-    } catch (const HostTrap&) {
-      trapped = true;  // as a trapped device kernel: no state change, no heartbeat, no stop
-    }
-    std::lock_guard lock(mutex_);
-    returned_ = launch;
-    trapped_ = trapped_ || trapped;
-    returned_cv_.notify_all();
-  });
+  for (std::uint32_t index = 0; index < shards_; ++index) {
+    threads_.emplace_back([this, launch, index, kernel = kernel_, block, actors, control, internal] {
+      host_grid = HostGrid{&grid_trapped_, index};
+      bool trapped = false;
+      try {
+        kernel(block, actors, control, internal);
+      } catch (const HostTrap&) {
+        trapped = true;  // as a trapped device kernel: no state change, no heartbeat, no stop
+      }
+      host_grid = HostGrid{};
+      std::lock_guard lock(mutex_);
+      trapped_ = trapped_ || trapped;
+      if (--blocks_running_ == 0) {
+        returned_ = launch;
+        returned_cv_.notify_all();
+      }
+    });
+  }
 }
 
 void HostKernelServer::wait_returned(std::unique_lock<std::mutex>& lock) {
@@ -133,7 +146,7 @@ Status HostKernelServer::wait() {
     if (trapped_) {
       kernel_error_ = harness_error(ErrorCode::internal, "ring kernel trapped");
       phase_ = Phase::finished;
-    } else if (load(control_->exit_reason) == static_cast<std::uint32_t>(KernelExit::finished)) {
+    } else if (ring::detail::all_shards_finished(*control_, shards_)) {
       finish_locked();
     } else {
       kernel_error_ = harness_error(ErrorCode::internal, "ring kernel returned without finishing");
@@ -160,7 +173,7 @@ Status HostKernelServer::reload(KernelEntry kernel) {
     returned_cv_.notify_all();
     return *kernel_error_;
   }
-  if (load(control_->exit_reason) == static_cast<std::uint32_t>(KernelExit::finished)) {
+  if (ring::detail::all_shards_finished(*control_, shards_)) {
     finish_locked();  // it stopped (stop/drain) before it saw the request
   } else {
     launch_locked();
@@ -176,14 +189,14 @@ Status HostKernelServer::kernel_status() const {
   return {};
 }
 
-std::uint64_t HostKernelServer::messages_served() const noexcept {
-  return std::atomic_ref<std::uint64_t>(control_->served).load(std::memory_order_acquire);
-}
+std::uint64_t HostKernelServer::messages_served() const noexcept { return stats().completions; }
 
 ring::RingServerStats HostKernelServer::stats() const noexcept {
-  return ring::detail::read_kernel_stats(*control_, memory_.header());
+  return ring::detail::read_kernel_stats(*control_, memory_);
 }
 
-std::string HostKernelServer::last_internal_error() const { return ring::detail::read_kernel_error(*control_); }
+std::string HostKernelServer::last_internal_error() const {
+  return ring::detail::read_kernel_error(*control_, shards_);
+}
 
 }  // namespace gpubridge::testing::ring_host

@@ -1,10 +1,12 @@
 #pragma once
-// HostKernelServer: runs the host-compiled CUDA ring kernel (kernel_generator.cpp) on a std::thread
+// HostKernelServer: runs the host-compiled CUDA ring kernel (kernel_generator.cpp), one std::thread
+// per block (one block per shard of the ring block),
 // and does for it what CudaRingServer does around the device kernel: a "device" mirror of the
 // actor table and states (copied in at start, back when the kernel has finished for good), the
 // internal-queue header in "device memory", the KernelControl words (yield for hot reload, abandon
 // at destruction, the kernel's counters), and the lifecycle (start, stop, drain, reload, wait).
 // The kernel code itself is never reimplemented here. Thread-safe like CudaRingServer; one-shot.
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -71,9 +73,10 @@ class HostKernelServer {
   compute::ring::RingMemory& memory_;
   compute::ring::CudaRingServerOptions options_;
   KernelEntry kernel_;
+  std::uint32_t shards_ = 1;  // blocks per launch (the block's shard count)
   std::size_t actors_bytes_ = 0;
   DeviceBuffer actors_;    // mirror of [actor_table_offset, pool_offset)
-  DeviceBuffer internal_;  // InternalQueueHeader + messages
+  DeviceBuffer internal_;  // the internal area (server words, per-shard queues)
   DeviceBuffer control_storage_;
   compute::ring::detail::KernelControl* control_ = nullptr;
 
@@ -81,7 +84,9 @@ class HostKernelServer {
   std::condition_variable returned_cv_;
   Phase phase_ = Phase::created;
   std::uint64_t launches_ = 0;
-  std::uint64_t returned_ = 0;  // launches that have returned
+  std::uint64_t returned_ = 0;  // launches that have returned (all their blocks)
+  std::uint32_t blocks_running_ = 0;  // blocks of the current launch still running
+  std::atomic<bool> grid_trapped_{false};  // a block trapped: the others leave at their next check
   bool trapped_ = false;
   bool reloading_ = false;
   std::optional<Error> kernel_error_;

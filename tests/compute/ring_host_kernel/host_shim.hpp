@@ -2,12 +2,17 @@
 // Host shim for the CUDA ring kernel's generated source (cuda_ring_kernel_source): with it the SAME
 // source compiles as host C++ and runs on a std::thread against a real RingMemory block.
 //  - __device__/__global__/__forceinline__/__align__ become host spellings;
-//  - threadIdx/blockIdx are the one thread of the one block the server launches;
+//  - threadIdx is the one thread of each block; blockIdx is the block (= shard) the launching
+//    HostKernelServer gave this thread (host_grid.block); each block runs on its own thread;
 //  - the kernel's shared-word accesses (gb_ld64/gb_ld32/gb_st64/gb_st32; volatile, i.e. relaxed at
 //    system scope, on the device) become relaxed GCC atomics, gb_ld64_acquire (ld.acquire.sys) an
 //    acquire load, and __threadfence_system() a sequentially consistent fence, so the kernel's own fence placement is what orders its slot
 //    bodies against the host's atomic_ref accesses (a missing fence is a real race here too);
-//  - __trap() throws HostTrap; GB_RING_IDLE() yields the thread on an empty poll.
+//  - the device atomics on the server-internal area (atomicCAS/atomicAdd/atomicSub/atomicMax)
+//    become sequentially consistent std::atomic_ref operations and __threadfence() a sequentially
+//    consistent fence;
+//  - __trap() marks the grid trapped and throws HostTrap; GB_RING_GRID_CHECK() throws it in the
+//    other blocks' threads (a trap ends the whole grid); GB_RING_IDLE() yields on an empty poll.
 // Only generated kernel sources include this header (see kernel_generator.cpp).
 #include <atomic>
 #include <thread>
@@ -25,10 +30,38 @@ struct gb_host_dim3 {
   unsigned int x, y, z;
 };
 inline constexpr gb_host_dim3 threadIdx{0, 0, 0};
-inline constexpr gb_host_dim3 blockIdx{0, 0, 0};
+inline gb_host_dim3 gb_host_block_index() { return {gpubridge::testing::ring_host::host_grid.block, 0, 0}; }
+#define blockIdx (gb_host_block_index())
 
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-[[noreturn]] inline void __trap() { throw gpubridge::testing::ring_host::HostTrap{}; }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+[[noreturn]] inline void __trap() {
+  if (auto* trapped = gpubridge::testing::ring_host::host_grid.trapped) trapped->store(true);
+  throw gpubridge::testing::ring_host::HostTrap{};
+}
+inline void gb_host_grid_check() {
+  auto* trapped = gpubridge::testing::ring_host::host_grid.trapped;
+  if (trapped != nullptr && trapped->load()) throw gpubridge::testing::ring_host::HostTrap{};
+}
+#define GB_RING_GRID_CHECK() gb_host_grid_check()
+
+inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long compare, unsigned long long value) {
+  std::atomic_ref<unsigned long long>(*p).compare_exchange_strong(compare, value);
+  return compare;  // the value seen (== the expected one when it swapped)
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long value) {
+  return std::atomic_ref<unsigned long long>(*p).fetch_add(value);
+}
+inline unsigned int atomicSub(unsigned int* p, unsigned int value) {
+  return std::atomic_ref<unsigned int>(*p).fetch_sub(value);
+}
+inline unsigned long long atomicMax(unsigned long long* p, unsigned long long value) {
+  std::atomic_ref<unsigned long long> word(*p);
+  unsigned long long seen = word.load();
+  while (seen < value && !word.compare_exchange_weak(seen, value)) {
+  }
+  return seen;
+}
 
 inline unsigned long long gb_ld64(const unsigned long long* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 inline unsigned int gb_ld32(const unsigned int* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
