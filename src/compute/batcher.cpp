@@ -150,53 +150,75 @@ class Batcher final : public DynamicBatcher {
     if (!plainly_valid(r)) {
       if (Status s = validate(r); !s) return s;
     }
-    const SteadyTime now = Clock::now();
-    {
-      const auto lock = lock_briefly(mu_);
-      if (stopping_) return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
-      if (queued_ >= policy_.queue_capacity) {
-        ++stats_.rejected_queue_full;
-        if (observer_ != nullptr) observer_->on_batch_requests_done(def_.id, BatchOutcome::rejected_queue_full, 1);
-        return Error(ErrorCode::resource_exhausted,
-                     "queue full (capacity " + std::to_string(policy_.queue_capacity) + ") for " + def_.id + " on " +
-                         slot_.device.id);
-      }
-      // status and report are written when the request completes (every path sets them).
-      r.enqueued_ = now;
-      incoming_.push(r);
-      ++queued_;
-      ++stats_.submitted;
-      // Wake the dispatcher only when this request changes what it waits for.
-      bool wake = waiting_ == Waiting::requests && (queued_ == 1 || queued_ >= limit_);
-      if (r.deadline < deadline_bound_) {
-        deadline_bound_ = r.deadline;
-        wake = wake || waiting_ != Waiting::none;
-      }
-      if (!wake) return {};
-      waiting_ = Waiting::none;  // woken once: later submits need not signal again
+    // Reserve a place in the bounded queue first, so that the queue never holds more than its
+    // capacity even for a moment.
+    const std::size_t place = queued_.fetch_add(1, std::memory_order_relaxed);
+    if (place >= policy_.queue_capacity) {
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      if (intake_.load(std::memory_order_acquire) == closed_intake()) return stopped_error();
+      rejected_queue_full_.fetch_add(1, std::memory_order_relaxed);
+      if (observer_ != nullptr) observer_->on_batch_requests_done(def_.id, BatchOutcome::rejected_queue_full, 1);
+      return Error(ErrorCode::resource_exhausted,
+                   "queue full (capacity " + std::to_string(policy_.queue_capacity) + ") for " + def_.id + " on " +
+                       slot_.device.id);
     }
+    // status and report are written when the request completes (every path sets them).
+    r.enqueued_ = Clock::now();
+    // Counted before the push: once pushed, the request may complete at any moment.
+    submitted_.fetch_add(1, std::memory_order_relaxed);
+    // Push onto the intake stack (seq_cst: ordered before the read of waiting_ below; the
+    // dispatcher stores waiting_ before it looks at the intake one last time). `head` ends as
+    // the previous top: nullptr when the intake was empty.
+    BatchRequest* head = intake_.load(std::memory_order_relaxed);
+    do {
+      if (head == closed_intake()) {
+        submitted_.fetch_sub(1, std::memory_order_relaxed);
+        queued_.fetch_sub(1, std::memory_order_relaxed);
+        return stopped_error();
+      }
+      r.next_ = head;
+    } while (!intake_.compare_exchange_weak(head, &r, std::memory_order_seq_cst, std::memory_order_relaxed));
+    // Wake the dispatcher only when this request changes what it waits for: the first request
+    // on an empty intake while it has no wake-up planned, a full batch, or a deadline before its
+    // planned wake-up. Once woken it takes every request pushed so far, so later submits need not
+    // signal again (the first to clear waiting_ does). `place` may count requests the dispatcher
+    // has just taken into a batch: a stale count only delays a full batch to the planned wake-up.
+    Waiting waiting = waiting_.load(std::memory_order_seq_cst);
+    if (waiting == Waiting::none) return {};
+    const SteadyTime::rep wake_at = wake_at_.load(std::memory_order_relaxed);
+    const bool changes =
+        r.deadline.time_since_epoch().count() < wake_at ||
+        (waiting == Waiting::requests &&
+         ((head == nullptr && wake_at == SteadyTime::max().time_since_epoch().count()) ||
+          place + 1 >= limit_.load(std::memory_order_relaxed)));
+    if (!changes) return {};
+    if (!waiting_.compare_exchange_strong(waiting, Waiting::none, std::memory_order_seq_cst)) return {};
+    // Under the mutex: the dispatcher is either before its last look at the intake (and sees
+    // this request) or already waiting on cv_ (and gets this notification).
+    { std::lock_guard lock(mu_); }
     cv_.notify_one();
     return {};
   }
 
   std::size_t inflight() const override {
     std::lock_guard lock(mu_);
-    return queued_ + running_;
+    return queued_.load(std::memory_order_relaxed) + running_;
   }
 
   void stop() override {
     std::unique_lock lock(mu_);
     if (!stopping_) {
-      stopping_ = true;  // submit() refuses from now on
+      stopping_ = true;
       lock.unlock();
       cv_.notify_all();
       if (dispatcher_.joinable()) dispatcher_.join();  // it finishes handing over its current batch
-      // The dispatcher is gone: both queues are ours now.
+      // The dispatcher is gone: the intake (closed now: submit() refuses from here on) and the
+      // pending queue are ours.
       lock.lock();
-      pending_.append(incoming_);
+      take_intake(intake_.exchange(closed_intake(), std::memory_order_seq_cst));
       BatchRequest* cancelled = pending_.take_all();
-      const std::size_t count = queued_;
-      queued_ = 0;
+      const std::size_t count = list_size(cancelled);
+      queued_.fetch_sub(count, std::memory_order_relaxed);
       running_ += count;
       stats_.failed += count;
       deadline_bound_ = SteadyTime::max();
@@ -219,8 +241,10 @@ class Batcher final : public DynamicBatcher {
   BatcherStats stats() const override {
     std::lock_guard lock(mu_);
     BatcherStats s = stats_;
-    s.current_max_batch = limit_;
-    s.queue_depth = queued_;
+    s.submitted = submitted_.load(std::memory_order_relaxed);
+    s.rejected_queue_full = rejected_queue_full_.load(std::memory_order_relaxed);
+    s.current_max_batch = limit_.load(std::memory_order_relaxed);
+    s.queue_depth = queued_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -232,6 +256,16 @@ class Batcher final : public DynamicBatcher {
     requests,  // for a batch to close (size, max_delay or a deadline)
     slot,      // for a batch slot to come back (max_inflight_batches in flight)
   };
+
+  // The intake's value once stop() has closed it (never a real request).
+  static BatchRequest* closed_intake() noexcept {
+    static BatchRequest closed;
+    return &closed;
+  }
+
+  Error stopped_error() const {
+    return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
+  }
 
   static std::size_t list_size(const BatchRequest* r) {
     std::size_t n = 0;
@@ -317,13 +351,30 @@ class Batcher final : public DynamicBatcher {
     }
   }
 
-  // The dispatcher. Submitted requests land in incoming_ (under the lock); the dispatcher moves
-  // them to pending_, which only it touches, in O(1) under the lock, and forms batches from
+  // Moves a list taken from the intake stack (newest first) into pending_, oldest first, and
+  // lowers deadline_bound_ to its earliest deadline. Dispatcher only (stop() once it is gone).
+  void take_intake(BatchRequest* newest_first) noexcept {
+    if (newest_first == closed_intake()) return;
+    BatchRequest* oldest_first = nullptr;
+    while (BatchRequest* r = newest_first) {
+      newest_first = r->next_;
+      r->next_ = oldest_first;
+      oldest_first = r;
+    }
+    while (BatchRequest* r = oldest_first) {
+      oldest_first = r->next_;
+      deadline_bound_ = std::min(deadline_bound_, r->deadline);
+      pending_.push(*r);
+    }
+  }
+
+  // The dispatcher. Submitted requests land on the intake stack without a lock; the dispatcher
+  // takes the whole stack at once into pending_, which only it touches, and forms batches from
   // pending_ without holding the lock, so producers are never held up by batch formation.
   void dispatch_loop() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
-      pending_.append(incoming_);
+      take_intake(intake_.exchange(nullptr, std::memory_order_acquire));
       const SteadyTime now = Clock::now();
       // Batches in flight past a deadline of theirs: abandoned, their requests fail.
       const SteadyTime watch =
@@ -336,7 +387,8 @@ class Batcher final : public DynamicBatcher {
         }
       }
       const detail::BatchDecision d = detail::decide_batch(
-          pending_.size(), limit_, pending_.empty() ? now : pending_.oldest_enqueued(), now, policy_.max_delay);
+          pending_.size(), limit_.load(std::memory_order_relaxed), pending_.empty() ? now : pending_.oldest_enqueued(),
+          now, policy_.max_delay);
       if (!d.send) {
         wait(lock, Waiting::requests, std::min({d.wake, deadline_bound_, watch}));
         continue;
@@ -348,14 +400,13 @@ class Batcher final : public DynamicBatcher {
       InflightBatch& b = *free_;
       free_ = b.next_free;
       ++inflight_batches_;
-      const std::size_t limit = limit_;
+      const std::size_t limit = limit_.load(std::memory_order_relaxed);
       lock.unlock();
       BatchRequest* expired = form(b, limit, now);
-      const std::size_t expired_count = list_size(expired);
+      if (pending_.empty()) deadline_bound_ = SteadyTime::max();
       lock.lock();
-      queued_ -= b.requests.size();
+      queued_.fetch_sub(b.requests.size(), std::memory_order_relaxed);
       running_ += b.requests.size();
-      if (queued_ == expired_count) deadline_bound_ = SteadyTime::max();
       if (b.requests.empty()) {
         --inflight_batches_;
         b.next_free = free_;
@@ -537,7 +588,7 @@ class Batcher final : public DynamicBatcher {
   // meanwhile.
   void expire(std::unique_lock<std::mutex>& lock, BatchRequest* expired) {
     const std::size_t count = list_size(expired);
-    queued_ -= count;
+    queued_.fetch_sub(count, std::memory_order_relaxed);
     stats_.expired += count;
     stats_.failed += count;
     running_ += count;
@@ -548,14 +599,21 @@ class Batcher final : public DynamicBatcher {
     if (running_ == 0 && inflight_batches_ == 0) idle_cv_.notify_all();
   }
 
+  // Sleeps until `until`, a notification, or a submit that changes the decision (see submit()).
+  // Lock held. The order (wake_at_, then waiting_, then a last look at the intake, all seq_cst)
+  // pairs with submit(): a request pushed before the look is seen here (no sleep: the caller
+  // takes it and decides again), one pushed after sees waiting_ and notifies under the lock.
   void wait(std::unique_lock<std::mutex>& lock, Waiting why, SteadyTime until) {
-    waiting_ = why;
-    if (until == SteadyTime::max()) {
-      cv_.wait(lock);
-    } else {
-      cv_.wait_until(lock, until);
+    wake_at_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
+    waiting_.store(why, std::memory_order_seq_cst);
+    if (intake_.load(std::memory_order_seq_cst) == nullptr) {
+      if (until == SteadyTime::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, until);
+      }
     }
-    waiting_ = Waiting::none;
+    waiting_.store(Waiting::none, std::memory_order_relaxed);
   }
 
   static void batch_done(void* context, Status status) {
@@ -630,8 +688,11 @@ class Batcher final : public DynamicBatcher {
     b.requests.clear();
     b.next_free = free_;
     free_ = &b;
-    if (waiting_ == Waiting::slot || (waiting_ == Waiting::requests && queued_ >= limit_)) {
-      waiting_ = Waiting::none;
+    const Waiting waiting = waiting_.load(std::memory_order_relaxed);
+    if (waiting == Waiting::slot ||
+        (waiting == Waiting::requests &&
+         queued_.load(std::memory_order_relaxed) >= limit_.load(std::memory_order_relaxed))) {
+      waiting_.store(Waiting::none, std::memory_order_relaxed);
       cv_.notify_one();
     }
   }
@@ -659,7 +720,10 @@ class Batcher final : public DynamicBatcher {
       stats_.failed += size - ok;
       ++stats_.batches;
       stats_.batched_requests += size;
-      if (policy_.adaptive) limit_ = detail::next_batch_limit(limit_, now - b.oldest, policy_);
+      if (policy_.adaptive) {
+        limit_.store(detail::next_batch_limit(limit_.load(std::memory_order_relaxed), now - b.oldest, policy_),
+                     std::memory_order_relaxed);
+      }
       // No longer in flight for the caller: inflight() may read 0 once every hook has run.
       running_ -= size;
     }
@@ -690,22 +754,28 @@ class Batcher final : public DynamicBatcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;       // the dispatcher waits here
   std::condition_variable idle_cv_;  // stop() waits here for running work
-  detail::BatchQueue incoming_;      // guarded by mu_: submitted, not yet seen by the dispatcher
-  std::size_t queued_ = 0;           // requests in incoming_ + pending_ (guarded by mu_)
-  SteadyTime deadline_bound_ = SteadyTime::max();  // <= every queued finite deadline
-  std::size_t limit_;                              // current max batch (adaptive mode moves it)
+  // Lock-free intake (submit() never takes mu_): a stack of submitted requests linked through
+  // next_, newest first; closed_intake() once stop() took it for good.
+  alignas(64) std::atomic<BatchRequest*> intake_{nullptr};
+  alignas(64) std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
+  std::atomic<std::uint64_t> submitted_{0};
+  std::atomic<std::uint64_t> rejected_queue_full_{0};
+  std::atomic<std::size_t> limit_;  // current max batch (adaptive mode moves it, under mu_)
+  // What the dispatcher sleeps for, and until when (a steady_clock count), read by submit().
+  alignas(64) std::atomic<Waiting> waiting_{Waiting::none};
+  std::atomic<SteadyTime::rep> wake_at_{SteadyTime::max().time_since_epoch().count()};
   std::size_t running_ = 0;                        // taken off the queue, results not yet final
   std::size_t inflight_batches_ = 0;
   std::size_t inflight_deadlines_ = 0;  // in-flight batches with a finite earliest deadline
-  bool stopping_ = false;  // stop() began: submit() refuses
+  bool stopping_ = false;  // stop() began: the dispatcher leaves
   bool stopped_ = false;   // stop() cancelled the queue
-  Waiting waiting_ = Waiting::none;
   BatcherStats stats_;
   std::unique_ptr<InflightBatch[]> batches_;
   InflightBatch* free_ = nullptr;
-  // The dispatcher's own queue (stop() takes it after joining the dispatcher), written while
-  // producers hold mu_: on its own cache line so that the two do not contend for one.
+  // The dispatcher's own queue and the earliest deadline in it (stop() takes both after joining
+  // the dispatcher).
   alignas(64) detail::BatchQueue pending_;
+  SteadyTime deadline_bound_ = SteadyTime::max();  // <= every finite deadline in pending_
   alignas(64) std::thread dispatcher_;  // last: started once everything else is set
 };
 

@@ -74,6 +74,72 @@ bool Runtime::dispatch(Message& m) noexcept {
   return false;
 }
 
+// Stateless worker: which activation of `list` (the id's activations, shard locked) takes m.
+// Activations in m's call chain are skipped (they wait for m). When none is in the chain, two
+// candidates are looked at - the activation whose slice runs on this thread (`home`) and one
+// picked at random - instead of every activation (power of two choices): with one activation per
+// worker, a scan would read every worker's counters on every call, under the shard lock. The
+// idler of the two takes the call (home when it holds at most twice the other's load + 1: its
+// mailbox stays in this core's cache and the call needs no post to another worker); when both
+// are busy a new activation is created, up to the type's maximum. A call chain that already
+// entered this id scans every activation. Null (with m.error set) for a deadlock.
+Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const internal::GrainType& type,
+                                          Message& m, const Activation* home_candidate) {
+  bool chain_entered = false;
+  for (const Message* p = m.parent; p != nullptr && !chain_entered; p = p->parent) {
+    chain_entered = *p->target == *m.target;
+  }
+  Activation* best = nullptr;
+  Activation* home = nullptr;
+  bool skipped = false;
+  if (!chain_entered) {
+    thread_local std::uint32_t rng = 0x9E3779B9u;
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    Activation* other = list[rng % list.size()];
+    if (other == home_candidate || !other->accepting()) other = nullptr;
+    for (Activation* a : list) {  // pointer comparisons only: home's counters are local
+      if (a == home_candidate) home = a->accepting() ? a : nullptr;
+    }
+    best = other;
+    if (home != nullptr && (best == nullptr || home->load() < best->load())) best = home;
+  } else {
+    for (Activation* a : list) {
+      if (!a->accepting()) continue;
+      if (blocks_chain(*a, m)) {
+        skipped = true;
+        continue;
+      }
+      if (a == home_candidate) home = a;
+      if (best == nullptr || a->load() < best->load()) best = a;
+      if (best->load() == 0) break;
+    }
+  }
+  if ((best == nullptr || best->load() > 0) && list.size() < type.max_activations) {
+    best = new Activation(*this, type, *m.target);
+    list.push_back(best);
+    activations_created.fetch_add(1, std::memory_order_relaxed);
+    return best;
+  }
+  if (home != nullptr && best != nullptr && type.options.reentrant && home->load() <= 2 * best->load() + 1) {
+    best = home;
+  }
+  if (best == nullptr) {
+    if (skipped) {
+      m.error = deadlock_error(m);
+      return nullptr;
+    }
+    // None sampled is accepting: any accepting one, else the first (all deactivating: the call
+    // waits and is forwarded).
+    for (Activation* a : list) {
+      if (a->accepting()) return a;
+    }
+    best = list.front();
+  }
+  return best;
+}
+
 bool Runtime::Core::route(Message& m) noexcept {
   const internal::ExecutionContext& ctx = internal::t_context;
   const Activation* const home_candidate = ctx.core == this ? ctx.slice : nullptr;
@@ -110,42 +176,8 @@ bool Runtime::Core::route(Message& m) noexcept {
         return false;
       }
     } else {
-      // Stateless worker: an idle activation, else a new one up to the maximum, else the least
-      // loaded. Activations in this call chain are skipped (they wait for this call).
-      // Reentrant types prefer the activation whose slice runs on this thread (`home`) unless it
-      // holds more than twice the least load: its mailbox and counters stay in this core's cache
-      // and the call needs no post to another worker. (Callers resumed inline by its turns thus
-      // keep calling it, while callers from elsewhere still spread by load.)
-      auto& list = it->second;
-      Activation* best = nullptr;
-      Activation* home = nullptr;
-      bool skipped = false;
-      for (Activation* a : list) {
-        if (!a->accepting()) continue;
-        if (m.parent != nullptr && blocks_chain(*a, m)) {
-          skipped = true;
-          continue;
-        }
-        if (a == home_candidate) home = a;
-        if (best == nullptr || a->load() < best->load()) best = a;
-        if (best->load() == 0) break;
-      }
-      if ((best == nullptr || best->load() > 0) && list.size() < type->max_activations) {
-        best = new Activation(*this, *type, *m.target);
-        list.push_back(best);
-        activations_created.fetch_add(1, std::memory_order_relaxed);
-      } else if (home != nullptr && best != nullptr && type->options.reentrant &&
-                 home->load() <= 2 * best->load() + 1) {
-        best = home;
-      }
-      if (best == nullptr) {
-        if (skipped) {
-          m.error = deadlock_error(m);
-          return false;
-        }
-        best = list.front();  // all deactivating: the call waits and is forwarded
-      }
-      chosen = best;
+      chosen = pick_stateless(it->second, *type, m, home_candidate);
+      if (chosen == nullptr) return false;  // m.error says why
     }
     m.receiver = chosen;
     // Started right here only by the thread that runs the chosen activation's slice, for a
