@@ -9,6 +9,10 @@
 //                own activation after every call).
 //   pipelined    64 callers, each making calls back to back, spread over 16 grains: many calls
 //                outstanding; reports calls/s and calls/s per worker thread.
+//   pipelined/stateless
+//                the same 64 callers all calling ONE grain id of a reentrant stateless worker
+//                type (one activation per worker): the routing pattern of batch grains, where
+//                every call of every worker looks up the same directory entry.
 // References:
 //   direct       the grain method called as a plain coroutine (no runtime: no routing, no
 //                mailbox, no turn) - the floor.
@@ -56,6 +60,12 @@ class Adder : public Grain {
   std::int64_t sum_ = 0;
 };
 
+// A reentrant stateless worker: no state, as many activations as workers.
+class StatelessAdder : public Grain {
+ public:
+  Task<std::int64_t> add(std::int64_t x) { co_return x + 1; }
+};
+
 // The grain-to-grain caller.
 class Driver : public Grain {
  public:
@@ -90,6 +100,7 @@ struct Fixture {
   std::unique_ptr<Runtime> rt;
   std::vector<GrainRef<Adder>> grains;
   GrainRef<Driver> driver;
+  GrainRef<StatelessAdder> stateless;
   std::vector<std::unique_ptr<Local>> locals;  // one per caller
 };
 
@@ -99,6 +110,11 @@ Fixture& fixture() {
     fx->rt = Runtime::create({.worker_threads = g_workers}).value();
     fx->rt->register_grain<Adder>().value();
     fx->rt->register_grain<Driver>().value();
+    runtime::GrainOptions stateless;
+    stateless.reentrant = true;
+    stateless.stateless_worker = true;
+    fx->rt->register_grain<StatelessAdder>(stateless).value();
+    fx->stateless = fx->rt->get<StatelessAdder>(0);
     for (int i = 0; i < kPipelinedGrains; ++i) fx->grains.push_back(fx->rt->get<Adder>(i));
     fx->driver = fx->rt->get<Driver>(0);
     for (int i = 0; i < kPipelinedCallers; ++i) fx->locals.push_back(std::make_unique<Local>());
@@ -115,11 +131,12 @@ std::string label() {
 
 // ---------------------------------------------------------------- sequential
 
-enum class Kind { runtime, direct, posted };
+enum class Kind { runtime, direct, posted, stateless };
 
 Task<std::int64_t> one_call(Kind kind, GrainRef<Adder>& ref, Local& local) {
   switch (kind) {
     case Kind::runtime: co_return co_await ref.call<&Adder::add>(1);
+    case Kind::stateless: co_return co_await fixture().stateless.call<&StatelessAdder::add>(1);
     case Kind::direct: co_return co_await local.direct_target.add(1);
     case Kind::posted: {
       co_await PoolHop{};
@@ -220,12 +237,15 @@ void register_all() {
       ->UseRealTime();
   benchmark::RegisterBenchmark("grain_call/pipelined/posted", [](benchmark::State& s) { pipelined(s, Kind::posted); })
       ->UseRealTime();
+  benchmark::RegisterBenchmark("grain_call/pipelined/stateless", [](benchmark::State& s) { pipelined(s, Kind::stateless); })
+      ->UseRealTime();
 
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"from_grain", "runtime", "grain_call/from_grain/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/direct", kPipelinedCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/posted", kPipelinedCalls});
+  register_pair({"pipelined", "stateless", "grain_call/pipelined/stateless", "grain_call/pipelined/posted", kPipelinedCalls});
 }
 
 }  // namespace
