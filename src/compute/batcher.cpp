@@ -163,12 +163,15 @@ class Batcher final : public DynamicBatcher {
                        slot_.device.id);
     }
     // status and report are written when the request completes (every path sets them).
-    r.enqueued_ = Clock::now();
+    const SteadyTime enqueued = Clock::now();
+    r.enqueued_ = enqueued;
+    // Read before the push: once pushed, the request may complete and be reused or freed.
+    const SteadyTime::rep deadline = r.deadline.time_since_epoch().count();
+    const SteadyTime::rep close = (enqueued + policy_.max_delay).time_since_epoch().count();
     // Counted before the push: once pushed, the request may complete at any moment.
     submitted_.fetch_add(1, std::memory_order_relaxed);
     // Push onto the intake stack (seq_cst: ordered before the read of waiting_ below; the
-    // dispatcher stores waiting_ before it looks at the intake one last time). `head` ends as
-    // the previous top: nullptr when the intake was empty.
+    // dispatcher stores waiting_ before it looks at the intake one last time).
     BatchRequest* head = intake_.load(std::memory_order_relaxed);
     do {
       if (head == closed_intake()) {
@@ -178,19 +181,18 @@ class Batcher final : public DynamicBatcher {
       }
       r.next_ = head;
     } while (!intake_.compare_exchange_weak(head, &r, std::memory_order_seq_cst, std::memory_order_relaxed));
-    // Wake the dispatcher only when this request changes what it waits for: the first request
-    // on an empty intake while it has no wake-up planned, a full batch, or a deadline before its
-    // planned wake-up. Once woken it takes every request pushed so far, so later submits need not
-    // signal again (the first to clear waiting_ does). `place` may count requests the dispatcher
-    // has just taken into a batch: a stale count only delays a full batch to the planned wake-up.
+    // Wake the dispatcher only when this request changes what it waits for: its batch would
+    // close (now + max_delay) before the planned wake-up, the batch is full, or its deadline is
+    // before the planned wake-up. Once woken it takes every request pushed so far, so later
+    // submits need not signal again (the first to clear waiting_ does). `place` may count
+    // requests the dispatcher has just taken into a batch: a stale count only delays a full
+    // batch to the planned wake-up (at most max_delay).
     Waiting waiting = waiting_.load(std::memory_order_seq_cst);
     if (waiting == Waiting::none) return {};
     const SteadyTime::rep wake_at = wake_at_.load(std::memory_order_relaxed);
     const bool changes =
-        r.deadline.time_since_epoch().count() < wake_at ||
-        (waiting == Waiting::requests &&
-         ((head == nullptr && wake_at == SteadyTime::max().time_since_epoch().count()) ||
-          place + 1 >= limit_.load(std::memory_order_relaxed)));
+        deadline < wake_at ||
+        (waiting == Waiting::requests && (close < wake_at || place + 1 >= limit_.load(std::memory_order_relaxed)));
     if (!changes) return {};
     if (!waiting_.compare_exchange_strong(waiting, Waiting::none, std::memory_order_seq_cst)) return {};
     // Under the mutex: the dispatcher is either before its last look at the intake (and sees

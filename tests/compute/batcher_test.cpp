@@ -784,5 +784,67 @@ TEST(Batcher, ConcurrentProducersEachGetExactlyOneCompletion) {
   EXPECT_EQ(batcher->inflight(), 0u);
 }
 
+
+
+// The first request into an empty queue while a batch with a far deadline is held by the device:
+// it must go out after max_delay, not at the held batch's deadline.
+TEST(Batcher, FirstRequestIsNotHeldUntilAnInflightBatchDeadline) {
+  auto f = with_test_gpu(/*gated=*/true);
+  BatchPolicy policy;
+  policy.max_batch = 4;
+  policy.max_delay = 1ms;
+  policy.max_inflight_batches = 2;
+  auto batcher = make_batcher(*f.executor, "vector.add", policy);
+  OpenAtExit guard{f.gpu};
+  Completions done;
+  const KernelDef& add = kernel(*f.executor, "vector.add");
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (int i = 0; i < 4; ++i) {
+    jobs.push_back(make_job(add, DType::f32, 8, i + 1, done));
+    jobs.back()->request.deadline = std::chrono::steady_clock::now() + 5s;
+    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  }
+  ASSERT_TRUE(f.gpu->wait_for_batches(1));
+  std::this_thread::sleep_for(50ms);  // the dispatcher now sleeps until the held batch's deadline
+  auto next = make_job(add, DType::f32, 8, 9, done);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(batcher->submit(next->request).ok());
+  ASSERT_TRUE(f.gpu->wait_for_batches(2));
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_LT(waited, 1000ms) << "max_delay is 1 ms, the second batch left after " << waited.count() << " ms";
+  f.gpu->open();
+  ASSERT_TRUE(done.wait_for(5));
+}
+
+// A caller that reuses (or frees) its request as soon as on_done ran, as BatchAwaiter does with
+// its coroutine frame: submit() must not read the request after pushing it (a race that a
+// ThreadSanitizer build of this test reports).
+void reuse_on_done(BatchRequest& r) {
+  r.deadline = SteadyTime::max();  // the caller owns the request again
+  testing::job_done(r);
+}
+
+TEST(Batcher, SubmitDoesNotReadTheRequestAfterThePush) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 64;
+  policy.max_delay = 200us;
+  auto batcher = make_batcher(*ex, "vector.add", policy);
+  const KernelDef& add = kernel(*ex, "vector.add");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        Completions done;
+        auto job = make_job(add, DType::f32, 8, static_cast<unsigned>(t * 1000 + i), done);
+        job->request.on_done = reuse_on_done;
+        if (!batcher->submit(job->request).ok()) continue;
+        done.wait_for(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+}
+
 }  // namespace
 }  // namespace gpubridge::compute

@@ -1,5 +1,6 @@
 // Stateless workers: one grain id served by several activations; concurrent calls spread over
-// them, a new activation is created only when all are busy, up to the configured maximum.
+// them, a new activation is created only when the ones looked at are busy, up to the configured
+// maximum.
 #include <gtest/gtest.h>
 
 #include <atomic>

@@ -61,6 +61,8 @@ struct GrainOptions {
   // Turns of one activation interleave at co_await points (never run at the same instant).
   bool reentrant = false;
   // Calls go to any of up to max_local_activations activations of the same id; no state shared.
+  // A call goes to the idler of two activations (the one running on the calling thread, if any,
+  // and one at random); when both are busy a new one is created, up to the maximum.
   bool stateless_worker = false;
   std::size_t max_local_activations = 0;  // stateless workers; 0: one per worker thread
 };
