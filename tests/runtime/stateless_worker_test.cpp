@@ -37,6 +37,12 @@ class Resizer : public Grain {
 };
 
 TEST(StatelessWorker, ConcurrentCallsGetSeveralActivationsUpToTheMax) {
+  while (g_entered.try_acquire()) {
+  }
+  {
+    std::lock_guard lock(g_mu);
+    g_instances.clear();  // what an earlier run of this test (--gtest_repeat) left
+  }
   auto rt = testing::make_runtime({.worker_threads = 2});
   ASSERT_TRUE(rt->register_grain<Resizer>({.stateless_worker = true, .max_local_activations = 4}).ok());
   AsyncEvent gate;
