@@ -111,10 +111,26 @@ void notify(BatchRequest& r) noexcept {
   }
 }
 
+// A CompletionScope held open for the lifetime of this object.
+class OpenScope {
+ public:
+  explicit OpenScope(const CompletionScope& scope) noexcept : scope_(scope) {
+    if (scope_.open != nullptr) scope_.open();
+  }
+  ~OpenScope() {
+    if (scope_.close != nullptr) scope_.close();
+  }
+  OpenScope(const OpenScope&) = delete;
+  OpenScope& operator=(const OpenScope&) = delete;
+
+ private:
+  const CompletionScope& scope_;
+};
+
 class Batcher final : public DynamicBatcher {
  public:
   Batcher(Executor& executor, const KernelDef& def, DType dtype, const BatchPolicy& policy, const DeviceSlot& slot,
-          FallbackReason placement_fallback, bool allow_fallback)
+          FallbackReason placement_fallback, bool allow_fallback, CompletionScope scope)
       : executor_(executor),
         def_(def),
         dtype_(dtype),
@@ -123,6 +139,7 @@ class Batcher final : public DynamicBatcher {
         cpu_(ExecutorAccess::policy(executor).cpu()),
         placement_fallback_(placement_fallback),
         allow_fallback_(allow_fallback),
+        scope_(scope),
         observer_(ExecutorAccess::observer(executor)),
         breaker_(ExecutorAccess::breaker(executor, slot, def.id)),
         bulkhead_(ExecutorAccess::bulkhead(executor, slot)),
@@ -336,6 +353,7 @@ class Batcher final : public DynamicBatcher {
   // Fails a list of requests (linked through next_) that never ran.
   void fail_all(BatchRequest* list, ErrorCode code, const std::string& message) {
     const SteadyTime now = Clock::now();
+    const OpenScope scope(scope_);
     while (BatchRequest* r = list) {
       list = r->next_;
       r->next_ = nullptr;
@@ -528,8 +546,11 @@ class Batcher final : public DynamicBatcher {
     stats_.failed += failed;
     if (code == ErrorCode::deadline_exceeded) stats_.expired += failed;
     lock.unlock();
-    for (std::size_t i = 0; i < count; ++i) {
-      for (BatchRequest* r : late[i]->requests) notify(*r);  // the caller owns each request again
+    {
+      const OpenScope scope(scope_);
+      for (std::size_t i = 0; i < count; ++i) {
+        for (BatchRequest* r : late[i]->requests) notify(*r);  // the caller owns each request again
+      }
     }
     lock.lock();
     running_ -= failed;
@@ -733,7 +754,10 @@ class Batcher final : public DynamicBatcher {
       if (ok > 0) observer_->on_batch_requests_done(def_.id, BatchOutcome::ok, ok);
       if (size > ok) observer_->on_batch_requests_done(def_.id, BatchOutcome::error, size - ok);
     }
-    for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
+    {
+      const OpenScope scope(scope_);
+      for (BatchRequest* r : b.requests) notify(*r);  // the caller owns each request again
+    }
     const auto lock = lock_briefly(mu_);
     // Notified under the lock: once stop() sees the batcher idle it may destroy it.
     release_slot(b);
@@ -748,6 +772,7 @@ class Batcher final : public DynamicBatcher {
   const DeviceSlot& cpu_;
   const FallbackReason placement_fallback_;
   const bool allow_fallback_;
+  const CompletionScope scope_;
   ComputeObserver* const observer_;            // null: none
   resilience::CircuitBreaker* const breaker_;  // of (slot_, kernel); null: off or the CPU
   resilience::Bulkhead* const bulkhead_;       // of slot_'s device; null: none
@@ -803,7 +828,8 @@ Status check_policy(const BatchPolicy& p) {
 }  // namespace
 
 Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::create(Executor& executor, std::string kernel, DType dtype,
-                                                                BatchPolicy policy, CallOptions placement) {
+                                                                BatchPolicy policy, CallOptions placement,
+                                                                CompletionScope scope) {
   auto found = executor.catalog().lookup(kernel);
   if (!found) return found.error();
   const KernelDef& def = **found;
@@ -821,6 +847,9 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::create(Executor& executo
                    " scalars; a batched request holds at most " + std::to_string(BatchRequest::kMaxScalars));
   }
   if (Status s = check_policy(policy); !s) return s.error();
+  if ((scope.open == nullptr) != (scope.close == nullptr)) {
+    return invalid("CompletionScope: set both open and close, or neither");
+  }
 
   const FallbackPolicy& fallback = ExecutorAccess::policy(executor);
   auto placed = fallback.place(def, dtype, placement);
@@ -838,7 +867,7 @@ Result<std::unique_ptr<DynamicBatcher>> DynamicBatcher::create(Executor& executo
   }
   try {
     return std::unique_ptr<DynamicBatcher>(
-        new Batcher(executor, def, dtype, policy, *slot, reason, placement.allow_fallback));
+        new Batcher(executor, def, dtype, policy, *slot, reason, placement.allow_fallback, scope));
   } catch (const std::exception& e) {  // bad_alloc of the batch slots, or no thread for the dispatcher
     return Error(ErrorCode::resource_exhausted, std::string("cannot start the batcher of ") + def.id + ": " + e.what());
   }

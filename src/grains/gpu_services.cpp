@@ -12,7 +12,9 @@ Result<compute::DynamicBatcher*> GpuServices::batcher(std::string_view kernel, c
   std::lock_guard lock(mutex_);
   if (stopped_) return Error(ErrorCode::unavailable, "GPU services stopped");
   if (auto it = batchers_.find(key); it != batchers_.end()) return it->second.get();
-  auto created = compute::DynamicBatcher::create(executor_, std::string(kernel), dtype, policy_, placement_);
+  // Each batch's callers are resumed with one post per activation (see runtime::open_resume_batch).
+  auto created = compute::DynamicBatcher::create(executor_, std::string(kernel), dtype, policy_, placement_,
+                                                 {&runtime::open_resume_batch, &runtime::close_resume_batch});
   if (!created) return created.error();
   compute::DynamicBatcher* b = created->get();
   batchers_.emplace(key, std::move(created).value());

@@ -25,6 +25,53 @@ RequestContext* exchange_current_context(RequestContext* context) noexcept {
 }
 }  // namespace internal
 
+namespace {
+
+// The open resume batch of this thread: continuations grouped by activation, in arrival order.
+struct ResumeBatch {
+  static constexpr std::size_t kGroups = 16;  // a seventeenth activation posts the groups so far
+  struct Group {
+    internal::Activation* activation = nullptr;
+    Resumption* first = nullptr;
+    Resumption* last = nullptr;
+  };
+  int depth = 0;
+  std::size_t used = 0;
+  Group groups[kGroups];
+
+  void post_all() noexcept {
+    for (std::size_t i = 0; i < used; ++i) {
+      Group& g = groups[i];
+      g.activation->post_ready_chain(*g.first, *g.last);
+      g = Group{};
+    }
+    used = 0;
+  }
+
+  void add(internal::Activation* a, Resumption& r) noexcept {
+    r.next = nullptr;
+    for (std::size_t i = 0; i < used; ++i) {
+      if (groups[i].activation == a) {
+        groups[i].last->next = &r;
+        groups[i].last = &r;
+        return;
+      }
+    }
+    if (used == kGroups) post_all();
+    groups[used++] = Group{a, &r, &r};
+  }
+};
+
+constinit thread_local ResumeBatch t_resume_batch{};
+
+}  // namespace
+
+void open_resume_batch() noexcept { ++t_resume_batch.depth; }
+
+void close_resume_batch() noexcept {
+  if (--t_resume_batch.depth == 0) t_resume_batch.post_all();
+}
+
 ResumeContext ResumeContext::current() noexcept {
   const internal::ExecutionContext& ctx = internal::t_context;
   ResumeContext c;
@@ -39,7 +86,11 @@ void ResumeContext::resume(Resumption& r) const noexcept {
   r.turn = turn_;
   r.context = request_;
   if (activation_ != nullptr) {
-    activation_->post_ready(r);
+    if (t_resume_batch.depth > 0) {
+      t_resume_batch.add(activation_, r);
+    } else {
+      activation_->post_ready(r);
+    }
   } else if (scheduler_ != nullptr) {
     r.run = &internal::resume_outside;
     scheduler_->post(&r);

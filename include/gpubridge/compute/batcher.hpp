@@ -78,6 +78,15 @@ struct BatchRequest {
   SteadyTime enqueued_{};
 };
 
+// Run on the completing thread around each run of on_done hooks over the requests of one batch
+// (or of one group of failed requests), so that the caller's side can group the work those hooks
+// queue (the grain runtime posts each activation's resumptions once per batch, see
+// runtime::open_resume_batch). Both set or neither.
+struct CompletionScope {
+  void (*open)() noexcept = nullptr;
+  void (*close)() noexcept = nullptr;
+};
+
 struct BatcherStats {
   std::uint64_t submitted = 0;
   std::uint64_t completed = 0;        // on_done ran with ok status
@@ -100,7 +109,8 @@ class DynamicBatcher {
   // Kernels with their own shapes (OutputShape::computed) are refused with failed_precondition
   // ("not batchable").
   static Result<std::unique_ptr<DynamicBatcher>> create(Executor& executor, std::string kernel, DType dtype,
-                                                        BatchPolicy policy, CallOptions placement = {});
+                                                        BatchPolicy policy, CallOptions placement = {},
+                                                        CompletionScope scope = {});
   virtual ~DynamicBatcher() = default;
 
   // Ownership: on success the batcher holds the request until on_done. On error (the request

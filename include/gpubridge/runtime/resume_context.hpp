@@ -17,6 +17,15 @@ class Activation;
 class Scheduler;
 }  // namespace internal
 
+// Resume batches: code that completes many awaiters at once (every caller of one kernel batch)
+// opens a batch on its thread, completes them, and closes it. Meanwhile resume() collects the
+// continuations bound for activations, grouped by activation in their order, and close posts
+// each group with one lock of its activation (instead of one per continuation). Other
+// continuations are not delayed. Batches nest (the outermost close posts). Thread-local:
+// open and close on the same thread, and do not wait for a collected continuation in between.
+void open_resume_batch() noexcept;
+void close_resume_batch() noexcept;
+
 class ResumeContext {
  public:
   static ResumeContext current() noexcept;

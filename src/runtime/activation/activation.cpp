@@ -125,17 +125,22 @@ void Activation::enqueue_tick(Message& tick) noexcept {
 }
 
 void Activation::post_ready(Resumption& r) noexcept {
+  r.next = nullptr;
+  post_ready_chain(r, r);
+}
+
+void Activation::post_ready_chain(Resumption& first, Resumption& last) noexcept {
   bool must_post = false;
   {
     std::lock_guard lock(mu_);
-    if (frozen_) return;  // abandoned at stop(): the turn never runs again
-    r.next = nullptr;
+    if (frozen_) return;  // abandoned at stop(): the turns never run again
+    last.next = nullptr;
     if (ready_tail_ != nullptr) {
-      ready_tail_->next = &r;
+      ready_tail_->next = &first;
     } else {
-      ready_head_ = &r;
+      ready_head_ = &first;
     }
-    ready_tail_ = &r;
+    ready_tail_ = &last;
     if (!scheduled_) scheduled_ = must_post = true;
   }
   if (must_post) post();

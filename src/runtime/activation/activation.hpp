@@ -84,6 +84,8 @@ class Activation {
   void enqueue_tick(Message& tick) noexcept;
   // Queues a continuation of a running turn.
   void post_ready(Resumption& r) noexcept;
+  // post_ready() of a chain first..last (linked through next, in order) under one lock.
+  void post_ready_chain(Resumption& first, Resumption& last) noexcept;
   void post() noexcept;
   // Idle collection: asks for deactivation when idle for at least `age` (under the shard lock).
   bool deactivate_if_idle(Clock::time_point now, Clock::duration age,
