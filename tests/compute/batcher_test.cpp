@@ -846,5 +846,55 @@ TEST(Batcher, SubmitDoesNotReadTheRequestAfterThePush) {
   for (auto& th : threads) th.join();
 }
 
+// The completion scope is open around every on_done hook of a batch (success and failure paths)
+// and closed after it, once per group of hooks; a half-set scope is refused.
+std::atomic<int> g_scope_depth{0};
+std::atomic<int> g_scope_opens{0};
+std::atomic<int> g_hooks_outside_scope{0};
+void scope_open() noexcept {
+  g_scope_depth.fetch_add(1);
+  g_scope_opens.fetch_add(1);
+}
+void scope_close() noexcept { g_scope_depth.fetch_sub(1); }
+void done_in_scope(BatchRequest& r) {
+  if (g_scope_depth.load() <= 0) g_hooks_outside_scope.fetch_add(1);
+  testing::job_done(r);
+}
+
+TEST(Batcher, CompletionScopeIsOpenAroundEveryHook) {
+  auto ex = cpu_executor();
+  BatchPolicy policy;
+  policy.max_batch = 8;
+  policy.max_delay = 60s;
+  const CompletionScope scope{&scope_open, &scope_close};
+  auto created = DynamicBatcher::create(*ex, "vector.add", DType::f32, policy, {}, scope);
+  ASSERT_TRUE(created.ok()) << created.error().to_string();
+  auto& batcher = *created;
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < 8; ++i) {
+    jobs.push_back(make_job(kernel(*ex, "vector.add"), DType::f32, 64, i, done));
+    jobs.back()->request.on_done = done_in_scope;
+    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  }
+  ASSERT_TRUE(done.wait_for(8));
+  // An expired request fails through the same scope.
+  auto late = make_job(kernel(*ex, "vector.add"), DType::f32, 64, 99, done);
+  late->request.on_done = done_in_scope;
+  late->request.deadline = std::chrono::steady_clock::now() - 1s;
+  ASSERT_TRUE(batcher->submit(late->request).ok());
+  ASSERT_TRUE(done.wait_for(9));
+  EXPECT_EQ(late->request.status.error().code(), ErrorCode::deadline_exceeded);
+  batcher->stop();
+  EXPECT_EQ(g_hooks_outside_scope.load(), 0);
+  EXPECT_EQ(g_scope_depth.load(), 0);
+  EXPECT_GE(g_scope_opens.load(), 2);  // the batch, the expired request
+  EXPECT_LE(g_scope_opens.load(), 9);  // not one per request of the batch
+
+  auto half = DynamicBatcher::create(*ex, "vector.add", DType::f32, policy, {}, CompletionScope{&scope_open, nullptr});
+  ASSERT_FALSE(half.ok());
+  EXPECT_EQ(half.error().code(), ErrorCode::invalid_argument);
+}
+
 }  // namespace
 }  // namespace gpubridge::compute
