@@ -2,10 +2,17 @@
 //
 // Starts one silo and serves until SIGINT or SIGTERM: grains are hosted, the HTTP endpoints
 // (metrics, health, dashboard) answer, and a signal stops the silo cleanly (calls in flight finish
-// or fail with a clear error) before the process exits 0.
-#include <csignal>
-#include <iostream>
+// or fail with a clear error) before the process exits 0. Rings come from the configuration: their
+// programs from the shared libraries it names (ring_libraries; see gpubridge/server/ring_library.hpp),
+// since this program registers none in code. Each hosted ring is printed with where it runs.
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <iostream>
 
 #include "gpubridge/server/silo.hpp"
 #include "server/commands.hpp"
@@ -13,6 +20,38 @@
 namespace gpubridge::server {
 
 namespace {
+
+// Stop signals reach the serving thread through a pipe: a thread that exists before main (OpenBLAS
+// starts its own at load time) has them unblocked, so the kernel may deliver them there, where a
+// plain sigwait in the serving thread would never see them and the default action would kill the
+// process. The handler only write()s (async-signal-safe), on whichever thread runs it.
+int stop_pipe[2] = {-1, -1};
+
+extern "C" void forward_stop_signal(int signal) {
+  const int saved_errno = errno;
+  const unsigned char byte = static_cast<unsigned char>(signal);
+  [[maybe_unused]] const ssize_t written = ::write(stop_pipe[1], &byte, 1);
+  errno = saved_errno;
+}
+
+// Installs the forwarding handler for SIGINT and SIGTERM; false (with errno) on failure.
+bool install_stop_handler() {
+  if (stop_pipe[0] < 0 && ::pipe2(stop_pipe, O_CLOEXEC) != 0) return false;
+  struct sigaction action {};
+  action.sa_handler = forward_stop_signal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  return ::sigaction(SIGINT, &action, nullptr) == 0 && ::sigaction(SIGTERM, &action, nullptr) == 0;
+}
+
+// Blocks until a stop signal has been forwarded; returns it.
+int wait_for_stop_signal() {
+  unsigned char byte = 0;
+  while (::read(stop_pipe[0], &byte, 1) != 1) {
+    if (errno != EINTR) return SIGTERM;  // the pipe broke: treat as a stop request
+  }
+  return byte;
+}
 
 struct ServeArgs {
   std::string config;
@@ -25,7 +64,12 @@ int serve(const ServeArgs& args) {
     std::cerr << "gpubridge serve: " << config.error().message() << "\n";
     return 2;
   }
-  // Block the stop signals in every thread the silo starts; this thread waits for them.
+  // A stop signal from here on is forwarded to this thread (see forward_stop_signal). The threads
+  // the silo starts keep it blocked, so their system calls are never interrupted by it.
+  if (!install_stop_handler()) {
+    std::cerr << "gpubridge serve: cannot install the SIGINT/SIGTERM handler: " << std::strerror(errno) << "\n";
+    return 1;
+  }
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
@@ -39,11 +83,18 @@ int serve(const ServeArgs& args) {
   }
   Silo& silo = **started;
   std::cout << "silo '" << config->name << "': " << silo.runtime().worker_count() << " grain workers\n";
+  const std::vector<grains::RingHost*> rings = silo.ring_hosts();
+  for (std::size_t i = 0; i < rings.size(); ++i) {
+    const grains::RingHostPlacement& placed = rings[i]->placement();
+    std::cout << "ring '" << rings[i]->name() << "': program '" << config->rings[i].program << "' on " << placed.device;
+    if (placed.fell_back()) std::cout << " (" << placed.fallback_reason << ")";
+    std::cout << "\n";
+  }
   if (auto url = silo.http_url()) std::cout << "http: listening on " << *url << "\n";
   std::cout << "serving until SIGINT or SIGTERM" << std::endl;
 
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);  // a signal held back while starting arrives now
+  const int signal = wait_for_stop_signal();
   std::cout << "received " << (signal == SIGINT ? "SIGINT" : "SIGTERM") << ", stopping" << std::endl;
   silo.stop();
   std::cout << "stopped" << std::endl;

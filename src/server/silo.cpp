@@ -11,6 +11,7 @@
 #include "gpubridge/telemetry/metrics.hpp"
 #include "server/http/http_server.hpp"
 #include "server/observability.hpp"
+#include "server/ring_library_loader.hpp"
 
 namespace gpubridge::server {
 
@@ -115,6 +116,7 @@ Result<std::vector<PlannedRing>> plan_rings(const SiloConfig& c, const RingProgr
     o.ring.pool_chunks = r.pool_chunks;
     o.cuda_server.device = static_cast<int>(r.cuda_device);
     o.client.dead_after = std::chrono::milliseconds(r.dead_after_ms);
+    o.client.dispatcher_threads = r.dispatcher_threads;
     o.cpu_server.internal_queue_slots = r.internal_queue_slots;
     o.cpu_server.max_hops = r.max_hops;
     o.cuda_server.internal_queue_slots = r.internal_queue_slots;
@@ -147,8 +149,12 @@ Silo::Silo(SiloConfig config) : config_(std::move(config)) {}
 Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config, RingPrograms programs) {
   auto backend = compute::parse_backend_choice(config.backend);
   if (!backend) return Error(ErrorCode::invalid_argument, "compute.backend: unknown backend '" + config.backend + "'");
-  // Every ring is checked against the programs before anything starts.
-  auto planned = plan_rings(config, programs);
+  // Ring libraries are loaded and every ring is checked against the programs before anything
+  // starts. Declaration order keeps the libraries loaded while anything below may hold their code
+  // (planned programs, the silo's rings if start fails); on success the silo takes them.
+  auto loaded = load_ring_programs(config.ring_libraries, std::move(programs));
+  if (!loaded) return loaded.error();
+  auto planned = plan_rings(config, loaded->programs);
   if (!planned) return planned.error();
   if (config.enable_cuda) {
     for (const PlannedRing& p : *planned) {
@@ -237,6 +243,7 @@ Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config, RingPrograms progra
     if (!http) return http.error().with_context("http.address / http.port");
     silo->http_ = std::move(http).value();
   }
+  silo->ring_libraries_ = std::move(loaded->libraries);
   return silo;
 }
 

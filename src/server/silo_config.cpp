@@ -1,6 +1,7 @@
 #include "gpubridge/server/silo_config.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -208,6 +209,7 @@ const std::map<std::string, RingField>& ring_fields() {
       {"program", ring_string(&RingHostConfig::program)},
       {"placement", ring_string(&RingHostConfig::placement, {"auto", "cpu", "cuda"})},
       {"shards", ring_u32(&RingHostConfig::shards, 1, 64)},
+      {"dispatcher_threads", ring_u32(&RingHostConfig::dispatcher_threads, 1, 64)},
       {"request_slots", ring_u32(&RingHostConfig::request_slots, 2, kMaxRingSlots, true)},
       {"completion_slots", ring_u32(&RingHostConfig::completion_slots, 2, kMaxRingSlots, true)},
       {"pool_chunk_bytes", ring_u32(&RingHostConfig::pool_chunk_bytes, 64, 1u << 24, false, 64)},
@@ -248,9 +250,15 @@ Status apply_ring_field(RingHostConfig& r, const std::string& key, const json& v
   return it->second.set(r, v, where);
 }
 
-// Names are unique across the list.
+// Names are unique across the list; a ring has at most one dispatcher thread per shard.
 Status check_rings(const std::vector<RingHostConfig>& rings, std::string_view source) {
   for (std::size_t i = 0; i < rings.size(); ++i) {
+    if (rings[i].dispatcher_threads > rings[i].shards) {
+      return Error(ErrorCode::out_of_range, std::string(source) + ": rings[" + std::to_string(i) +
+                                                "].dispatcher_threads: " + std::to_string(rings[i].dispatcher_threads) +
+                                                " is more than the ring's shards (" +
+                                                std::to_string(rings[i].shards) + ")");
+    }
     for (std::size_t j = 0; j < i; ++j) {
       if (rings[i].name == rings[j].name) {
         return Error(ErrorCode::invalid_argument, std::string(source) + ": rings: ring name '" + rings[i].name +
@@ -323,24 +331,61 @@ json rings_to_json(const std::vector<RingHostConfig>& rings) {
   return out;
 }
 
+// ---- ring_libraries: an array of paths, resolved to absolute paths (see silo_config.hpp).
+
+Result<std::string> resolve_path(const std::string& text, std::string_view base_directory, const std::string& where) {
+  std::filesystem::path path(text);
+  if (path.is_relative() && !base_directory.empty()) path = std::filesystem::path(base_directory) / path;
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec) return Error(ErrorCode::invalid_argument, where + ": cannot resolve '" + text + "': " + ec.message());
+  return absolute.lexically_normal().string();
+}
+
+Status apply_ring_libraries(SiloConfig& c, const json& v, std::string_view source, std::string_view base_directory) {
+  const std::string where = std::string(source) + ": ring_libraries";
+  if (!v.is_array()) return type_error(where, "an array of shared library paths", v);
+  std::vector<std::string> paths;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (!v[i].is_string()) return type_error(at, "a path (string)", v[i]);
+    const std::string text = v[i].get<std::string>();
+    if (text.empty()) return Error(ErrorCode::invalid_argument, at + ": must not be empty");
+    auto path = resolve_path(text, base_directory, at);
+    if (!path) return path.error();
+    auto same = std::find(paths.begin(), paths.end(), *path);
+    if (same != paths.end()) {
+      return Error(ErrorCode::invalid_argument, at + ": '" + *path + "' is listed twice (ring_libraries[" +
+                                                    std::to_string(same - paths.begin()) + "] and ring_libraries[" +
+                                                    std::to_string(i) + "])");
+    }
+    paths.push_back(std::move(path).value());
+  }
+  c.ring_libraries = std::move(paths);
+  return {};
+}
+
 Status apply_value(SiloConfig& c, const std::string& key, const json& v, std::string_view source) {
   const std::string where = std::string(source) + ": " + key;
   auto it = fields().find(key);
   if (it == fields().end()) {
     std::string known;
     for (const auto& [k, f] : fields()) known += (known.empty() ? "" : ", ") + k;
-    return Error(ErrorCode::invalid_argument, where + ": unknown key (known keys: " + known + ", rings)");
+    return Error(ErrorCode::invalid_argument, where + ": unknown key (known keys: " + known + ", ring_libraries, rings)");
   }
   return it->second.set(c, v, where);
 }
 
-Status apply_object(SiloConfig& c, const json& obj, const std::string& prefix, std::string_view source) {
+Status apply_object(SiloConfig& c, const json& obj, const std::string& prefix, std::string_view source,
+                    std::string_view base_directory) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
     if (key == "rings") {
       if (Status s = apply_rings(c, it.value(), source); !s) return s;
+    } else if (key == "ring_libraries") {
+      if (Status s = apply_ring_libraries(c, it.value(), source, base_directory); !s) return s;
     } else if (it.value().is_object()) {
-      if (Status s = apply_object(c, it.value(), key, source); !s) return s;
+      if (Status s = apply_object(c, it.value(), key, source, base_directory); !s) return s;
     } else if (Status s = apply_value(c, key, it.value(), source); !s) {
       return s;
     }
@@ -350,12 +395,13 @@ Status apply_object(SiloConfig& c, const json& obj, const std::string& prefix, s
 
 }  // namespace
 
-Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source) {
+Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source,
+                  std::string_view base_directory) {
   json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Error(ErrorCode::invalid_argument, std::string(source) + ": not valid JSON");
   if (!doc.is_object()) return Error(ErrorCode::invalid_argument, std::string(source) + ": expected a JSON object");
   SiloConfig candidate = config;  // all or nothing
-  if (Status s = apply_object(candidate, doc, "", source); !s) return s;
+  if (Status s = apply_object(candidate, doc, "", source, base_directory); !s) return s;
   config = std::move(candidate);
   return {};
 }
@@ -378,6 +424,17 @@ Status apply_override(SiloConfig& config, std::string_view assignment) {
     config = std::move(candidate);
     return {};
   }
+  if (key == "ring_libraries") {  // relative paths: against the current directory
+    json paths = json::parse(text, nullptr, false);
+    if (paths.is_discarded()) {
+      return Error(ErrorCode::invalid_argument,
+                   "override: ring_libraries: expected a JSON array of shared library paths, got '" + text + "'");
+    }
+    SiloConfig candidate = config;
+    if (Status s = apply_ring_libraries(candidate, paths, "override", {}); !s) return s;
+    config = std::move(candidate);
+    return {};
+  }
   // Values are JSON scalars; a bare word that is not JSON is taken as a string.
   json v = json::parse(text, nullptr, false);
   if (key.rfind("rings.", 0) == 0) {  // a ring's "actors" may be given as a JSON object
@@ -396,7 +453,10 @@ Result<SiloConfig> load_silo_config(const std::string& path, const std::vector<s
     if (!f) return Error(ErrorCode::not_found, "cannot read configuration file '" + path + "'");
     std::stringstream text;
     text << f.rdbuf();
-    if (Status s = apply_json(config, text.str(), path); !s) return s.error();
+    // Relative paths in the file are resolved against its directory.
+    std::filesystem::path directory = std::filesystem::path(path).parent_path();
+    if (directory.empty()) directory = ".";
+    if (Status s = apply_json(config, text.str(), path, directory.string()); !s) return s.error();
   }
   for (const auto& o : overrides) {
     if (Status s = apply_override(config, o); !s) return s.error();
@@ -411,6 +471,7 @@ std::string to_json(const SiloConfig& config) {
     out[key.substr(0, dot)][key.substr(dot + 1)] = field.get(config);
   }
   out["rings"] = rings_to_json(config.rings);
+  out["ring_libraries"] = config.ring_libraries;
   return out.dump(2);
 }
 

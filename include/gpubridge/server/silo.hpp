@@ -6,15 +6,19 @@
 // when http.enabled, an HTTP server for /metrics, /health/live, /health/ready, /health, the
 // dashboard (/) and its data (/api/status).
 //
-// Rings of resident actors: the embedder registers ring programs by name in code (RingPrograms)
-// and the configuration's "rings" say which rings to host with which program, where (auto, cpu,
-// cuda) and how large. start() checks every ring against the programs before anything starts,
+// Rings of resident actors: ring programs are registered by name, in code by the embedder
+// (RingPrograms) and by the shared libraries the configuration's "ring_libraries" name
+// (gpubridge/server/ring_library.hpp); the configuration's "rings" say which rings to host with
+// which program, where (auto, cpu, cuda) and how large. start() checks every ring against the programs before anything starts,
 // then creates one grains::RingHost per ring; ring_host(name) gives grains their host (register a
 // RingGrain subclass with runtime() after start, its factory holding the host). Each host's
 // placement (backend, device, fallback reason) is exported as metrics (gpubridge_ring_hosts,
 // gpubridge_ring_fallbacks_total, gpubridge_ring_messages_total). When a ring may run on CUDA,
 // start() sets CUDA_MODULE_LOADING=EAGER in the environment unless it is set already (a resident
 // ring kernel and lazily loaded executor modules would wait on each other; see cuda_ring.hpp).
+//
+// Ring libraries are loaded by start() before anything starts and stay loaded until the silo is
+// destroyed; the destructor closes them last, after the rings (their handlers' code lives there).
 //
 // stop() (also run by the destructor) shuts down in dependency order: the HTTP server, then the
 // runtime (calls in flight finish — their batches still run — or fail with a clear error;
@@ -47,10 +51,12 @@ class Registry;
 namespace gpubridge::server {
 
 class SiloObservability;  // internal (src/server/observability.hpp)
+class RingLibrary;        // internal (src/server/ring_library_loader.hpp)
 class HttpServer;         // internal (src/server/http/http_server.hpp)
 
 // Ring programs by name, for the configuration's rings ("program": name). Filled on one thread
-// before Silo::start, which copies the programs its rings use.
+// before Silo::start (by the embedder, or by a ring library's entry point), which copies the
+// programs its rings use.
 class RingPrograms {
  public:
   // invalid_argument: an empty name, or an invalid program (grains::validate_ring_program);
@@ -65,9 +71,14 @@ class RingPrograms {
 
 class Silo {
  public:
-  // Errors: invalid configuration (invalid_argument), including a ring that names an unknown
-  // program or actor type; a ring that cannot be placed as asked (placement cuda without a CUDA
-  // device: unavailable); or a component that cannot start.
+  // `programs` and the programs of config.ring_libraries (loaded first, in order) are merged.
+  // Errors, all before anything starts unless said otherwise: a ring library that cannot be used,
+  // naming its key and path ("ring_libraries[1] ('/p/libx.so')": not_found for a missing file,
+  // invalid_argument for a file that is not a loadable shared library, a missing entry symbol (named)
+  // or an ABI mismatch, the library's own error code and message); a program name registered twice
+  // (already_exists naming both sources); invalid configuration (invalid_argument), including a ring
+  // that names an unknown program or actor type; a ring that cannot be placed as asked (placement
+  // cuda without a CUDA device: unavailable); or a component that cannot start (as it starts).
   static Result<std::unique_ptr<Silo>> start(SiloConfig config, RingPrograms programs = {});
   ~Silo();
   Silo(const Silo&) = delete;
@@ -90,6 +101,8 @@ class Silo {
 
  private:
   explicit Silo(SiloConfig config);
+  // Declared first, so destroyed last: after the rings and everything else that may run their code.
+  std::vector<std::unique_ptr<RingLibrary>> ring_libraries_;
   SiloConfig config_;
   std::unique_ptr<SiloObservability> observability_;
   std::unique_ptr<compute::Executor> executor_;

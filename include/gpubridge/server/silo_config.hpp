@@ -2,6 +2,10 @@
 // Silo configuration: defaults, then a JSON file, then command-line overrides ("key=value" with
 // dotted keys, e.g. "batching.max_batch=4096"). Unknown keys, wrong types and out-of-range values
 // are errors naming the key and its source; nothing is silently ignored.
+//
+// Paths (ring_libraries, the only path key): a relative path in a file is resolved against the
+// directory of that file; in an override, or in JSON applied without a base directory, against the
+// current working directory. They are stored absolute and lexically normalised.
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -21,6 +25,8 @@ struct RingHostConfig {
   std::string program;             // a registered ring program
   std::string placement = "auto";  // auto, cpu, cuda (see grains::RingPlacement)
   std::uint32_t shards = 1;               // ring pairs served in parallel, 1..64 (see RingConfig::shards)
+  std::uint32_t dispatcher_threads = 1;   // client threads taking completions, 1..shards
+                                          // (see RingClientOptions::dispatcher_threads)
   std::uint32_t request_slots = 1024;     // per shard: power of two, 2..2^24
   std::uint32_t completion_slots = 1024;  // per shard: power of two, 2..2^24
   std::uint32_t pool_chunk_bytes = 4096;  // multiple of 64, 64..2^24
@@ -80,13 +86,21 @@ struct SiloConfig {
   // Rings of resident actors the silo hosts (empty: none). Overrides: "rings=<JSON array>" replaces
   // the list; "rings.<name>.<key>=value" (and "rings.<name>.actors.<type>=N") changes one ring.
   std::vector<RingHostConfig> rings;
+
+  // Shared libraries of ring programs (JSON: an array of paths; absolute once read, see the header
+  // comment). Silo::start loads them before anything starts and adds their programs to the
+  // embedder's (gpubridge/server/ring_library.hpp states the ABI). Override: "ring_libraries=<JSON
+  // array>" replaces the list. A path listed twice is an error.
+  std::vector<std::string> ring_libraries;
 };
 
 // The configuration of a gpubridge process: the defaults (SiloConfig{} with http.enabled = true),
 // then the JSON file (empty path: none), then the overrides in order.
 Result<SiloConfig> load_silo_config(const std::string& path, const std::vector<std::string>& overrides);
-// Applies one JSON object (as text) to `config`; `source` names it in errors.
-Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source);
+// Applies one JSON object (as text) to `config`, all or nothing; `source` names it in errors.
+// Relative paths in it are resolved against `base_directory` (empty: the current directory).
+Status apply_json(SiloConfig& config, std::string_view json_text, std::string_view source,
+                  std::string_view base_directory = {});
 // Applies one "key=value" override.
 Status apply_override(SiloConfig& config, std::string_view assignment);
 // The whole configuration as JSON (for logs and `gpubridge config`).
