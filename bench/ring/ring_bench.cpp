@@ -17,13 +17,16 @@
 //                         case), one caller: Runtime::run(grain.call<&RingGrain::call>(echo, 8 bytes))
 //                         per iteration, awaited to the reply. What a caller outside the runtime pays
 //                         per call to a resident actor through the actor model (ring + runtime).
-//   ring_throughput/<b>/ring/shards:S/producers:P/actors:A
+//   ring_throughput/<b>/ring/shards:S/producers:P/actors:A/dispatchers:D
 //                         P producer threads send_async 8-byte messages round-robin to A actors of
 //                         a ring block of S shards (RingConfig::shards: S request/completion ring
 //                         pairs, served by S server threads on the CPU, S blocks of the persistent
-//                         kernel on CUDA; 4096 slots per ring); one iteration = 16384 messages, all
-//                         completed. S = 1 is the unsharded server; compare msgs_per_s across S.
-//                         cpu: S = 1, 4; cuda: S = 1, 4, 16.
+//                         kernel on CUDA; 4096 slots per ring), a client with D dispatcher threads
+//                         (RingClientOptions::dispatcher_threads: thread t takes the completions of
+//                         shards s % D == t and runs their callbacks); one iteration = 16384
+//                         messages, all completed. S = 1 is the unsharded server; compare
+//                         msgs_per_s across S and D. cpu: (S, D) = (1, 1), (4, 1), (4, 2);
+//                         cuda: (1, 1), (4, 1), (4, 2), (16, 1), (16, 4).
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
 // The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox
 // (the ring's cost over raw memory) and ring_rtt/<b>/grain with ring_rtt/<b>/ring (the runtime's
@@ -99,7 +102,8 @@ struct RingRig {
   std::unique_ptr<ring::RingClient> client;
   std::vector<std::uint32_t> actors;
   std::string label;
-  std::uint32_t shards = 1;  // the block's RingConfig::shards
+  std::uint32_t shards = 1;       // the block's RingConfig::shards
+  std::uint32_t dispatchers = 1;  // the client's RingClientOptions::dispatcher_threads
   ~RingRig() {
     client.reset();
     cpu_server.reset();
@@ -148,15 +152,22 @@ Result<ring::HandlerTable> cpu_echo_handlers() {
   return table;
 }
 
-// The CPU rig of `shards` shards; one at a time (a rig of another shard count is released first,
-// so idle server threads do not compete with the measured ones).
-Result<RingRig*> cpu_rig_with(std::uint32_t shards) {
+ring::RingClientOptions client_options(std::uint32_t dispatchers) {
+  ring::RingClientOptions options;
+  options.dispatcher_threads = dispatchers;
+  return options;
+}
+
+// The CPU rig of `shards` shards and a client with `dispatchers` dispatcher threads; one at a time
+// (a rig of another shape is released first, so idle threads do not compete with the measured ones).
+Result<RingRig*> cpu_rig_with(std::uint32_t shards, std::uint32_t dispatchers) {
   static RingRig* rig = nullptr;
-  if (rig != nullptr && rig->shards == shards) return rig;
+  if (rig != nullptr && rig->shards == shards && rig->dispatchers == dispatchers) return rig;
   delete rig;
   rig = nullptr;
   auto owned = std::make_unique<RingRig>();
   owned->shards = shards;
+  owned->dispatchers = dispatchers;
   auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
@@ -165,12 +176,13 @@ Result<RingRig*> cpu_rig_with(std::uint32_t shards) {
   auto server = ring::CpuRingServer::create(*owned->memory, std::move(table).value());
   if (!server) return server.error();
   owned->cpu_server = std::move(server).value();
-  auto client = ring::RingClient::create(*owned->memory);
+  auto client = ring::RingClient::create(*owned->memory, client_options(dispatchers));
   if (!client) return client.error();
   owned->client = std::move(client).value();
   if (Status s = owned->cpu_server->start(); !s) return s.error();
   if (Status s = activate_all(*owned); !s) return s.error();
-  owned->label = "cpu ring server (" + std::to_string(shards) + " shard thread(s))";
+  owned->label = "cpu ring server (" + std::to_string(shards) + " shard thread(s)), " +
+                 std::to_string(dispatchers) + " dispatcher thread(s)";
   rig = owned.release();
   static bool registered = false;
   if (!registered) {
@@ -182,7 +194,7 @@ Result<RingRig*> cpu_rig_with(std::uint32_t shards) {
   }
   return rig;
 }
-Result<RingRig*> cpu_rig() { return cpu_rig_with(1); }
+Result<RingRig*> cpu_rig() { return cpu_rig_with(1, 1); }
 
 // A RingHost serving the echo program and a runtime whose RingGrain calls it; kept for the rest of
 // the run. Runtime first at teardown: its grain deactivates (parks its state) into the host.
@@ -296,32 +308,36 @@ void release_cuda_rig();
 void release_cuda_mailbox();
 void release_cuda_grain_rig();
 
-// The CUDA rig of `shards` shards (one persistent kernel per device at a time: another shard
-// count's rig is released first).
-Result<RingRig*> cuda_rig_with(std::uint32_t shards) {
-  if (g_cuda_rig != nullptr && g_cuda_rig->shards == shards) return g_cuda_rig;
+// The CUDA rig of `shards` shards and a client with `dispatchers` dispatcher threads (one
+// persistent kernel per device at a time: a rig of another shape is released first).
+Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) {
+  if (g_cuda_rig != nullptr && g_cuda_rig->shards == shards && g_cuda_rig->dispatchers == dispatchers) {
+    return g_cuda_rig;
+  }
   release_cuda_rig();
   if (Status s = cuda_present(); !s) return s.error();
   release_cuda_mailbox();
   release_cuda_grain_rig();
   auto owned = std::make_unique<RingRig>();
   owned->shards = shards;
+  owned->dispatchers = dispatchers;
   auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
   auto server = ring::CudaRingServer::create(*owned->memory, {kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}});
   if (!server) return server.error();
   owned->cuda_server = std::move(server).value();
-  auto client = ring::RingClient::create(*owned->memory);
+  auto client = ring::RingClient::create(*owned->memory, client_options(dispatchers));
   if (!client) return client.error();
   owned->client = std::move(client).value();
   if (Status s = owned->cuda_server->start(); !s) return s.error();
   if (Status s = activate_all(*owned); !s) return s.error();
-  owned->label = owned->cuda_server->mode().description;
+  owned->label = owned->cuda_server->mode().description + ", " + std::to_string(dispatchers) +
+                 " dispatcher thread(s)";
   g_cuda_rig = owned.release();
   return g_cuda_rig;
 }
-Result<RingRig*> cuda_rig() { return cuda_rig_with(1); }
+Result<RingRig*> cuda_rig() { return cuda_rig_with(1, 1); }
 
 void release_cuda_rig() {
   delete g_cuda_rig;
@@ -546,8 +562,9 @@ void rtt_grain(benchmark::State& state, Result<GrainRig*> (*get)()) {
   state.SetLabel(g.label);
 }
 
-void throughput_ring(benchmark::State& state, Result<RingRig*> (*get)(std::uint32_t shards)) {
-  auto rig = get(static_cast<std::uint32_t>(state.range(0)));
+void throughput_ring(benchmark::State& state,
+                     Result<RingRig*> (*get)(std::uint32_t shards, std::uint32_t dispatchers)) {
+  auto rig = get(static_cast<std::uint32_t>(state.range(0)), static_cast<std::uint32_t>(state.range(3)));
   if (!rig) {
     state.SkipWithError(rig.error().to_string().c_str());
     return;
@@ -603,9 +620,10 @@ void register_all() {
       ->UseRealTime();
   register_pair({"grain_round_trip", "cpu", "ring_rtt/cpu/grain", "ring_rtt/cpu/ring"});
   benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig_with); })
-      ->ArgNames({"shards", "producers", "actors"})
-      ->Args({1, 4, 64})
-      ->Args({4, 4, 64})
+      ->ArgNames({"shards", "producers", "actors", "dispatchers"})
+      ->Args({1, 4, 64, 1})
+      ->Args({4, 4, 64, 1})
+      ->Args({4, 4, 64, 2})
       ->UseRealTime();
 #if GPUBRIDGE_HAVE_CUDA
   benchmark::RegisterBenchmark("ring_rtt/cuda/ring", [](benchmark::State& s) { rtt_ring(s, cuda_rig); })->UseRealTime();
@@ -615,11 +633,13 @@ void register_all() {
       ->UseRealTime();
   register_pair({"grain_round_trip", "cuda", "ring_rtt/cuda/grain", "ring_rtt/cuda/ring"});
   benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig_with); })
-      ->ArgNames({"shards", "producers", "actors"})
-      ->Args({1, 4, 64})
-      ->Args({1, 8, 256})
-      ->Args({4, 8, 256})
-      ->Args({16, 8, 256})
+      ->ArgNames({"shards", "producers", "actors", "dispatchers"})
+      ->Args({1, 4, 64, 1})
+      ->Args({1, 8, 256, 1})
+      ->Args({4, 8, 256, 1})
+      ->Args({4, 8, 256, 2})
+      ->Args({16, 8, 256, 1})
+      ->Args({16, 8, 256, 4})
       ->UseRealTime();
 #endif
 }

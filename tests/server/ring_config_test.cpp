@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 constexpr const char* kTwoRings = R"({"rings": [
   {"name": "counters", "program": "counter", "placement": "cpu", "request_slots": 256, "completion_slots": 512,
    "pool_chunk_bytes": 128, "pool_chunks": 16, "cuda_device": 1, "dead_after_ms": 300, "internal_queue_slots": 8, "max_hops": 3,
-   "shards": 4, "actors": {"counter": 32}},
+   "shards": 4, "dispatcher_threads": 2, "actors": {"counter": 32}},
   {"name": "meters", "program": "counter"}]})";
 
 TEST(RingConfig, RingsAreReadWithDefaultsForWhatIsLeftOut) {
@@ -37,6 +37,7 @@ TEST(RingConfig, RingsAreReadWithDefaultsForWhatIsLeftOut) {
   EXPECT_EQ(a.internal_queue_slots, 8u);
   EXPECT_EQ(a.max_hops, 3u);
   EXPECT_EQ(a.shards, 4u);
+  EXPECT_EQ(a.dispatcher_threads, 2u);
   EXPECT_EQ(a.actors.at("counter"), 32u);
   const RingHostConfig& b = c.rings[1];
   EXPECT_EQ(b.placement, "auto");
@@ -44,6 +45,7 @@ TEST(RingConfig, RingsAreReadWithDefaultsForWhatIsLeftOut) {
   EXPECT_EQ(b.internal_queue_slots, 1024u);
   EXPECT_EQ(b.max_hops, 64u);
   EXPECT_EQ(b.shards, 1u);
+  EXPECT_EQ(b.dispatcher_threads, 1u);
   EXPECT_TRUE(b.actors.empty());
 }
 
@@ -69,6 +71,10 @@ TEST(RingConfig, BadRingsAreErrorsNamingEntryAndKeyAndChangeNothing) {
                "rings[0].shards: 0 is outside [1, 64]");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "shards": 65}]})", ErrorCode::out_of_range,
                "rings[0].shards: 65 is outside [1, 64]");
+  expect_error(R"({"rings": [{"name": "a", "program": "p", "dispatcher_threads": 0}]})", ErrorCode::out_of_range,
+               "rings[0].dispatcher_threads: 0 is outside [1, 64]");
+  expect_error(R"({"rings": [{"name": "a", "program": "p", "shards": 2, "dispatcher_threads": 3}]})",
+               ErrorCode::out_of_range, "bad.json: rings[0].dispatcher_threads: 3 is more than the ring's shards (2)");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "actors": {"counter": 0}}]})", ErrorCode::out_of_range,
                "rings[0].actors.counter: 0 is outside");
   expect_error(R"({"rings": [{"name": "a", "program": "p", "actors": [1]}]})", bad, "rings[0].actors: expected an object");
@@ -105,6 +111,10 @@ TEST(RingConfig, OverridesChangeOneRingOrReplaceTheList) {
   auto rename_clash = load_silo_config(path, {"rings.meters.name=counters"});
   ASSERT_FALSE(rename_clash.ok());
   EXPECT_THAT(rename_clash.error().message(), HasSubstr("'counters' is used twice"));
+  auto too_few_shards = load_silo_config(path, {"rings.counters.shards=1"});  // it has 2 dispatcher threads
+  ASSERT_FALSE(too_few_shards.ok());
+  EXPECT_THAT(too_few_shards.error().message(),
+              HasSubstr("rings[0].dispatcher_threads: 2 is more than the ring's shards (1)"));
   auto no_key = load_silo_config(path, {"rings.counters=cpu"});
   ASSERT_FALSE(no_key.ok());
   EXPECT_THAT(no_key.error().message(), HasSubstr("expected rings.<name>.<key>"));
@@ -130,6 +140,7 @@ TEST(RingConfig, ToJsonRoundTripsRings) {
   ASSERT_TRUE(s.ok()) << s.error().to_string();
   ASSERT_EQ(back.rings.size(), 2u);
   EXPECT_EQ(back.rings[0].completion_slots, 512u);
+  EXPECT_EQ(back.rings[0].dispatcher_threads, 2u);
   EXPECT_EQ(back.rings[0].actors, c.rings[0].actors);
   EXPECT_EQ(back.rings[1].name, "meters");
   EXPECT_THAT(to_json(SiloConfig{}), HasSubstr("\"rings\": []"));

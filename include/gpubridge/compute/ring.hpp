@@ -377,9 +377,19 @@ class CpuRingServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Most calls one client can hold in flight (RingClientOptions::max_pending_calls).
+inline constexpr std::uint32_t kMaxPendingCalls = 1u << 20;
+
 struct RingClientOptions {
   // No heartbeat for this long while calls are pending and the server runs: it is declared dead.
   std::chrono::milliseconds dead_after{2000};
+  // Calls in flight at once (sent and not yet delivered), 1..kMaxPendingCalls; 0 (default): the
+  // block's geometry, shards x (request_slots + completion_slots), capped at kMaxPendingCalls.
+  // Each is an entry of a table allocated when the client is created (about 128 bytes each).
+  std::uint32_t max_pending_calls = 0;
+  // Threads that consume completion rings and run callbacks, 1..the block's shard count: thread t
+  // serves the shards s with s % dispatcher_threads == t. Thread 0 also runs the watchdog.
+  std::uint32_t dispatcher_threads = 1;
 };
 
 struct SendOptions {
@@ -391,31 +401,49 @@ using Reply = std::vector<std::byte>;
 using ReplyCallback = std::function<void(Result<Reply>)>;
 
 // Host side: sends requests (many threads at once, lock-free on the ring of the actor's shard,
-// shard_of(actor_id, shard_count)), and one dispatcher thread polls every shard's completion ring
-// in turn, correlates completions by request_id and completes futures or runs callbacks. Its
-// watchdog watches every shard's heartbeat while any call is pending (a forward chain's completion
-// may come from any shard): one shard standing still for dead_after makes the whole server dead. Callbacks
-// run on the dispatcher thread: keep them short and never wait in them for another reply.
+// shard_of(actor_id, shard_count)); dispatcher threads (RingClientOptions::dispatcher_threads,
+// each serving a fixed subset of the shards) poll their shards' completion rings, correlate
+// completions by request_id and complete futures or run callbacks.
+// Pending calls live in a table of max_pending_calls entries allocated at create(): a send takes a
+// free entry without a lock and the request_id names it (entry index, generation), so a
+// completion finds its call without a search and a stale one (its call already failed and the
+// entry reused) is recognised and dropped. Sending and dispatching allocate nothing per message
+// beyond what the API asks for (a callback too large for std::function's inline storage, the Reply,
+// a future's shared state). Every call is delivered exactly once: by the dispatcher that takes its
+// completion or by the failure of all pending calls (server stopped or dead, client closing).
+// The watchdog (on dispatcher thread 0) watches every shard's heartbeat while any call is pending
+// (a forward chain's completion may come from any shard): one shard standing still for dead_after
+// makes the whole server dead. Callbacks run on the dispatcher thread that took the completion
+// (the shard the call completed on decides which; failures run on thread 0, or in the destructor):
+// with several dispatcher threads, callbacks of different calls run concurrently. Keep callbacks
+// short and never wait in them for another reply or for a free entry (a callback may send with
+// try_send_async).
 // Failures delivered to a call: the handler's error; not_found (unknown actor or handler),
 // failed_precondition (actor not active), cancelled (server stopped), unavailable "ring server
 // dead" (watchdog). After a dead server the pool blocks of the failed calls stay reserved (a hung
 // device could still write them); the block is not reusable then. Thread-safe.
 class RingClient {
  public:
+  // invalid_argument for a block that is not a ring block of this version, dead_after <= 0,
+  // max_pending_calls above kMaxPendingCalls or dispatcher_threads outside 1..shard count;
+  // resource_exhausted when the call table or a thread cannot be created.
   static Result<std::unique_ptr<RingClient>> create(RingMemory& memory,
                                                     RingClientOptions options = {});
-  ~RingClient();  // pending calls fail with cancelled
+  // Stops the dispatcher threads, then fails the pending calls with cancelled (their callbacks run
+  // on the destroying thread). No other call on this client may be in progress.
+  ~RingClient();
   RingClient(const RingClient&) = delete;
   RingClient& operator=(const RingClient&) = delete;
 
-  // Enqueues without waiting: resource_exhausted "ring full" / "payload pool exhausted";
+  // Enqueues without waiting: resource_exhausted "ring full" / "payload pool exhausted" /
+  // "too many calls in flight (N)" (every entry of the call table in use);
   // invalid_argument for a payload or reply larger than the block allows or a reserved handler;
   // unavailable when the server is stopping, stopped or dead.
   Result<std::future<Result<Reply>>> try_send(std::uint32_t actor_id, std::uint32_t handler_id,
                                               std::span<const std::byte> payload,
                                               SendOptions options = {});
-  // As try_send, but waits (spin, then sleep) for ring or pool space until the deadline, then
-  // deadline_exceeded.
+  // As try_send, but waits (spin, then sleep) for a call entry, ring or pool space until the
+  // deadline, then deadline_exceeded.
   Result<std::future<Result<Reply>>> send(std::uint32_t actor_id, std::uint32_t handler_id,
                                           std::span<const std::byte> payload,
                                           std::chrono::steady_clock::time_point deadline,
@@ -427,8 +455,8 @@ class RingClient {
                     SendOptions options = {});
 
   // Non-blocking forms for callers that must not wait (grain turns): enqueue errors as try_send
-  // (resource_exhausted "ring full" / "payload pool exhausted" at once); results go to the
-  // callback on the dispatcher thread.
+  // (resource_exhausted "ring full" / "payload pool exhausted" / "too many calls in flight (N)"
+  // at once); results go to the callback on a dispatcher thread.
   Status try_send_async(std::uint32_t actor_id, std::uint32_t handler_id,
                         std::span<const std::byte> payload, ReplyCallback callback,
                         SendOptions options = {});
@@ -444,6 +472,7 @@ class RingClient {
   // Copies the actor's state out to the host and frees its id.
   Result<Reply> deactivate(std::uint32_t actor_id, std::chrono::steady_clock::time_point deadline);
 
+  // Calls sent (or being sent) and not yet delivered; a snapshot while calls move.
   std::size_t pending_calls() const;
 
  private:

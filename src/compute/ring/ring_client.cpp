@@ -1,15 +1,19 @@
 // RingClient: host producers on the request ring of each actor's shard (lock-free claims), a
-// host-side-locked pool of large-payload chunks, and one dispatcher thread that consumes every
-// shard's completion ring in turn, correlates completions to pending calls by request_id and
-// watches every shard's heartbeat.
+// table of pending calls whose free entries sit on lock-free stacks, a host-side-locked pool of
+// large-payload chunks, and dispatcher threads that each consume a fixed subset of the shards'
+// completion rings, find a completion's call by the entry index in its request_id, and (thread 0)
+// watch every shard's heartbeat.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
-#include <unordered_map>
+#include <utility>
+#include <variant>
 
 #include "compute/ring/slot_queue.hpp"
 #include "gpubridge/compute/ring.hpp"
@@ -74,6 +78,167 @@ void back_off(std::uint32_t attempt) {
   }
 }
 
+// Where a call's result goes: a callback (the *_async forms) or a promise (the future forms and the
+// blocking helpers). Held in place in the call's entry, so a future costs no extra allocation.
+using ResultSink = std::variant<std::monostate, ReplyCallback, std::promise<Result<Reply>>>;
+
+void deliver_to(ResultSink& sink, Result<Reply> result) {
+  if (auto* callback = std::get_if<ReplyCallback>(&sink)) {
+    (*callback)(std::move(result));
+  } else if (auto* promise = std::get_if<std::promise<Result<Reply>>>(&sink)) {
+    promise->set_value(std::move(result));
+  }
+}
+
+// The table of pending calls. A call owns one entry from send until delivery; its request_id is
+// (generation << 32) | index, so the dispatcher finds the entry by index and recognises a stale
+// completion (its call already failed, the entry possibly reused) by a generation that no longer
+// matches.
+//
+// Entry phase (the low bits of the entry's atomic `word`; the generation is in the high bits):
+//   free:       on a free list, or taken by a sender that has not yet published its request;
+//   pending:    the request is (about to be) published; exactly one of the dispatcher that takes
+//               its completion and fail_all() moves it on, by compare-and-swap of
+//               (generation, pending) -> (generation, delivering);
+//   delivering: the winner reads the result, recycles the entry (generation + 1, free, back on its
+//               free list) and then delivers the result to the sink it moved out.
+// A completion whose (generation, pending) does not match the word loses that compare-and-swap and
+// is dropped, so a call is never delivered twice and a reused entry never gets an older answer.
+//
+// Free lists: one Treiber stack per stripe (stripe = shard, so senders of different shards and the
+// dispatchers of different shards rarely touch the same head); entry i belongs to stripe
+// i % stripes and always returns there; a sender whose stripe is empty takes from the others.
+// Each head is (tag << 32) | index of the top entry. pop reads the top's next_free and swings the
+// head to it by compare-and-swap; the tag, incremented by every pop and push, makes that swap fail
+// when the top was popped and pushed again in between (ABA), where next_free may have changed. A
+// stale next_free read is harmless for the same reason: the swap that would install it fails. The
+// 32-bit tag repeats only after 2^32 operations on one head between a pop's load and its swap.
+// Release/acquire on the head publishes next_free and the entry's fields to the next owner.
+class CallTable {
+ public:
+  static constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+  static constexpr std::uint32_t kFree = 0;
+  static constexpr std::uint32_t kPending = 1;
+  static constexpr std::uint32_t kDelivering = 2;
+  static constexpr std::uint32_t kPhaseBits = 2;
+  static constexpr std::uint32_t kPhaseMask = (1u << kPhaseBits) - 1;
+  static constexpr std::uint32_t kGenerationLimit = 1u << (32 - kPhaseBits);  // generations 1..limit-1
+
+  struct alignas(kRegionAlignment) Entry {
+    std::atomic<std::uint32_t> word{(1u << kPhaseBits) | kFree};  // (generation << 2) | phase
+    std::atomic<std::uint32_t> next_free{kNone};                 // free-list link
+    std::uint32_t reply_capacity = 0;
+    ChunkPool::Block payload_block;
+    ChunkPool::Block reply_block;
+    ResultSink sink;
+  };
+
+  static std::uint32_t generation_of(std::uint32_t word) { return word >> kPhaseBits; }
+  static std::uint32_t phase_of(std::uint32_t word) { return word & kPhaseMask; }
+  static std::uint32_t word_of(std::uint32_t generation, std::uint32_t phase) {
+    return (generation << kPhaseBits) | phase;
+  }
+  static std::uint64_t request_id(std::uint32_t index, std::uint32_t generation) {
+    return (std::uint64_t{generation} << 32) | index;
+  }
+
+  // Throws std::bad_alloc when the table cannot be allocated.
+  CallTable(std::uint32_t capacity, std::uint32_t stripes)
+      : capacity_(capacity), stripe_count_(stripes), entries_(new Entry[capacity]),
+        stripes_(new Stripe[stripes]) {
+    // Each stripe's stack holds its entries in increasing index order (the lowest on top).
+    std::vector<std::uint32_t> tops(stripes, kNone);
+    for (std::uint32_t i = capacity; i-- > 0;) {
+      const std::uint32_t s = i % stripes;
+      entries_[i].next_free.store(tops[s], std::memory_order_relaxed);
+      tops[s] = i;
+    }
+    for (std::uint32_t s = 0; s < stripes; ++s) stripes_[s].head.store(tops[s], std::memory_order_relaxed);
+  }
+
+  std::uint32_t capacity() const noexcept { return capacity_; }
+  Entry& entry(std::uint32_t index) noexcept { return entries_[index]; }
+
+  // A free entry, from stripe `preferred` first, then from the others; kNone when every entry is
+  // in use. Its phase is free and its generation is the one the call will carry.
+  std::uint32_t take(std::uint32_t preferred) noexcept {
+    for (std::uint32_t k = 0; k < stripe_count_; ++k) {
+      const std::uint32_t s = (preferred + k) % stripe_count_;
+      if (const std::uint32_t index = pop(stripes_[s]); index != kNone) {
+        stripes_[s].in_use.fetch_add(1, std::memory_order_relaxed);
+        return index;
+      }
+    }
+    return kNone;
+  }
+
+  // Returns an entry that was taken but never became pending (its generation is unchanged: no
+  // request carried it).
+  void give_back(std::uint32_t index) noexcept { push(index); }
+
+  // Ends the life of a delivering entry: next generation, free, back on its stripe's stack.
+  void recycle(std::uint32_t index) noexcept {
+    Entry& e = entries_[index];
+    std::uint32_t generation = generation_of(e.word.load(std::memory_order_relaxed)) + 1;
+    if (generation == kGenerationLimit) generation = 1;  // request ids stay non-zero
+    e.word.store(word_of(generation, kFree), std::memory_order_relaxed);
+    push(index);
+  }
+
+  std::size_t in_use() const noexcept {
+    std::size_t total = 0;
+    for (std::uint32_t s = 0; s < stripe_count_; ++s) total += stripes_[s].in_use.load(std::memory_order_acquire);
+    return total;
+  }
+
+ private:
+  struct alignas(kRegionAlignment) Stripe {
+    std::atomic<std::uint64_t> head{kNone};     // (tag << 32) | top index
+    std::atomic<std::uint64_t> in_use{0};       // entries of this stripe taken and not yet back
+  };
+
+  static std::uint32_t index_of(std::uint64_t head) { return static_cast<std::uint32_t>(head); }
+  static std::uint64_t next_tag(std::uint64_t head) { return ((head >> 32) + 1) << 32; }
+
+  std::uint32_t pop(Stripe& stripe) noexcept {
+    std::uint64_t head = stripe.head.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint32_t top = index_of(head);
+      if (top == kNone) return kNone;
+      const std::uint32_t next = entries_[top].next_free.load(std::memory_order_relaxed);
+      if (stripe.head.compare_exchange_weak(head, next_tag(head) | next, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+        return top;
+      }
+    }
+  }
+
+  void push(std::uint32_t index) noexcept {
+    Stripe& stripe = stripes_[index % stripe_count_];
+    stripe.in_use.fetch_sub(1, std::memory_order_release);
+    std::uint64_t head = stripe.head.load(std::memory_order_relaxed);
+    for (;;) {
+      entries_[index].next_free.store(index_of(head), std::memory_order_relaxed);
+      if (stripe.head.compare_exchange_weak(head, next_tag(head) | index, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed)) {
+        return;
+      }
+    }
+  }
+
+  std::uint32_t capacity_;
+  std::uint32_t stripe_count_;
+  std::unique_ptr<Entry[]> entries_;
+  std::unique_ptr<Stripe[]> stripes_;
+};
+
+// The default size of the call table: every slot of every ring holding a call, at most the cap.
+std::uint64_t default_pending_calls(const RingHeader& h) {
+  const std::uint64_t geometry =
+      std::uint64_t{h.shard_count} * (std::uint64_t{h.request_capacity} + h.completion_capacity);
+  return std::min<std::uint64_t>(geometry, kMaxPendingCalls);
+}
+
 }  // namespace
 
 struct RingClient::Impl {
@@ -83,27 +248,20 @@ struct RingClient::Impl {
   std::vector<detail::SlotQueue> requests;     // by shard
   std::vector<detail::SlotQueue> completions;  // by shard
   ChunkPool pool;
-  std::atomic<std::uint64_t> next_request_id{1};
-
-  struct Pending {
-    ReplyCallback callback;
-    ChunkPool::Block payload_block;
-    ChunkPool::Block reply_block;
-    std::uint32_t reply_capacity = 0;
-  };
-  mutable std::mutex pending_mutex;
-  std::unordered_map<std::uint64_t, Pending> pending;
+  CallTable calls;
 
   std::mutex actors_mutex;
   std::vector<std::uint8_t> actor_in_use;  // by actor id
 
   std::atomic<bool> closing{false};
   std::atomic<bool> dead{false};
-  std::thread dispatcher;
+  // Dispatcher threads that have seen the server stopped and then found their rings empty.
+  std::atomic<std::uint32_t> drained_after_stop{0};
+  std::vector<std::thread> dispatchers;
 
-  Impl(RingMemory& m, RingClientOptions o)
+  Impl(RingMemory& m, RingClientOptions o, std::uint32_t table_size)
       : memory(m), options(o), shard_count(m.shard_count()), pool(m.header()),
-        actor_in_use(m.header().actor_count, 0) {
+        calls(table_size, m.shard_count()), actor_in_use(m.header().actor_count, 0) {
     for (std::uint32_t s = 0; s < shard_count; ++s) {
       requests.push_back(detail::request_queue(m, s));
       completions.push_back(detail::completion_queue(m, s));
@@ -131,7 +289,7 @@ struct RingClient::Impl {
 
   Status enqueue(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload,
                  std::optional<Clock::time_point> deadline, std::uint32_t reply_capacity,
-                 ReplyCallback callback) {
+                 ResultSink sink) {
     const std::size_t limit = memory.max_payload_bytes();
     if (payload.size() > limit) {
       return ring_error(ErrorCode::invalid_argument,
@@ -144,13 +302,33 @@ struct RingClient::Impl {
                             " bytes exceeds the ring's largest payload of " + std::to_string(limit) + " bytes");
     }
     if (auto why = refusal()) return *why;
+    const std::uint32_t shard = shard_of(actor_id, shard_count);
 
-    // Pool blocks first: a claimed slot must never wait on anything (the server is waiting on it).
+    // Resources in order: a call entry, pool blocks, then the ring slot (a claimed slot must never
+    // wait on anything: the server waits on it). Each failure gives back what was taken.
+    std::uint32_t index = CallTable::kNone;
+    for (std::uint32_t attempt = 0;; ++attempt) {
+      index = calls.take(shard);
+      if (index != CallTable::kNone) break;
+      const std::string in_flight = std::to_string(calls.capacity());
+      if (!deadline) {
+        return ring_error(ErrorCode::resource_exhausted, "too many calls in flight (" + in_flight + ")");
+      }
+      if (auto why = refusal()) return *why;
+      if (Clock::now() >= *deadline) {
+        return ring_error(ErrorCode::deadline_exceeded,
+                          "deadline passed waiting for a free call entry (" + in_flight + " calls in flight)");
+      }
+      back_off(attempt);
+    }
+
     ChunkPool::Block payload_block;
     ChunkPool::Block reply_block;
     auto release_blocks = [&] {
       pool.free(payload_block);
       pool.free(reply_block);
+      payload_block = {};
+      reply_block = {};
     };
     for (std::uint32_t attempt = 0;; ++attempt) {
       if (payload.size() > kInlinePayloadBytes && payload_block.offset == 0) {
@@ -164,44 +342,49 @@ struct RingClient::Impl {
       if (have_payload && have_reply) break;
       // Give back a partial allocation so two waiting senders cannot starve each other.
       release_blocks();
-      payload_block = {};
-      reply_block = {};
-      if (!deadline) return ring_error(ErrorCode::resource_exhausted, "payload pool exhausted");
-      if (auto why = refusal()) return *why;
-      if (Clock::now() >= *deadline) {
-        return ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for payload pool space");
+      std::optional<Error> failure;
+      if (!deadline) {
+        failure = ring_error(ErrorCode::resource_exhausted, "payload pool exhausted");
+      } else if (auto why = refusal()) {
+        failure = std::move(why);
+      } else if (Clock::now() >= *deadline) {
+        failure = ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for payload pool space");
+      }
+      if (failure) {
+        calls.give_back(index);
+        return *failure;
       }
       back_off(attempt);
     }
 
     std::uint64_t position = 0;
     RingSlot* slot = nullptr;
-    detail::SlotQueue& ring = requests[shard_of(actor_id, shard_count)];
+    detail::SlotQueue& ring = requests[shard];
     for (std::uint32_t attempt = 0;; ++attempt) {
       slot = ring.try_claim(position);
       if (slot != nullptr) break;
+      std::optional<Error> failure;
       if (!deadline) {
-        release_blocks();
-        return ring_error(ErrorCode::resource_exhausted, "ring full");
+        failure = ring_error(ErrorCode::resource_exhausted, "ring full");
+      } else if (auto why = refusal()) {
+        failure = std::move(why);
+      } else if (Clock::now() >= *deadline) {
+        failure = ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for a free ring slot");
       }
-      if (auto why = refusal()) {
+      if (failure) {
         release_blocks();
-        return *why;
-      }
-      if (Clock::now() >= *deadline) {
-        release_blocks();
-        return ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for a free ring slot");
+        calls.give_back(index);
+        return *failure;
       }
       back_off(attempt);
     }
 
-    // The slot is ours and invisible to the server until published: register, fill, publish.
-    const std::uint64_t request_id = next_request_id.fetch_add(1, std::memory_order_relaxed);
-    {
-      std::lock_guard lock(pending_mutex);
-      pending.emplace(request_id, Pending{std::move(callback), payload_block, reply_block, reply_capacity});
-    }
-    slot->request_id = request_id;
+    // The slot is ours and invisible to the server until published: fill it, make the entry
+    // pending, publish. The entry's fields are written before its release store of `pending`, and
+    // that store comes before the slot's publication, so whoever wins the entry sees them.
+    CallTable::Entry& entry = calls.entry(index);
+    const std::uint32_t generation = CallTable::generation_of(entry.word.load(std::memory_order_relaxed));
+    slot->request_id = CallTable::request_id(index, generation);
     slot->actor_id = actor_id;
     slot->handler_id = handler_id;
     slot->payload_bytes = static_cast<std::uint32_t>(payload.size());
@@ -217,12 +400,17 @@ struct RingClient::Impl {
       slot->payload_offset = 0;
       if (!payload.empty()) std::memcpy(slot->inline_payload, payload.data(), payload.size());
     }
+    entry.reply_capacity = reply_capacity;
+    entry.payload_block = payload_block;
+    entry.reply_block = reply_block;
+    entry.sink = std::move(sink);
+    entry.word.store(CallTable::word_of(generation, CallTable::kPending), std::memory_order_release);
     detail::SlotQueue::publish(*slot, position);
     return {};
   }
 
   // Reads one completion into a reply for its pending call.
-  Result<Reply> read_completion(const RingSlot& slot, const Pending& call) const {
+  Result<Reply> read_completion(const RingSlot& slot, const CallTable::Entry& call) const {
     const auto code = static_cast<ErrorCode>(slot.status);
     if (code != ErrorCode::ok) {
       const std::size_t n = std::min<std::size_t>(slot.payload_bytes, kInlinePayloadBytes);
@@ -243,19 +431,34 @@ struct RingClient::Impl {
     return Reply(source, source + slot.payload_bytes);
   }
 
-  // Fails every pending call; frees their pool blocks unless the server may still touch them.
-  void fail_all(const Error& error, bool free_blocks) {
-    std::unordered_map<std::uint64_t, Pending> failed;
-    {
-      std::lock_guard lock(pending_mutex);
-      failed.swap(pending);
+  // Finishes an entry this thread won (phase delivering): frees its pool blocks when asked,
+  // recycles it, then delivers `result` (after the recycle, so pending_calls() no longer counts
+  // the call when its future or callback sees the result).
+  void finish(std::uint32_t index, bool free_blocks, Result<Reply> result) {
+    CallTable::Entry& entry = calls.entry(index);
+    if (free_blocks) {
+      pool.free(entry.payload_block);
+      pool.free(entry.reply_block);
     }
-    for (auto& [id, call] : failed) {
-      if (free_blocks) {
-        pool.free(call.payload_block);
-        pool.free(call.reply_block);
+    ResultSink sink = std::move(entry.sink);
+    entry.sink = std::monostate{};
+    calls.recycle(index);
+    deliver_to(sink, std::move(result));
+  }
+
+  // Fails every pending call (those whose completion no dispatcher has taken); frees their pool
+  // blocks unless the server may still touch them. Callers: dispatcher thread 0 and the destructor
+  // (after the dispatchers have stopped), never two at once.
+  void fail_all(const Error& error, bool free_blocks) {
+    for (std::uint32_t i = 0; i < calls.capacity(); ++i) {
+      std::atomic<std::uint32_t>& word = calls.entry(i).word;
+      std::uint32_t seen = word.load(std::memory_order_acquire);
+      if (CallTable::phase_of(seen) != CallTable::kPending) continue;
+      const std::uint32_t mine = CallTable::word_of(CallTable::generation_of(seen), CallTable::kDelivering);
+      if (!word.compare_exchange_strong(seen, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        continue;  // a dispatcher took its completion first
       }
-      call.callback(error);
+      finish(i, free_blocks, error);
     }
   }
 
@@ -267,60 +470,77 @@ struct RingClient::Impl {
       std::uint64_t position = 0;
       RingSlot* slot = ring.try_peek(position);
       if (slot == nullptr) break;
-      std::optional<Pending> call;
-      {
-        std::lock_guard lock(pending_mutex);
-        if (auto it = pending.find(slot->request_id); it != pending.end()) {
-          call = std::move(it->second);
-          pending.erase(it);
-        }
+      const std::uint64_t id = slot->request_id;
+      const auto index = static_cast<std::uint32_t>(id);
+      const auto generation = static_cast<std::uint32_t>(id >> 32);
+      bool won = false;
+      if (index < calls.capacity() && generation > 0 && generation < CallTable::kGenerationLimit) {
+        std::uint32_t expected = CallTable::word_of(generation, CallTable::kPending);
+        won = calls.entry(index).word.compare_exchange_strong(
+            expected, CallTable::word_of(generation, CallTable::kDelivering), std::memory_order_acq_rel,
+            std::memory_order_relaxed);
       }
-      if (!call) {  // its caller was already failed (client closing); nothing to deliver
+      if (!won) {  // its caller was already failed (stopped, dead, closing): nothing to deliver
         ring.release(*slot, position);
         continue;
       }
-      Result<Reply> reply = read_completion(*slot, *call);
+      Result<Reply> reply = read_completion(*slot, calls.entry(index));
       ring.release(*slot, position);
-      pool.free(call->payload_block);
-      pool.free(call->reply_block);
-      call->callback(std::move(reply));
+      finish(index, /*free_blocks=*/true, std::move(reply));
     }
     return taken;
   }
 
-  // One pass over every shard's completion ring (round robin, up to a batch each); how many were
-  // taken.
-  std::uint32_t dispatch_pass() {
+  // One pass over the completion rings of dispatcher `thread`'s shards (round robin, up to a batch
+  // each); how many were taken.
+  std::uint32_t dispatch_pass(std::uint32_t thread) {
     constexpr std::uint32_t kBatchPerShard = 64;
     std::uint32_t taken = 0;
-    for (std::uint32_t s = 0; s < shard_count; ++s) taken += dispatch_shard(s, kBatchPerShard);
+    for (std::uint32_t s = thread; s < shard_count; s += options.dispatcher_threads) {
+      taken += dispatch_shard(s, kBatchPerShard);
+    }
     return taken;
   }
 
-  void run_dispatcher() {
+  // Dispatcher thread `thread`: its shards' completions; thread 0 also the watchdog and the
+  // failures of calls that will never complete.
+  void run_dispatcher(std::uint32_t thread) {
+    const bool watchdog = thread == 0;
     // Watchdog: each shard's last heartbeat and when it last moved.
-    std::vector<std::uint64_t> last_heartbeat(shard_count);
-    std::vector<Clock::time_point> last_change(shard_count, Clock::now());
-    for (std::uint32_t s = 0; s < shard_count; ++s) last_heartbeat[s] = load_acquire(memory.shard(s).heartbeat);
+    std::vector<std::uint64_t> last_heartbeat(watchdog ? shard_count : 0);
+    std::vector<Clock::time_point> last_change(last_heartbeat.size(), Clock::now());
+    for (std::uint32_t s = 0; s < last_heartbeat.size(); ++s) {
+      last_heartbeat[s] = load_acquire(memory.shard(s).heartbeat);
+    }
+    bool drained = false;
     std::uint32_t idle = 0;
+    std::uint32_t busy_passes = 0;
     while (!closing.load(std::memory_order_acquire)) {
-      if (dispatch_pass() > 0) {
+      // While completions flow, look at the lifecycle words and heartbeats only every 64 passes.
+      const std::uint32_t taken = dispatch_pass(thread);
+      if (taken > 0) {
         idle = 0;
-        continue;
+        if (++busy_passes % 64 != 0) continue;
       }
       const ServerState state = server_state();
       const ControlWord word = control();
       const bool never_runs = state == ServerState::not_started && word == ControlWord::stop;
       if (state == ServerState::stopped || never_runs) {
-        // Every completion was published before `stopped`: drain them, then fail the rest.
-        while (dispatch_pass() > 0) {
+        // Every completion was published before `stopped`: take this thread's, then (thread 0,
+        // once every thread has taken its own) fail the rest.
+        while (dispatch_pass(thread) > 0) {
         }
-        if (pending_calls() > 0) {
+        if (!drained) {
+          drained = true;
+          drained_after_stop.fetch_add(1, std::memory_order_acq_rel);
+        }
+        if (watchdog && drained_after_stop.load(std::memory_order_acquire) == options.dispatcher_threads &&
+            calls.in_use() > 0) {
           fail_all(ring_error(ErrorCode::cancelled, "ring server stopped before the message ran"), true);
         }
-      } else if (state == ServerState::running && !dead.load(std::memory_order_relaxed)) {
+      } else if (watchdog && state == ServerState::running && !dead.load(std::memory_order_relaxed)) {
         // While calls are pending every shard must beat: a forward chain may complete on any shard.
-        const bool waiting = pending_calls() > 0;
+        const bool waiting = calls.in_use() > 0;
         const Clock::time_point now = Clock::now();
         for (std::uint32_t s = 0; s < shard_count; ++s) {
           const std::uint64_t beat = load_acquire(memory.shard(s).heartbeat);
@@ -336,10 +556,10 @@ struct RingClient::Impl {
           }
         }
       }
-      if (dead.load(std::memory_order_relaxed) && pending_calls() > 0) {
+      if (watchdog && dead.load(std::memory_order_relaxed) && calls.in_use() > 0) {
         fail_all(ring_error(ErrorCode::unavailable, "ring server dead (no heartbeat)"), false);
       }
-      back_off(++idle);
+      if (taken == 0) back_off(++idle);
     }
   }
 
@@ -349,22 +569,26 @@ struct RingClient::Impl {
   void set_actor_in_use(std::uint32_t actor_id, bool in_use);
   Status check_active(std::uint32_t actor_id);
 
-  std::size_t pending_calls() const {
-    std::lock_guard lock(pending_mutex);
-    return pending.size();
+  std::size_t pending_calls() const { return calls.in_use(); }
+
+  Result<std::future<Result<Reply>>> send_for_future(std::uint32_t actor_id, std::uint32_t handler_id,
+                                                     std::span<const std::byte> payload,
+                                                     std::optional<Clock::time_point> deadline,
+                                                     std::uint32_t reply_capacity) {
+    std::promise<Result<Reply>> promise;
+    std::future<Result<Reply>> future = promise.get_future();
+    if (Status s = enqueue(actor_id, handler_id, payload, deadline, reply_capacity, std::move(promise)); !s) {
+      return s.error();
+    }
+    return future;
   }
 
   Result<Reply> call_and_wait(std::uint32_t actor_id, std::uint32_t handler_id,
                               std::span<const std::byte> payload, Clock::time_point deadline,
                               std::uint32_t reply_capacity) {
-    auto promise = std::make_shared<std::promise<Result<Reply>>>();
-    std::future<Result<Reply>> future = promise->get_future();
-    if (auto s = enqueue(actor_id, handler_id, payload, deadline, reply_capacity,
-                         [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
-        !s) {
-      return s.error();
-    }
-    return future.get();
+    auto future = send_for_future(actor_id, handler_id, payload, deadline, reply_capacity);
+    if (!future) return future.error();
+    return future->get();
   }
 };
 
@@ -377,8 +601,34 @@ Result<std::unique_ptr<RingClient>> RingClient::create(RingMemory& memory, RingC
   if (options.dead_after.count() <= 0) {
     return ring_error(ErrorCode::invalid_argument, "dead_after must be positive");
   }
-  auto impl = std::make_unique<Impl>(memory, options);
-  impl->dispatcher = std::thread([raw = impl.get()] { raw->run_dispatcher(); });
+  if (options.max_pending_calls > kMaxPendingCalls) {
+    return ring_error(ErrorCode::invalid_argument,
+                      "max_pending_calls = " + std::to_string(options.max_pending_calls) + " is outside 1.." +
+                          std::to_string(kMaxPendingCalls) + " (0 picks the default)");
+  }
+  if (options.dispatcher_threads == 0 || options.dispatcher_threads > h.shard_count) {
+    return ring_error(ErrorCode::invalid_argument,
+                      "dispatcher_threads = " + std::to_string(options.dispatcher_threads) + " is outside 1.." +
+                          std::to_string(h.shard_count) + " (the block's shard count)");
+  }
+  const auto table_size = static_cast<std::uint32_t>(
+      options.max_pending_calls != 0 ? options.max_pending_calls : default_pending_calls(h));
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(memory, options, table_size);
+  } catch (const std::bad_alloc&) {
+    return ring_error(ErrorCode::resource_exhausted,
+                      "cannot allocate a table of " + std::to_string(table_size) + " pending calls");
+  }
+  try {
+    for (std::uint32_t t = 0; t < options.dispatcher_threads; ++t) {
+      impl->dispatchers.emplace_back([raw = impl.get(), t] { raw->run_dispatcher(t); });
+    }
+  } catch (const std::system_error& e) {
+    impl->closing.store(true, std::memory_order_release);
+    for (std::thread& thread : impl->dispatchers) thread.join();
+    return ring_error(ErrorCode::resource_exhausted, std::string("cannot start a dispatcher thread: ") + e.what());
+  }
   return std::unique_ptr<RingClient>(new RingClient(std::move(impl)));
 }
 
@@ -386,7 +636,7 @@ RingClient::RingClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 RingClient::~RingClient() {
   impl_->closing.store(true, std::memory_order_release);
-  impl_->dispatcher.join();
+  for (std::thread& thread : impl_->dispatchers) thread.join();
   // The server may still serve these; their blocks stay reserved (the block dies with RingMemory).
   impl_->fail_all(ring_error(ErrorCode::cancelled, "ring client closed"), false);
 }
@@ -397,14 +647,7 @@ Result<std::future<Result<Reply>>> RingClient::try_send(std::uint32_t actor_id, 
   if (handler_id >= kFirstReservedHandler) {
     return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
   }
-  auto promise = std::make_shared<std::promise<Result<Reply>>>();
-  std::future<Result<Reply>> future = promise->get_future();
-  if (auto s = impl_->enqueue(actor_id, handler_id, payload, std::nullopt, options.reply_capacity,
-                              [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
-      !s) {
-    return s.error();
-  }
-  return future;
+  return impl_->send_for_future(actor_id, handler_id, payload, std::nullopt, options.reply_capacity);
 }
 
 Result<std::future<Result<Reply>>> RingClient::send(std::uint32_t actor_id, std::uint32_t handler_id,
@@ -413,14 +656,7 @@ Result<std::future<Result<Reply>>> RingClient::send(std::uint32_t actor_id, std:
   if (handler_id >= kFirstReservedHandler) {
     return ring_error(ErrorCode::invalid_argument, "handler id " + std::to_string(handler_id) + " is reserved");
   }
-  auto promise = std::make_shared<std::promise<Result<Reply>>>();
-  std::future<Result<Reply>> future = promise->get_future();
-  if (auto s = impl_->enqueue(actor_id, handler_id, payload, deadline, options.reply_capacity,
-                              [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
-      !s) {
-    return s.error();
-  }
-  return future;
+  return impl_->send_for_future(actor_id, handler_id, payload, deadline, options.reply_capacity);
 }
 
 Status RingClient::send_async(std::uint32_t actor_id, std::uint32_t handler_id,
@@ -502,14 +738,14 @@ Status RingClient::try_activate_async(std::uint32_t type_id, std::span<const std
   const std::uint32_t id = *picked;
   Impl* impl = impl_.get();
   Status queued = impl->enqueue(id, kActivateHandler, initial_state, std::nullopt, 0,
-                                [impl, id, callback](Result<Reply> done) {
+                                ReplyCallback([impl, id, callback](Result<Reply> done) {
                                   if (!done) {
                                     impl->set_actor_in_use(id, false);
                                     callback(done.error());
                                     return;
                                   }
                                   callback(id);
-                                });
+                                }));
   if (!queued) impl->set_actor_in_use(id, false);
   return queued;
 }
@@ -528,10 +764,10 @@ Status RingClient::try_deactivate_async(std::uint32_t actor_id, ReplyCallback ca
   const std::uint32_t state_bytes = detail::actor_table(impl_->memory)[actor_id].state_bytes;
   Impl* impl = impl_.get();
   return impl->enqueue(actor_id, kDeactivateHandler, {}, std::nullopt, state_bytes,
-                       [impl, actor_id, callback](Result<Reply> state) {
+                       ReplyCallback([impl, actor_id, callback](Result<Reply> state) {
                          if (state) impl->set_actor_in_use(actor_id, false);
                          callback(std::move(state));
-                       });
+                       }));
 }
 
 std::size_t RingClient::pending_calls() const { return impl_->pending_calls(); }
