@@ -13,61 +13,9 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <new>
 
+#include "support/counting_new.hpp"
 #include "batcher_support.hpp"
-
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-
-void* counted(std::size_t size, std::size_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (size == 0) size = 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (size + align - 1) / align * align)
-                                              : std::malloc(size);
-  return p;
-}
-
-// Out of line, so that the compiler does not pair an inlined free() with a visible operator new.
-[[gnu::noinline]] void release(void* p) noexcept { std::free(p); }
-}  // namespace
-
-void* operator new(std::size_t size) {
-  if (void* p = counted(size, 0)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) {
-  if (void* p = counted(size, 0)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t size, std::align_val_t align) {
-  if (void* p = counted(size, static_cast<std::size_t>(align))) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size, std::align_val_t align) {
-  if (void* p = counted(size, static_cast<std::size_t>(align))) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted(size, 0); }
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted(size, 0); }
-void* operator new(std::size_t size, std::align_val_t align, const std::nothrow_t&) noexcept {
-  return counted(size, static_cast<std::size_t>(align));
-}
-void* operator new[](std::size_t size, std::align_val_t align, const std::nothrow_t&) noexcept {
-  return counted(size, static_cast<std::size_t>(align));
-}
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
 
 namespace gpubridge::compute {
 namespace {
@@ -100,7 +48,7 @@ struct Measured {
 Measured run_waves(DynamicBatcher& batcher, std::vector<testing::Job>& jobs, std::size_t waves) {
   Measured m;
   const std::uint64_t batches_before = batcher.stats().batches;
-  const std::uint64_t before = g_allocations.load();
+  const std::uint64_t before = gpubridge::testing::allocations();
   for (std::size_t w = 0; w < waves; ++w) {
     const std::uint64_t target = g_completed.load() + kBatch;
     for (auto& j : jobs) {
@@ -109,7 +57,7 @@ Measured run_waves(DynamicBatcher& batcher, std::vector<testing::Job>& jobs, std
     wait_completed(target);
     for (auto& j : jobs) m.all_ok = m.all_ok && j.request.status.ok();
   }
-  m.allocations = g_allocations.load() - before;
+  m.allocations = gpubridge::testing::allocations() - before;
   m.batches = batcher.stats().batches - batches_before;
   return m;
 }

@@ -5,29 +5,9 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <new>
 
+#include "support/counting_new.hpp"
 #include "runtime_test_support.hpp"
-
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace gpubridge::runtime {
 namespace {
@@ -46,9 +26,9 @@ class Relay : public Grain {
   Task<std::uint64_t> pump(std::int64_t warmup, std::int64_t n) {
     auto target = get_grain<Counter>("relay-target");
     for (std::int64_t i = 0; i < warmup; ++i) co_await target.call<&Counter::add>(1);
-    const std::uint64_t before = g_allocations.load();
+    const std::uint64_t before = gpubridge::testing::allocations();
     for (std::int64_t i = 0; i < n; ++i) co_await target.call<&Counter::add>(1);
-    co_return g_allocations.load() - before;
+    co_return gpubridge::testing::allocations() - before;
   }
 };
 
@@ -61,9 +41,9 @@ TEST(Allocation, WarmTopLevelCallsAllocateNothing) {
   auto counter = rt->get<Counter>("c");  // the reference is made once: creating ids allocates
   auto loop = [&]() -> Task<std::uint64_t> {
     for (std::int64_t i = 0; i < kWarmup; ++i) co_await counter.call<&Counter::add>(1);
-    const std::uint64_t before = g_allocations.load();
+    const std::uint64_t before = gpubridge::testing::allocations();
     for (std::int64_t i = 0; i < kCalls; ++i) co_await counter.call<&Counter::add>(1);
-    co_return g_allocations.load() - before;
+    co_return gpubridge::testing::allocations() - before;
   };
   const std::uint64_t allocations = rt->run(loop());
   EXPECT_LT(allocations, static_cast<std::uint64_t>(kCalls / 100)) << allocations << " allocations in " << kCalls << " calls";
