@@ -11,12 +11,20 @@
 // completion thread, which waits for its events, checks them, runs the recipe's check, returns
 // the buffers to the pool and calls done. The destructor completes every pending call first.
 //
-// execute_batch() stages a batch in two host-accessible buffers (CL_MEM_ALLOC_HOST_PTR, from a
-// second pool): the upload buffer is mapped, packed (offsets table, per-segment scalars, every
-// segment's inputs; see gpu/batch_staging.hpp) and unmapped; the segmented recipe runs on
-// sub-buffers of both (one per slot, no copies); the download buffer (output + aux) is mapped
-// for reading. The completion thread scatters each request's output from the mapped memory,
-// calls done, then unmaps and returns the buffers. On a CPU device (PoCL) map and unmap copy
+// Batch staging: execute_batch() stages a batch in two host-accessible buffers
+// (CL_MEM_ALLOC_HOST_PTR, from a second pool, which keeps each buffer's map state between uses).
+// The calling thread packs the upload buffer (offsets table, per-segment scalars, every
+// segment's inputs; see gpu/batch_staging.hpp) through a mapping an earlier batch left for it,
+// then enqueues without waiting: the unmap of the upload buffer, the segmented recipe on
+// sub-buffers of both (one per slot, no copies), a map of the download buffer (output + aux)
+// for reading, and a new map of the upload buffer for writing, for whichever batch takes it
+// next. The completion thread waits for the commands up to the download map, scatters each
+// request's output from the mapped download buffer and calls done; only then does it wait for
+// the upload buffer's new map, and it returns both buffers still mapped (the next user of a
+// download buffer unmaps it as its first command). So the calling thread waits for the device
+// only when its upload buffer is new (or was last used for reading): then it maps it and waits.
+// Packing and scattering of batches of 1 MB or more are split over a small copy pool (at most
+// kMaxCopyThreads, the calling thread included). On a CPU device (PoCL) map and unmap copy
 // nothing, so a batch moves each byte once in and once out, as a raw write/read pair would.
 //
 // Transfer timing: when the observer wants it (asked once, when the device opens), the lanes are
@@ -55,6 +63,7 @@
 #include <vector>
 
 #include "compute/backend.hpp"
+#include "compute/cpu/thread_pool.hpp"
 #include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 #include "compute/opencl/opencl_error.hpp"
@@ -72,6 +81,9 @@ constexpr std::uint64_t kMinBufferBytes = 256;
 constexpr std::size_t kBuildLogExcerptChars = 2000;
 constexpr std::size_t kSlotCount = detail::kSlotCount;
 constexpr std::size_t kMaxInputs = 4;
+// Batch packing and scattering: split over the copy pool from this many bytes on.
+constexpr std::size_t kParallelCopyBytes = std::size_t{1} << 20;
+constexpr unsigned kMaxCopyThreads = 4;
 // OpenCL 2.0 query and flag, by number: opencl.hpp's 1.2 target leaves them out.
 constexpr cl_device_info kDeviceSvmCapabilities = 0x1053;
 constexpr cl_bitfield kSvmAtomics = cl_bitfield{1} << 3;
@@ -95,10 +107,19 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 // ---------------------------------------------------------------------------------------------
 // Buffer pool
 
+// A buffer of a pool. The map state is used by staging buffers only (see "Batch staging");
+// device buffers are never mapped.
 struct PooledBuffer {
   cl::Buffer buffer;
-  std::uint64_t bytes = 0;  // the buffer's size: its size class
+  std::uint64_t bytes = 0;         // the buffer's size: its size class
+  void* mapped = nullptr;          // host pointer while [0, mapped_bytes) is mapped
+  std::uint64_t mapped_bytes = 0;
+  bool mapped_for_writing = false;  // CL_MAP_WRITE_INVALIDATE_REGION, else CL_MAP_READ
 };
+
+// Which cached staging buffer a batch prefers: its upload buffer already mapped for writing (it
+// packs into it at once), its download buffer any other (each needs one unmap, or none).
+enum class MapState { any, mapped_for_writing, not_mapped_for_writing };
 
 // Device buffers by power-of-two size class (at least kMinBufferBytes, at most the device's
 // largest allocation; resident blocks take exact sizes instead, see acquire_exact). A call takes
@@ -106,20 +127,39 @@ struct PooledBuffer {
 // reuse them, so a warm pool allocates nothing. Bytes reserved
 // (in use + cached) never exceed `limit_bytes`: cached buffers are dropped first, then the call
 // fails with resource_exhausted. Thread-safe.
+//
+// Staging pools (given an `unmap_queue`) also keep each buffer's map state between uses: a
+// buffer that goes back mapped stays mapped in the cache (its next user unmaps or uses it), and
+// one that is dropped (limit, failed allocation, destruction) is unmapped on `unmap_queue` first.
 class BufferPool {
  public:
   BufferPool(cl::Context context, std::string device_id, std::uint64_t max_alloc_bytes, std::uint64_t limit_bytes,
-             std::string limit_name, cl_mem_flags flags = CL_MEM_READ_WRITE)
+             std::string limit_name, cl_mem_flags flags = CL_MEM_READ_WRITE, cl::CommandQueue unmap_queue = {})
       : flags_(flags),
         context_(std::move(context)),
         device_id_(std::move(device_id)),
         max_alloc_bytes_(max_alloc_bytes),
         limit_bytes_(limit_bytes),
-        limit_name_(std::move(limit_name)) {}
+        limit_name_(std::move(limit_name)),
+        unmap_queue_(std::move(unmap_queue)) {}
 
-  // One buffer of at least sizes[i] bytes per entry, or none on error.
-  Result<std::vector<PooledBuffer>> acquire(std::span<const std::uint64_t> sizes) {
-    return acquire_sized(sizes, false);
+  // Unmaps the cached buffers that are still mapped and waits for that (errors ignored: the
+  // buffers are freed right after, there is no one to tell).
+  ~BufferPool() {
+    bool unmapped = false;
+    for (auto& [bytes, list] : free_) {
+      for (PooledBuffer& b : list) unmapped = unmap_quietly(b) || unmapped;
+    }
+    if (unmapped) unmap_queue_.finish();
+  }
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // One buffer of at least sizes[i] bytes per entry, or none on error. `states` (empty, or one
+  // per entry) says which cached buffers to prefer.
+  Result<std::vector<PooledBuffer>> acquire(std::span<const std::uint64_t> sizes,
+                                            std::span<const MapState> states = {}) {
+    return acquire_sized(sizes, states, false);
   }
 
   // One buffer of `bytes` rounded up to a multiple of kMinBufferBytes, not to a power of two:
@@ -127,12 +167,12 @@ class BufferPool {
   // asked for. Cached under that size on release, like any other buffer.
   Result<PooledBuffer> acquire_exact(std::uint64_t bytes) {
     const std::array<std::uint64_t, 1> sizes{bytes};
-    Result<std::vector<PooledBuffer>> got = acquire_sized(sizes, true);
+    Result<std::vector<PooledBuffer>> got = acquire_sized(sizes, {}, true);
     if (!got) return got.error();
     return std::move(got.value().front());
   }
 
-  // Takes the buffers back for reuse; their commands must have completed.
+  // Takes the buffers back for reuse, with their map state; their commands must have completed.
   void release(std::vector<PooledBuffer>& buffers) noexcept {
     std::lock_guard lock(mu_);
     for (auto& b : buffers) give_back(b);
@@ -145,12 +185,14 @@ class BufferPool {
     give_back(buffer);
   }
 
-  // Forgets a buffer that must not be reused (e.g. it could not be unmapped); it is freed with `b`.
+  // Forgets a buffer that must not be reused (its state is unknown after a failed command): it
+  // is unmapped if it may be mapped, then freed with `b`.
   void drop(PooledBuffer& b) noexcept {
     std::lock_guard lock(mu_);
     stats_.bytes_in_use -= b.bytes;
     stats_.bytes_reserved -= b.bytes;
     b.bytes = 0;
+    unmap_quietly(b);
   }
 
   PoolStats stats() const {
@@ -159,7 +201,8 @@ class BufferPool {
   }
 
  private:
-  Result<std::vector<PooledBuffer>> acquire_sized(std::span<const std::uint64_t> sizes, bool exact) {
+  Result<std::vector<PooledBuffer>> acquire_sized(std::span<const std::uint64_t> sizes,
+                                                  std::span<const MapState> states, bool exact) {
     for (const std::uint64_t bytes : sizes) {
       if (bytes > max_alloc_bytes_) {
         return Error(ErrorCode::resource_exhausted,
@@ -177,8 +220,7 @@ class BufferPool {
       total += out[i].bytes;
       auto it = free_.find(out[i].bytes);
       if (it != free_.end() && !it->second.empty()) {
-        out[i].buffer = std::move(it->second.back());
-        it->second.pop_back();
+        take_cached(it->second, i < states.size() ? states[i] : MapState::any, out[i]);
         hit[i] = true;
       } else {
         new_bytes += out[i].bytes;
@@ -186,7 +228,7 @@ class BufferPool {
     }
     const auto undo = [&] {
       for (std::size_t i = 0; i < out.size(); ++i) {
-        if (hit[i]) free_[out[i].bytes].push_back(std::move(out[i].buffer));
+        if (hit[i]) free_[out[i].bytes].push_back(std::move(out[i]));
       }
     };
     if (limit_bytes_ != 0 && stats_.bytes_reserved + new_bytes > limit_bytes_) {
@@ -223,15 +265,45 @@ class BufferPool {
     return out;
   }
 
-  // Caches `b` (under mu_); a buffer that cannot be cached is freed with `b`.
+  // Moves the newest cached buffer in `state` (any when there is none) out of `list` into `out`.
+  static void take_cached(std::vector<PooledBuffer>& list, MapState state, PooledBuffer& out) noexcept {
+    auto pick = std::prev(list.end());
+    if (state != MapState::any) {
+      const bool want_mapped = state == MapState::mapped_for_writing;
+      for (auto it = list.rbegin(); it != list.rend(); ++it) {
+        if ((it->mapped != nullptr && it->mapped_for_writing) == want_mapped) {
+          pick = std::prev(it.base());
+          break;
+        }
+      }
+    }
+    out = std::move(*pick);
+    list.erase(pick);
+  }
+
+  // Caches `b` (under mu_); a buffer that cannot be cached is unmapped and freed with `b`.
   void give_back(PooledBuffer& b) noexcept {
-    stats_.bytes_in_use -= b.bytes;
+    const std::uint64_t bytes = b.bytes;
+    stats_.bytes_in_use -= bytes;
     try {
-      free_[b.bytes].push_back(std::move(b.buffer));
+      free_[bytes].push_back(std::move(b));
     } catch (...) {
-      stats_.bytes_reserved -= b.bytes;
+      stats_.bytes_reserved -= bytes;
+      unmap_quietly(b);
     }
     b.bytes = 0;
+  }
+
+  // Enqueues the unmap of a mapped buffer about to be freed (flushed, not waited for: the driver
+  // frees the buffer once its commands finished). True when an unmap was enqueued.
+  bool unmap_quietly(PooledBuffer& b) noexcept {
+    if (b.mapped == nullptr || unmap_queue_() == nullptr) return false;
+    const bool enqueued =
+        clEnqueueUnmapMemObject(unmap_queue_(), b.buffer(), b.mapped, 0, nullptr, nullptr) == CL_SUCCESS;
+    b.mapped = nullptr;
+    b.mapped_bytes = 0;
+    if (enqueued) unmap_queue_.flush();
+    return enqueued;
   }
 
   std::uint64_t size_class(std::uint64_t bytes) const noexcept {
@@ -257,6 +329,7 @@ class BufferPool {
     for (auto it = free_.rbegin(); it != free_.rend() && stats_.bytes_reserved > target; ++it) {
       auto& list = it->second;
       while (!list.empty() && stats_.bytes_reserved > target) {
+        unmap_quietly(list.back());
         list.pop_back();
         stats_.bytes_reserved -= it->first;
       }
@@ -269,10 +342,11 @@ class BufferPool {
   const std::uint64_t max_alloc_bytes_;
   const std::uint64_t limit_bytes_;  // 0: none
   const std::string limit_name_;     // where the limit comes from, for messages
+  const cl::CommandQueue unmap_queue_;  // staging pools only: where dropped buffers are unmapped
 
   mutable std::mutex mu_;
-  std::map<std::uint64_t, std::vector<cl::Buffer>> free_;  // guarded by mu_
-  PoolStats stats_;                                        // guarded by mu_
+  std::map<std::uint64_t, std::vector<PooledBuffer>> free_;  // guarded by mu_
+  PoolStats stats_;                                          // guarded by mu_
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -314,8 +388,9 @@ struct PendingCall {
   BatchCompletion batch_done;
   std::array<cl::Buffer, kSlotCount> regions;  // sub-buffers the recipe's slots use
   std::size_t region_align = 0;                 // the layout's alignment (the device's)
-  void* mapped_upload = nullptr;                // set while the upload buffer is mapped
-  void* mapped_download = nullptr;              // the download buffer, mapped for reading
+  ThreadPool* copy_pool = nullptr;              // splits large packs and scatters; null: inline
+  std::size_t result_events = 0;  // the first this many events produce the batch's result; the
+                                  // rest (the upload buffer's map for the next batch) may finish later
   // Resident work instead of `call` (write, read or execute_resident): `buffers` holds only the
   // temporary scratch and aux of an execute; `resident_recipe` is set for an execute only.
   bool resident = false;
@@ -344,14 +419,15 @@ void note_timed_transfer(PendingCall& p, TransferDirection direction, std::uint6
   p.timed[p.timed_count++] = {p.events.size() - 1, direction, bytes};
 }
 
-// Reports the noted copies of `p`, whose commands all completed, with their profiled device
-// times. The device clock is anchored at `observed` (the host time the completion was seen),
-// taken as the end of the last command on the in-order queue. A copy whose profiling
-// information cannot be read is not reported.
-void report_timed_transfers(const PendingCall& p, std::chrono::steady_clock::time_point observed) noexcept {
-  if (p.timing_observer == nullptr || p.timed_count == 0) return;
+// Reports the noted copies of `p`, whose first `completed` commands completed, with their
+// profiled device times. The device clock is anchored at `observed` (the host time the
+// completion was seen), taken as the end of the last of those commands on the in-order queue. A
+// copy whose profiling information cannot be read is not reported.
+void report_timed_transfers(const PendingCall& p, std::size_t completed,
+                            std::chrono::steady_clock::time_point observed) noexcept {
+  if (p.timing_observer == nullptr || p.timed_count == 0 || completed == 0 || completed > p.events.size()) return;
   cl_ulong anchor = 0;
-  if (p.events.back().getProfilingInfo(CL_PROFILING_COMMAND_END, &anchor) != CL_SUCCESS) return;
+  if (p.events[completed - 1].getProfilingInfo(CL_PROFILING_COMMAND_END, &anchor) != CL_SUCCESS) return;
   std::array<cl_ulong, kMaxTimedTransfers> starts{};
   std::array<cl_ulong, kMaxTimedTransfers> ends{};
   std::array<bool, kMaxTimedTransfers> readable{};
@@ -374,14 +450,19 @@ void report_timed_transfers(const PendingCall& p, std::chrono::steady_clock::tim
 }
 
 // Waits for every command of `p` and returns the first failure (or p.error).
-Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue) {
-  cl_int err = p.events.empty() ? CL_SUCCESS : cl::WaitForEvents(p.events);
+Status wait_for_commands(PendingCall& p, const cl::CommandQueue& queue, std::size_t first = 0,
+                         std::size_t end = std::numeric_limits<std::size_t>::max()) {
+  static_assert(sizeof(cl::Event) == sizeof(cl_event), "cl::Event wraps exactly one cl_event");
+  end = std::min(end, p.events.size());
+  cl_int err = first >= end ? CL_SUCCESS
+                            : clWaitForEvents(static_cast<cl_uint>(end - first),
+                                              reinterpret_cast<const cl_event*>(p.events.data() + first));
   if (err != CL_SUCCESS && err != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) {
     // The wait itself failed: make sure nothing still uses the buffers before they are reused.
     queue.finish();
   }
   if (p.error) return *p.error;
-  for (std::size_t i = 0; i < p.events.size(); ++i) {
+  for (std::size_t i = first; i < end; ++i) {
     cl_int status = CL_COMPLETE;
     const cl_int info_err = p.events[i].getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &status);
     if (info_err != CL_SUCCESS) return cl_call_error(info_err, "clGetEventInfo(" + std::string(p.commands[i]) + ")");
@@ -416,49 +497,77 @@ Status check_aux(const detail::GpuRecipe& recipe, DType dtype, const PendingCall
 // Waits for every command of `p`, then returns the output or the first failure.
 Result<Tensor> finish_call(PendingCall& p, const cl::CommandQueue& queue) {
   if (Status s = wait_for_commands(p, queue); !s) return s.error();
-  report_timed_transfers(p, std::chrono::steady_clock::now());
+  report_timed_transfers(p, p.events.size(), std::chrono::steady_clock::now());
   if (Status s = check_aux(*p.call->def->gpu, p.call->dtype, p); !s) return s.error();
   return std::move(p.output);
 }
 
-// Unmaps `mapped` (a pointer into `b`) and waits for it; a buffer that cannot be unmapped is
-// dropped from the pool rather than reused while mapped.
-void unmap_or_drop(const cl::CommandQueue& queue, BufferPool& pool, PooledBuffer& b, void*& mapped) noexcept {
-  if (mapped == nullptr) return;
-  cl::Event unmapped;
-  cl_int err = queue.enqueueUnmapMemObject(b.buffer, mapped, nullptr, &unmapped);
-  if (err == CL_SUCCESS) err = unmapped.wait();
-  mapped = nullptr;
-  if (err != CL_SUCCESS) {
-    queue.finish();
-    pool.drop(b);
+// Runs fn(begin, end) over ranges of the batch's segments: split over `pool` (the calling thread
+// takes part) when the batch moves at least kParallelCopyBytes, inline otherwise.
+template <typename Fn>
+void for_segments(ThreadPool* pool, const BatchCall& c, std::size_t bytes, const Fn& fn) {
+  const std::size_t segments = c.requests.size();
+  if (pool == nullptr || bytes < kParallelCopyBytes || segments < 2) {
+    fn(std::size_t{0}, segments);
+    return;
   }
+  // About kParallelCopyBytes / 4 per chunk; ThreadPool makes at most one chunk per thread.
+  const std::size_t per_chunk = std::max<std::size_t>(1, segments * (kParallelCopyBytes / 4) / bytes);
+  pool->for_chunks(segments, per_chunk, [&fn](std::size_t, std::size_t b, std::size_t e) { fn(b, e); });
 }
 
-// Completes a batch exactly once: waits, scatters the outputs, calls done, then unmaps and
-// returns the buffers (the unmap waits for this lane's later commands, so done does not).
+// True when every enqueued command of `p` completed successfully (after a wait for them all).
+bool all_commands_completed(const PendingCall& p) noexcept {
+  for (const cl::Event& e : p.events) {
+    cl_int status = CL_COMPLETE;
+    if (e.getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &status) != CL_SUCCESS || status != CL_COMPLETE) return false;
+  }
+  return true;
+}
+
+// Returns a batch's staging buffers to the pool, both mapped (see "Batch staging"). After a
+// failed command their state is unknown: both are dropped instead.
+void release_staging(PendingCall& p, bool intact) noexcept {
+  if (p.pool == nullptr) return;
+  if (!intact) {
+    for (PooledBuffer& b : p.buffers) p.pool->drop(b);
+    return;
+  }
+  p.pool->release(p.buffers);
+}
+
+// Completes a batch exactly once: waits for the commands its result depends on, scatters the
+// outputs, calls done, then waits for the rest and returns the staging buffers.
 void complete_batch(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   Status status;
+  bool intact = true;  // every command completed: the staging buffers are in the state noted
+  const std::size_t result_events = p.result_events != 0 ? p.result_events : p.events.size();
+  bool rest_pending = result_events < p.events.size();  // commands not waited for yet
   try {
-    status = wait_for_commands(p, queue);
-    if (status) report_timed_transfers(p, std::chrono::steady_clock::now());
+    status = wait_for_commands(p, queue, 0, result_events);
+    if (!status) {
+      static_cast<void>(wait_for_commands(p, queue, result_events));  // the state of every buffer is known
+      rest_pending = false;
+      intact = all_commands_completed(p);
+    }
+    if (status) report_timed_transfers(p, result_events, std::chrono::steady_clock::now());
     if (status && !p.batch->claim_requests()) status = batch_abandoned_error();
     if (status) {
       const detail::GpuBatchRecipe& recipe = *p.batch->def->gpu->batched;
       const detail::BatchStaging layout(*p.batch, recipe, p.region_align);
-      detail::scatter_batch(*p.batch, recipe, layout, static_cast<const std::byte*>(p.mapped_download), 0,
-                            p.batch->requests.size());
+      const auto* download = static_cast<const std::byte*>(p.buffers[1].mapped);
+      for_segments(p.copy_pool, *p.batch, layout.output_bytes, [&](std::size_t b, std::size_t e) {
+        detail::scatter_batch(*p.batch, recipe, layout, download, b, e);
+      });
     }
   } catch (const std::exception& e) {
     status = Error(ErrorCode::internal, std::string("completing an OpenCL batch: ") + e.what());
   }
   p.batch_done(std::move(status));
   p.regions = {};
-  if (p.pool == nullptr) return;
-  if (p.mapped_upload != nullptr) unmap_or_drop(queue, *p.pool, p.buffers[0], p.mapped_upload);
-  if (p.mapped_download != nullptr) unmap_or_drop(queue, *p.pool, p.buffers[1], p.mapped_download);
-  std::erase_if(p.buffers, [](const PooledBuffer& b) { return b.bytes == 0; });
-  p.pool->release(p.buffers);
+  // The upload buffer's map for the next batch, waited for after done: off this batch's latency.
+  if (rest_pending && !wait_for_commands(p, queue, result_events)) intact = all_commands_completed(p);
+  release_staging(p, intact);
 }
 
 void call_resident_done(ResidentDone& done, Status status) noexcept;
@@ -470,7 +579,7 @@ void complete_resident(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   Status status;
   try {
     status = wait_for_commands(p, queue);
-    if (status) report_timed_transfers(p, std::chrono::steady_clock::now());
+    if (status) report_timed_transfers(p, p.events.size(), std::chrono::steady_clock::now());
     if (status && p.resident_recipe != nullptr) status = check_aux(*p.resident_recipe, p.resident_dtype, p);
   } catch (const std::exception& e) {
     status = Error(ErrorCode::internal, std::string("completing OpenCL resident work: ") + e.what());
@@ -667,6 +776,7 @@ struct ClDevice {
   bool time_transfers = false;  // observer->wants_transfer_timing(): the lanes are profiling queues
   bool time_stages = false;     // observer->wants_stage_timing(): profiling queues too
   std::unique_ptr<BufferPool> staging_pool;  // host-accessible (CL_MEM_ALLOC_HOST_PTR) buffers of batches
+  ThreadPool* copy_pool = nullptr;  // the backend's, outlives the device; null: copies run inline
   std::array<ProgramState, 2> programs;  // indexed by DType
   std::atomic<std::size_t> next_lane{0};
   std::array<std::unique_ptr<Lane>, kLanes> lanes;  // last: drained and joined before the rest goes
@@ -773,17 +883,18 @@ Result<std::unique_ptr<ClDevice>> open_device(const PlatformInfo& platform, cons
   d->pool = std::make_shared<BufferPool>(d->context, info.id, max_alloc,
                                          capped ? options.device_pool_limit_bytes : global_mem,
                                          capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE");
+  std::array<cl::CommandQueue, kLanes> queues;
+  for (cl::CommandQueue& queue : queues) {
+    const cl_command_queue_properties properties =
+        d->time_transfers || d->time_stages ? CL_QUEUE_PROFILING_ENABLE : 0;
+    queue = cl::CommandQueue(d->context, device, properties, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
+  }
   d->staging_pool = std::make_unique<BufferPool>(d->context, info.id, max_alloc,
                                                  capped ? options.device_pool_limit_bytes : global_mem,
                                                  capped ? "device_pool_limit_bytes" : "CL_DEVICE_GLOBAL_MEM_SIZE",
-                                                 CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR);
-  for (std::size_t i = 0; i < kLanes; ++i) {
-    const cl_command_queue_properties properties =
-        d->time_transfers || d->time_stages ? CL_QUEUE_PROFILING_ENABLE : 0;
-    cl::CommandQueue queue(d->context, device, properties, &err);
-    if (err != CL_SUCCESS) return cl_call_error(err, "clCreateCommandQueue");
-    d->lanes[i] = std::make_unique<Lane>(i, std::move(queue));
-  }
+                                                 CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, queues[0]);
+  for (std::size_t i = 0; i < kLanes; ++i) d->lanes[i] = std::make_unique<Lane>(i, std::move(queues[i]));
   return d;
 }
 
@@ -960,9 +1071,9 @@ Status enqueue_call(ClDevice& d, Lane& lane, PendingCall& p) {
   return {};
 }
 
-// Stages a batch and enqueues all its commands on `lane` (see the header comment), recording
-// them in `p`. On error, what was enqueued is recorded and the upload buffer is unmapped or
-// marked mapped in `p`, so that completing `p` cleans up.
+// Stages a batch and enqueues all its commands on `lane` (see "Batch staging"), recording them
+// in `p`. On error, what was enqueued is recorded and each staging buffer's map state is what
+// its enqueued commands leave, so that completing `p` returns the buffers correctly.
 Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
   const BatchCall& c = *p.batch;
   Result<ProgramState*> program = runnable(d, *c.def, c.dtype);
@@ -974,12 +1085,13 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
   const detail::BatchStaging layout(c, recipe, d.region_align);
   p.region_align = d.region_align;
   const std::array<std::uint64_t, 2> sizes{layout.upload_bytes, layout.download_bytes};
-  Result<std::vector<PooledBuffer>> buffers = d.staging_pool->acquire(sizes);
+  static constexpr std::array<MapState, 2> kStates{MapState::mapped_for_writing, MapState::not_mapped_for_writing};
+  Result<std::vector<PooledBuffer>> buffers = d.staging_pool->acquire(sizes, kStates);
   if (!buffers) return buffers.error();
   p.buffers = std::move(buffers.value());
   p.pool = d.staging_pool.get();
-  cl::Buffer& upload = p.buffers[0].buffer;
-  cl::Buffer& download = p.buffers[1].buffer;
+  PooledBuffer& upload = p.buffers[0];
+  PooledBuffer& download = p.buffers[1];
 
   std::array<const cl::Buffer*, kSlotCount> slots{};
   const auto region = [&](detail::Slot slot, cl::Buffer& parent, std::size_t origin,
@@ -994,55 +1106,92 @@ Status enqueue_batch(ClDevice& d, Lane& lane, PendingCall& p) {
     slots[i] = &p.regions[i];
     return {};
   };
-  Status s = region(detail::Slot::offsets, upload, layout.offsets, layout.offsets_bytes);
-  if (s) s = region(detail::Slot::scalars, upload, layout.scalars, layout.scalars_bytes);
+  Status s = region(detail::Slot::offsets, upload.buffer, layout.offsets, layout.offsets_bytes);
+  if (s) s = region(detail::Slot::scalars, upload.buffer, layout.scalars, layout.scalars_bytes);
   for (std::size_t i = 0; s && i < c.def->signature.inputs.size(); ++i) {
-    s = region(static_cast<detail::Slot>(i), upload, layout.input[i], layout.input_bytes);
+    s = region(static_cast<detail::Slot>(i), upload.buffer, layout.input[i], layout.input_bytes);
   }
-  if (s) s = region(detail::Slot::output, download, layout.output, layout.output_bytes);
-  if (s) s = region(detail::Slot::aux, download, layout.aux, layout.aux_bytes);
+  if (s) s = region(detail::Slot::output, download.buffer, layout.output, layout.output_bytes);
+  if (s) s = region(detail::Slot::aux, download.buffer, layout.aux, layout.aux_bytes);
   if (!s) return s;
-  p.events.reserve(8);
-  p.commands.reserve(8);
+  p.events.reserve(12);
+  p.commands.reserve(12);
+  // What a map for packing covers: the whole buffer where mapping copies nothing (host-unified
+  // memory), so that any later batch of its size class fits; the bytes this batch uploads
+  // elsewhere, since unmapping a write mapping uploads all of it.
+  const auto upload_map_bytes = [&] {
+    return d.info.caps.host_mapped_memory ? upload.bytes : static_cast<std::uint64_t>(layout.upload_bytes);
+  };
 
   const cl::CommandQueue& queue = lane.queue();
   std::lock_guard lock(lane.enqueue_mutex());
-  cl_int err = CL_SUCCESS;
-  p.mapped_upload = queue.enqueueMapBuffer(upload, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
-                                           static_cast<cl::size_type>(layout.upload_bytes), nullptr, nullptr, &err);
-  if (err != CL_SUCCESS) {
-    p.mapped_upload = nullptr;
-    return cl_call_error(err, "clEnqueueMapBuffer(batch upload)");
-  }
-  auto* host = static_cast<std::byte*>(p.mapped_upload);
-  if (!c.acquire_requests()) return batch_abandoned_error();  // p.mapped_upload is unmapped on completion
-  detail::pack_batch_tables(c, layout, host);
-  detail::pack_batch_inputs(c, layout, host, 0, c.requests.size());
-  c.release_requests();
-  if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, layout.upload_bytes);
-  {
+  const auto unmap = [&](PooledBuffer& b, std::string_view name) -> Status {
     cl::Event event;
-    err = queue.enqueueUnmapMemObject(upload, p.mapped_upload, nullptr, &event);
-    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueUnmapMemObject(batch upload)");
-    p.mapped_upload = nullptr;
+    const cl_int err = queue.enqueueUnmapMemObject(b.buffer, b.mapped, nullptr, &event);
+    if (err != CL_SUCCESS) return cl_call_error(err, name);
+    b.mapped = nullptr;
+    b.mapped_bytes = 0;
     p.events.push_back(std::move(event));
-    p.commands.push_back("clEnqueueUnmapMemObject(batch upload)");
-    note_timed_transfer(p, TransferDirection::host_to_device, layout.upload_bytes);
+    p.commands.push_back(name);
+    return {};
+  };
+  // Buffers come from the pool as earlier batches left them: mapped (for reading after a
+  // download, for writing after an upload) or, when new, not at all.
+  if (download.mapped != nullptr) {
+    if (s = unmap(download, "clEnqueueUnmapMemObject(batch download, earlier mapping)"); !s) return s;
   }
+  if (upload.mapped != nullptr && (!upload.mapped_for_writing || upload.mapped_bytes < layout.upload_bytes)) {
+    if (s = unmap(upload, "clEnqueueUnmapMemObject(batch upload, earlier mapping)"); !s) return s;
+  }
+  if (upload.mapped == nullptr) {  // map it now and wait (the lane's earlier commands first)
+    cl_int err = CL_SUCCESS;
+    const std::uint64_t bytes = upload_map_bytes();
+    void* mapped = queue.enqueueMapBuffer(upload.buffer, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
+                                          static_cast<cl::size_type>(bytes), nullptr, nullptr, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueMapBuffer(batch upload)");
+    upload.mapped = mapped;
+    upload.mapped_bytes = bytes;
+    upload.mapped_for_writing = true;
+  }
+  auto* host = static_cast<std::byte*>(upload.mapped);
+  if (!c.acquire_requests()) return batch_abandoned_error();  // the upload buffer goes back mapped
+  {
+    struct Release {
+      const BatchCall& call;
+      ~Release() { call.release_requests(); }  // also when a copy task could not be started
+    } release{c};
+    detail::pack_batch_tables(c, layout, host);
+    for_segments(d.copy_pool, c, layout.input_bytes * c.def->signature.inputs.size(),
+                 [&](std::size_t b, std::size_t e) { detail::pack_batch_inputs(c, layout, host, b, e); });
+  }
+  if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::host_to_device, layout.upload_bytes);
+  if (s = unmap(upload, "clEnqueueUnmapMemObject(batch upload)"); !s) return s;
+  note_timed_transfer(p, TransferDirection::host_to_device, layout.upload_bytes);
   ClLauncher launcher(lane, (*program)->kernels[lane.index()], c.dtype, slots, p);
   if (s = recipe.enqueue(launcher, {c.requests.size(), c.total_elements}); !s) return s;
-  {
+  const auto map = [&](PooledBuffer& b, cl_map_flags flags, std::uint64_t bytes, std::string_view name) -> Status {
     cl::Event event;
-    void* mapped = queue.enqueueMapBuffer(download, CL_FALSE, CL_MAP_READ, 0,
-                                          static_cast<cl::size_type>(layout.download_bytes), nullptr, &event, &err);
-    if (err != CL_SUCCESS) return cl_call_error(err, "clEnqueueMapBuffer(batch download)");
-    p.mapped_download = mapped;
-    if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, layout.download_bytes);
+    cl_int err = CL_SUCCESS;
+    void* mapped = queue.enqueueMapBuffer(b.buffer, CL_FALSE, flags, 0, static_cast<cl::size_type>(bytes), nullptr,
+                                          &event, &err);
+    if (err != CL_SUCCESS) return cl_call_error(err, name);
+    b.mapped = mapped;  // usable once the event completed: this batch's completion waits for it
+    b.mapped_bytes = bytes;
+    b.mapped_for_writing = flags == CL_MAP_WRITE_INVALIDATE_REGION;
     p.events.push_back(std::move(event));
-    p.commands.push_back("clEnqueueMapBuffer(batch download)");
-    note_timed_transfer(p, TransferDirection::device_to_host, layout.download_bytes);
+    p.commands.push_back(name);
+    return {};
+  };
+  if (s = map(download, CL_MAP_READ, layout.download_bytes, "clEnqueueMapBuffer(batch download)"); !s) return s;
+  p.result_events = p.events.size();
+  if (d.observer) d.observer->on_bytes_moved(d.info.id, TransferDirection::device_to_host, layout.download_bytes);
+  note_timed_transfer(p, TransferDirection::device_to_host, layout.download_bytes);
+  // The next batch that takes the upload buffer packs into it without a blocking map.
+  if (s = map(upload, CL_MAP_WRITE_INVALIDATE_REGION, upload_map_bytes(), "clEnqueueMapBuffer(batch upload, next batch)");
+      !s) {
+    return s;
   }
-  if (err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
+  if (const cl_int err = queue.flush(); err != CL_SUCCESS) return cl_call_error(err, "clFlush");
   return {};
 }
 
@@ -1203,7 +1352,7 @@ void complete_pipeline(PendingCall& p, const cl::CommandQueue& queue) noexcept {
   try {
     Status s = wait_for_commands(p, queue);
     const auto observed = std::chrono::steady_clock::now();
-    if (s) report_timed_transfers(p, observed);
+    if (s) report_timed_transfers(p, p.events.size(), observed);
     const PreparedPipeline& pl = *p.pipeline;
     for (std::size_t i = 0; s && i < pl.stages.size() && i < p.stage_aux.size(); ++i) {
       const detail::GpuRecipe& recipe = *pl.stages[i].def->gpu;
@@ -1464,6 +1613,7 @@ class OpenClBackend final : public Backend {
     }
     p->batch = &call;
     p->batch_done = done;
+    p->copy_pool = d->copy_pool;
     time_if_wanted(*d, *p);
     Lane& lane = *d->lanes[d->next_lane.fetch_add(1, std::memory_order_relaxed) % kLanes];
     submit(lane, std::move(p), "batch", [&](PendingCall& pending) { return enqueue_batch(*d, lane, pending); });
@@ -1670,11 +1820,21 @@ class OpenClBackend final : public Backend {
         devices_.push_back(std::move(opened.value()));
       }
     }
+    const unsigned copy_threads = std::min(kMaxCopyThreads, std::max(1u, std::thread::hardware_concurrency()));
+    if (!devices_.empty() && copy_threads > 1) {
+      try {
+        copy_pool_ = std::make_unique<ThreadPool>(copy_threads);
+        for (auto& d : devices_) d->copy_pool = copy_pool_.get();
+      } catch (const std::exception&) {
+        copy_pool_.reset();  // no threads to spare: batches copy on their own threads
+      }
+    }
     status_.available = !devices_.empty();
     status_.reason = status_.available ? join(notes, "; ") : "no usable OpenCL device: " + join(notes, "; ");
   }
 
   BackendStatus status_;
+  std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: their lanes use it until joined
   std::vector<std::unique_ptr<ClDevice>> devices_;
 };
 
