@@ -8,11 +8,18 @@ namespace gpubridge::compute {
 
 ThreadPool::ThreadPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  workers_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  try {
+    workers_.reserve(threads);
+    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  } catch (...) {
+    stop_and_join();  // the threads that did start (joinable threads must not be destroyed)
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_and_join(); }
+
+void ThreadPool::stop_and_join() noexcept {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -81,7 +88,15 @@ void ThreadPool::for_chunks(std::size_t n, std::size_t min_chunk,
     }
   };
   // Helpers may start after this call returned; they then find no chunk left and never touch fn.
-  for (std::size_t i = 1; i < chunks; ++i) post(run_chunks);
+  // A helper that cannot be posted (out of memory) leaves its chunks to the others and the caller:
+  // this call must not unwind while posted helpers may still be running fn.
+  for (std::size_t i = 1; i < chunks; ++i) {
+    try {
+      post(run_chunks);
+    } catch (...) {
+      break;
+    }
+  }
   run_chunks();
   std::unique_lock lock(shared->m);
   shared->cv.wait(lock, [&] { return shared->done.load() == chunks; });

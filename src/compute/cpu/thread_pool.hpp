@@ -16,7 +16,9 @@ namespace gpubridge::compute {
 
 class ThreadPool final : public CpuParallel {
  public:
-  explicit ThreadPool(unsigned threads);  // 0: hardware concurrency
+  // 0: hardware concurrency. Throws std::system_error when a thread cannot start (the ones that
+  // did are joined first).
+  explicit ThreadPool(unsigned threads);
   ~ThreadPool() override;                 // runs every queued task, then joins
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -25,11 +27,13 @@ class ThreadPool final : public CpuParallel {
   void post(std::function<void()> task);
 
   std::size_t chunk_count(std::size_t n, std::size_t min_chunk) const override;
+  // fn must not throw. Returns once every chunk has run, whatever the pool could post.
   void for_chunks(std::size_t n, std::size_t min_chunk,
                   const std::function<void(std::size_t, std::size_t, std::size_t)>& fn) override;
 
  private:
   void worker_loop();
+  void stop_and_join() noexcept;
 
   std::mutex mutex_;
   std::condition_variable cv_;
