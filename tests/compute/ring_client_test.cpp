@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "cpu_ring_rig.hpp"
 #include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
@@ -84,24 +85,9 @@ ring::RingClientOptions options_of(std::uint32_t dispatcher_threads, std::uint32
   return options;
 }
 
-// Memory, server and client in destruction-safe order (client first, then server, then memory).
-struct Rig {
-  std::unique_ptr<ring::RingMemory> memory;
-  std::unique_ptr<ring::CpuRingServer> server;
-  std::unique_ptr<ring::RingClient> client;
-  Gate gate;
-
-  Rig(ring::RingConfig config, ring::RingClientOptions options) {
-    memory = std::move(ring::RingMemory::create(config).value());
-    server = std::move(ring::CpuRingServer::create(*memory, make_handlers(&gate)).value());
-    client = std::move(ring::RingClient::create(*memory, options).value());
-    EXPECT_TRUE(server->start());
-  }
-  ~Rig() {
-    gate.open();
-    client.reset();
-    server.reset();
-  }
+struct Rig : gpubridge::testing::ring_support::CpuRingRig {
+  Rig(const ring::RingConfig& config, ring::RingClientOptions options)
+      : CpuRingRig(config, [](Gate* g) { return make_handlers(g); }, options) {}
   // Activates n actors (ids 0..n-1: actor i is on shard i % shards).
   std::vector<std::uint32_t> activate_all(std::uint32_t n) {
     std::vector<std::uint32_t> ids;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "cpu_ring_rig.hpp"
 #include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
@@ -54,28 +55,18 @@ ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
   return table;
 }
 
-struct Rig {
-  std::unique_ptr<ring::RingMemory> memory;
-  std::unique_ptr<ring::CpuRingServer> server;
-  std::unique_ptr<ring::RingClient> client;
-  Gate gate;
+ring::RingConfig lifecycle_config(std::uint32_t slots) {
+  ring::RingConfig config;
+  config.request_slots = slots;
+  config.completion_slots = slots;
+  config.pool_chunks = 16;
+  config.actor_types = {{kCounterType, 32, 4}};
+  return config;
+}
 
-  explicit Rig(std::uint32_t slots, ring::RingClientOptions options = {}) {
-    ring::RingConfig config;
-    config.request_slots = slots;
-    config.completion_slots = slots;
-    config.pool_chunks = 16;
-    config.actor_types = {{kCounterType, 32, 4}};
-    memory = std::move(ring::RingMemory::create(config).value());
-    server = std::move(ring::CpuRingServer::create(*memory, make_handlers(&gate, 1)).value());
-    client = std::move(ring::RingClient::create(*memory, options).value());
-    EXPECT_TRUE(server->start());
-  }
-  ~Rig() {
-    gate.open();
-    client.reset();
-    server.reset();
-  }
+struct Rig : gpubridge::testing::ring_support::CpuRingRig {
+  explicit Rig(std::uint32_t slots, ring::RingClientOptions options = {})
+      : CpuRingRig(lifecycle_config(slots), [](Gate* g) { return make_handlers(g, 1); }, options) {}
 };
 
 ring::RingClientOptions patient() {

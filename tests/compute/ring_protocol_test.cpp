@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "cpu_ring_rig.hpp"
 #include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
@@ -82,25 +83,9 @@ ring::RingConfig small_config(std::uint32_t slots, std::uint32_t actors = 4) {
 }
 
 // Memory, server and client in destruction-safe order (client first, then server, then memory).
-struct Rig {
-  std::unique_ptr<ring::RingMemory> memory;
-  std::unique_ptr<ring::CpuRingServer> server;
-  std::unique_ptr<ring::RingClient> client;
-  Gate gate;
-
-  explicit Rig(ring::RingConfig config, ring::RingClientOptions options = {}, bool start = true) {
-    memory = std::move(ring::RingMemory::create(config).value());
-    server = std::move(ring::CpuRingServer::create(*memory, make_handlers(&gate)).value());
-    client = std::move(ring::RingClient::create(*memory, options).value());
-    if (start) {
-      EXPECT_TRUE(server->start());
-    }
-  }
-  ~Rig() {
-    gate.open();
-    client.reset();
-    server.reset();
-  }
+struct Rig : gpubridge::testing::ring_support::CpuRingRig {
+  explicit Rig(const ring::RingConfig& config, ring::RingClientOptions options = {}, bool start = true)
+      : CpuRingRig(config, [](Gate* g) { return make_handlers(g); }, options, start) {}
   std::uint32_t activate() { return client->activate(kCounterType, {}, far_deadline()).value(); }
   std::uint64_t deactivate_count(std::uint32_t actor) {
     return u64_of(client->deactivate(actor, far_deadline()).value());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpubridge/compute/ring.hpp"
+#include "cpu_ring_rig.hpp"
 #include "ring_test_support.hpp"
 
 namespace ring = gpubridge::compute::ring;
@@ -135,23 +136,9 @@ ring::RingClientOptions patient() {
   return options;
 }
 
-struct Rig {
-  std::unique_ptr<ring::RingMemory> memory;
-  std::unique_ptr<ring::CpuRingServer> server;
-  std::unique_ptr<ring::RingClient> client;
-  Gate gate;
-
-  explicit Rig(ring::RingConfig config, ring::RingClientOptions options = {}) {
-    memory = std::move(ring::RingMemory::create(config).value());
-    server = std::move(ring::CpuRingServer::create(*memory, make_handlers(&gate, 1)).value());
-    client = std::move(ring::RingClient::create(*memory, options).value());
-    EXPECT_TRUE(server->start());
-  }
-  ~Rig() {
-    gate.open();
-    client.reset();
-    server.reset();
-  }
+struct Rig : gpubridge::testing::ring_support::CpuRingRig {
+  explicit Rig(const ring::RingConfig& config, ring::RingClientOptions options = {})
+      : CpuRingRig(config, [](Gate* g) { return make_handlers(g, 1); }, options) {}
   // Activates every actor id in order (ids 0..n-1: actor i is on shard i % kShards).
   std::vector<std::uint32_t> activate_all(std::uint32_t n) {
     std::vector<std::uint32_t> ids;
