@@ -24,6 +24,7 @@
 #include "gpubridge/server/silo.hpp"
 #include "gpubridge/telemetry/metrics.hpp"
 #include "grains/ring_grain_program.hpp"
+#include "ring_counter_grains.hpp"
 
 namespace gpubridge::server {
 namespace {
@@ -71,31 +72,6 @@ std::string counter_silo_json(const std::string& library, const std::string& ext
                "completion_slots": 64, "pool_chunks": 4, "actors": {"counter": 4}})" +
          extra_rings + "]}";
 }
-
-// A typed ring grain over the counter program (the library's handler ids: kAdd, kGet).
-class Counter : public grains::RingGrain {
- public:
-  explicit Counter(grains::RingHost& host) : RingGrain(host, grains::RingGrainKind{kCounterType, {}}) {}
-  Task<std::int64_t> add(std::int64_t delta) {
-    const Bytes payload = i64_bytes(delta);
-    const Bytes reply = co_await send(kAdd, payload, 64);
-    co_return i64_of(reply);
-  }
-  Task<std::int64_t> total() {
-    const Bytes reply = co_await send(kGet, {}, 64);
-    co_return i64_of(reply);
-  }
-};
-
-// Calls counters from inside a grain: ring grains of a library program reached from other grains.
-class Tally : public runtime::Grain {
- public:
-  Task<std::int64_t> add_to_each(std::vector<std::string> counters, std::int64_t delta) {
-    std::int64_t sum = 0;
-    for (const std::string& key : counters) sum += co_await get_grain<Counter>(key).call<&Counter::add>(delta);
-    co_return sum;
-  }
-};
 
 bool library_is_loaded(const std::string& path) {
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);

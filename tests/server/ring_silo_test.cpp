@@ -14,6 +14,7 @@
 #include "gpubridge/server/silo.hpp"
 #include "gpubridge/telemetry/metrics.hpp"
 #include "grains/ring_grain_program.hpp"
+#include "ring_counter_grains.hpp"
 #include "server/health.hpp"
 
 namespace gpubridge::server {
@@ -22,31 +23,6 @@ namespace {
 using namespace gpubridge::testing::ring_program;
 using runtime::Task;
 using ::testing::HasSubstr;
-
-// A typed ring grain: one counter actor on the ring it was made with.
-class Counter : public grains::RingGrain {
- public:
-  explicit Counter(grains::RingHost& host) : RingGrain(host, grains::RingGrainKind{kCounterType, {}}) {}
-  Task<std::int64_t> add(std::int64_t delta) {
-    const Bytes payload = i64_bytes(delta);
-    const Bytes reply = co_await send(kAdd, payload, 64);
-    co_return i64_of(reply);
-  }
-  Task<std::int64_t> total() {
-    const Bytes reply = co_await send(kGet, {}, 64);
-    co_return i64_of(reply);
-  }
-};
-
-// An ordinary grain that calls counters: ring grains reached from other grains.
-class Tally : public runtime::Grain {
- public:
-  Task<std::int64_t> add_to_each(std::vector<std::string> counters, std::int64_t delta) {
-    std::int64_t sum = 0;
-    for (const std::string& key : counters) sum += co_await get_grain<Counter>(key).call<&Counter::add>(delta);
-    co_return sum;
-  }
-};
 
 RingPrograms counter_programs() {
   RingPrograms programs;
