@@ -1,10 +1,22 @@
 #include "gpubridge/runtime/clock.hpp"
 
 #include <algorithm>
+#include <ctime>
 
 namespace gpubridge::runtime {
 
 std::uint64_t Clock::add_listener(std::function<void()>) { return 0; }
+
+Clock::time_point SteadyClock::now_coarse() const noexcept {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+  // libstdc++'s steady_clock is CLOCK_MONOTONIC: the coarse variant has the same origin.
+  timespec ts{};
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) {
+    return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
+#endif
+  return now();
+}
 void Clock::remove_listener(std::uint64_t) {}
 
 ManualClock::ManualClock() : now_ns_(std::chrono::duration_cast<duration>(std::chrono::hours(1)).count()) {}

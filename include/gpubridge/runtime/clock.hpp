@@ -21,6 +21,9 @@ class Clock {
 
   virtual ~Clock() = default;
   virtual time_point now() const noexcept = 0;
+  // now(), possibly a few milliseconds behind and never ahead, cheaper to read: for bookkeeping
+  // on every call (when an activation was last active), never for timers.
+  virtual time_point now_coarse() const noexcept { return now(); }
 
   // Registers `fn`, called (on the thread that moved the clock) after the clock jumps forward.
   // Real clocks never jump and ignore listeners. Returns an id for remove_listener.
@@ -28,10 +31,12 @@ class Clock {
   virtual void remove_listener(std::uint64_t id);
 };
 
-// std::chrono::steady_clock.
+// std::chrono::steady_clock; now_coarse() reads the same clock at the kernel's tick resolution
+// (CLOCK_MONOTONIC_COARSE on Linux).
 class SteadyClock final : public Clock {
  public:
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+  time_point now_coarse() const noexcept override;
 };
 
 // Manual time for tests: starts at an arbitrary fixed point and moves only by advance().

@@ -386,7 +386,7 @@ std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
       active_calls_.store(active_calls_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
       if (core_.phase.load(std::memory_order_relaxed) != Phase::running) core_.notify_progress();
       if (type_.options.stateless_worker) load_.fetch_sub(1, std::memory_order_relaxed);
-      last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
+      last_active_.store(core_.clock->now_coarse().time_since_epoch().count(), std::memory_order_relaxed);
       clear_context();  // the caller may continue inline on this thread, outside this activation
       // A caller outside any activation continues inline here, in its own request context,
       // unless this call started inside the caller's own dispatch (start_admitted): that
@@ -474,7 +474,7 @@ void Activation::deactivation_finished(Message& m) noexcept {
 
 void Activation::tick_finished(Message& m) noexcept {
   add_turns(-1);
-  last_active_.store(core_.clock->now().time_since_epoch().count(), std::memory_order_relaxed);
+  last_active_.store(core_.clock->now_coarse().time_since_epoch().count(), std::memory_order_relaxed);
   if (m.error) {
     core_.report("timer tick of " + id_.to_string() + " failed", m.error);
     m.error = nullptr;
