@@ -46,6 +46,19 @@ constexpr std::string_view kSource = R"GBSRC(
 #  endif
 #endif
 
+/* Element-wise work over [0, n): one element per work-item when the grid covers n (OpenCL CPU
+   compilers such as PoCL then vectorise the work-group; a loop defeats that), else a grid-stride
+   loop. `body` uses the index `i`. */
+#define GB_ELEMENTWISE(n, body)                                          \
+  {                                                                      \
+    GB_SIZE i = GB_THREAD_ID;                                            \
+    if (GB_THREAD_COUNT >= (n)) {                                        \
+      if (i < (n)) { body; }                                             \
+    } else {                                                             \
+      for (; i < (n); i += GB_THREAD_COUNT) { body; }                    \
+    }                                                                    \
+  }
+
 /* Tree reduction of one value per work-item; work-item 0 stores the group's sum to *dst. */
 GB_DEVICE void gb_group_sum_store(GB_LOCAL_PTR GB_T* s, GB_T v, GB_GLOBAL GB_T* dst) {
   unsigned lid = GB_LOCAL_ID;
@@ -59,12 +72,12 @@ GB_DEVICE void gb_group_sum_store(GB_LOCAL_PTR GB_T* s, GB_T v, GB_GLOBAL GB_T* 
 }
 
 GB_KERNEL void gb_add(GB_GLOBAL const GB_T* a, GB_GLOBAL const GB_T* b, GB_GLOBAL GB_T* out, GB_SIZE n) {
-  for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) out[i] = a[i] + b[i];
+  GB_ELEMENTWISE(n, out[i] = a[i] + b[i])
 }
 
 GB_KERNEL void gb_axpy(GB_T alpha, GB_GLOBAL const GB_T* x, GB_GLOBAL const GB_T* y, GB_GLOBAL GB_T* out,
                        GB_SIZE n) {
-  for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) out[i] = alpha * x[i] + y[i];
+  GB_ELEMENTWISE(n, out[i] = alpha * x[i] + y[i])
 }
 
 GB_KERNEL void gb_dot_partial(GB_GLOBAL const GB_T* a, GB_GLOBAL const GB_T* b, GB_GLOBAL GB_T* partials,
@@ -101,7 +114,7 @@ GB_KERNEL void gb_sum_partials(GB_GLOBAL const GB_T* partials, GB_GLOBAL GB_T* o
 GB_KERNEL void gb_div_by_sqrt(GB_GLOBAL const GB_T* x, GB_GLOBAL const GB_T* sumsq, GB_GLOBAL GB_T* out,
                               GB_SIZE n) {
   GB_T norm = GB_SQRT(sumsq[0]);
-  for (GB_SIZE i = GB_THREAD_ID; i < n; i += GB_THREAD_COUNT) out[i] = x[i] / norm;
+  GB_ELEMENTWISE(n, out[i] = x[i] / norm)
 }
 
 /* Segmented kernels (the dynamic batcher): segment s covers [offsets[s], offsets[s+1]) of the
