@@ -287,6 +287,23 @@ struct RingClient::Impl {
     return std::nullopt;
   }
 
+  // Calls take() until it returns true, backing off between tries. Fails without a deadline
+  // (resource_exhausted, full()), when the server refuses messages, or once the deadline has
+  // passed (deadline_exceeded "deadline passed waiting for " + awaited()). Messages are built only
+  // on failure.
+  template <typename Take, typename Full, typename Awaited>
+  Status retry_until(std::optional<Clock::time_point> deadline, Take&& take, Full&& full, Awaited&& awaited) const {
+    for (std::uint32_t attempt = 0;; ++attempt) {
+      if (take()) return {};
+      if (!deadline) return ring_error(ErrorCode::resource_exhausted, full());
+      if (auto why = refusal()) return *why;
+      if (Clock::now() >= *deadline) {
+        return ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for " + awaited());
+      }
+      back_off(attempt);
+    }
+  }
+
   Status enqueue(std::uint32_t actor_id, std::uint32_t handler_id, std::span<const std::byte> payload,
                  std::optional<Clock::time_point> deadline, std::uint32_t reply_capacity,
                  ResultSink sink) {
@@ -307,19 +324,12 @@ struct RingClient::Impl {
     // Resources in order: a call entry, pool blocks, then the ring slot (a claimed slot must never
     // wait on anything: the server waits on it). Each failure gives back what was taken.
     std::uint32_t index = CallTable::kNone;
-    for (std::uint32_t attempt = 0;; ++attempt) {
-      index = calls.take(shard);
-      if (index != CallTable::kNone) break;
-      const std::string in_flight = std::to_string(calls.capacity());
-      if (!deadline) {
-        return ring_error(ErrorCode::resource_exhausted, "too many calls in flight (" + in_flight + ")");
-      }
-      if (auto why = refusal()) return *why;
-      if (Clock::now() >= *deadline) {
-        return ring_error(ErrorCode::deadline_exceeded,
-                          "deadline passed waiting for a free call entry (" + in_flight + " calls in flight)");
-      }
-      back_off(attempt);
+    if (Status s = retry_until(
+            deadline, [&] { return (index = calls.take(shard)) != CallTable::kNone; },
+            [&] { return "too many calls in flight (" + std::to_string(calls.capacity()) + ")"; },
+            [&] { return "a free call entry (" + std::to_string(calls.capacity()) + " calls in flight)"; });
+        !s) {
+      return s;
     }
 
     ChunkPool::Block payload_block;
@@ -330,7 +340,7 @@ struct RingClient::Impl {
       payload_block = {};
       reply_block = {};
     };
-    for (std::uint32_t attempt = 0;; ++attempt) {
+    auto take_blocks = [&] {
       if (payload.size() > kInlinePayloadBytes && payload_block.offset == 0) {
         payload_block = pool.allocate(payload.size());
       }
@@ -339,44 +349,28 @@ struct RingClient::Impl {
       }
       const bool have_payload = payload.size() <= kInlinePayloadBytes || payload_block.offset != 0;
       const bool have_reply = reply_capacity <= kInlinePayloadBytes || reply_block.offset != 0;
-      if (have_payload && have_reply) break;
-      // Give back a partial allocation so two waiting senders cannot starve each other.
-      release_blocks();
-      std::optional<Error> failure;
-      if (!deadline) {
-        failure = ring_error(ErrorCode::resource_exhausted, "payload pool exhausted");
-      } else if (auto why = refusal()) {
-        failure = std::move(why);
-      } else if (Clock::now() >= *deadline) {
-        failure = ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for payload pool space");
-      }
-      if (failure) {
-        calls.give_back(index);
-        return *failure;
-      }
-      back_off(attempt);
+      if (have_payload && have_reply) return true;
+      release_blocks();  // a partial allocation goes back so two waiting senders cannot starve each other
+      return false;
+    };
+    if (Status s = retry_until(
+            deadline, take_blocks, [] { return std::string("payload pool exhausted"); },
+            [] { return std::string("payload pool space"); });
+        !s) {
+      calls.give_back(index);
+      return s;
     }
 
     std::uint64_t position = 0;
     RingSlot* slot = nullptr;
     detail::SlotQueue& ring = requests[shard];
-    for (std::uint32_t attempt = 0;; ++attempt) {
-      slot = ring.try_claim(position);
-      if (slot != nullptr) break;
-      std::optional<Error> failure;
-      if (!deadline) {
-        failure = ring_error(ErrorCode::resource_exhausted, "ring full");
-      } else if (auto why = refusal()) {
-        failure = std::move(why);
-      } else if (Clock::now() >= *deadline) {
-        failure = ring_error(ErrorCode::deadline_exceeded, "deadline passed waiting for a free ring slot");
-      }
-      if (failure) {
-        release_blocks();
-        calls.give_back(index);
-        return *failure;
-      }
-      back_off(attempt);
+    if (Status s = retry_until(
+            deadline, [&] { return (slot = ring.try_claim(position)) != nullptr; },
+            [] { return std::string("ring full"); }, [] { return std::string("a free ring slot"); });
+        !s) {
+      release_blocks();
+      calls.give_back(index);
+      return s;
     }
 
     // The slot is ours and invisible to the server until published: fill it, make the entry
