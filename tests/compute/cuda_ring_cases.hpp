@@ -53,6 +53,8 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
 using ring_support::bytes_of;
+using ring_support::ExactlyOnce;
+using ring_support::send_from_producers;
 using ring_support::far_deadline;
 using ring_support::u64_of;
 
@@ -287,38 +289,16 @@ TYPED_TEST_P(CudaRingCases, ManyProducersEveryMessageCompletesExactlyOnce) {
   constexpr std::uint64_t kThreads = 4;
   constexpr std::uint64_t kPerThread = 5'000;
   constexpr std::uint64_t kTotal = kThreads * kPerThread;
-  std::vector<std::atomic<std::uint32_t>> seen(kTotal);
-  std::atomic<std::uint64_t> completed{0}, wrong{0};
-  std::vector<std::thread> producers;
-  for (std::uint64_t t = 0; t < kThreads; ++t) {
-    producers.emplace_back([&, t] {
-      for (std::uint64_t i = 0; i < kPerThread; ++i) {
-        const std::uint64_t id = t * kPerThread + i;
-        std::vector<std::byte> payload = bytes_of(id);
-        const auto tail = bytes_of(~id);
-        payload.insert(payload.end(), tail.begin(), tail.end());
-        Status sent = rig.client->send_async(
-            actors[id % kActors], kEcho, payload, far_deadline(), [&, id](Result<ring::Reply> reply) {
-              if (!reply.ok() || reply->size() != 16 || u64_of(*reply) != id || u64_of(*reply, 8) != ~id) {
-                wrong.fetch_add(1);
-              } else {
-                seen[id].fetch_add(1);
-              }
-              completed.fetch_add(1);
-            });
-        if (!sent.ok()) {
-          wrong.fetch_add(1);
-          completed.fetch_add(1);
-        }
-      }
-    });
-  }
-  for (auto& p : producers) p.join();
-  while (completed.load() < kTotal) std::this_thread::yield();
-  EXPECT_EQ(wrong.load(), 0u);
-  std::uint64_t missing_or_duplicated = 0;
-  for (auto& s : seen) missing_or_duplicated += s.load() != 1;
-  EXPECT_EQ(missing_or_duplicated, 0u);
+  const ExactlyOnce sent = send_from_producers(kThreads, kPerThread, [&](std::uint64_t id, const auto& payload, auto& done) {
+    return rig.client
+        ->send_async(actors[id % kActors], kEcho, payload, far_deadline(),
+                     [&done, id](Result<ring::Reply> reply) {
+                       done(id, reply.ok() && reply->size() == 16 && u64_of(*reply) == id && u64_of(*reply, 8) == ~id);
+                     })
+        .ok();
+  });
+  EXPECT_EQ(sent.wrong, 0u);
+  EXPECT_EQ(sent.missing_or_duplicated, 0u);
   std::uint64_t counted = 0;
   for (std::uint32_t actor : actors) counted += rig.deactivate_count(actor);
   EXPECT_EQ(counted, kTotal);

@@ -23,6 +23,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::ExactlyOnce;
+using gpubridge::testing::ring_support::send_from_producers;
 using gpubridge::testing::ring_support::far_deadline;
 using gpubridge::testing::ring_support::Gate;
 using gpubridge::testing::ring_support::u64_of;
@@ -227,48 +229,16 @@ TEST(RingProtocolTest, ManyProducersEveryMessageCompletesExactlyOnce) {
   constexpr std::uint64_t kThreads = 8;
   constexpr std::uint64_t kPerThread = 20'000;
   constexpr std::uint64_t kTotal = kThreads * kPerThread;
-  std::vector<std::atomic<std::uint32_t>> seen(kTotal);
-  std::atomic<std::uint64_t> completed{0};
-  std::atomic<std::uint64_t> wrong{0};
-  std::mutex done_mutex;
-  std::condition_variable done_cv;
-
-  std::vector<std::thread> producers;
-  for (std::uint64_t t = 0; t < kThreads; ++t) {
-    producers.emplace_back([&, t] {
-      for (std::uint64_t i = 0; i < kPerThread; ++i) {
-        const std::uint64_t id = t * kPerThread + i;
-        std::vector<std::byte> payload = bytes_of(id);
-        const auto tail = bytes_of(~id);
-        payload.insert(payload.end(), tail.begin(), tail.end());
-        auto sent = rig.client->send_async(
-            actors[id % kActors], kEcho, payload, far_deadline(), [&, id](Result<ring::Reply> reply) {
-              if (!reply.ok() || reply->size() != 16 || u64_of(*reply) != id || u64_of(*reply, 8) != ~id) {
-                wrong.fetch_add(1);
-              } else {
-                seen[id].fetch_add(1);
-              }
-              if (completed.fetch_add(1) + 1 == kTotal) {
-                std::lock_guard lock(done_mutex);
-                done_cv.notify_all();
-              }
-            });
-        if (!sent.ok()) {
-          wrong.fetch_add(1);
-          completed.fetch_add(1);
-        }
-      }
-    });
-  }
-  for (auto& p : producers) p.join();
-  {
-    std::unique_lock lock(done_mutex);
-    done_cv.wait(lock, [&] { return completed.load() == kTotal; });
-  }
-  EXPECT_EQ(wrong.load(), 0u);
-  std::uint64_t missing_or_duplicated = 0;
-  for (auto& s : seen) missing_or_duplicated += s.load() != 1;
-  EXPECT_EQ(missing_or_duplicated, 0u);
+  const ExactlyOnce sent = send_from_producers(kThreads, kPerThread, [&](std::uint64_t id, const auto& payload, auto& done) {
+    return rig.client
+        ->send_async(actors[id % kActors], kEcho, payload, far_deadline(),
+                     [&done, id](Result<ring::Reply> reply) {
+                       done(id, reply.ok() && reply->size() == 16 && u64_of(*reply) == id && u64_of(*reply, 8) == ~id);
+                     })
+        .ok();
+  });
+  EXPECT_EQ(sent.wrong, 0u);
+  EXPECT_EQ(sent.missing_or_duplicated, 0u);
   std::uint64_t counted = 0;
   for (std::uint32_t actor : actors) counted += rig.deactivate_count(actor);
   EXPECT_EQ(counted, kTotal);  // the server ran every message exactly once

@@ -27,6 +27,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::ExactlyOnce;
+using gpubridge::testing::ring_support::send_from_producers;
 using gpubridge::testing::ring_support::far_deadline;
 using gpubridge::testing::ring_support::Gate;
 using gpubridge::testing::ring_support::u64_of;
@@ -203,39 +205,16 @@ TEST(RingShardsTest, ManyProducersOverManyActorsCompleteExactlyOnce) {
   constexpr std::uint64_t kThreads = 8;
   constexpr std::uint64_t kPerThread = 10'000;
   constexpr std::uint64_t kTotal = kThreads * kPerThread;
-  std::vector<std::atomic<std::uint32_t>> seen(kTotal);
-  std::atomic<std::uint64_t> completed{0}, wrong{0};
-  std::vector<std::thread> producers;
-  for (std::uint64_t t = 0; t < kThreads; ++t) {
-    producers.emplace_back([&, t] {
-      for (std::uint64_t i = 0; i < kPerThread; ++i) {
-        const std::uint64_t id = t * kPerThread + i;
-        std::vector<std::byte> payload = bytes_of(id);
-        const auto tail = bytes_of(~id);
-        payload.insert(payload.end(), tail.begin(), tail.end());
-        auto sent = rig.client->send_async(actors[id % actors.size()], kReverse, payload, far_deadline(),
-                                           [&, id, payload](Result<ring::Reply> reply) {
-                                             std::vector<std::byte> expected(payload.rbegin(), payload.rend());
-                                             if (!reply.ok() || *reply != expected) {
-                                               wrong.fetch_add(1);
-                                             } else {
-                                               seen[id].fetch_add(1);
-                                             }
-                                             completed.fetch_add(1);
-                                           });
-        if (!sent.ok()) {
-          wrong.fetch_add(1);
-          completed.fetch_add(1);
-        }
-      }
-    });
-  }
-  for (auto& p : producers) p.join();
-  while (completed.load() < kTotal) std::this_thread::yield();
-  EXPECT_EQ(wrong.load(), 0u);
-  std::uint64_t missing_or_duplicated = 0;
-  for (auto& s : seen) missing_or_duplicated += s.load() != 1;
-  EXPECT_EQ(missing_or_duplicated, 0u);
+  const ExactlyOnce sent = send_from_producers(kThreads, kPerThread, [&](std::uint64_t id, const auto& payload, auto& done) {
+    return rig.client
+        ->send_async(actors[id % actors.size()], kReverse, payload, far_deadline(),
+                     [&done, id, payload](Result<ring::Reply> reply) {
+                       done(id, reply.ok() && *reply == std::vector<std::byte>(payload.rbegin(), payload.rend()));
+                     })
+        .ok();
+  });
+  EXPECT_EQ(sent.wrong, 0u);
+  EXPECT_EQ(sent.missing_or_duplicated, 0u);
   // Every shard carried its actors' messages: 4 actors each, 1/4 of the traffic plus activations.
   for (std::uint32_t s = 0; s < kShards; ++s) {
     EXPECT_EQ(std::atomic_ref<std::uint64_t>(rig.memory->shard(s).request_dequeue).load(), kTotal / kShards + 4)

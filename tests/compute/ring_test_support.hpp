@@ -29,6 +29,56 @@ inline std::uint64_t u64_of(const std::vector<std::byte>& bytes, std::size_t at 
   return value;
 }
 
+// The payload of message `id` in the many-producer tests: (id, ~id), 16 bytes.
+inline std::vector<std::byte> id_payload(std::uint64_t id) {
+  std::vector<std::byte> payload = bytes_of(id);
+  const std::vector<std::byte> tail = bytes_of(~id);
+  payload.insert(payload.end(), tail.begin(), tail.end());
+  return payload;
+}
+
+// What the many-producer tests check: every message answered once, with the right reply.
+struct ExactlyOnce {
+  std::uint64_t wrong = 0;                  // refused sends and wrong or failed replies
+  std::uint64_t missing_or_duplicated = 0;  // ids answered other than exactly once
+};
+
+// Sends messages 0..threads*per_thread-1 from `threads` threads at once (thread t sends
+// t*per_thread onwards): send(id, payload, done) starts message `id` with id_payload(id) and
+// returns false when it was refused; otherwise done(id, matches) must be called once, from any
+// thread, when its reply arrives. Returns once every message has completed.
+template <typename Send>
+ExactlyOnce send_from_producers(std::uint64_t threads, std::uint64_t per_thread, Send&& send) {
+  const std::uint64_t total = threads * per_thread;
+  std::vector<std::atomic<std::uint32_t>> seen(total);
+  std::atomic<std::uint64_t> completed{0}, wrong{0};
+  const auto done = [&](std::uint64_t id, bool matches) {
+    if (matches) {
+      seen[id].fetch_add(1);
+    } else {
+      wrong.fetch_add(1);
+    }
+    completed.fetch_add(1);
+  };
+  std::vector<std::thread> producers;
+  for (std::uint64_t t = 0; t < threads; ++t) {
+    producers.emplace_back([&, t] {
+      for (std::uint64_t id = t * per_thread; id < (t + 1) * per_thread; ++id) {
+        if (!send(id, id_payload(id), done)) {
+          wrong.fetch_add(1);
+          completed.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& p : producers) p.join();
+  while (completed.load() < total) std::this_thread::yield();
+  ExactlyOnce result;
+  result.wrong = wrong.load();
+  for (auto& s : seen) result.missing_or_duplicated += s.load() != 1;
+  return result;
+}
+
 // What a blocking handler waits on until the test opens it. Thread-safe.
 class Gate {
  public:
