@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: build with CUDA, run the tests (the gpu-labelled ones must not skip), verify every
-# kernel on CUDA, run the compute benchmarks; write everything to one directory.
+# kernel on CUDA, run the benchmarks; write everything to one directory, most wanted first, inside
+# a time budget (GPUBRIDGE_CHECK_BUDGET_S, default 560 s).
 #
 #   scripts/gpu-check.sh            build here, then run here (a machine with a GPU and the toolchain)
 #   scripts/gpu-check.sh package    build here and pack binaries + non-CUDA, non-glibc libraries into
@@ -26,6 +27,12 @@ do_package() {
   rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
   cp "$build/src/gpubridge" "$carry/bin/"
   find "$build/tests" -type f -name '*_test' -perm -u+x -exec cp {} "$carry/bin/" \;
+  # The gpu-labelled binaries, the coexistence test first (run first on the GPU machine).
+  ctest --test-dir "$build" --show-only=json-v1 -L gpu 2>/dev/null | /usr/bin/python3 -c '
+import json, os, sys
+names = sorted({os.path.basename(t["command"][0]) for t in json.load(sys.stdin)["tests"]})
+names.sort(key=lambda n: n != "cuda_ring_coexistence_test")
+print("\n".join(names))' > "$carry/bin/gpu-tests.txt" || return 1
   for b in bench_compute bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
   # The real data the samples' benchmarks read (the GPU machine has no ../shared).
   mkdir -p "$carry/data" && cp -r ../shared/data/images ../shared/data/graphs ../shared/data/matrices "$carry/data/"
@@ -57,8 +64,52 @@ find_cuda_libs() {
   done
 }
 
+# Runs "$@" with a timeout of min(LIMIT, time left in the budget), appending its output to FILE
+# (and to stdout); a step with under 15 s left is skipped and named in skipped.txt.
+step() {
+  local limit=$1 file=$2; shift 2
+  local left=$((deadline - SECONDS))
+  if ((left < 15)); then echo "skipped (out of time): $*" | tee -a "$out/skipped.txt"; return 124; fi
+  ((limit > left)) && limit=$left
+  timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$file"
+  local rc=${PIPESTATUS[0]}
+  ((rc == 124 || rc == 137)) && echo "gpu-check: timed out after ${limit}s: $*" | tee -a "$file"
+  return "$rc"
+}
+
+# One test binary, CUDA required (the gpu tests fail instead of skipping). The GPU machine has no
+# promtool (Debian's prometheus package): those checks run in CI instead.
+run_test() {
+  echo "== $(basename "$1")" >> "$out/tests.log"
+  GPUBRIDGE_REQUIRE_BACKENDS=cuda step "$2" "$out/tests.log" "$1" --gtest_brief=1 --gtest_filter='-*Promtool*' > /dev/null \
+    || { failed=1; echo "FAILED: $(basename "$1")" | tee -a "$out/tests.log"; }
+}
+
+# Each case of a benchmark binary matching FILTER in a process of its own (a case's fixture, e.g. a
+# serving ring kernel, lives until its process ends).
+bench_cases_apart() {
+  local b=$1 filter=$2 limit=$3 name
+  [ -x "$bin/$b" ] || return 0
+  echo "== $b ($filter, one process per case)" | tee -a "$out/bench.txt"
+  "$bin/$b" --benchmark_list_tests --benchmark_filter="$filter" 2>/dev/null | while read -r name; do
+    step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="^${name}\$" > /dev/null || echo "FAILED: $b $name" | tee -a "$out/bench.txt"
+  done
+}
+
+# One benchmark binary run over the cases matching FILTER (and their references, which the filter names).
+bench_run() {
+  local b=$1 filter=$2 limit=$3; shift 3
+  [ -x "$bin/$b" ] || return 0
+  echo "== $b ($filter)" | tee -a "$out/bench.txt"
+  step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="$filter" "$@" > /dev/null || { failed=1; echo "FAILED: $b" | tee -a "$out/bench.txt"; }
+}
+
+# Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
+# call may run 600 s): results are written as they come, so a run cut short still reports them.
 do_run() {
-  local bin=$1 out=${OUT:-$root/bench/results/local-$(date +%Y%m%d-%H%M%S)}
+  bin=$1 out=${OUT:-$root/bench/results/local-$(date +%Y%m%d-%H%M%S)}
+  deadline=$((SECONDS + ${GPUBRIDGE_CHECK_BUDGET_S:-560}))
+  failed=0
   mkdir -p "$out"
   export LD_LIBRARY_PATH="$(find_cuda_libs)${carry}/lib:${LD_LIBRARY_PATH:-}"
   export GPUBRIDGE_CACHE_DIR=${GPUBRIDGE_CACHE_DIR:-/tmp/gpubridge-cache}
@@ -66,46 +117,49 @@ do_run() {
   export GPUBRIDGE_CLI=$bin/gpubridge
   [ -d "$carry/data" ] && export GPUBRIDGE_DATA_DIR=$carry/data
   [ -d "$carry/references" ] && export GPUBRIDGE_SAMPLES_REFERENCE_DIR=$carry/references
-  local failed=0
   {
-    echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"
+    echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"; echo "cores: $(nproc)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     "$bin/gpubridge" devices
   } > "$out/environment.txt" 2>&1
   cat "$out/environment.txt"
 
-  # Every test binary; CUDA is required here, so gpu tests fail instead of skipping. The GPU
-  # machine has no promtool (Debian's prometheus package): those checks run in CI instead.
+  # 1. The gpu-labelled test binaries (gpu-tests.txt, written by 'package'; coexistence first: never run yet).
   : > "$out/tests.log"
-  for t in "$bin"/*_test; do
-    # CPU-only code reading the source tree's data or loading plugins from the build tree: run in CI, not here.
-    case "$(basename "$t")" in samples_io_test|samples_algorithms_test|ring_library_test) continue ;; esac
-    echo "== $(basename "$t")" | tee -a "$out/tests.log"
-    GPUBRIDGE_REQUIRE_BACKENDS=cuda timeout 300 "$t" --gtest_brief=1 --gtest_filter='-*Promtool*' >> "$out/tests.log" 2>&1 || { failed=1; echo "FAILED: $t" | tee -a "$out/tests.log"; }
-  done
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$out/tests.log" || true
+  local gpu_tests=() t
+  [ -f "$bin/gpu-tests.txt" ] && mapfile -t gpu_tests < "$bin/gpu-tests.txt"
+  for t in "${gpu_tests[@]}"; do [ -x "$bin/$t" ] && run_test "$bin/$t" 150; done
 
+  # 2. Every kernel on CUDA against the CPU.
   echo "== gpubridge verify --backend cuda"
-  "$bin/gpubridge" verify --backend cuda > "$out/verify-cuda.txt" 2>&1 || failed=1
+  step 90 "$out/verify-cuda.txt" "$bin/gpubridge" verify --backend cuda > /dev/null || failed=1
   tail -n 3 "$out/verify-cuda.txt"
-  "$bin/gpubridge" verify --backend cuda --json > "$out/verify-cuda.json" 2>/dev/null || failed=1
+  step 90 /dev/null bash -c '"$0" verify --backend cuda --json > "$1" 2>/dev/null' "$bin/gpubridge" "$out/verify-cuda.json" \
+    > /dev/null || failed=1
 
+  # 3. Benchmarks, each with its reference in the same run.
+  : > "$out/bench.txt"
+  bench_cases_apart bench_ring cuda 40
+  bench_run bench_grains 'grain_batch/cuda/' 90
+  bench_run bench_runtime '.' 90
+  bench_run bench_pipeline 'pipeline/cuda/' 60
+  bench_run bench_samples '/(cuda|cpu|direct)/' 120
+  bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
+    --benchmark_out_format=json --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-}
+  bench_run bench_grains 'grain_batch/(cpu|opencl)/' 60
+
+  # 4. The demo, then the other test binaries (CPU-side code, also run in CI; those reading the
+  #    source tree's data or loading plugins from the build tree are left to CI).
   echo "== gpubridge run --demo (batched kernels on the best device)"
-  timeout 120 "$bin/gpubridge" run --demo --duration 5 > "$out/demo.txt" 2>&1 || failed=1
+  step 60 "$out/demo.txt" "$bin/gpubridge" run --demo --duration 5 > /dev/null || failed=1
   tail -n 12 "$out/demo.txt"
-
-  if [ -x "$bin/bench_compute" ]; then
-    echo "== bench_compute"
-    timeout 240 "$bin/bench_compute" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
-      --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-} 2>&1 | tee "$out/bench.txt" || failed=1
-  fi
-  for b in bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do
-    [ -x "$bin/$b" ] || continue
-    echo "== $b" | tee -a "$out/bench.txt"
-    timeout 120 "$bin/$b" 2>&1 | tee -a "$out/bench.txt" || failed=1
+  for t in "$bin"/*_test; do
+    case " ${gpu_tests[*]} samples_io_test samples_algorithms_test ring_library_test " in *" $(basename "$t") "*) continue ;; esac
+    run_test "$t" 120
   done
-  echo "gpu-check: results in $out (failed=$failed)"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^FAILED" "$out/tests.log" || true
+  echo "gpu-check: results in $out (failed=$failed, $((SECONDS)) s)"
   return $failed
 }
 
