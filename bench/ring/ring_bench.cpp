@@ -409,7 +409,7 @@ Result<CudaMailbox*> cuda_mailbox() {
   cudaDeviceProp prop{};
   GB_CUDA_TRY(cudaSetDevice(0));
   GB_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-  auto program = compute::cuda::NvrtcProgram::build(kMailboxSource, compute::DType::f32, prop.major * 10 + prop.minor);
+  auto program = compute::cuda::NvrtcProgram::build(kMailboxSource, compute::DType::f32, 0, prop.major * 10 + prop.minor);
   if (!program) return program.error();
   owned->program = std::move(program).value();
   auto kernel = owned->program->kernel("bench_mailbox");

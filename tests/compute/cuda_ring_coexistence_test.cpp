@@ -1,11 +1,12 @@
 // A persistent CUDA ring kernel beside the rest of the process's GPU work (label gpu). A ring
 // kernel never returns while it serves, so any CUDA operation that waits for the device to go
 // idle - loading a module (with lazy loading, the default, on a kernel's first launch), some
-// allocations and frees, cuBLAS setting itself up - would block until the ring stops. Each step
-// below runs on its own thread while a ring serves; a step still running after kStepLimit is
-// reported as blocked by the ring kernel, and the ring is then stopped so that the step (and the
-// test) can finish and say which operation it was. In its own binary: a step that never returns
-// ends this process only.
+// allocations and frees, cuBLAS setting itself up - would block until the ring stops, unless it
+// runs through DeviceIdle (src/compute/cuda/device_idle.hpp), which steps ring kernels aside.
+// Each step below runs on its own thread while a ring serves; a step still running after
+// kStepLimit is reported as blocked by the ring kernel, and the ring is then stopped so that the
+// step (and the test) can finish and say which operation it was. In its own binary: a step that
+// never returns ends this process only.
 // Skips without a CUDA device (fails when GPUBRIDGE_REQUIRE_BACKENDS names cuda).
 #include <gtest/gtest.h>
 

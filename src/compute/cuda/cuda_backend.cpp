@@ -43,6 +43,7 @@
 // cannot be captured) run as plain stream launches, and the report says why. Stage timing (when
 // the observer wants it) records events between the stages of stream launches only; graph runs
 // report no stage times.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -63,6 +64,7 @@
 #include "compute/cpu/thread_pool.hpp"
 #include "compute/cuda/cublas_library.hpp"
 #include "compute/cuda/cuda_error.hpp"
+#include "compute/cuda/device_idle.hpp"
 #include "compute/cuda/nvrtc_program.hpp"
 #include "compute/cuda/pinned_pool.hpp"
 #include "compute/gpu/batch_staging.hpp"
@@ -159,14 +161,16 @@ struct GraphEntry {
   ~GraphEntry() {
     // Teardown errors cannot be reported from here; they are cleared and ignored on purpose.
     if (exec == nullptr && device == nullptr) return;
-    cudaSetDevice(cuda_ordinal);
-    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    cuda::DeviceIdle::run(cuda_ordinal, [&] {  // cudaFree may wait for the device to go idle
+      cudaSetDevice(cuda_ordinal);
+      if (exec != nullptr) cudaGraphExecDestroy(exec);
+      if (device != nullptr) cudaFree(device);
+      cudaGetLastError();
+    });
     if (device != nullptr) {
-      cudaFree(device);
       std::lock_guard lock(*pool_mutex);
       pool_stats->bytes_in_use -= bytes;
     }
-    cudaGetLastError();
   }
 };
 
@@ -276,21 +280,26 @@ class CudaLauncher final : public detail::GpuLauncher {
   // CUDA runs GEMM with cuBLAS only: when it cannot be loaded gemm() fails (failed_precondition).
   bool provides_blas() const override { return true; }
 
+  // cuBLAS may load a kernel on any call (a new shape), so beside a persistent kernel each GEMM is
+  // enqueued with it stepped aside (device_idle.hpp; under capture they are aside already).
   Status gemm(const detail::GemmArgs& g) override {
     const cuda::CublasLibrary& cublas = cuda::CublasLibrary::instance();
     if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());
-    if (lane_.cublas == nullptr) {
-      auto handle = cublas.create_handle();
-      if (!handle) return handle.error();
-      lane_.cublas = *handle;
-    }
     const std::byte* a = slots_[slot_index(g.a)];
     const std::byte* b = slots_[slot_index(g.b)];
     std::byte* c = slots_[slot_index(g.c)];
     if (a == nullptr || b == nullptr || c == nullptr) {
       return Error(ErrorCode::internal, "gemm names a buffer slot this call has no buffer for");
     }
-    return cublas.gemm(lane_.cublas, stream_, dtype_, g.m, g.k, g.n, a, b, c);
+    const auto enqueue = [&]() -> Status {
+      if (lane_.cublas == nullptr) {
+        auto handle = cublas.create_handle();
+        if (!handle) return handle.error();
+        lane_.cublas = *handle;
+      }
+      return cublas.gemm(lane_.cublas, stream_, dtype_, g.m, g.k, g.n, a, b, c);
+    };
+    return cuda::DeviceIdle::run(program_.device(), enqueue);
   }
 
   Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
@@ -477,7 +486,9 @@ class CudaBackend final : public Backend {
         for (cudaEvent_t e : lane->timing_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->upload_events) cudaEventDestroy(e);
         for (cudaEvent_t e : lane->download_events) cudaEventDestroy(e);
-        if (lane->cublas != nullptr) cuda::CublasLibrary::instance().destroy_handle(lane->cublas);
+        if (lane->cublas != nullptr) {
+          cuda::DeviceIdle::run(d->cuda_ordinal, [&] { cuda::CublasLibrary::instance().destroy_handle(lane->cublas); });
+        }
         cudaStreamDestroy(lane->stream);
         cudaStreamDestroy(lane->download_stream);
       }
@@ -486,7 +497,7 @@ class CudaBackend final : public Backend {
         d->graphs.clear();  // entries free their memory and graphs while the pool still exists
         d->graph_lru.clear();
       }
-      if (d->pool != nullptr) cudaMemPoolDestroy(d->pool);
+      if (d->pool != nullptr) cuda::DeviceIdle::run(d->cuda_ordinal, [&] { cudaMemPoolDestroy(d->pool); });
     }
   }
 
@@ -819,7 +830,7 @@ class CudaBackend final : public Backend {
     props.allocType = cudaMemAllocationTypePinned;
     props.location.type = cudaMemLocationTypeDevice;
     props.location.id = i;
-    GB_CUDA_TRY(cudaMemPoolCreate(&d.pool, &props));
+    GB_CUDA_TRY(cuda::DeviceIdle::run(i, [&] { return cudaMemPoolCreate(&d.pool, &props); }));
     // Keep freed memory reserved up to the limit (or a quarter of the device) so warm calls
     // never go back to the driver.
     std::uint64_t threshold = options.device_pool_limit_bytes ? options.device_pool_limit_bytes
@@ -849,7 +860,7 @@ class CudaBackend final : public Backend {
     auto& slot = d.programs[dtype == DType::f32 ? 0 : 1];
     if (!slot) {
       if (cudaError_t e = cudaSetDevice(d.cuda_ordinal); e != cudaSuccess) return to_error(e, "cudaSetDevice");
-      slot = cuda::NvrtcProgram::build(detail::portable_kernel_source(), dtype, d.compute_capability);
+      slot = cuda::NvrtcProgram::build(detail::portable_kernel_source(), dtype, d.cuda_ordinal, d.compute_capability);
     }
     return *slot;
   }
@@ -1161,7 +1172,10 @@ class CudaBackend final : public Backend {
       p.launch = PipelineLaunch::graph_replayed;
       if (cudaError_t e = cudaGraphLaunch(p.graph->exec, lane.stream); e != cudaSuccess) s = to_error(e, "cudaGraphLaunch");
     } else if (s && !found) {
-      Result<cudaGraphExec_t> exec = capture_pipeline(lane, program, pl, layout, base);
+      // Captured (once per shape) with the device's persistent kernels stepped aside: cuBLAS may load
+      // a kernel while a GEMM stage is captured, and instantiation may wait for an idle device.
+      Result<cudaGraphExec_t> exec = cuda::DeviceIdle::run(
+          d.cuda_ordinal, [&] { return capture_pipeline(lane, program, pl, layout, base); });
       if (exec) {
         s = cache_graph(d, key, *exec, base, layout.device_bytes, p);
         if (s) {
@@ -1250,8 +1264,8 @@ class CudaBackend final : public Backend {
   // capture is always ended; nothing runs. Errors say why the pipeline cannot be captured.
   Result<cudaGraphExec_t> capture_pipeline(Lane& lane, cuda::NvrtcProgram& program, const PreparedPipeline& pl,
                                            const PipelineLayout& layout, std::byte* base) {
-    bool blas = false;
-    for (const PreparedStage& st : pl.stages) blas = blas || st.def->gpu->uses_blas;
+    const bool blas = std::any_of(pl.stages.begin(), pl.stages.end(),
+                                  [](const PreparedStage& st) { return st.def->gpu->uses_blas; });
     if (blas && lane.cublas == nullptr) {  // created outside the capture
       const cuda::CublasLibrary& cublas = cuda::CublasLibrary::instance();
       if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());

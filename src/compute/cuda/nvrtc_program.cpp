@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "compute/cuda/cuda_error.hpp"
+#include "compute/cuda/device_idle.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 
 namespace gpubridge::compute::cuda {
@@ -113,7 +114,34 @@ Result<std::vector<char>> compile_portable(std::string_view source, DType dtype,
   return compile(source, compile_options(dtype, target), target.rfind("sm_", 0) == 0);
 }
 
-Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view source, DType dtype, int compute_capability) {
+Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image) {
+  return DeviceIdle::run(device, [&]() -> Result<cudaLibrary_t> {
+    GB_CUDA_TRY(cudaSetDevice(device));
+    cudaLibrary_t lib = nullptr;
+    if (cudaError_t e = cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+        e != cudaSuccess) {
+      cudaGetLastError();  // a failed load's error is not sticky
+      return to_error(e, "cudaLibraryLoadData");
+    }
+    // Load every kernel into this device's context now: with lazy loading a kernel's first
+    // launch would load it, possibly beside a persistent kernel (see device_idle.hpp).
+    unsigned count = 0;
+    std::vector<cudaKernel_t> kernels;
+    if (cudaLibraryGetKernelCount(&count, lib) == cudaSuccess && count > 0) {
+      kernels.resize(count);
+      if (cudaLibraryEnumerateKernels(kernels.data(), count, lib) != cudaSuccess) kernels.clear();
+    }
+    for (cudaKernel_t k : kernels) {
+      cudaFuncAttributes attributes{};
+      cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(k));
+    }
+    cudaGetLastError();  // a kernel not preloaded here loads at its first launch, as without this
+    return lib;
+  });
+}
+
+Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view source, DType dtype, int device,
+                                                          int compute_capability) {
   auto target = pick_target(compute_capability);
   if (!target) return target.error();
   const bool cubin = target->rfind("sm_", 0) == 0;
@@ -130,27 +158,25 @@ Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view sourc
   const fs::path dir = cache_dir();
   const fs::path cached = dir.empty() ? fs::path() : dir / (std::string(name) + (cubin ? ".cubin" : ".ptx"));
   std::vector<char> image = cached.empty() ? std::vector<char>{} : read_file(cached);
-  bool from_cache = !image.empty();
-  cudaLibrary_t lib = nullptr;
-  if (from_cache && cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0) != cudaSuccess) {
-    cudaGetLastError();  // clear the non-sticky load error; the entry is recompiled below
-    from_cache = false;
-    lib = nullptr;
+  if (!image.empty()) {
+    if (auto lib = load_library(device, image)) {
+      return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(*lib, device, *target, true));
+    }
+    // A corrupt or stale cache entry: compiled again below.
   }
-  if (!from_cache) {
-    auto compiled = compile(source, options, cubin);
-    if (!compiled) return compiled.error();
-    image = std::move(*compiled);
-    if (!cubin) image.push_back('\0');
-    GB_CUDA_TRY(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
-    if (!cached.empty()) write_file_atomically(cached, image);
-  }
-  return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(lib, *target, from_cache));
+  auto compiled = compile(source, options, cubin);
+  if (!compiled) return compiled.error();
+  image = std::move(*compiled);
+  if (!cubin) image.push_back('\0');
+  auto lib = load_library(device, image);
+  if (!lib) return lib.error();
+  if (!cached.empty()) write_file_atomically(cached, image);
+  return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(*lib, device, *target, false));
 }
 
 NvrtcProgram::~NvrtcProgram() {
   // An unload error at teardown (e.g. the driver is shutting down) is ignored on purpose.
-  if (library_ != nullptr) cudaLibraryUnload(library_);
+  if (library_ != nullptr) DeviceIdle::run(device_, [&] { cudaLibraryUnload(library_); });
 }
 
 Result<cudaKernel_t> NvrtcProgram::kernel(const std::string& entry) {

@@ -21,11 +21,17 @@ namespace gpubridge::compute::cuda {
 // driver, so it also runs on build machines without a GPU.
 Result<std::vector<char>> compile_portable(std::string_view source, DType dtype, const std::string& target);
 
-// A loaded program. Thread-safe.
+// Loads a compiled image (a cubin, or NUL-terminated PTX) into `device`'s context with every kernel
+// loaded now rather than at its first launch, with the device's persistent kernels stepped aside
+// (see device_idle.hpp). Unload with cudaLibraryUnload, likewise through DeviceIdle::run.
+Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image);
+
+// A loaded program (load_library). Thread-safe.
 class NvrtcProgram {
  public:
-  // compute_capability: major * 10 + minor (90 for sm_90).
-  static Result<std::shared_ptr<NvrtcProgram>> build(std::string_view source, DType dtype, int compute_capability);
+  // For the CUDA device `device`; compute_capability: major * 10 + minor (90 for sm_90).
+  static Result<std::shared_ptr<NvrtcProgram>> build(std::string_view source, DType dtype, int device,
+                                                     int compute_capability);
   NvrtcProgram(const NvrtcProgram&) = delete;
   NvrtcProgram& operator=(const NvrtcProgram&) = delete;
   ~NvrtcProgram();
@@ -34,12 +40,14 @@ class NvrtcProgram {
   Result<cudaKernel_t> kernel(const std::string& entry);
   const std::string& target() const { return target_; }  // "sm_90" (cubin) or "compute_89" (PTX, JIT)
   bool from_disk_cache() const { return from_cache_; }
+  int device() const { return device_; }
 
  private:
-  NvrtcProgram(cudaLibrary_t lib, std::string target, bool from_cache)
-      : library_(lib), target_(std::move(target)), from_cache_(from_cache) {}
+  NvrtcProgram(cudaLibrary_t lib, int device, std::string target, bool from_cache)
+      : library_(lib), device_(device), target_(std::move(target)), from_cache_(from_cache) {}
   std::mutex mutex_;  // guards kernels_
   cudaLibrary_t library_ = nullptr;
+  int device_ = 0;
   std::string target_;
   bool from_cache_ = false;
   std::map<std::string, cudaKernel_t, std::less<>> kernels_;

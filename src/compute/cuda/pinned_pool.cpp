@@ -5,13 +5,14 @@
 #include <cuda_runtime_api.h>
 
 #include "compute/cuda/cuda_error.hpp"
+#include "compute/cuda/device_idle.hpp"
 
 namespace gpubridge::compute::cuda {
 
 PinnedPool::~PinnedPool() {
   // Errors freeing at teardown are ignored: the process is giving the memory back anyway.
   for (auto& [cap, list] : free_) {
-    for (std::byte* p : list) cudaFreeHost(p);
+    for (std::byte* p : list) DeviceIdle::run(DeviceIdle::kEveryDevice, [&] { cudaFreeHost(p); });
   }
 }
 
@@ -31,7 +32,9 @@ Result<PinnedBuffer> PinnedPool::acquire(std::size_t bytes) {
     }
   }
   void* p = nullptr;
-  if (cudaError_t e = cudaHostAlloc(&p, cap, cudaHostAllocPortable); e != cudaSuccess) {
+  // Page-locked allocations and frees may wait for every device to go idle (device_idle.hpp).
+  if (cudaError_t e = DeviceIdle::run(DeviceIdle::kEveryDevice, [&] { return cudaHostAlloc(&p, cap, cudaHostAllocPortable); });
+      e != cudaSuccess) {
     Error err = to_error(e, "cudaHostAlloc(" + std::to_string(cap) + " bytes)");
     return Error(ErrorCode::resource_exhausted, err.message());
   }
@@ -55,7 +58,8 @@ void PinnedPool::release(PinnedBuffer buffer) {
     }
     stats_.bytes_reserved -= buffer.capacity;
   }
-  cudaFreeHost(buffer.data);  // over the cache cap; a failure here leaks nothing we could reuse
+  // Over the cache cap; a failure here leaks nothing we could reuse.
+  DeviceIdle::run(DeviceIdle::kEveryDevice, [&] { cudaFreeHost(buffer.data); });
 }
 
 PoolStats PinnedPool::stats() const {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -20,7 +21,8 @@
 #include <vector>
 
 #include "compute/cuda/cuda_error.hpp"
-#include "compute/cuda/nvrtc_program.hpp"  // compile_portable
+#include "compute/cuda/device_idle.hpp"
+#include "compute/cuda/nvrtc_program.hpp"  // compile_portable, load_library
 #include "gpubridge/compute/cuda_ring.hpp"
 
 namespace gpubridge::compute::ring {
@@ -1054,29 +1056,51 @@ Result<std::string> pick_target(int compute_capability) {
   return (best == compute_capability ? "sm_" : "compute_") + std::to_string(best);
 }
 
-// A loaded ring kernel. Loading and unloading happen only while no ring kernel of this server
-// runs: with lazy module loading a load may wait for the context to be idle, which a persistent
-// kernel never is.
+// A loaded ring kernel. Loaded (kernel included, not at its first launch) and unloaded with the
+// device's persistent kernels - other rings', and this server's own - stepped aside: a load may
+// wait for the device to go idle, which a persistent kernel never is (device_idle.hpp).
 struct LoadedKernel {
   cudaLibrary_t library = nullptr;
   cudaKernel_t kernel = nullptr;
+  int device = 0;
   LoadedKernel() = default;
   LoadedKernel(const LoadedKernel&) = delete;
   LoadedKernel& operator=(const LoadedKernel&) = delete;
   ~LoadedKernel() {
-    if (library != nullptr) cudaLibraryUnload(library);  // teardown: an unload error is ignored
+    // Teardown: an unload error is ignored.
+    if (library != nullptr) cuda::DeviceIdle::run(device, [&] { cudaLibraryUnload(library); });
   }
 };
 
-Result<std::unique_ptr<LoadedKernel>> load_kernel(std::vector<char> image) {
+Result<std::unique_ptr<LoadedKernel>> load_kernel(const std::vector<char>& image, int device) {
   auto loaded = std::make_unique<LoadedKernel>();
-  GB_CUDA_TRY(cudaLibraryLoadData(&loaded->library, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+  loaded->device = device;
+  auto library = cuda::load_library(device, image);
+  if (!library) return library.error();
+  loaded->library = *library;
   if (cudaError_t e = cudaLibraryGetKernel(&loaded->kernel, loaded->library, detail::kRingKernelEntry);
       e != cudaSuccess) {
     return cuda::to_error(e, "cudaLibraryGetKernel(gb_ring_serve)");
   }
   return loaded;
 }
+
+// Restores the calling thread's current CUDA device on scope exit: stepping a ring aside and
+// relaunching it happen on whichever thread needed the device idle.
+class CurrentDeviceKept {
+ public:
+  CurrentDeviceKept() {
+    if (cudaGetDevice(&device_) != cudaSuccess) device_ = -1;
+  }
+  ~CurrentDeviceKept() {
+    if (device_ >= 0) cudaSetDevice(device_);
+  }
+  CurrentDeviceKept(const CurrentDeviceKept&) = delete;
+  CurrentDeviceKept& operator=(const CurrentDeviceKept&) = delete;
+
+ private:
+  int device_ = -1;
+};
 
 }  // namespace
 
@@ -1123,8 +1147,10 @@ Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers) {
   return source;
 }
 
-struct CudaRingServer::Impl {
-  enum class Phase { created, running, finished };
+// Registered with DeviceIdle while its kernel may run (from start() until the server is destroyed).
+struct CudaRingServer::Impl final : cuda::PersistentKernel {
+  // stepped_aside: the kernel returned at a DeviceIdle request and is relaunched when that ends.
+  enum class Phase { created, running, stepped_aside, finished };
 
   RingMemory& memory;
   CudaRingServerOptions options;
@@ -1141,6 +1167,7 @@ struct CudaRingServer::Impl {
   std::unique_ptr<LoadedKernel> loaded;
 
   mutable std::mutex mutex;  // phase, launches, loaded, kernel_error
+  std::condition_variable phase_changed;  // leaving stepped_aside
   Phase phase = Phase::created;
   std::uint64_t launches = 0;
   std::optional<Error> kernel_error;
@@ -1149,20 +1176,58 @@ struct CudaRingServer::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
-  // Releases whatever was acquired; errors at teardown are reported on stderr and otherwise ignored.
-  ~Impl() {
-    if (cudaSetDevice(options.device) != cudaSuccess) cudaGetLastError();
-    loaded.reset();
-    if (stream != nullptr) cudaStreamDestroy(stream);
-    if (actors_device != nullptr) cudaFree(actors_device);
-    if (internal_device != nullptr) cudaFree(internal_device);
-    if (control != nullptr) cudaFreeHost(control);
-    if (registered) {
-      if (cudaError_t e = cudaHostUnregister(memory.base()); e != cudaSuccess) {
-        std::fprintf(stderr, "gpubridge: cudaHostUnregister of the ring block failed: %s\n",
-                     cuda::describe(e).c_str());
+  // Releases whatever was acquired (with every persistent kernel stepped aside: frees may wait
+  // for the devices to go idle); errors at teardown are reported on stderr and otherwise ignored.
+  ~Impl() override {
+    cuda::DeviceIdle::run(cuda::DeviceIdle::kEveryDevice, [&] {
+      if (cudaSetDevice(options.device) != cudaSuccess) cudaGetLastError();
+      loaded.reset();
+      if (stream != nullptr) cudaStreamDestroy(stream);
+      if (actors_device != nullptr) cudaFree(actors_device);
+      if (internal_device != nullptr) cudaFree(internal_device);
+      if (control != nullptr) cudaFreeHost(control);
+      if (registered) {
+        if (cudaError_t e = cudaHostUnregister(memory.base()); e != cudaSuccess) {
+          std::fprintf(stderr, "gpubridge: cudaHostUnregister of the ring block failed: %s\n",
+                       cuda::describe(e).c_str());
+        }
       }
+    });
+  }
+
+  // PersistentKernel: asks every block to return after its current message and waits for them.
+  bool step_aside() noexcept override {
+    CurrentDeviceKept kept;
+    std::lock_guard lock(mutex);
+    if (phase != Phase::running) return false;
+    write_control(control->yield, 1);
+    const bool synced = synchronize_locked().ok();  // a dead kernel: recorded, phase finished
+    write_control(control->yield, 0);
+    if (synced && detail::all_shards_finished(*control, shards)) {
+      // It stopped (stop/drain) before it saw the request: it stays finished.
+      if (Status s = finish_locked(); !s) kernel_error = s.error();
+    } else if (synced) {
+      phase = Phase::stepped_aside;
+      return true;
     }
+    phase_changed.notify_all();
+    return false;
+  }
+  // PersistentKernel: relaunches the kernel (the current `loaded`, which a reload may have replaced).
+  void come_back() noexcept override {
+    CurrentDeviceKept kept;
+    std::lock_guard lock(mutex);
+    if (phase != Phase::stepped_aside) return;
+    if (Status s = launch_locked(); !s) {
+      // Nothing serves the ring any more: callers see a stopped server instead of waiting.
+      kernel_error = s.error();
+      phase = Phase::finished;
+      std::atomic_ref<std::uint32_t>(memory.header().server_state)
+          .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
+    } else {
+      phase = Phase::running;
+    }
+    phase_changed.notify_all();
   }
 
   // NVRTC only (no CUDA context work): safe while the kernel runs. A PTX image is NUL-terminated.
@@ -1258,7 +1323,7 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
   impl->mode.target = *target;
   auto image = impl->compile(handlers);
   if (!image) return image.error();
-  auto loaded = load_kernel(std::move(image).value());
+  auto loaded = load_kernel(*image, options.device);
   if (!loaded) return loaded.error();
   impl->loaded = std::move(loaded).value();
   impl->shards = h.shard_count;
@@ -1266,40 +1331,46 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
                            impl->mode.target + ") over mapped host memory with system fences; host native atomics: " +
                            (impl->mode.host_native_atomics ? "yes (not needed)" : "no (not needed)");
 
-  if (cudaError_t e = cudaHostRegister(memory.base(), memory.size_bytes(),
-                                       cudaHostRegisterMapped | cudaHostRegisterPortable);
-      e != cudaSuccess) {
-    if (e == cudaErrorHostMemoryAlreadyRegistered) {
-      cudaGetLastError();
-      return ring_error(ErrorCode::failed_precondition,
-                        "the ring block's pages are already registered with CUDA (another registration "
-                        "shares a page with it)");
+  // Page-locked registrations and allocations may wait for every device to go idle.
+  Status acquired = cuda::DeviceIdle::run(cuda::DeviceIdle::kEveryDevice, [&]() -> Status {
+    GB_CUDA_TRY(cudaSetDevice(options.device));
+    if (cudaError_t e = cudaHostRegister(memory.base(), memory.size_bytes(),
+                                         cudaHostRegisterMapped | cudaHostRegisterPortable);
+        e != cudaSuccess) {
+      if (e == cudaErrorHostMemoryAlreadyRegistered) {
+        cudaGetLastError();
+        return ring_error(ErrorCode::failed_precondition,
+                          "the ring block's pages are already registered with CUDA (another registration "
+                          "shares a page with it)");
+      }
+      return cuda::to_error(e, "cudaHostRegister(ring block)");
     }
-    return cuda::to_error(e, "cudaHostRegister(ring block)");
-  }
-  impl->registered = true;
-  void* device_view = nullptr;
-  GB_CUDA_TRY(cudaHostGetDevicePointer(&device_view, memory.base(), 0));
-  impl->block_device = static_cast<std::byte*>(device_view);
+    impl->registered = true;
+    void* device_view = nullptr;
+    GB_CUDA_TRY(cudaHostGetDevicePointer(&device_view, memory.base(), 0));
+    impl->block_device = static_cast<std::byte*>(device_view);
 
-  void* control = nullptr;
-  GB_CUDA_TRY(cudaHostAlloc(&control, sizeof(KernelControl), cudaHostAllocMapped | cudaHostAllocPortable));
-  impl->control = static_cast<KernelControl*>(control);
-  *impl->control = KernelControl{};
-  void* control_view = nullptr;
-  GB_CUDA_TRY(cudaHostGetDevicePointer(&control_view, control, 0));
-  impl->control_device = static_cast<KernelControl*>(control_view);
+    void* control = nullptr;
+    GB_CUDA_TRY(cudaHostAlloc(&control, sizeof(KernelControl), cudaHostAllocMapped | cudaHostAllocPortable));
+    impl->control = static_cast<KernelControl*>(control);
+    *impl->control = KernelControl{};
+    void* control_view = nullptr;
+    GB_CUDA_TRY(cudaHostGetDevicePointer(&control_view, control, 0));
+    impl->control_device = static_cast<KernelControl*>(control_view);
 
-  impl->actors_bytes = h.pool_offset - h.actor_table_offset;
-  if (impl->actors_bytes > 0) {
-    void* actors = nullptr;
-    GB_CUDA_TRY(cudaMalloc(&actors, impl->actors_bytes));
-    impl->actors_device = static_cast<std::byte*>(actors);
-  }
-  void* internal = nullptr;
-  GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_area_bytes(options.internal_queue_slots, impl->shards)));
-  impl->internal_device = static_cast<std::byte*>(internal);
-  GB_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+    impl->actors_bytes = h.pool_offset - h.actor_table_offset;
+    if (impl->actors_bytes > 0) {
+      void* actors = nullptr;
+      GB_CUDA_TRY(cudaMalloc(&actors, impl->actors_bytes));
+      impl->actors_device = static_cast<std::byte*>(actors);
+    }
+    void* internal = nullptr;
+    GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_area_bytes(options.internal_queue_slots, impl->shards)));
+    impl->internal_device = static_cast<std::byte*>(internal);
+    GB_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+    return {};
+  });
+  if (!acquired) return acquired.error();
   return std::unique_ptr<CudaRingServer>(new CudaRingServer(std::move(impl)));
 }
 
@@ -1311,31 +1382,35 @@ CudaRingServer::~CudaRingServer() {
   if (Status s = wait(); !s) {
     std::fprintf(stderr, "gpubridge: ring kernel ended with an error: %s\n", s.error().to_string().c_str());
   }
+  cuda::DeviceIdle::leave(impl_.get());
 }
 
 Status CudaRingServer::start() {
-  std::lock_guard lock(impl_->mutex);
-  if (impl_->phase != Impl::Phase::created) {
-    return ring_error(ErrorCode::failed_precondition, "ring server already started");
-  }
-  RingMemory& memory = impl_->memory;
-  GB_CUDA_TRY(cudaSetDevice(impl_->options.device));
-  if (impl_->actors_bytes > 0) {
-    GB_CUDA_TRY(cudaMemcpy(impl_->actors_device, memory.base() + memory.header().actor_table_offset,
-                           impl_->actors_bytes, cudaMemcpyHostToDevice));
-  }
-  const std::vector<std::byte> area = detail::initial_internal_area(impl_->options, impl_->shards);
-  GB_CUDA_TRY(cudaMemcpy(impl_->internal_device, area.data(), area.size(), cudaMemcpyHostToDevice));
-  std::atomic_ref<std::uint32_t>(memory.header().server_state)
-      .store(static_cast<std::uint32_t>(ServerState::running), std::memory_order_release);
-  if (Status s = impl_->launch_locked(); !s) {
+  Impl& impl = *impl_;
+  return cuda::DeviceIdle::launch(impl.options.device, &impl, [&]() -> Status {
+    std::lock_guard lock(impl.mutex);
+    if (impl.phase != Impl::Phase::created) {
+      return ring_error(ErrorCode::failed_precondition, "ring server already started");
+    }
+    RingMemory& memory = impl.memory;
+    GB_CUDA_TRY(cudaSetDevice(impl.options.device));
+    if (impl.actors_bytes > 0) {
+      GB_CUDA_TRY(cudaMemcpy(impl.actors_device, memory.base() + memory.header().actor_table_offset,
+                             impl.actors_bytes, cudaMemcpyHostToDevice));
+    }
+    const std::vector<std::byte> area = detail::initial_internal_area(impl.options, impl.shards);
+    GB_CUDA_TRY(cudaMemcpy(impl.internal_device, area.data(), area.size(), cudaMemcpyHostToDevice));
     std::atomic_ref<std::uint32_t>(memory.header().server_state)
-        .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
-    impl_->phase = Impl::Phase::finished;
-    return s;
-  }
-  impl_->phase = Impl::Phase::running;
-  return {};
+        .store(static_cast<std::uint32_t>(ServerState::running), std::memory_order_release);
+    if (Status s = impl.launch_locked(); !s) {
+      std::atomic_ref<std::uint32_t>(memory.header().server_state)
+          .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
+      impl.phase = Impl::Phase::finished;
+      return s;
+    }
+    impl.phase = Impl::Phase::running;
+    return {};
+  });
 }
 
 void CudaRingServer::request_stop() {
@@ -1361,16 +1436,17 @@ Status CudaRingServer::wait() {
       }
       launch = impl_->launches;
     }
-    // Without the lock, so that reload() can relaunch meanwhile.
+    // Without the lock, so that the kernel can step aside and come back (DeviceIdle) meanwhile.
     const cudaError_t synced = cudaStreamSynchronize(impl_->stream);
-    std::lock_guard lock(impl_->mutex);
+    std::unique_lock lock(impl_->mutex);
+    impl_->phase_changed.wait(lock, [&] { return impl_->phase != Impl::Phase::stepped_aside; });
     if (impl_->phase == Impl::Phase::finished) continue;
     if (synced != cudaSuccess) {
       impl_->kernel_error = cuda::to_error(synced, "ring kernel");
       impl_->phase = Impl::Phase::finished;
       continue;
     }
-    if (impl_->launches != launch) continue;  // reload relaunched: wait for the new kernel
+    if (impl_->launches != launch) continue;  // relaunched after stepping aside: wait for the new kernel
     if (detail::all_shards_finished(*impl_->control, impl_->shards)) {
       if (Status s = impl_->finish_locked(); !s) impl_->kernel_error = s.error();
     } else {
@@ -1381,40 +1457,29 @@ Status CudaRingServer::wait() {
 }
 
 Status CudaRingServer::reload(CudaHandlerSource handlers) {
-  // Compile while the old kernel serves; load only once it has returned (see LoadedKernel).
+  // Compile while the old kernel serves; then load with every persistent kernel of the device
+  // stepped aside, this server's included, which comes back running the new code (with its actor
+  // states and queued messages: they live in device memory and in the ring block).
   auto image = impl_->compile(handlers);
   if (!image) return image.error();
-  std::lock_guard lock(impl_->mutex);
-  GB_CUDA_TRY(cudaSetDevice(impl_->options.device));
-  if (impl_->phase != Impl::Phase::running) {
-    auto loaded = load_kernel(std::move(image).value());
-    if (!loaded) return loaded.error();
-    impl_->loaded = std::move(loaded).value();
+  bool was_running = false;
+  {
+    std::lock_guard lock(impl_->mutex);
+    was_running = impl_->phase == Impl::Phase::running;
+  }
+  const int device = impl_->options.device;
+  Status loaded = cuda::DeviceIdle::run(device, [&]() -> Status {
+    auto kernel = load_kernel(*image, device);
+    if (!kernel) return kernel.error();  // the old kernel comes back
+    std::lock_guard lock(impl_->mutex);
+    impl_->loaded = std::move(kernel).value();  // the old code is unloaded here, on an idle device
     return {};
-  }
-  Impl::write_control(impl_->control->yield, 1);
-  if (Status s = impl_->synchronize_locked(); !s) return s;
-  Impl::write_control(impl_->control->yield, 0);
-  if (detail::all_shards_finished(*impl_->control, impl_->shards)) {
-    // It stopped (stop/drain) before it saw the request: nothing to relaunch.
-    auto loaded = load_kernel(std::move(image).value());
-    if (loaded) impl_->loaded = std::move(loaded).value();
-    if (Status s = impl_->finish_locked(); !s) return s;
-    return loaded ? Status{} : Status(loaded.error());
-  }
-  auto loaded = load_kernel(std::move(image).value());
-  // After a failed load the old kernel is relaunched and the load error returned.
-  Status relaunched = loaded ? Status{} : Status(loaded.error());
-  if (loaded) impl_->loaded = std::move(loaded).value();
-  if (Status s = impl_->launch_locked(); !s) {
-    // Nothing serves the ring any more: callers see a stopped server instead of waiting.
-    impl_->kernel_error = s.error();
-    impl_->phase = Impl::Phase::finished;
-    std::atomic_ref<std::uint32_t>(impl_->memory.header().server_state)
-        .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
-    return s;
-  }
-  return relaunched;
+  });
+  if (!loaded) return loaded;
+  std::lock_guard lock(impl_->mutex);
+  // A relaunch that failed ended the server: say so to the caller too.
+  if (was_running && impl_->phase == Impl::Phase::finished && impl_->kernel_error) return *impl_->kernel_error;
+  return {};
 }
 
 Status CudaRingServer::kernel_status() const {

@@ -1,0 +1,105 @@
+#include "compute/cuda/device_idle.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+namespace gpubridge::compute::cuda {
+
+namespace {
+
+struct Registered {
+  int device;
+  PersistentKernel* kernel;
+};
+
+// Shared by operations while no persistent kernel of their device is registered; exclusive while
+// kernels step aside, and while one is launched or leaves.
+std::shared_mutex& registry_mutex() {
+  static std::shared_mutex mu;
+  return mu;
+}
+std::vector<Registered>& registry() {  // under registry_mutex()
+  static std::vector<Registered> kernels;
+  return kernels;
+}
+
+thread_local bool t_in_run = false;
+
+bool concerns(const Registered& r, int device) { return device == DeviceIdle::kEveryDevice || r.device == device; }
+
+bool any_on(int device) {
+  const auto& kernels = registry();
+  return std::any_of(kernels.begin(), kernels.end(), [&](const Registered& r) { return concerns(r, device); });
+}
+
+// Runs fn with t_in_run set (nested run() calls then run their fn at once).
+void run_marked(void (*fn)(void*), void* arg) {
+  t_in_run = true;
+  try {
+    fn(arg);
+  } catch (...) {
+    t_in_run = false;
+    throw;
+  }
+  t_in_run = false;
+}
+
+}  // namespace
+
+Status DeviceIdle::launch(int device, PersistentKernel* kernel, Status (*launch_kernel)(void*), void* arg) {
+  std::unique_lock lock(registry_mutex());
+  // With the registry held: an operation the launch itself needs (nested run()) runs at once.
+  struct Call {
+    Status (*launch_kernel)(void*);
+    void* arg;
+    Status result;
+  } call{launch_kernel, arg, {}};
+  run_marked([](void* c) { auto* pending = static_cast<Call*>(c); pending->result = pending->launch_kernel(pending->arg); }, &call);
+  Status launched = std::move(call.result);
+  if (launched) {
+    auto& kernels = registry();
+    const bool known = std::any_of(kernels.begin(), kernels.end(), [&](const Registered& r) { return r.kernel == kernel; });
+    if (!known) kernels.push_back({device, kernel});  // may throw bad_alloc: before anything depends on it
+  }
+  return launched;
+}
+
+void DeviceIdle::leave(PersistentKernel* kernel) {
+  std::unique_lock lock(registry_mutex());
+  std::erase_if(registry(), [&](const Registered& r) { return r.kernel == kernel; });
+}
+
+std::size_t DeviceIdle::registered(int device) {
+  std::shared_lock lock(registry_mutex());
+  const auto& kernels = registry();
+  return static_cast<std::size_t>(
+      std::count_if(kernels.begin(), kernels.end(), [&](const Registered& r) { return concerns(r, device); }));
+}
+
+void DeviceIdle::run_erased(int device, void (*fn)(void*), void* arg) {
+  if (t_in_run) return fn(arg);
+  {
+    std::shared_lock lock(registry_mutex());
+    if (!any_on(device)) return run_marked(fn, arg);
+  }
+  std::unique_lock lock(registry_mutex());
+  std::vector<PersistentKernel*> aside;
+  aside.reserve(registry().size());  // nothing can fail once the first kernel has stepped aside
+  for (const Registered& r : registry()) {
+    if (concerns(r, device) && r.kernel->step_aside()) aside.push_back(r.kernel);
+  }
+  const auto come_back = [&] {
+    for (auto it = aside.rbegin(); it != aside.rend(); ++it) (*it)->come_back();
+  };
+  try {
+    run_marked(fn, arg);
+  } catch (...) {
+    come_back();
+    throw;
+  }
+  come_back();
+}
+
+}  // namespace gpubridge::compute::cuda
