@@ -107,7 +107,7 @@ std::string registered_type_name(Runtime& runtime, const void* type_key, std::st
 
 // ---------------------------------------------------------------- Core
 
-Runtime::Core::Core(RuntimeOptions opts) : options(std::move(opts)) {
+Runtime::Core::Core(RuntimeOptions opts) : options(std::move(opts)), directory(options.worker_threads + 1) {
   clock = options.clock ? options.clock : std::make_shared<SteadyClock>();
   timers = std::make_unique<internal::TimerService>(*clock);
   call_counter_slots = options.worker_threads + 1;

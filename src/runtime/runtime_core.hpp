@@ -95,10 +95,11 @@ struct Runtime::Core {
 
   // Routes a call to an activation (creating one if needed). False with m.error set on failure.
   bool route(Message& m) noexcept;
-  // route() for a stateless worker type (shard locked; may create an activation, may throw
-  // bad_alloc). Null with m.error set on a deadlock.
+  // route() for a stateless worker type (shard locked; may create an activation when may_create,
+  // else sets needs_writer; may throw bad_alloc). Null with m.error set on a deadlock.
   internal::Activation* pick_stateless(std::vector<internal::Activation*>& list, const internal::GrainType& type,
-                                       Message& m, const internal::Activation* home_candidate);
+                                       Message& m, const internal::Activation* home_candidate, bool may_create,
+                                       bool& needs_writer);
   // True when no activation has a call queued or running (stop(), phase 1).
   bool calls_idle();
   // Answers a call: resumes the caller in its activation, or returns its handle when it may run

@@ -1,20 +1,22 @@
 #pragma once
 // ActivationDirectory: the local map grain id -> its activations (one, or several for a
-// stateless worker). Sharded by id hash; each shard has its own (spin) lock. The directory does not
-// own activations: an activation removes itself (remove()) and frees itself when its last slice
-// ends. Holding a shard's lock keeps every activation listed in it alive, which is what lets
-// route() enqueue without reference counting.
+// stateless worker). Sharded by id hash; each shard has its own ReadMostlyLock: calls look up and
+// enqueue as readers (on their worker's own slot, so calls to one hot id from many workers do not
+// serialise), creation and removal of activations are writers. The directory does not own
+// activations: an activation removes itself (remove()) and frees itself when its last slice ends.
+// Holding a shard's lock (either way) keeps every activation listed in it alive, which is what
+// lets route() enqueue without reference counting.
 //
-// Lock order: shard mutex, then an activation's mutex (never the reverse).
-#include <array>
+// Lock order: shard lock, then an activation's mutex (never the reverse).
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "gpubridge/runtime/grain_id.hpp"
-#include "spin_lock.hpp"
+#include "read_mostly_lock.hpp"
 
 namespace gpubridge::runtime::internal {
 
@@ -24,11 +26,19 @@ class ActivationDirectory {
  public:
   static constexpr std::size_t kShards = 32;
   struct Shard {
-    SpinLock mu;  // held for a lookup and an enqueue; rarely for creating an activation
+    explicit Shard(std::size_t reader_slots) : mu(reader_slots) {}
+    // Shared for a lookup and an enqueue; exclusive to create or remove an activation.
+    ReadMostlyLock mu;
     std::unordered_map<GrainId, std::vector<Activation*>, GrainIdHash> map;
   };
 
-  Shard& shard_for(const GrainId& id) noexcept { return shards_[(id.hash() >> 7) % kShards]; }
+  // reader_slots: see ReadMostlyLock (the runtime's workers + 1).
+  explicit ActivationDirectory(std::size_t reader_slots) {
+    shards_.reserve(kShards);
+    for (std::size_t i = 0; i < kShards; ++i) shards_.push_back(std::make_unique<Shard>(reader_slots));
+  }
+
+  Shard& shard_for(const GrainId& id) noexcept { return *shards_[(id.hash() >> 7) % kShards]; }
 
   // Unlists `a` (registered under `id`) and runs `then()` while the shard is still locked.
   template <typename F>
@@ -46,9 +56,9 @@ class ActivationDirectory {
   // Calls fn(Activation*) for every listed activation, one shard locked at a time.
   template <typename F>
   void for_each(F&& fn) {
-    for (Shard& s : shards_) {
-      std::lock_guard lock(s.mu);
-      for (auto& [id, list] : s.map) {
+    for (auto& s : shards_) {
+      std::lock_guard lock(s->mu);
+      for (auto& [id, list] : s->map) {
         for (Activation* a : list) fn(a);
       }
     }
@@ -61,9 +71,9 @@ class ActivationDirectory {
   }
   std::size_t count(std::string_view type) {
     std::size_t n = 0;
-    for (Shard& s : shards_) {
-      std::lock_guard lock(s.mu);
-      for (auto& [id, list] : s.map) {
+    for (auto& s : shards_) {
+      std::lock_guard lock(s->mu);
+      for (auto& [id, list] : s->map) {
         if (id.type() == type) n += list.size();
       }
     }
@@ -71,7 +81,7 @@ class ActivationDirectory {
   }
 
  private:
-  std::array<Shard, kShards> shards_;
+  std::vector<std::unique_ptr<Shard>> shards_;
 };
 
 }  // namespace gpubridge::runtime::internal

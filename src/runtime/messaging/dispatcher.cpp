@@ -82,9 +82,11 @@ bool Runtime::dispatch(Message& m) noexcept {
 // idler of the two takes the call (home when it holds at most twice the other's load + 1: its
 // mailbox stays in this core's cache and the call needs no post to another worker); when both
 // are busy a new activation is created, up to the type's maximum. A call chain that already
-// entered this id scans every activation. Null (with m.error set) for a deadlock.
+// entered this id scans every activation. Null (with m.error set) for a deadlock; null with
+// `needs_writer` set when a new activation is due but the shard is only read-locked (!may_create).
 Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const internal::GrainType& type,
-                                          Message& m, const Activation* home_candidate) {
+                                          Message& m, const Activation* home_candidate, bool may_create,
+                                          bool& needs_writer) {
   bool chain_entered = false;
   for (const Message* p = m.parent; p != nullptr && !chain_entered; p = p->parent) {
     chain_entered = *p->target == *m.target;
@@ -117,6 +119,10 @@ Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const 
     }
   }
   if ((best == nullptr || best->load() > 0) && list.size() < type.max_activations) {
+    if (!may_create) {
+      needs_writer = true;
+      return nullptr;
+    }
     best = new Activation(*this, type, *m.target);
     list.push_back(best);
     activations_created.fetch_add(1, std::memory_order_relaxed);
@@ -140,6 +146,61 @@ Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const 
   return best;
 }
 
+namespace {
+
+enum class RouteStep { admitted, failed, needs_writer };
+
+// route() with `shard` locked: as a reader (may_create false: needs_writer when an activation must
+// be created) or as a writer. May throw bad_alloc. failed: m.error says why.
+RouteStep route_locked(Runtime::Core& core, internal::ActivationDirectory::Shard& shard, Message& m,
+                       const Activation* home_candidate, bool may_create, Activation*& chosen,
+                       Activation::Admission& admission) {
+  const internal::ExecutionContext& ctx = internal::t_context;
+  if (core.phase.load(std::memory_order_acquire) >= Phase::closing) {
+    m.error = make_error(ErrorCode::unavailable, "runtime stopped");
+    return RouteStep::failed;
+  }
+  auto it = shard.map.find(*m.target);
+  if (it == shard.map.end() && !may_create) return RouteStep::needs_writer;
+  const internal::GrainType* type =
+      it != shard.map.end() ? &it->second.front()->type() : core.find_type(m.target->type());
+  if (type == nullptr) {
+    m.error = make_error(ErrorCode::not_found, "grain type '" + std::string(m.target->type()) + "' is not registered");
+    return RouteStep::failed;
+  }
+  if (m.grain_class != nullptr && m.grain_class != type->key) {
+    m.error = make_error(ErrorCode::invalid_argument,
+                         "grain type '" + type->name + "' is registered for another C++ class than the GrainRef "
+                         "it is called through; give one of the classes its own GrainOptions::type_name");
+    return RouteStep::failed;
+  }
+  if (it == shard.map.end()) {
+    chosen = new Activation(core, *type, *m.target);
+    shard.map.emplace(*m.target, std::vector<Activation*>{chosen});
+    core.activations_created.fetch_add(1, std::memory_order_relaxed);
+  } else if (!type->options.stateless_worker) {
+    chosen = it->second.front();
+    if (m.parent != nullptr && blocks_chain(*chosen, m)) {
+      m.error = deadlock_error(m);
+      return RouteStep::failed;
+    }
+  } else {
+    bool needs_writer = false;
+    chosen = core.pick_stateless(it->second, *type, m, home_candidate, may_create, needs_writer);
+    if (needs_writer) return RouteStep::needs_writer;
+    if (chosen == nullptr) return RouteStep::failed;  // m.error says why
+  }
+  m.receiver = chosen;
+  // Started right here only by the thread that runs the chosen activation's slice, for a
+  // caller outside any turn, within the nesting bound.
+  const bool may_start_here = chosen == home_candidate && m.parent == nullptr &&
+                              ctx.inline_depth < internal::kMaxInlineDepth;
+  admission = chosen->admit(m, may_start_here);
+  return RouteStep::admitted;
+}
+
+}  // namespace
+
 bool Runtime::Core::route(Message& m) noexcept {
   const internal::ExecutionContext& ctx = internal::t_context;
   const Activation* const home_candidate = ctx.core == this ? ctx.slice : nullptr;
@@ -147,44 +208,17 @@ bool Runtime::Core::route(Message& m) noexcept {
   Activation* chosen = nullptr;
   Activation::Admission admission = Activation::Admission::queued;
   try {
-    std::lock_guard lock(shard.mu);
-    if (phase.load(std::memory_order_acquire) >= Phase::closing) {
-      m.error = make_error(ErrorCode::unavailable, "runtime stopped");
-      return false;
+    // A reader first (the id is known: every call but the first); a writer to create an activation.
+    RouteStep step;
+    {
+      internal::SharedSlotLock read(shard.mu, ctx.core == this ? ctx.counter_slot : 0);
+      step = route_locked(*this, shard, m, home_candidate, /*may_create=*/false, chosen, admission);
     }
-    auto it = shard.map.find(*m.target);
-    const internal::GrainType* type =
-        it != shard.map.end() ? &it->second.front()->type() : find_type(m.target->type());
-    if (type == nullptr) {
-      m.error = make_error(ErrorCode::not_found, "grain type '" + std::string(m.target->type()) + "' is not registered");
-      return false;
+    if (step == RouteStep::needs_writer) {
+      std::lock_guard write(shard.mu);
+      step = route_locked(*this, shard, m, home_candidate, /*may_create=*/true, chosen, admission);
     }
-    if (m.grain_class != nullptr && m.grain_class != type->key) {
-      m.error = make_error(ErrorCode::invalid_argument,
-                           "grain type '" + type->name + "' is registered for another C++ class than the GrainRef "
-                           "it is called through; give one of the classes its own GrainOptions::type_name");
-      return false;
-    }
-    if (it == shard.map.end()) {
-      chosen = new Activation(*this, *type, *m.target);
-      shard.map.emplace(*m.target, std::vector<Activation*>{chosen});
-      activations_created.fetch_add(1, std::memory_order_relaxed);
-    } else if (!type->options.stateless_worker) {
-      chosen = it->second.front();
-      if (m.parent != nullptr && blocks_chain(*chosen, m)) {
-        m.error = deadlock_error(m);
-        return false;
-      }
-    } else {
-      chosen = pick_stateless(it->second, *type, m, home_candidate);
-      if (chosen == nullptr) return false;  // m.error says why
-    }
-    m.receiver = chosen;
-    // Started right here only by the thread that runs the chosen activation's slice, for a
-    // caller outside any turn, within the nesting bound.
-    const bool may_start_here = chosen == home_candidate && m.parent == nullptr &&
-                                ctx.inline_depth < internal::kMaxInlineDepth;
-    admission = chosen->admit(m, may_start_here);
+    if (step != RouteStep::admitted) return false;  // m.error says why
   } catch (...) {  // allocation failure creating an activation, or a failed mutex
     m.error = std::current_exception();
     return false;
