@@ -782,9 +782,10 @@ class Batcher final : public DynamicBatcher {
   std::condition_variable cv_;       // the dispatcher waits here
   std::condition_variable idle_cv_;  // stop() waits here for running work
   // Lock-free intake (submit() never takes mu_): a stack of submitted requests linked through
-  // next_, newest first; closed_intake() once stop() took it for good.
+  // next_, newest first; closed_intake() once stop() took it for good. On one cache line with the
+  // counters every submit also changes (one line moves between submitters, not two).
   alignas(64) std::atomic<BatchRequest*> intake_{nullptr};
-  alignas(64) std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
+  std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
   std::atomic<std::uint64_t> submitted_{0};
   std::atomic<std::uint64_t> rejected_queue_full_{0};
   std::atomic<std::size_t> limit_;  // current max batch (adaptive mode moves it, under mu_)
