@@ -144,7 +144,7 @@ do_run() {
   bench_run bench_grains 'grain_batch/cuda/' 90
   bench_run bench_runtime '.' 90
   bench_run bench_pipeline 'pipeline/cuda/' 60
-  bench_run bench_samples '/(cuda|cpu|direct)/' 120
+  bench_run bench_samples '/(cuda|cpu|direct|cublas)/' 120
   bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
     --benchmark_out_format=json --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-}
   bench_run bench_grains 'grain_batch/(cpu|opencl)/' 60

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "compute/cuda/cublas_library.hpp"
 #include "compute/cuda/cuda_error.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 
@@ -253,6 +254,60 @@ const float* RawCudaBuffers::staged_output(std::size_t slot) const { return impl
 
 float* RawCudaBuffers::staged_input(std::size_t slot) { return impl_->in(impl_->host_in, slot); }
 
+struct RawCublasGemm::Impl {
+  RawCuda::Impl* cuda = nullptr;
+  std::size_t m = 0, k = 0, n = 0;
+  float* a = nullptr;
+  float* b = nullptr;
+  float* c = nullptr;
+  void* handle = nullptr;
+
+  ~Impl() {
+    // Teardown errors cannot be acted on here and are ignored.
+    if (handle != nullptr) compute::cuda::CublasLibrary::instance().destroy_handle(handle);
+    for (float* p : {a, b, c}) {
+      if (p != nullptr) cudaFree(p);
+    }
+  }
+};
+
+RawCublasGemm::RawCublasGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RawCublasGemm::~RawCublasGemm() = default;
+
+Result<std::unique_ptr<RawCublasGemm>> RawCublasGemm::create(RawCuda& cuda, std::size_t m, std::size_t k,
+                                                             std::size_t n) {
+  const compute::cuda::CublasLibrary& cublas = compute::cuda::CublasLibrary::instance();
+  if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());
+  auto impl = std::make_unique<Impl>();
+  impl->cuda = &cuda.impl();
+  impl->m = m;
+  impl->k = k;
+  impl->n = n;
+  RAW_CUDA_TRY(cudaSetDevice(impl->cuda->ordinal));
+  RAW_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->a), m * k * sizeof(float)));
+  RAW_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->b), k * n * sizeof(float)));
+  RAW_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->c), m * n * sizeof(float)));
+  auto handle = cublas.create_handle();
+  if (!handle) return handle.error();
+  impl->handle = *handle;
+  return std::unique_ptr<RawCublasGemm>(new RawCublasGemm(std::move(impl)));
+}
+
+Status RawCublasGemm::run(const float* a, const float* b, float* c) {
+  Impl& g = *impl_;
+  cudaStream_t stream = g.cuda->stream;
+  RAW_CUDA_TRY(cudaMemcpyAsync(g.a, a, g.m * g.k * sizeof(float), cudaMemcpyHostToDevice, stream));
+  RAW_CUDA_TRY(cudaMemcpyAsync(g.b, b, g.k * g.n * sizeof(float), cudaMemcpyHostToDevice, stream));
+  if (Status s = compute::cuda::CublasLibrary::instance().gemm(g.handle, stream, compute::DType::f32, g.m, g.k, g.n,
+                                                               g.a, g.b, g.c);
+      !s) {
+    return s;
+  }
+  RAW_CUDA_TRY(cudaMemcpyAsync(c, g.c, g.m * g.n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  RAW_CUDA_TRY(cudaStreamSynchronize(stream));
+  return {};
+}
+
 }  // namespace gpubridge::bench
 
 #else  // built without CUDA: nothing can be created, so the other members are never reached.
@@ -286,6 +341,14 @@ Status RawCudaBuffers::device_copy() { return unavailable(); }
 Status RawCudaBuffers::synchronize() { return unavailable(); }
 const float* RawCudaBuffers::staged_output(std::size_t) const { return nullptr; }
 float* RawCudaBuffers::staged_input(std::size_t) { return nullptr; }
+
+struct RawCublasGemm::Impl {};
+RawCublasGemm::RawCublasGemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RawCublasGemm::~RawCublasGemm() = default;
+Result<std::unique_ptr<RawCublasGemm>> RawCublasGemm::create(RawCuda&, std::size_t, std::size_t, std::size_t) {
+  return unavailable();
+}
+Status RawCublasGemm::run(const float*, const float*, float*) { return unavailable(); }
 
 }  // namespace gpubridge::bench
 

@@ -76,4 +76,26 @@ class RawCudaBuffers {
   std::unique_ptr<Impl> impl_;
 };
 
+// RawCublasGemm: the reference of a matrix.multiply call on CUDA - row-major f32
+// c (m x n) = a (m x k) * b (k x n) with cuBLAS's sgemm called directly (the library loaded as the
+// CUDA backend loads it), device buffers preallocated. run() copies a and b from the caller's
+// pageable memory, multiplies and copies c back on RawCuda's stream, then synchronizes: what a
+// catalog call does for the caller, without the catalog. Built without CUDA (or without
+// cuBLAS), create() fails with the reason.
+class RawCublasGemm {
+ public:
+  static Result<std::unique_ptr<RawCublasGemm>> create(RawCuda& cuda, std::size_t m, std::size_t k, std::size_t n);
+  ~RawCublasGemm();
+  RawCublasGemm(const RawCublasGemm&) = delete;
+  RawCublasGemm& operator=(const RawCublasGemm&) = delete;
+
+  Status run(const float* a, const float* b, float* c);
+
+  struct Impl;
+
+ private:
+  explicit RawCublasGemm(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace gpubridge::bench

@@ -7,7 +7,12 @@
 //   samples/<K>/direct     the library call on the host without the runtime: OpenBLAS
 //                          (sgemm/dgemm through samples::matmul) for matrix.multiply, the sample
 //                          CPU algorithms (include/gpubridge/samples/algorithms.hpp) otherwise
-// Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor).
+//   samples/matrix.multiply/cublas
+//                          the reference of the CUDA call: cuBLAS sgemm called directly on
+//                          preallocated device buffers, with the same copies from and to the
+//                          caller's pageable memory (compute/raw_cuda.hpp, RawCublasGemm)
+// Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor),
+// and cuda / cublas for matrix.multiply.
 // Counter cpu_ms: the process's CPU time per call in ms, all threads together (the catalog runs
 // kernels on its worker threads, the algorithms start their own). On a shared, noisy machine
 // comparing catalog and direct cpu_ms shows the extra work better than real times do.
@@ -27,6 +32,7 @@
 
 #include "common/ratio_report.hpp"
 #include "compute/compute_fixture.hpp"
+#include "compute/raw_cuda.hpp"
 #include "gpubridge/samples/algorithms.hpp"
 #include "gpubridge/samples/io.hpp"
 
@@ -190,7 +196,37 @@ void direct_run(benchmark::State& state, Case c) {
   });
 }
 
+// samples/matrix.multiply/cublas: the matrix.multiply call's 1024^3 f32 product with cuBLAS directly.
+void cublas_run(benchmark::State& state) {
+  RawCuda* cuda = raw_cuda_for(state);
+  if (cuda == nullptr) return;
+  auto gemm = RawCublasGemm::create(*cuda, 1024, 1024, 1024);
+  if (!gemm) return skip(state, "raw cuBLAS", gemm.error().to_string());
+  const Storage& s = storage();
+  std::vector<float> c(1024 * 1024);
+  if (Status st = (*gemm)->run(s.a32.data(), s.b32.data(), c.data()); !st) {
+    return skip(state, "raw cuBLAS", st.error().to_string());
+  }
+  for (std::size_t at : {std::size_t{0}, std::size_t{1024 * 1024 - 1}}) {  // checked against the host
+    const std::size_t i = at / 1024, j = at % 1024;
+    double want = 0;
+    for (std::size_t k = 0; k < 1024; ++k) want += double(s.a32[i * 1024 + k]) * s.b32[k * 1024 + j];
+    if (std::abs(c[at] - want) > 1e-2 * (1 + std::abs(want))) {
+      return skip(state, "raw cuBLAS", "element " + std::to_string(at) + " is " + std::to_string(c[at]) +
+                                           ", the host computes " + std::to_string(want));
+    }
+  }
+  state.SetLabel(cuda->device_name());
+  for (auto _ : state) {
+    if (Status st = (*gemm)->run(s.a32.data(), s.b32.data(), c.data()); !st) {
+      return skip(state, "raw cuBLAS", st.error().to_string());
+    }
+  }
+}
+
 void register_all() {
+  benchmark::RegisterBenchmark("samples/matrix.multiply/cublas", cublas_run)->UseRealTime()->Unit(benchmark::kMillisecond);
+  register_pair({"matrix.multiply (cuBLAS)", "cuda", "samples/matrix.multiply/cuda", "samples/matrix.multiply/cublas"});
   for (const Case& c : cases()) {
     const std::string prefix = "samples/" + c.kernel + "/";
     benchmark::RegisterBenchmark((prefix + "direct").c_str(), direct_run, c)->UseRealTime()->Unit(benchmark::kMillisecond);
