@@ -16,8 +16,8 @@
 // A persistent kernel stepping aside waits for the message it is serving; operations that need
 // an idle device are rare (first uses, growth of pools, teardown) or, for cuBLAS, short host calls.
 //
-// Thread-safety: all functions from any thread. run() nested in run() on one thread runs fn at
-// once. Lock order: the registry, then a kernel's own locks (step_aside/come_back take them); a
+// Thread-safety: all functions from any thread. run() nested in run() (or in launch()'s callback)
+// on one thread runs fn at once; launch() and leave() must not be called inside run(). Lock order: the registry, then a kernel's own locks (step_aside/come_back take them); a
 // kernel must not call run(), launch() or leave() while holding a lock its step_aside takes.
 #include <optional>
 #include <type_traits>
