@@ -15,6 +15,9 @@
 //     relaunched. Without a registered kernel fn runs at once (beside other such operations).
 // A persistent kernel stepping aside waits for the message it is serving; operations that need
 // an idle device are rare (first uses, growth of pools, teardown) or, for cuBLAS, short host calls.
+// A ring kernel serving a message waits for completion space, which the ring client's dispatcher
+// threads make: code running on the only dispatcher thread of a ring (a send_async callback) must
+// not run such an operation while that ring's completion ring may be full.
 //
 // Thread-safety: all functions from any thread. run() nested in run() (or in launch()'s callback)
 // on one thread runs fn at once; launch() and leave() must not be called inside run(). Lock order: the registry, then a kernel's own locks (step_aside/come_back take them); a
