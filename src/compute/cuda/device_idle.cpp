@@ -15,14 +15,15 @@ struct Registered {
 };
 
 // Shared by operations while no persistent kernel of their device is registered; exclusive while
-// kernels step aside, and while one is launched or leaves.
+// kernels step aside, and while one is launched or leaves. Never destroyed: objects destroyed at
+// exit (an executor held by a static) may still free memory through run().
 std::shared_mutex& registry_mutex() {
-  static std::shared_mutex mu;
-  return mu;
+  static auto* mu = new std::shared_mutex;
+  return *mu;
 }
 std::vector<Registered>& registry() {  // under registry_mutex()
-  static std::vector<Registered> kernels;
-  return kernels;
+  static auto* kernels = new std::vector<Registered>;
+  return *kernels;
 }
 
 thread_local bool t_in_run = false;
