@@ -54,7 +54,7 @@ using Clock = std::chrono::steady_clock;
 
 using ring_support::bytes_of;
 using ring_support::ExactlyOnce;
-using ring_support::send_from_producers;
+using ring_support::echo_from_producers;
 using ring_support::far_deadline;
 using ring_support::u64_of;
 
@@ -289,14 +289,7 @@ TYPED_TEST_P(CudaRingCases, ManyProducersEveryMessageCompletesExactlyOnce) {
   constexpr std::uint64_t kThreads = 4;
   constexpr std::uint64_t kPerThread = 5'000;
   constexpr std::uint64_t kTotal = kThreads * kPerThread;
-  const ExactlyOnce sent = send_from_producers(kThreads, kPerThread, [&](std::uint64_t id, const auto& payload, auto& done) {
-    return rig.client
-        ->send_async(actors[id % kActors], kEcho, payload, far_deadline(),
-                     [&done, id](Result<ring::Reply> reply) {
-                       done(id, reply.ok() && reply->size() == 16 && u64_of(*reply) == id && u64_of(*reply, 8) == ~id);
-                     })
-        .ok();
-  });
+  const ExactlyOnce sent = echo_from_producers(*rig.client, actors, kEcho, kThreads, kPerThread);
   EXPECT_EQ(sent.wrong, 0u);
   EXPECT_EQ(sent.missing_or_duplicated, 0u);
   std::uint64_t counted = 0;

@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
+#include "compute/cuda/device_idle.hpp"
 #include "cuda_ring_cases.hpp"
 #include "ring_host_kernel/host_kernel_server.hpp"
 
@@ -134,6 +136,62 @@ TEST(CudaRingHostTest, QueuedDeviceMessagesSurviveAHotReload) {
   EXPECT_EQ(u64_of(*after), 2u);     // the new code
   EXPECT_EQ(u64_of(*after, 8), 4u);  // after the 3 queued kCount messages
   EXPECT_EQ(rig.server->stats().internal_messages, 3u);
+}
+
+// An operation that needs the device idle (DeviceIdle::run, e.g. the executor loading a module)
+// steps the serving kernel aside - every block returns after its current message - and relaunches
+// it afterwards, while producers keep sending: nothing is lost or answered twice, states survive.
+TEST(CudaRingHostTest, DeviceIdleStepsAServingKernelAsideWhileProducersSend) {
+  RingRig<HostRingServer<4>> rig(config_of(64));
+  ASSERT_NE(rig.server, nullptr);
+  EXPECT_EQ(compute::cuda::DeviceIdle::registered(0), 1u);
+  constexpr std::uint32_t kActors = 4;
+  std::vector<std::uint32_t> actors;
+  for (std::uint32_t i = 0; i < kActors; ++i) actors.push_back(rig.activate());
+  std::atomic<bool> sending{true};
+  std::atomic<int> idle_runs{0}, overlapped{0};
+  std::thread idler([&] {
+    while (sending.load()) {
+      compute::cuda::DeviceIdle::run(0, [&] {
+        // Aside: no block runs, so nothing is served while the operation runs.
+        const std::uint64_t before = rig.server->messages_served();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (rig.server->messages_served() != before) ++overlapped;
+        ++idle_runs;
+      });
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+  constexpr std::uint64_t kThreads = 4, kPerThread = 5'000;
+  const ExactlyOnce sent = echo_from_producers(*rig.client, actors, kEcho, kThreads, kPerThread);
+  sending = false;
+  idler.join();
+  EXPECT_EQ(sent.wrong, 0u);
+  EXPECT_EQ(sent.missing_or_duplicated, 0u);
+  EXPECT_GT(idle_runs.load(), 0);
+  EXPECT_EQ(overlapped.load(), 0) << "the kernel served messages while it was aside";
+  EXPECT_TRUE(rig.server->kernel_status().ok());
+  std::uint64_t counted = 0;
+  for (std::uint32_t actor : actors) counted += rig.deactivate_count(actor);
+  EXPECT_EQ(counted, kThreads * kPerThread);
+}
+
+// A kernel that finished (stopped) is not relaunched by a later step aside; one that left
+// DeviceIdle is not asked at all.
+TEST(CudaRingHostTest, AStoppedKernelStaysStoppedAcrossDeviceIdle) {
+  {
+    HostRig rig(config_of(8));
+    ASSERT_NE(rig.server, nullptr);
+    const std::uint32_t a = rig.activate();
+    ASSERT_TRUE(rig.call(a, kCount, {}).ok());
+    rig.server->request_stop();
+    ASSERT_TRUE(rig.server->wait().ok());
+    compute::cuda::DeviceIdle::run(0, [] {});
+    EXPECT_TRUE(rig.server->wait().ok());
+    EXPECT_EQ(std::atomic_ref<std::uint32_t>(rig.memory->header().server_state).load(),
+              static_cast<std::uint32_t>(ring::ServerState::stopped));
+  }
+  EXPECT_EQ(compute::cuda::DeviceIdle::registered(0), 0u) << "a destroyed server has left";
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
 using gpubridge::testing::ring_support::ExactlyOnce;
-using gpubridge::testing::ring_support::send_from_producers;
+using gpubridge::testing::ring_support::echo_from_producers;
 using gpubridge::testing::ring_support::far_deadline;
 using gpubridge::testing::ring_support::Gate;
 using gpubridge::testing::ring_support::u64_of;
@@ -229,14 +229,7 @@ TEST(RingProtocolTest, ManyProducersEveryMessageCompletesExactlyOnce) {
   constexpr std::uint64_t kThreads = 8;
   constexpr std::uint64_t kPerThread = 20'000;
   constexpr std::uint64_t kTotal = kThreads * kPerThread;
-  const ExactlyOnce sent = send_from_producers(kThreads, kPerThread, [&](std::uint64_t id, const auto& payload, auto& done) {
-    return rig.client
-        ->send_async(actors[id % kActors], kEcho, payload, far_deadline(),
-                     [&done, id](Result<ring::Reply> reply) {
-                       done(id, reply.ok() && reply->size() == 16 && u64_of(*reply) == id && u64_of(*reply, 8) == ~id);
-                     })
-        .ok();
-  });
+  const ExactlyOnce sent = echo_from_producers(*rig.client, actors, kEcho, kThreads, kPerThread);
   EXPECT_EQ(sent.wrong, 0u);
   EXPECT_EQ(sent.missing_or_duplicated, 0u);
   std::uint64_t counted = 0;

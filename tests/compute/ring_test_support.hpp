@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/result.hpp"
+
 namespace gpubridge::testing::ring_support {
 
 using Clock = std::chrono::steady_clock;
@@ -77,6 +80,20 @@ ExactlyOnce send_from_producers(std::uint64_t threads, std::uint64_t per_thread,
   result.wrong = wrong.load();
   for (auto& s : seen) result.missing_or_duplicated += s.load() != 1;
   return result;
+}
+
+// send_from_producers with each message an echo (handler `echo`, which replies its 16-byte payload)
+// to actors[id % actors.size()] through `client`'s callbacks: a right reply carries (id, ~id).
+inline ExactlyOnce echo_from_producers(compute::ring::RingClient& client, const std::vector<std::uint32_t>& actors,
+                                       std::uint32_t echo, std::uint64_t threads, std::uint64_t per_thread) {
+  return send_from_producers(threads, per_thread, [&](std::uint64_t id, const auto& payload, auto& done) {
+    return client
+        .send_async(actors[id % actors.size()], echo, payload, far_deadline(),
+                    [&done, id](Result<compute::ring::Reply> reply) {
+                      done(id, reply.ok() && reply->size() == 16 && u64_of(*reply) == id && u64_of(*reply, 8) == ~id);
+                    })
+        .ok();
+  });
 }
 
 // What a blocking handler waits on until the test opens it. Thread-safe.

@@ -445,10 +445,13 @@ struct CpuRingServer::Impl {
     if (outcome.code == ErrorCode::ok && outcome.forwarded) return true;
     if (env.replies_to_host) return complete(shard, env, outcome, inline_reply);
     if (outcome.code != ErrorCode::ok) {
-      shard.internal_failures.fetch_add(1, std::memory_order_relaxed);
-      std::lock_guard lock(error_mutex);
-      last_internal_error = "actor " + std::to_string(env.actor_id) + " handler " +
-                            std::to_string(env.handler_id) + ": " + outcome.message;
+      {
+        std::lock_guard lock(error_mutex);
+        last_internal_error = "actor " + std::to_string(env.actor_id) + " handler " +
+                              std::to_string(env.handler_id) + ": " + outcome.message;
+      }
+      // Counted after the error is kept: a reader that sees the count (acquire) reads the error.
+      shard.internal_failures.fetch_add(1, std::memory_order_release);
     }
     return true;
   }
@@ -693,7 +696,7 @@ RingServerStats CpuRingServer::stats() const noexcept {
     s.host_messages += shard->host_messages.load(std::memory_order_relaxed);
     s.internal_messages += shard->internal_served.load(std::memory_order_relaxed);
     s.completions += shard->served.load(std::memory_order_relaxed);
-    s.internal_failures += shard->internal_failures.load(std::memory_order_relaxed);
+    s.internal_failures += shard->internal_failures.load(std::memory_order_acquire);
     s.internal_queue_peak = std::max(s.internal_queue_peak, shard->internal_peak.load(std::memory_order_relaxed));
   }
   return s;

@@ -23,6 +23,7 @@
 #include "compute/cuda/cuda_error.hpp"
 #include "compute/cuda/device_idle.hpp"
 #include "compute/cuda/nvrtc_program.hpp"  // compile_portable, load_library
+#include "compute/ring/kernel_lifecycle.hpp"
 #include "gpubridge/compute/cuda_ring.hpp"
 
 namespace gpubridge::compute::ring {
@@ -793,10 +794,10 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   return true;
 }
 
-// A posted message failed: count it and keep its error for the host (seqlock, see KernelShardWords).
+// A posted message failed: keep its error for the host (seqlock, see KernelShardWords), then count
+// it - in that order, so that a host that sees the count can read the error.
 __device__ void gb_record_failure(gb_server& s, const gb_envelope& env) {
   gb_shard_words* w = s.words;
-  gb_st64(&w->internal_failures, ++s.internal_failures);
   gb_text t;
   t.size = 0;
   gb_put(t, "actor ");
@@ -818,6 +819,7 @@ __device__ void gb_record_failure(gb_server& s, const gb_envelope& env) {
   gb_st64(&w->error_ticket, ticket);
   __threadfence_system();
   gb_st32(&w->error_sequence, sequence + 2);
+  gb_st64(&w->internal_failures, ++s.internal_failures);  // after the fence: ordered after the error
 }
 
 // Publishes the messages the handler claimed: as they are when it succeeded, dropped otherwise.
@@ -1147,32 +1149,25 @@ Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers) {
   return source;
 }
 
-// Registered with DeviceIdle while its kernel may run (from start() until the server is destroyed).
-struct CudaRingServer::Impl final : cuda::PersistentKernel {
-  // stepped_aside: the kernel returned at a DeviceIdle request and is relaunched when that ends.
-  enum class Phase { created, running, stepped_aside, finished };
-
+// The device side of the kernel's lifecycle (detail::KernelLifecycle runs it).
+struct CudaRingServer::Impl final : detail::KernelPlatform {
   RingMemory& memory;
   CudaRingServerOptions options;
   CudaRingMode mode;
   bool registered = false;            // cudaHostRegister of the block succeeded
   std::byte* block_device = nullptr;  // device view of the block
-  KernelControl* control = nullptr;   // mapped, page-locked (cudaHostAlloc)
+  KernelControl* control_words = nullptr;  // mapped, page-locked (cudaHostAlloc)
   KernelControl* control_device = nullptr;
   std::byte* actors_device = nullptr;  // mirror of [actor_table_offset, pool_offset)
   std::size_t actors_bytes = 0;
   std::byte* internal_device = nullptr;  // the internal area (InternalServerWords, per-shard queues)
-  std::uint32_t shards = 1;
+  const std::uint32_t shards;
   cudaStream_t stream = nullptr;
-  std::unique_ptr<LoadedKernel> loaded;
+  std::unique_ptr<LoadedKernel> loaded;  // under lifecycle.mutex() once started
+  detail::KernelLifecycle lifecycle;
 
-  mutable std::mutex mutex;  // phase, launches, loaded, kernel_error
-  std::condition_variable phase_changed;  // leaving stepped_aside
-  Phase phase = Phase::created;
-  std::uint64_t launches = 0;
-  std::optional<Error> kernel_error;
-
-  Impl(RingMemory& m, CudaRingServerOptions o) : memory(m), options(o) {}
+  Impl(RingMemory& m, CudaRingServerOptions o)
+      : memory(m), options(o), shards(m.header().shard_count), lifecycle(*this, m, o.device, shards) {}
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
@@ -1185,7 +1180,7 @@ struct CudaRingServer::Impl final : cuda::PersistentKernel {
       if (stream != nullptr) cudaStreamDestroy(stream);
       if (actors_device != nullptr) cudaFree(actors_device);
       if (internal_device != nullptr) cudaFree(internal_device);
-      if (control != nullptr) cudaFreeHost(control);
+      if (control_words != nullptr) cudaFreeHost(control_words);
       if (registered) {
         if (cudaError_t e = cudaHostUnregister(memory.base()); e != cudaSuccess) {
           std::fprintf(stderr, "gpubridge: cudaHostUnregister of the ring block failed: %s\n",
@@ -1193,41 +1188,6 @@ struct CudaRingServer::Impl final : cuda::PersistentKernel {
         }
       }
     });
-  }
-
-  // PersistentKernel: asks every block to return after its current message and waits for them.
-  bool step_aside() noexcept override {
-    CurrentDeviceKept kept;
-    std::lock_guard lock(mutex);
-    if (phase != Phase::running) return false;
-    write_control(control->yield, 1);
-    const bool synced = synchronize_locked().ok();  // a dead kernel: recorded, phase finished
-    write_control(control->yield, 0);
-    if (synced && detail::all_shards_finished(*control, shards)) {
-      // It stopped (stop/drain) before it saw the request: it stays finished.
-      if (Status s = finish_locked(); !s) kernel_error = s.error();
-    } else if (synced) {
-      phase = Phase::stepped_aside;
-      return true;
-    }
-    phase_changed.notify_all();
-    return false;
-  }
-  // PersistentKernel: relaunches the kernel (the current `loaded`, which a reload may have replaced).
-  void come_back() noexcept override {
-    CurrentDeviceKept kept;
-    std::lock_guard lock(mutex);
-    if (phase != Phase::stepped_aside) return;
-    if (Status s = launch_locked(); !s) {
-      // Nothing serves the ring any more: callers see a stopped server instead of waiting.
-      kernel_error = s.error();
-      phase = Phase::finished;
-      std::atomic_ref<std::uint32_t>(memory.header().server_state)
-          .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
-    } else {
-      phase = Phase::running;
-    }
-    phase_changed.notify_all();
   }
 
   // NVRTC only (no CUDA context work): safe while the kernel runs. A PTX image is NUL-terminated.
@@ -1240,47 +1200,40 @@ struct CudaRingServer::Impl final : cuda::PersistentKernel {
     return image;
   }
 
-  static std::uint32_t read_control(std::uint32_t& word) {
-    return std::atomic_ref<std::uint32_t>(word).load(std::memory_order_acquire);
-  }
-  static void write_control(std::uint32_t& word, std::uint32_t value) {
-    std::atomic_ref<std::uint32_t>(word).store(value, std::memory_order_release);
-  }
-
-  // Caller holds `mutex`.
-  Status launch_locked() {
+  // KernelPlatform. launch() and copy_back() may run on any thread that needed the device idle:
+  // they leave its current device as they found it.
+  Status launch() override {
+    CurrentDeviceKept kept;
     GB_CUDA_TRY(cudaSetDevice(options.device));
-    for (std::uint32_t i = 0; i < shards; ++i) {
-      write_control(control->shards[i].exit_reason, static_cast<std::uint32_t>(KernelExit::running));
-    }
     void* block_arg = block_device;
     void* actors_arg = actors_device;
     void* control_arg = control_device;
     void* internal_arg = internal_device;
     void* args[] = {&block_arg, &actors_arg, &control_arg, &internal_arg};
     GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(shards), dim3(1), args, 0, stream));
-    ++launches;
     return {};
   }
-
-  // The kernel has returned for good: copy the device states back into the block. Caller holds `mutex`.
-  Status finish_locked() {
-    phase = Phase::finished;
+  Status wait_returned() override {
+    if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) return cuda::to_error(e, "ring kernel");
+    return {};
+  }
+  Status copy_back() override {
     if (actors_bytes == 0) return {};
+    CurrentDeviceKept kept;
     GB_CUDA_TRY(cudaSetDevice(options.device));
     GB_CUDA_TRY(cudaMemcpy(memory.base() + memory.header().actor_table_offset, actors_device, actors_bytes,
                            cudaMemcpyDeviceToHost));
     return {};
   }
+  Status poll() const override {
+    const cudaError_t e = cudaStreamQuery(stream);
+    if (e == cudaSuccess || e == cudaErrorNotReady) return {};
+    return cuda::to_error(e, "ring kernel");
+  }
+  KernelControl& control() override { return *control_words; }
 
-  // Caller holds `mutex`; records a dead kernel's error.
-  Status synchronize_locked() {
-    if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) {
-      kernel_error = cuda::to_error(e, "ring kernel");
-      phase = Phase::finished;
-      return *kernel_error;
-    }
-    return {};
+  static void write_control(std::uint32_t& word, std::uint32_t value) {
+    std::atomic_ref<std::uint32_t>(word).store(value, std::memory_order_release);
   }
 };
 
@@ -1326,7 +1279,6 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
   auto loaded = load_kernel(*image, options.device);
   if (!loaded) return loaded.error();
   impl->loaded = std::move(loaded).value();
-  impl->shards = h.shard_count;
   impl->mode.description = "persistent kernel (" + std::to_string(h.shard_count) + " block(s) of 1 thread, one per shard) on " + impl->mode.device_name + " (" +
                            impl->mode.target + ") over mapped host memory with system fences; host native atomics: " +
                            (impl->mode.host_native_atomics ? "yes (not needed)" : "no (not needed)");
@@ -1352,8 +1304,8 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
 
     void* control = nullptr;
     GB_CUDA_TRY(cudaHostAlloc(&control, sizeof(KernelControl), cudaHostAllocMapped | cudaHostAllocPortable));
-    impl->control = static_cast<KernelControl*>(control);
-    *impl->control = KernelControl{};
+    impl->control_words = static_cast<KernelControl*>(control);
+    *impl->control_words = KernelControl{};
     void* control_view = nullptr;
     GB_CUDA_TRY(cudaHostGetDevicePointer(&control_view, control, 0));
     impl->control_device = static_cast<KernelControl*>(control_view);
@@ -1378,21 +1330,18 @@ CudaRingServer::CudaRingServer(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 CudaRingServer::~CudaRingServer() {
   request_stop();
-  impl_->write_control(impl_->control->abandon, 1);
+  impl_->write_control(impl_->control_words->abandon, 1);
   if (Status s = wait(); !s) {
     std::fprintf(stderr, "gpubridge: ring kernel ended with an error: %s\n", s.error().to_string().c_str());
   }
-  cuda::DeviceIdle::leave(impl_.get());
+  impl_->lifecycle.leave();
 }
 
 Status CudaRingServer::start() {
   Impl& impl = *impl_;
-  return cuda::DeviceIdle::launch(impl.options.device, &impl, [&]() -> Status {
-    std::lock_guard lock(impl.mutex);
-    if (impl.phase != Impl::Phase::created) {
-      return ring_error(ErrorCode::failed_precondition, "ring server already started");
-    }
+  return impl.lifecycle.start([&]() -> Status {
     RingMemory& memory = impl.memory;
+    CurrentDeviceKept kept;
     GB_CUDA_TRY(cudaSetDevice(impl.options.device));
     if (impl.actors_bytes > 0) {
       GB_CUDA_TRY(cudaMemcpy(impl.actors_device, memory.base() + memory.header().actor_table_offset,
@@ -1400,15 +1349,6 @@ Status CudaRingServer::start() {
     }
     const std::vector<std::byte> area = detail::initial_internal_area(impl.options, impl.shards);
     GB_CUDA_TRY(cudaMemcpy(impl.internal_device, area.data(), area.size(), cudaMemcpyHostToDevice));
-    std::atomic_ref<std::uint32_t>(memory.header().server_state)
-        .store(static_cast<std::uint32_t>(ServerState::running), std::memory_order_release);
-    if (Status s = impl.launch_locked(); !s) {
-      std::atomic_ref<std::uint32_t>(memory.header().server_state)
-          .store(static_cast<std::uint32_t>(ServerState::stopped), std::memory_order_release);
-      impl.phase = Impl::Phase::finished;
-      return s;
-    }
-    impl.phase = Impl::Phase::running;
     return {};
   });
 }
@@ -1425,82 +1365,35 @@ void CudaRingServer::request_drain() {
   control.compare_exchange_strong(expected, static_cast<std::uint32_t>(ControlWord::drain), std::memory_order_acq_rel);
 }
 
-Status CudaRingServer::wait() {
-  for (;;) {
-    std::uint64_t launch = 0;
-    {
-      std::lock_guard lock(impl_->mutex);
-      if (impl_->phase == Impl::Phase::created) return {};
-      if (impl_->phase == Impl::Phase::finished) {
-        return impl_->kernel_error ? Status(*impl_->kernel_error) : Status{};
-      }
-      launch = impl_->launches;
-    }
-    // Without the lock, so that the kernel can step aside and come back (DeviceIdle) meanwhile.
-    const cudaError_t synced = cudaStreamSynchronize(impl_->stream);
-    std::unique_lock lock(impl_->mutex);
-    impl_->phase_changed.wait(lock, [&] { return impl_->phase != Impl::Phase::stepped_aside; });
-    if (impl_->phase == Impl::Phase::finished) continue;
-    if (synced != cudaSuccess) {
-      impl_->kernel_error = cuda::to_error(synced, "ring kernel");
-      impl_->phase = Impl::Phase::finished;
-      continue;
-    }
-    if (impl_->launches != launch) continue;  // relaunched after stepping aside: wait for the new kernel
-    if (detail::all_shards_finished(*impl_->control, impl_->shards)) {
-      if (Status s = impl_->finish_locked(); !s) impl_->kernel_error = s.error();
-    } else {
-      impl_->kernel_error = ring_error(ErrorCode::internal, "ring kernel returned without finishing");
-      impl_->phase = Impl::Phase::finished;
-    }
-  }
-}
+Status CudaRingServer::wait() { return impl_->lifecycle.wait(); }
 
 Status CudaRingServer::reload(CudaHandlerSource handlers) {
-  // Compile while the old kernel serves; then load with every persistent kernel of the device
-  // stepped aside, this server's included, which comes back running the new code (with its actor
-  // states and queued messages: they live in device memory and in the ring block).
+  // Compile while the old kernel serves; load and install with every persistent kernel of the
+  // device stepped aside, this server's included (see detail::KernelLifecycle::reload).
   auto image = impl_->compile(handlers);
   if (!image) return image.error();
-  bool was_running = false;
-  {
-    std::lock_guard lock(impl_->mutex);
-    was_running = impl_->phase == Impl::Phase::running;
-  }
   const int device = impl_->options.device;
-  Status loaded = cuda::DeviceIdle::run(device, [&]() -> Status {
+  return impl_->lifecycle.reload([&]() -> Status {
     auto kernel = load_kernel(*image, device);
-    if (!kernel) return kernel.error();  // the old kernel comes back
-    std::lock_guard lock(impl_->mutex);
+    if (!kernel) return kernel.error();
+    std::lock_guard lock(impl_->lifecycle.mutex());
     impl_->loaded = std::move(kernel).value();  // the old code is unloaded here, on an idle device
     return {};
   });
-  if (!loaded) return loaded;
-  std::lock_guard lock(impl_->mutex);
-  // A relaunch that failed ended the server: say so to the caller too.
-  if (was_running && impl_->phase == Impl::Phase::finished && impl_->kernel_error) return *impl_->kernel_error;
-  return {};
 }
 
-Status CudaRingServer::kernel_status() const {
-  std::lock_guard lock(impl_->mutex);
-  if (impl_->kernel_error) return *impl_->kernel_error;
-  if (impl_->phase != Impl::Phase::running) return {};
-  const cudaError_t e = cudaStreamQuery(impl_->stream);
-  if (e == cudaSuccess || e == cudaErrorNotReady) return {};
-  return cuda::to_error(e, "ring kernel");
-}
+Status CudaRingServer::kernel_status() const { return impl_->lifecycle.status(); }
 
 std::uint64_t CudaRingServer::messages_served() const noexcept {
-  return detail::read_kernel_stats(*impl_->control, impl_->memory).completions;
+  return detail::read_kernel_stats(*impl_->control_words, impl_->memory).completions;
 }
 
 RingServerStats CudaRingServer::stats() const noexcept {
-  return detail::read_kernel_stats(*impl_->control, impl_->memory);
+  return detail::read_kernel_stats(*impl_->control_words, impl_->memory);
 }
 
 std::string CudaRingServer::last_internal_error() const {
-  return detail::read_kernel_error(*impl_->control, impl_->shards);
+  return detail::read_kernel_error(*impl_->control_words, impl_->shards);
 }
 
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }

@@ -60,6 +60,9 @@ Result<std::unique_ptr<HostKernelServer>> HostKernelServer::create(ring::RingMem
   server->internal_ = allocate(ring::detail::internal_area_bytes(options.internal_queue_slots, h.shard_count));
   server->control_storage_ = allocate(sizeof(KernelControl));
   server->control_ = reinterpret_cast<KernelControl*>(server->control_storage_.get());
+  ring::detail::KernelPlatform& platform = *server;
+  server->lifecycle_ =
+      std::make_unique<ring::detail::KernelLifecycle>(platform, memory, options.device, server->shards_);
   return server;
 }
 
@@ -69,27 +72,23 @@ HostKernelServer::~HostKernelServer() {
   if (Status s = wait(); !s) {
     std::fprintf(stderr, "host ring kernel ended with an error: %s\n", s.error().to_string().c_str());
   }
+  lifecycle_->leave();
   for (std::thread& t : threads_) t.join();
 }
 
 Status HostKernelServer::start() {
-  std::lock_guard lock(mutex_);
-  if (phase_ != Phase::created) return harness_error(ErrorCode::failed_precondition, "ring server already started");
-  std::memcpy(actors_.get(), memory_.base() + memory_.header().actor_table_offset, actors_bytes_);
-  const std::vector<std::byte> area = ring::detail::initial_internal_area(options_, shards_);
-  std::memcpy(internal_.get(), area.data(), area.size());
-  store(memory_.header().server_state, static_cast<std::uint32_t>(ring::ServerState::running));
-  launch_locked();
-  phase_ = Phase::running;
-  return {};
+  return lifecycle_->start([&]() -> Status {
+    std::memcpy(actors_.get(), memory_.base() + memory_.header().actor_table_offset, actors_bytes_);
+    const std::vector<std::byte> area = ring::detail::initial_internal_area(options_, shards_);
+    std::memcpy(internal_.get(), area.data(), area.size());
+    return {};
+  });
 }
 
 // One thread per block (shard), as a grid of `shards_` blocks; the launch has returned when the
-// last of them has.
-void HostKernelServer::launch_locked() {
-  for (std::uint32_t i = 0; i < shards_; ++i) {
-    store(control_->shards[i].exit_reason, static_cast<std::uint32_t>(KernelExit::running));
-  }
+// last of them has. Runs under the lifecycle's lock (kernel_ is stable).
+Status HostKernelServer::launch() {
+  std::lock_guard lock(threads_mutex_);
   const std::uint64_t launch = ++launches_;
   blocks_running_ = shards_;
   auto* block = reinterpret_cast<unsigned char*>(memory_.base());
@@ -106,7 +105,7 @@ void HostKernelServer::launch_locked() {
         trapped = true;  // as a trapped device kernel: no state change, no heartbeat, no stop
       }
       host_grid = HostGrid{};
-      std::lock_guard lock(mutex_);
+      std::lock_guard done(threads_mutex_);
       trapped_ = trapped_ || trapped;
       if (--blocks_running_ == 0) {
         returned_ = launch;
@@ -114,15 +113,25 @@ void HostKernelServer::launch_locked() {
       }
     });
   }
+  return {};
 }
 
-void HostKernelServer::wait_returned(std::unique_lock<std::mutex>& lock) {
+Status HostKernelServer::wait_returned() {
+  std::unique_lock lock(threads_mutex_);
   returned_cv_.wait(lock, [&] { return returned_ == launches_; });
+  if (trapped_) return harness_error(ErrorCode::internal, "ring kernel trapped");
+  return {};
 }
 
-void HostKernelServer::finish_locked() {
-  phase_ = Phase::finished;
+Status HostKernelServer::copy_back() {
   std::memcpy(memory_.base() + memory_.header().actor_table_offset, actors_.get(), actors_bytes_);
+  return {};
+}
+
+Status HostKernelServer::poll() const {
+  std::lock_guard lock(threads_mutex_);
+  if (trapped_) return harness_error(ErrorCode::internal, "ring kernel trapped");
+  return {};
 }
 
 void HostKernelServer::request_stop() {
@@ -136,58 +145,17 @@ void HostKernelServer::request_drain() {
                                   std::memory_order_acq_rel);
 }
 
-Status HostKernelServer::wait() {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    if (phase_ == Phase::created) return {};
-    if (phase_ == Phase::finished) return kernel_error_ ? Status(*kernel_error_) : Status{};
-    returned_cv_.wait(lock, [&] { return returned_ == launches_ && !reloading_; });
-    if (phase_ == Phase::finished) continue;
-    if (trapped_) {
-      kernel_error_ = harness_error(ErrorCode::internal, "ring kernel trapped");
-      phase_ = Phase::finished;
-    } else if (ring::detail::all_shards_finished(*control_, shards_)) {
-      finish_locked();
-    } else {
-      kernel_error_ = harness_error(ErrorCode::internal, "ring kernel returned without finishing");
-      phase_ = Phase::finished;
-    }
-  }
-}
+Status HostKernelServer::wait() { return lifecycle_->wait(); }
 
 Status HostKernelServer::reload(KernelEntry kernel) {
-  std::unique_lock lock(mutex_);
-  if (phase_ != Phase::running) {
+  return lifecycle_->reload([&]() -> Status {
+    std::lock_guard lock(lifecycle_->mutex());
     kernel_ = kernel;
     return {};
-  }
-  reloading_ = true;
-  store(control_->yield, 1);
-  wait_returned(lock);
-  store(control_->yield, 0);
-  reloading_ = false;
-  kernel_ = kernel;
-  if (trapped_) {
-    kernel_error_ = harness_error(ErrorCode::internal, "ring kernel trapped");
-    phase_ = Phase::finished;
-    returned_cv_.notify_all();
-    return *kernel_error_;
-  }
-  if (ring::detail::all_shards_finished(*control_, shards_)) {
-    finish_locked();  // it stopped (stop/drain) before it saw the request
-  } else {
-    launch_locked();
-  }
-  returned_cv_.notify_all();
-  return {};
+  });
 }
 
-Status HostKernelServer::kernel_status() const {
-  std::lock_guard lock(mutex_);
-  if (kernel_error_) return *kernel_error_;
-  if (trapped_) return harness_error(ErrorCode::internal, "ring kernel trapped");
-  return {};
-}
+Status HostKernelServer::kernel_status() const { return lifecycle_->status(); }
 
 std::uint64_t HostKernelServer::messages_served() const noexcept { return stats().completions; }
 
