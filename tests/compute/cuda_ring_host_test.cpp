@@ -186,7 +186,7 @@ TEST(CudaRingHostTest, AStoppedKernelStaysStoppedAcrossDeviceIdle) {
     ASSERT_TRUE(rig.call(a, kCount, {}).ok());
     rig.server->request_stop();
     ASSERT_TRUE(rig.server->wait().ok());
-    compute::cuda::DeviceIdle::run(0, [] {});
+    ring::with_rings_stepped_aside(0, [] {});  // the public face of DeviceIdle::run
     EXPECT_TRUE(rig.server->wait().ok());
     EXPECT_EQ(std::atomic_ref<std::uint32_t>(rig.memory->header().server_state).load(),
               static_cast<std::uint32_t>(ring::ServerState::stopped));

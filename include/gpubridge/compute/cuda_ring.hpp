@@ -66,6 +66,7 @@
 // its kernel is not running (at create, and during reload after the old kernel has returned), so
 // run one persistent kernel per device per process, or set CUDA_MODULE_LOADING=EAGER.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -154,5 +155,13 @@ class CudaRingServer {
 // The full kernel source generated around `handlers` (pure string work, needs no GPU).
 // invalid_argument for bad handler specs, as create().
 Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers);
+
+// For your own CUDA work in a process that serves CUDA rings: runs fn with every ring kernel on
+// CUDA device `device` stepped aside - each returns after the message it is serving and is
+// relaunched when fn returns, states and queued messages kept. Use it around operations that may
+// wait for an idle device (cudaMalloc/cudaFree, page-locked allocations, loading a module, a
+// kernel's first launch under lazy loading), which beside a serving ring would wait until the ring
+// stops. GpuBridge's own such operations already do this. A call inside fn runs its fn at once.
+void with_rings_stepped_aside(int device, const std::function<void()>& fn);
 
 }  // namespace gpubridge::compute::ring

@@ -22,6 +22,7 @@
 // Thread-safety: all functions from any thread. run() nested in run() (or in launch()'s callback)
 // on one thread runs fn at once; launch() and leave() must not be called inside run(). Lock order: the registry, then a kernel's own locks (step_aside/come_back take them); a
 // kernel must not call run(), launch() or leave() while holding a lock its step_aside takes.
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -51,7 +52,7 @@ class DeviceIdle {
   template <class F>
   static Status launch(int device, PersistentKernel* kernel, F&& launch_kernel) {
     return launch(device, kernel, [](void* f) { return (*static_cast<std::remove_reference_t<F>*>(f))(); },
-                  &launch_kernel);
+                  erase(launch_kernel));
   }
   // Unregisters `kernel` (waits for a run() that is stepping it aside). Call once it has returned
   // for good, before it is destroyed.
@@ -64,7 +65,7 @@ class DeviceIdle {
   static auto run(int device, F&& fn) -> std::invoke_result_t<F&> {
     using R = std::invoke_result_t<F&>;
     if constexpr (std::is_void_v<R>) {
-      run_erased(device, [](void* f) { (*static_cast<std::remove_reference_t<F>*>(f))(); }, &fn);
+      run_erased(device, [](void* f) { (*static_cast<std::remove_reference_t<F>*>(f))(); }, erase(fn));
     } else {
       std::optional<R> out;
       auto call = [&] { out.emplace(fn()); };
@@ -74,6 +75,10 @@ class DeviceIdle {
   }
 
  private:
+  template <class T>
+  static void* erase(T& callable) noexcept {  // const callables too: cast back to their own type
+    return const_cast<void*>(static_cast<const void*>(std::addressof(callable)));
+  }
   static void run_erased(int device, void (*fn)(void*), void* arg);
 };
 

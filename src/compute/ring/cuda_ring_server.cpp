@@ -1398,6 +1398,8 @@ std::string CudaRingServer::last_internal_error() const {
 
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }
 
+void with_rings_stepped_aside(int device, const std::function<void()>& fn) { cuda::DeviceIdle::run(device, fn); }
+
 namespace detail {
 
 Status validate_options(const CudaRingServerOptions& options) {
