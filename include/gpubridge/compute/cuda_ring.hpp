@@ -130,8 +130,9 @@ class CudaRingServer {
   Status stop() { request_stop(); return wait(); }
   Status drain() { request_drain(); return wait(); }
   // Hot reload: compiles the new handlers with NVRTC first (on error the old kernel keeps serving),
-  // then asks the kernel to return after its current message, loads the new module and relaunches
-  // on the same block and device state. Queued messages and actor states are kept; the host client
+  // then asks the kernel to return after its current message (every ring kernel of the device
+  // steps aside while a module loads, see with_rings_stepped_aside), loads the new module and
+  // relaunches on the same block and device state. Queued messages and actor states are kept; the host client
   // sees a pause of one module load. If the load fails the old kernel is relaunched and the error
   // returned.
   Status reload(CudaHandlerSource handlers);
