@@ -3,7 +3,8 @@
 #   make run    build, list devices, verify every kernel on every backend, then start a silo and
 #               run the demo workload for 10 seconds
 #   make test   build, then run every test with CTest
-# CI=true selects the "ci" preset (warnings are errors).
+# CI=true selects the "ci" preset (warnings are errors) and also builds and tests the "ci-nocuda"
+# preset (as on a machine without the CUDA toolkit).
 PRESET ?= $(if $(filter true,$(CI)),ci,release)
 BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
@@ -26,6 +27,12 @@ run: build
 
 test: build
 	GPUBRIDGE_REQUIRE_BACKENDS=opencl ctest --preset $(PRESET) -j $(JOBS)
+ifeq ($(CI),true)
+	# Also as built on a machine without the CUDA toolkit (CUDA code absent, not just skipped).
+	cmake --preset ci-nocuda
+	cmake --build --preset ci-nocuda -j $(JOBS)
+	GPUBRIDGE_REQUIRE_BACKENDS=opencl ctest --preset ci-nocuda -j $(JOBS)
+endif
 
 clean:
 	rm -rf build
