@@ -605,42 +605,45 @@ void throughput_ring(benchmark::State& state,
   state.SetLabel(r.label);
 }
 
+// One backend's cases: round trips against the raw mailbox and through a grain, and throughput
+// over `shapes` ({shards, producers, actors, dispatchers}), with the ratio pairs.
+struct BackendCases {
+  const char* backend;
+  Result<RingRig*> (*rig)();
+  void (*mailbox)(benchmark::State&);
+  Result<GrainRig*> (*grain_rig)();
+  Result<RingRig*> (*rig_with)(std::uint32_t, std::uint32_t);
+  std::vector<std::vector<std::int64_t>> shapes;
+};
+
+void register_backend(const BackendCases& c) {
+  const std::string b = c.backend;
+  const std::string rtt = "ring_rtt/" + b + "/";
+  benchmark::RegisterBenchmark((rtt + "ring").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring(s, get); })
+      ->UseRealTime();
+  benchmark::RegisterBenchmark((rtt + "mailbox").c_str(), c.mailbox)->UseRealTime();
+  register_pair({"round_trip", b, rtt + "ring", rtt + "mailbox"});
+  benchmark::RegisterBenchmark((rtt + "grain").c_str(), [get = c.grain_rig](benchmark::State& s) { rtt_grain(s, get); })
+      ->UseRealTime();
+  register_pair({"grain_round_trip", b, rtt + "grain", rtt + "ring"});
+  auto* throughput = benchmark::RegisterBenchmark(("ring_throughput/" + b + "/ring").c_str(),
+                                                  [get = c.rig_with](benchmark::State& s) { throughput_ring(s, get); })
+                         ->ArgNames({"shards", "producers", "actors", "dispatchers"})
+                         ->UseRealTime();
+  for (const auto& shape : c.shapes) throughput->Args(shape);
+}
+
 void register_all() {
+  register_backend({"cpu", cpu_rig, rtt_cpu_mailbox, cpu_grain_rig, cpu_rig_with,
+                    {{1, 4, 64, 1}, {4, 4, 64, 1}, {4, 4, 64, 2}}});
 #if GPUBRIDGE_HAVE_CUDA
   on_shutdown([] {
     release_cuda_rig();
     release_cuda_mailbox();
     release_cuda_grain_rig();
   });
-#endif
-  benchmark::RegisterBenchmark("ring_rtt/cpu/ring", [](benchmark::State& s) { rtt_ring(s, cpu_rig); })->UseRealTime();
-  benchmark::RegisterBenchmark("ring_rtt/cpu/mailbox", rtt_cpu_mailbox)->UseRealTime();
-  register_pair({"round_trip", "cpu", "ring_rtt/cpu/ring", "ring_rtt/cpu/mailbox"});
-  benchmark::RegisterBenchmark("ring_rtt/cpu/grain", [](benchmark::State& s) { rtt_grain(s, cpu_grain_rig); })
-      ->UseRealTime();
-  register_pair({"grain_round_trip", "cpu", "ring_rtt/cpu/grain", "ring_rtt/cpu/ring"});
-  benchmark::RegisterBenchmark("ring_throughput/cpu/ring", [](benchmark::State& s) { throughput_ring(s, cpu_rig_with); })
-      ->ArgNames({"shards", "producers", "actors", "dispatchers"})
-      ->Args({1, 4, 64, 1})
-      ->Args({4, 4, 64, 1})
-      ->Args({4, 4, 64, 2})
-      ->UseRealTime();
-#if GPUBRIDGE_HAVE_CUDA
-  benchmark::RegisterBenchmark("ring_rtt/cuda/ring", [](benchmark::State& s) { rtt_ring(s, cuda_rig); })->UseRealTime();
-  benchmark::RegisterBenchmark("ring_rtt/cuda/mailbox", rtt_cuda_mailbox)->UseRealTime();
-  register_pair({"round_trip", "cuda", "ring_rtt/cuda/ring", "ring_rtt/cuda/mailbox"});
-  benchmark::RegisterBenchmark("ring_rtt/cuda/grain", [](benchmark::State& s) { rtt_grain(s, cuda_grain_rig); })
-      ->UseRealTime();
-  register_pair({"grain_round_trip", "cuda", "ring_rtt/cuda/grain", "ring_rtt/cuda/ring"});
-  benchmark::RegisterBenchmark("ring_throughput/cuda/ring", [](benchmark::State& s) { throughput_ring(s, cuda_rig_with); })
-      ->ArgNames({"shards", "producers", "actors", "dispatchers"})
-      ->Args({1, 4, 64, 1})
-      ->Args({1, 8, 256, 1})
-      ->Args({4, 8, 256, 1})
-      ->Args({4, 8, 256, 2})
-      ->Args({16, 8, 256, 1})
-      ->Args({16, 8, 256, 4})
-      ->UseRealTime();
+  register_backend({"cuda", cuda_rig, rtt_cuda_mailbox, cuda_grain_rig, cuda_rig_with,
+                    {{1, 4, 64, 1}, {1, 8, 256, 1}, {4, 8, 256, 1}, {4, 8, 256, 2}, {16, 8, 256, 1}, {16, 8, 256, 4}}});
 #endif
 }
 

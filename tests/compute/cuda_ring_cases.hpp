@@ -53,20 +53,11 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
 using ring_support::bytes_of;
+using ring_support::words;
 using ring_support::ExactlyOnce;
 using ring_support::echo_from_producers;
 using ring_support::far_deadline;
 using ring_support::u64_of;
-
-inline std::vector<std::byte> words(std::initializer_list<std::uint32_t> values) {
-  std::vector<std::byte> out(values.size() * 4);
-  std::size_t at = 0;
-  for (std::uint32_t v : values) {
-    std::memcpy(out.data() + at, &v, 4);
-    at += 4;
-  }
-  return out;
-}
 
 // For cases that hold the kernel: a held handler writes no heartbeat.
 inline ring::RingClientOptions patient() {

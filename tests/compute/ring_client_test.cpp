@@ -31,6 +31,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::counting_echo;
+using gpubridge::testing::ring_support::trapping;
+using gpubridge::testing::ring_support::waiting_on;
 using gpubridge::testing::ring_support::far_deadline;
 using gpubridge::testing::ring_support::Gate;
 using gpubridge::testing::ring_support::u64_of;
@@ -43,25 +46,9 @@ constexpr std::uint32_t kTrap = 3;  // kills the server (HandlerTrap)
 
 ring::HandlerTable make_handlers(Gate* gate) {
   ring::HandlerTable table;
-  EXPECT_TRUE(table.add({kEcho, kCounterType, [](std::span<std::byte> state, std::span<const std::byte> in,
-                                                  std::span<std::byte> out) -> Result<std::size_t> {
-                           std::uint64_t count = 0;
-                           std::memcpy(&count, state.data(), sizeof count);
-                           ++count;
-                           std::memcpy(state.data(), &count, sizeof count);
-                           if (in.size() > out.size()) return gpubridge::Error(ErrorCode::out_of_range, "reply too small");
-                           std::memcpy(out.data(), in.data(), in.size());
-                           return in.size();
-                         }}));
-  EXPECT_TRUE(table.add({kHold, kCounterType, [gate](std::span<std::byte>, std::span<const std::byte>,
-                                                     std::span<std::byte>) -> Result<std::size_t> {
-                           gate->wait();
-                           return std::size_t{0};
-                         }}));
-  EXPECT_TRUE(table.add({kTrap, kCounterType, [](std::span<std::byte>, std::span<const std::byte>,
-                                                 std::span<std::byte>) -> Result<std::size_t> {
-                           throw ring::HandlerTrap{};
-                         }}));
+  EXPECT_TRUE(table.add(counting_echo(kEcho, kCounterType)));
+  EXPECT_TRUE(table.add(waiting_on(kHold, kCounterType, gate)));
+  EXPECT_TRUE(table.add(trapping(kTrap, kCounterType)));
   return table;
 }
 

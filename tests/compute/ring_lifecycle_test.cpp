@@ -23,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::far_deadline;
+using gpubridge::testing::ring_support::waiting_on;
 using gpubridge::testing::ring_support::Gate;
 using gpubridge::testing::ring_support::u64_of;
 
@@ -43,11 +44,7 @@ ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
                            std::memcpy(out.data() + 8, &count, sizeof count);
                            return std::size_t{16};
                          }}));
-  EXPECT_TRUE(table.add({kBlock, kCounterType, [gate](std::span<std::byte>, std::span<const std::byte>,
-                                                       std::span<std::byte>) -> Result<std::size_t> {
-                           gate->wait();
-                           return std::size_t{0};
-                         }}));
+  EXPECT_TRUE(table.add(waiting_on(kBlock, kCounterType, gate)));
   EXPECT_TRUE(table.add({kCrash, kCounterType, [](std::span<std::byte>, std::span<const std::byte>,
                                                    std::span<std::byte>) -> Result<std::size_t> {
                            throw ring::HandlerTrap{};

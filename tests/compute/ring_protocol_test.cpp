@@ -23,6 +23,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::counting_echo;
+using gpubridge::testing::ring_support::reversing;
+using gpubridge::testing::ring_support::waiting_on;
 using gpubridge::testing::ring_support::ExactlyOnce;
 using gpubridge::testing::ring_support::echo_from_producers;
 using gpubridge::testing::ring_support::far_deadline;
@@ -38,31 +41,9 @@ constexpr std::uint32_t kOverclaim = 5;  // reports more reply bytes than it may
 
 ring::HandlerTable make_handlers(Gate* gate) {
   ring::HandlerTable table;
-  EXPECT_TRUE(table.add({kEcho, kCounterType, [](std::span<std::byte> state, std::span<const std::byte> in,
-                                                  std::span<std::byte> out) -> Result<std::size_t> {
-                           std::uint64_t count = 0;
-                           std::memcpy(&count, state.data(), sizeof count);
-                           ++count;
-                           std::memcpy(state.data(), &count, sizeof count);
-                           if (in.size() > out.size()) {
-                             return gpubridge::Error(ErrorCode::resource_exhausted, "reply too small");
-                           }
-                           std::memcpy(out.data(), in.data(), in.size());
-                           return in.size();
-                         }}));
-  EXPECT_TRUE(table.add({kReverse, kCounterType, [](std::span<std::byte>, std::span<const std::byte> in,
-                                                     std::span<std::byte> out) -> Result<std::size_t> {
-                           if (in.size() > out.size()) {
-                             return gpubridge::Error(ErrorCode::resource_exhausted, "reply too small");
-                           }
-                           std::reverse_copy(in.begin(), in.end(), out.begin());
-                           return in.size();
-                         }}));
-  EXPECT_TRUE(table.add({kBlock, kCounterType, [gate](std::span<std::byte>, std::span<const std::byte>,
-                                                       std::span<std::byte>) -> Result<std::size_t> {
-                           gate->wait();
-                           return std::size_t{0};
-                         }}));
+  EXPECT_TRUE(table.add(counting_echo(kEcho, kCounterType)));
+  EXPECT_TRUE(table.add(reversing(kReverse, kCounterType)));
+  EXPECT_TRUE(table.add(waiting_on(kBlock, kCounterType, gate)));
   EXPECT_TRUE(table.add({kFail, kCounterType, [](std::span<std::byte>, std::span<const std::byte>,
                                                   std::span<std::byte>) -> Result<std::size_t> {
                            return gpubridge::Error(ErrorCode::out_of_range, "value out of range");

@@ -27,6 +27,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 using gpubridge::testing::ring_support::bytes_of;
+using gpubridge::testing::ring_support::reversing;
+using gpubridge::testing::ring_support::trapping;
+using gpubridge::testing::ring_support::waiting_on;
+using gpubridge::testing::ring_support::words;
 using gpubridge::testing::ring_support::ExactlyOnce;
 using gpubridge::testing::ring_support::send_from_producers;
 using gpubridge::testing::ring_support::far_deadline;
@@ -57,16 +61,6 @@ std::uint32_t u32_at(std::span<const std::byte> bytes, std::size_t at) {
   return value;
 }
 
-std::vector<std::byte> words(std::initializer_list<std::uint32_t> values) {
-  std::vector<std::byte> out(values.size() * 4);
-  std::size_t at = 0;
-  for (std::uint32_t v : values) {
-    std::memcpy(out.data() + at, &v, 4);
-    at += 4;
-  }
-  return out;
-}
-
 ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
   ring::HandlerTable table;
   EXPECT_TRUE(table.add({kAdd, kCounterType, [version](std::span<std::byte> state, std::span<const std::byte> in,
@@ -79,21 +73,9 @@ ring::HandlerTable make_handlers(Gate* gate, std::uint64_t version) {
                            std::memcpy(out.data() + 8, &version, 8);
                            return std::size_t{16};
                          }}));
-  EXPECT_TRUE(table.add({kHold, kCounterType, [gate](std::span<std::byte>, std::span<const std::byte>,
-                                                     std::span<std::byte>) -> Result<std::size_t> {
-                           gate->wait();
-                           return std::size_t{0};
-                         }}));
-  EXPECT_TRUE(table.add({kTrap, kCounterType, [](std::span<std::byte>, std::span<const std::byte>,
-                                                 std::span<std::byte>) -> Result<std::size_t> {
-                           throw ring::HandlerTrap{};
-                         }}));
-  EXPECT_TRUE(table.add({kReverse, kCounterType, [](std::span<std::byte>, std::span<const std::byte> in,
-                                                    std::span<std::byte> out) -> Result<std::size_t> {
-                           if (in.size() > out.size()) return gpubridge::Error(ErrorCode::out_of_range, "reply too small");
-                           std::reverse_copy(in.begin(), in.end(), out.begin());
-                           return in.size();
-                         }}));
+  EXPECT_TRUE(table.add(waiting_on(kHold, kCounterType, gate)));
+  EXPECT_TRUE(table.add(trapping(kTrap, kCounterType)));
+  EXPECT_TRUE(table.add(reversing(kReverse, kCounterType)));
   ring::HandlerSpec post_adds{kPostAdds, kCounterType, {}};
   post_adds.messaging_fn = [](ring::HandlerContext& context) -> Result<std::size_t> {
     const std::uint32_t target = u32_at(context.payload(), 0);

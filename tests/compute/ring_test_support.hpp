@@ -1,12 +1,15 @@
 #pragma once
 // Helpers shared by the ring protocol tests (CPU server, host-compiled CUDA kernel, GPU kernel).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -122,5 +125,56 @@ class Gate {
   bool is_open_ = false;
   std::atomic<int> entered_{0};
 };
+
+// Little-endian u32 words, the argument layout of the tests' messaging handlers.
+inline std::vector<std::byte> words(std::initializer_list<std::uint32_t> values) {
+  std::vector<std::byte> out(values.size() * 4);
+  std::size_t at = 0;
+  for (std::uint32_t v : values) {
+    std::memcpy(out.data() + at, &v, 4);
+    at += 4;
+  }
+  return out;
+}
+
+// CPU ring handlers the protocol tests share (HandlerTable::add them).
+// Counts the message in the actor's first 8 state bytes and echoes the payload
+// (resource_exhausted when the reply does not fit).
+inline compute::ring::HandlerSpec counting_echo(std::uint32_t handler_id, std::uint32_t actor_type) {
+  return {handler_id, actor_type,
+          [](std::span<std::byte> state, std::span<const std::byte> in, std::span<std::byte> out) -> Result<std::size_t> {
+            std::uint64_t count = 0;
+            std::memcpy(&count, state.data(), sizeof count);
+            ++count;
+            std::memcpy(state.data(), &count, sizeof count);
+            if (in.size() > out.size()) return Error(ErrorCode::resource_exhausted, "reply too small");
+            std::memcpy(out.data(), in.data(), in.size());
+            return in.size();
+          }};
+}
+// Replies with the payload reversed (resource_exhausted when it does not fit).
+inline compute::ring::HandlerSpec reversing(std::uint32_t handler_id, std::uint32_t actor_type) {
+  return {handler_id, actor_type,
+          [](std::span<std::byte>, std::span<const std::byte> in, std::span<std::byte> out) -> Result<std::size_t> {
+            if (in.size() > out.size()) return Error(ErrorCode::resource_exhausted, "reply too small");
+            std::reverse_copy(in.begin(), in.end(), out.begin());
+            return in.size();
+          }};
+}
+// Waits on `gate` until the test opens it; replies nothing.
+inline compute::ring::HandlerSpec waiting_on(std::uint32_t handler_id, std::uint32_t actor_type, Gate* gate) {
+  return {handler_id, actor_type,
+          [gate](std::span<std::byte>, std::span<const std::byte>, std::span<std::byte>) -> Result<std::size_t> {
+            gate->wait();
+            return std::size_t{0};
+          }};
+}
+// Kills the server (HandlerTrap).
+inline compute::ring::HandlerSpec trapping(std::uint32_t handler_id, std::uint32_t actor_type) {
+  return {handler_id, actor_type,
+          [](std::span<std::byte>, std::span<const std::byte>, std::span<std::byte>) -> Result<std::size_t> {
+            throw compute::ring::HandlerTrap{};
+          }};
+}
 
 }  // namespace gpubridge::testing::ring_support
