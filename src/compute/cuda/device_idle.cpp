@@ -35,35 +35,29 @@ bool any_on(int device) {
   return std::any_of(kernels.begin(), kernels.end(), [&](const Registered& r) { return concerns(r, device); });
 }
 
-// Runs fn with t_in_run set (nested run() calls then run their fn at once).
-void run_marked(void (*fn)(void*), void* arg) {
-  t_in_run = true;
-  try {
-    fn(arg);
-  } catch (...) {
-    t_in_run = false;
-    throw;
-  }
-  t_in_run = false;
-}
+// Marks this thread as inside an operation (or a launch) for a scope: nested run() calls then
+// run their fn at once.
+class InRun {
+ public:
+  InRun() noexcept { t_in_run = true; }
+  ~InRun() { t_in_run = false; }
+  InRun(const InRun&) = delete;
+  InRun& operator=(const InRun&) = delete;
+};
 
 }  // namespace
 
 Status DeviceIdle::launch(int device, PersistentKernel* kernel, Status (*launch_kernel)(void*), void* arg) {
   std::unique_lock lock(registry_mutex());
-  // With the registry held: an operation the launch itself needs (nested run()) runs at once.
-  struct Call {
-    Status (*launch_kernel)(void*);
-    void* arg;
-    Status result;
-  } call{launch_kernel, arg, {}};
-  run_marked([](void* c) { auto* pending = static_cast<Call*>(c); pending->result = pending->launch_kernel(pending->arg); }, &call);
-  Status launched = std::move(call.result);
-  if (launched) {
-    auto& kernels = registry();
-    const bool known = std::any_of(kernels.begin(), kernels.end(), [&](const Registered& r) { return r.kernel == kernel; });
-    if (!known) kernels.push_back({device, kernel});  // may throw bad_alloc: before anything depends on it
+  auto& kernels = registry();
+  const bool known = std::any_of(kernels.begin(), kernels.end(), [&](const Registered& r) { return r.kernel == kernel; });
+  if (!known) kernels.reserve(kernels.size() + 1);  // may throw: before anything is launched
+  Status launched;
+  {
+    const InRun in_run;  // an operation the launch itself needs runs at once (the registry is held)
+    launched = launch_kernel(arg);
   }
+  if (launched && !known) kernels.push_back({device, kernel});
   return launched;
 }
 
@@ -83,7 +77,10 @@ void DeviceIdle::run_erased(int device, void (*fn)(void*), void* arg) {
   if (t_in_run) return fn(arg);
   {
     std::shared_lock lock(registry_mutex());
-    if (!any_on(device)) return run_marked(fn, arg);
+    if (!any_on(device)) {
+      const InRun in_run;
+      return fn(arg);
+    }
   }
   std::unique_lock lock(registry_mutex());
   std::vector<PersistentKernel*> aside;
@@ -95,7 +92,8 @@ void DeviceIdle::run_erased(int device, void (*fn)(void*), void* arg) {
     for (auto it = aside.rbegin(); it != aside.rend(); ++it) (*it)->come_back();
   };
   try {
-    run_marked(fn, arg);
+    const InRun in_run;
+    fn(arg);
   } catch (...) {
     come_back();
     throw;
