@@ -1,6 +1,9 @@
 #include "compute/raw_batch.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,31 +18,24 @@ using compute::BackendKind;
 
 constexpr std::size_t kN = kRawBatchElements;
 
-// One request's own memory.
-struct RawSlot {
-  std::vector<float> a, b, out;
-};
-
-std::vector<RawSlot> make_raw_slots(std::size_t count) {
-  const HostInputs& in = host_inputs(kN);
-  std::vector<RawSlot> slots(count);
-  for (auto& s : slots) {
-    s.a = in.a;
-    s.b = in.b;
-    s.out.assign(kN, 0.f);
-  }
-  return slots;
-}
+using RawSlot = RawRequest;
 
 void set_request_counters(benchmark::State& state, std::size_t requests) {
   if (state.error_occurred()) return;
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * requests));
 }
 
-// Checks a few outputs (first, middle, last request); empty when correct.
+// The requests check_slots() looks at: first, middle, last.
+std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
+
+// Clears the checked requests' outputs (the memory is shared: an earlier benchmark wrote them).
+void clear_checked(std::vector<RawSlot>& slots) {
+  for (std::size_t i : checked_requests(slots.size())) std::fill(slots[i].out.begin(), slots[i].out.end(), 0.f);
+}
+
+// Checks the outputs of a few requests; empty when correct.
 std::optional<std::string> check_slots(const std::vector<RawSlot>& slots) {
-  const std::size_t count = slots.size();
-  for (std::size_t i : {std::size_t{0}, count / 2, count - 1}) {
+  for (std::size_t i : checked_requests(slots.size())) {
     if (auto bad = check_sum(slots[i].out.data(), kN)) return "request " + std::to_string(i) + ": " + *bad;
   }
   return std::nullopt;
@@ -137,12 +133,28 @@ void opencl_raw(benchmark::State& state, std::vector<RawSlot>& slots, std::size_
 
 }  // namespace
 
+std::vector<RawRequest>& raw_requests(std::size_t count) {
+  static std::map<std::size_t, std::vector<RawRequest>>* sets = new std::map<std::size_t, std::vector<RawRequest>>;
+  std::vector<RawRequest>& set = (*sets)[count];
+  if (set.empty()) {
+    const HostInputs& in = host_inputs(kN);
+    set.resize(count);
+    for (auto& r : set) {
+      r.a = in.a;
+      r.b = in.b;
+      r.out.assign(kN, 0.f);
+    }
+  }
+  return set;
+}
+
 void raw_batch_run(benchmark::State& state, BackendKind backend, std::size_t batch, std::size_t requests) {
   if (executor_for(state, backend) == nullptr) return;
   if (batch == 0 || requests == 0 || (backend != BackendKind::cpu && requests % batch != 0)) {
     return skip(state, "raw batch", "requests per iteration must be a positive multiple of the batch size");
   }
-  auto slots = make_raw_slots(requests);
+  std::vector<RawSlot>& slots = raw_requests(requests);
+  clear_checked(slots);
   switch (backend) {
     case BackendKind::cpu: return cpu_raw(state, slots);
     case BackendKind::cuda: return cuda_raw(state, slots, batch);

@@ -12,12 +12,25 @@
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
+#include <vector>
 
 #include "gpubridge/compute/executor.hpp"
 
 namespace gpubridge::bench {
 
 inline constexpr std::size_t kRawBatchElements = 256;  // elements per request
+
+// One request's own input and output memory (kRawBatchElements floats each).
+struct RawRequest {
+  std::vector<float> a, b, out;  // out = a + b once run
+};
+
+// The memory of `count` requests, made once per count and kept for the rest of the run; shared by
+// every benchmark that asks (one runs at a time), so that a subject and its raw reference run on
+// the same memory (the raw CPU loop's speed differed by up to 60 % between processes on one
+// virtual machine, within a process by about 2 %). Readers must not rely on outputs written
+// before they ran.
+std::vector<RawRequest>& raw_requests(std::size_t count);
 
 // One iteration = `requests` requests (a multiple of `batch` on cuda and opencl), in batches
 // of `batch`. Skips (SkipWithError) when the backend has no device or the raw setup fails.

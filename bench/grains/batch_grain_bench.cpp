@@ -9,10 +9,14 @@
 // 32768 requests, so the ratio table's time per call is per request):
 //   grain_batch/<b>/grains  a Silo (backend <b>, allow_fallback = false, batching.max_batch = B,
 //                           max_delay 100 us, default workers) and C = 2 * B concurrent callers
-//                           (coroutines spawned on the silo's runtime), each owning its input and
-//                           output vectors and making 32768 / C calls in a loop through
+//                           (coroutines spawned on the silo's runtime), each making 32768 / C
+//                           calls in a loop through
 //                           runtime.get<BatchGrain>("vector.add/f32").call<&BatchGrain::run>().
 //                           2 * B callers, so that the next full batch forms while one runs.
+//                           As in the raw reference, every request of an iteration has its own
+//                           input and output memory (caller c makes requests c, c + C, c + 2C, ...
+//                           of 32768, in the reference's own memory), so neither side gains from
+//                           data already in the caches.
 //   grain_batch/<b>/raw     the same 32768 requests in batches of B with the backend's own API
 //                           (compute/raw_batch.hpp, the reference of bench_compute's batch/<b>/raw).
 //   grain_batch/<b>/telemetry_off
@@ -27,6 +31,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -57,9 +62,14 @@ constexpr std::size_t kPerIteration = 32768;         // requests per benchmark i
 constexpr std::uint32_t kMaxDelayUs = 100;
 constexpr const char* kGrainKey = "vector.add/f32";
 
-// One caller's own memory and call (views into it).
+// The memory of one iteration's requests: the raw reference's own (compute/raw_batch.hpp).
+std::vector<RawRequest>& request_memory() { return raw_requests(kPerIteration); }
+
+// One caller: its index among the C callers, its own reference to the grain (see GrainRef on
+// sharing one across threads) and its call (views set per request).
 struct Caller {
-  std::vector<float> a, b, out;
+  std::size_t index = 0;
+  runtime::GrainRef<BatchGrain> grain;
   BatchCall call;
 };
 
@@ -67,7 +77,6 @@ struct Caller {
 struct GrainFixture {
   std::unique_ptr<server::Silo> silo;
   std::vector<std::unique_ptr<Caller>> callers;  // 2 * B
-  std::optional<runtime::GrainRef<BatchGrain>> grain;
 };
 
 // One iteration's callers: the last one to finish sets `done`; the first error is kept.
@@ -103,17 +112,11 @@ Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool t
   if (!silo) return silo.error();
   auto f = std::make_unique<GrainFixture>();
   f->silo = std::move(silo).value();
-  f->grain = f->silo->runtime().get<BatchGrain>(kGrainKey);
-  const HostInputs& in = host_inputs(kN);
   for (std::size_t i = 0; i < 2 * batch; ++i) {
     auto c = std::make_unique<Caller>();
-    c->a = in.a;
-    c->b = in.b;
-    c->out.assign(kN, 0.f);
-    c->call.inputs[0] = compute::TensorView(c->a);
-    c->call.inputs[1] = compute::TensorView(c->b);
+    c->index = i;
+    c->grain = f->silo->runtime().get<BatchGrain>(kGrainKey);
     c->call.input_count = 2;
-    c->call.output = c->out.data();
     c->call.output_capacity = kN;
     f->callers.push_back(std::move(c));
   }
@@ -121,11 +124,16 @@ Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool t
   return slot.get();
 }
 
-Task<void> caller_loop(runtime::GrainRef<BatchGrain>& grain, Caller& caller, std::size_t calls, Round& round,
+Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
                        BackendKind expected) {
+  std::vector<RawRequest>& memory = request_memory();
   try {
-    for (std::size_t i = 0; i < calls; ++i) {
-      const compute::BatchReport report = co_await grain.call<&BatchGrain::run>(caller.call);
+    for (std::size_t r = caller.index; r < kPerIteration; r += callers) {
+      RawRequest& m = memory[r];
+      caller.call.inputs[0] = compute::TensorView(m.a);
+      caller.call.inputs[1] = compute::TensorView(m.b);
+      caller.call.output = m.out.data();
+      const compute::BatchReport report = co_await caller.grain.call<&BatchGrain::run>(caller.call);
       if (report.backend != expected) {
         round.fail(std::string("ran on ") + report.device_id);
         break;
@@ -139,12 +147,11 @@ Task<void> caller_loop(runtime::GrainRef<BatchGrain>& grain, Caller& caller, std
   if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
 }
 
-// Spawns every caller (each making kPerIteration / C calls) and waits for all of them.
+// Spawns every caller (together making kPerIteration calls) and waits for all of them.
 Task<void> burst(GrainFixture& f, Round& round, BackendKind expected) {
-  const std::size_t calls = kPerIteration / f.callers.size();
   round.left.store(f.callers.size(), std::memory_order_relaxed);
   for (auto& c : f.callers) {
-    if (!f.silo->runtime().spawn(caller_loop(*f.grain, *c, calls, round, expected))) {
+    if (!f.silo->runtime().spawn(caller_loop(*c, f.callers.size(), round, expected))) {
       round.fail("runtime stopping");
       if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
     }
@@ -173,13 +180,16 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   auto fixture = fixture_for(backend, batch, telemetry);
   if (!fixture) return skip(state, "Silo::start", fixture.error().to_string());
   GrainFixture& f = **fixture;
-  // Warm-up (activation, batcher, kernel build, pools), checked.
+  // Warm-up (activation, batcher, kernel build, pools), checked on outputs cleared before it
+  // (an earlier benchmark wrote the same memory).
+  constexpr std::array<std::size_t, 3> kChecked{0, kPerIteration / 2 + 1, kPerIteration - 1};
+  for (std::size_t r : kChecked) std::fill(request_memory()[r].out.begin(), request_memory()[r].out.end(), 0.f);
   for (int i = 0; i < 2; ++i) {
     if (auto bad = run_round(f, backend)) return skip(state, "BatchGrain::run", *bad);
   }
-  for (std::size_t i : {std::size_t{0}, f.callers.size() / 2, f.callers.size() - 1}) {
-    if (auto bad = check_sum(f.callers[i]->out.data(), kN)) {
-      return skip(state, "BatchGrain::run", "caller " + std::to_string(i) + ": " + *bad);
+  for (std::size_t r : kChecked) {
+    if (auto bad = check_sum(request_memory()[r].out.data(), kN)) {
+      return skip(state, "BatchGrain::run", "request " + std::to_string(r) + ": " + *bad);
     }
   }
   state.SetLabel(backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +

@@ -14,6 +14,12 @@
 //
 // Thread-safety: a GrainRef is an immutable value; copy it freely across threads. The Task
 // returned by call() must be awaited (or run) before the Runtime is destroyed.
+// Cost on many cores: copies of a GrainRef share one reference-counted record of the id, and
+// every call() counts a reference to it while the call runs. Callers on many threads calling
+// through copies of ONE GrainRef therefore all write one cache line; references obtained by
+// separate get() calls have records of their own (they still compare equal and reach the same
+// activation), so a hot grain called from every worker is best reached through a reference per
+// caller, made once.
 #include <coroutine>
 #include <exception>
 #include <type_traits>
