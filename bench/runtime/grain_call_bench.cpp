@@ -12,7 +12,12 @@
 //   pipelined/stateless
 //                the same 64 callers all calling ONE grain id of a reentrant stateless worker
 //                type (one activation per worker): the routing pattern of batch grains, where
-//                every call of every worker looks up the same directory entry.
+//                every call of every worker looks up the same directory entry. Each caller has
+//                its own reference (get() once per caller).
+//   pipelined/stateless_shared_ref
+//                the same through copies of one GrainRef, whose shared reference count every
+//                call updates (ratio to pipelined/stateless: that count's cost, which grows with
+//                the number of workers).
 // References:
 //   direct       the grain method called as a plain coroutine (no runtime: no routing, no
 //                mailbox, no turn) - the floor.
@@ -92,6 +97,7 @@ struct PoolHop {
 // callers share nothing (the grains are shared; the activations serialise them).
 struct Local {
   Adder direct_target;  // called without the runtime
+  GrainRef<StatelessAdder> stateless;  // this caller's own reference
   std::int64_t posted_sum = 0;
   std::function<std::int64_t(std::int64_t)> posted_fn = [this](std::int64_t x) { return posted_sum += x; };
 };
@@ -117,7 +123,10 @@ Fixture& fixture() {
     fx->stateless = fx->rt->get<StatelessAdder>(0);
     for (int i = 0; i < kPipelinedGrains; ++i) fx->grains.push_back(fx->rt->get<Adder>(i));
     fx->driver = fx->rt->get<Driver>(0);
-    for (int i = 0; i < kPipelinedCallers; ++i) fx->locals.push_back(std::make_unique<Local>());
+    for (int i = 0; i < kPipelinedCallers; ++i) {
+      fx->locals.push_back(std::make_unique<Local>());
+      fx->locals.back()->stateless = fx->rt->get<StatelessAdder>(0);
+    }
     on_shutdown([fx] { delete fx; });
     return fx;
   }();
@@ -131,12 +140,13 @@ std::string label() {
 
 // ---------------------------------------------------------------- sequential
 
-enum class Kind { runtime, direct, posted, stateless };
+enum class Kind { runtime, direct, posted, stateless, stateless_shared_ref };
 
 Task<std::int64_t> one_call(Kind kind, GrainRef<Adder>& ref, Local& local) {
   switch (kind) {
     case Kind::runtime: co_return co_await ref.call<&Adder::add>(1);
-    case Kind::stateless: co_return co_await fixture().stateless.call<&StatelessAdder::add>(1);
+    case Kind::stateless: co_return co_await local.stateless.call<&StatelessAdder::add>(1);
+    case Kind::stateless_shared_ref: co_return co_await fixture().stateless.call<&StatelessAdder::add>(1);
     case Kind::direct: co_return co_await local.direct_target.add(1);
     case Kind::posted: {
       co_await PoolHop{};
@@ -239,6 +249,9 @@ void register_all() {
       ->UseRealTime();
   benchmark::RegisterBenchmark("grain_call/pipelined/stateless", [](benchmark::State& s) { pipelined(s, Kind::stateless); })
       ->UseRealTime();
+  benchmark::RegisterBenchmark("grain_call/pipelined/stateless_shared_ref",
+                               [](benchmark::State& s) { pipelined(s, Kind::stateless_shared_ref); })
+      ->UseRealTime();
 
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/posted", kSequentialCalls});
@@ -246,6 +259,8 @@ void register_all() {
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/direct", kPipelinedCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/posted", kPipelinedCalls});
   register_pair({"pipelined", "stateless", "grain_call/pipelined/stateless", "grain_call/pipelined/posted", kPipelinedCalls});
+  register_pair({"shared_ref", "stateless", "grain_call/pipelined/stateless_shared_ref", "grain_call/pipelined/stateless",
+                 kPipelinedCalls});
 }
 
 }  // namespace
