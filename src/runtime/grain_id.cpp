@@ -1,6 +1,9 @@
 #include "gpubridge/runtime/grain_id.hpp"
 
+#include <array>
+#include <cstdint>
 #include <functional>
+#include <new>
 #include <random>
 
 namespace gpubridge::runtime {
@@ -121,6 +124,33 @@ std::size_t GrainKey::hash() const noexcept {
 GrainId::GrainId(std::string_view type, GrainKey key) {
   const std::size_t h = mix(std::hash<std::string_view>{}(type), key.hash());
   d_ = std::make_shared<const Data>(Data{std::string(type), std::move(key), h});
+}
+
+GrainId GrainId::thread_copy() const {
+  // A record with few references is not being copied by many threads at once: a plain copy,
+  // which keeps ids used once (most ids of a large population) out of the cache.
+  constexpr long kSharedAbove = 4;
+  if (d_.use_count() <= kSharedAbove) return *this;
+  // Direct-mapped by record address. An entry holds its original, so that address cannot be
+  // reused by another id while the entry lives.
+  struct Entry {
+    std::shared_ptr<const Data> original;
+    std::shared_ptr<const Data> own;
+  };
+  constexpr std::size_t kEntries = 64;
+  thread_local std::array<Entry, kEntries> cache;
+  Entry& e = cache[(reinterpret_cast<std::uintptr_t>(d_.get()) / alignof(Data)) % kEntries];
+  if (e.original != d_) {
+    try {
+      e.own = std::make_shared<const Data>(*d_);
+    } catch (const std::bad_alloc&) {
+      return *this;  // the same id, counted on the shared record
+    }
+    e.original = d_;
+  }
+  GrainId copy;
+  copy.d_ = e.own;
+  return copy;
 }
 
 std::string_view GrainId::type() const noexcept { return d_ ? std::string_view(d_->type) : std::string_view(); }

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
+#include <vector>
 #include <string>
 #include <unordered_set>
 
@@ -75,6 +77,34 @@ TEST(GrainId, CopiesShareOneRecordAndCompareByValue) {
   EXPECT_FALSE(GrainId().valid());
   std::unordered_set<GrainId, GrainIdHash> set{a, b, c, d, e};
   EXPECT_EQ(set.size(), 3u);
+}
+
+// thread_copy() gives an equal id from every thread, whether the id is widely shared (the
+// per-thread record) or not (a plain copy), and keeps the id alive after every ref is gone.
+TEST(GrainId, ThreadCopiesAreEqualOnEveryThreadAndOutliveTheOriginal) {
+  EXPECT_FALSE(GrainId().thread_copy().valid());
+  const GrainId lone("Counter", "lone");
+  EXPECT_EQ(lone.thread_copy(), lone);
+  GrainId shared("Counter", 9);
+  std::vector<GrainId> holders(16, shared);  // widely shared: copies go to the per-thread records
+  std::vector<GrainId> copies(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < copies.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1000; ++i) copies[t] = shared.thread_copy();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const GrainId& c : copies) {
+    EXPECT_EQ(c, shared);
+    EXPECT_EQ(c.hash(), shared.hash());
+    EXPECT_EQ(c.to_string(), "Counter/9");
+  }
+  const GrainId mine = shared.thread_copy();
+  holders.clear();
+  shared = GrainId();
+  EXPECT_EQ(mine.to_string(), "Counter/9");
+  EXPECT_EQ(mine, GrainId("Counter", 9));
 }
 
 class Keyed : public Grain {

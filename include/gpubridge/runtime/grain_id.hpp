@@ -69,6 +69,11 @@ class GrainId {
   const GrainKey& key() const;  // requires valid()
   std::size_t hash() const noexcept { return d_ ? d_->hash : 0; }
   std::string to_string() const;  // "type/key"
+  // An equal id; when this id's record is widely shared, one whose record is this thread's own
+  // (kept in a small per-thread cache), so that copying it counts references on a cache line
+  // other threads rarely write. For paths that copy one id from many threads at once (every
+  // grain call copies its target). Allocates only when a shared id enters the cache.
+  GrainId thread_copy() const;
 
   friend bool operator==(const GrainId& a, const GrainId& b) noexcept {
     if (a.d_ == b.d_) return true;

@@ -14,12 +14,9 @@
 //
 // Thread-safety: a GrainRef is an immutable value; copy it freely across threads. The Task
 // returned by call() must be awaited (or run) before the Runtime is destroyed.
-// Cost on many cores: copies of a GrainRef share one reference-counted record of the id, and
-// every call() counts a reference to it while the call runs. Callers on many threads calling
-// through copies of ONE GrainRef therefore all write one cache line; references obtained by
-// separate get() calls have records of their own (they still compare equal and reach the same
-// activation), so a hot grain called from every worker is best reached through a reference per
-// caller, made once.
+// A call holds its target's id while it runs: a copy of this thread's own record of the id
+// (GrainId::thread_copy), so that callers on many threads calling through copies of one GrainRef
+// do not all count references on one cache line.
 #include <coroutine>
 #include <exception>
 #include <type_traits>
@@ -100,7 +97,7 @@ class GrainRef {
     static_assert(sizeof...(A) == Traits::arity, "wrong number of arguments for this grain method");
     static_assert(std::is_constructible_v<typename Traits::arguments, A&&...>,
                   "arguments do not convert to this grain method's parameters");
-    return internal::call_grain<M>(runtime_, internal::type_key<G>(), id_,
+    return internal::call_grain<M>(runtime_, internal::type_key<G>(), id_.thread_copy(),
                                    typename Traits::arguments(std::forward<A>(args)...));
   }
 
