@@ -65,8 +65,8 @@ constexpr const char* kGrainKey = "vector.add/f32";
 // The memory of one iteration's requests: the raw reference's own (compute/raw_batch.hpp).
 std::vector<RawRequest>& request_memory() { return raw_requests(kPerIteration); }
 
-// One caller: its index among the C callers, its own reference to the grain (see GrainRef on
-// sharing one across threads) and its call (views set per request).
+// One caller: its index among the C callers, its own reference to the grain (as a calling grain
+// would hold one) and its call (views set per request).
 struct Caller {
   std::size_t index = 0;
   runtime::GrainRef<BatchGrain> grain;
