@@ -139,6 +139,9 @@ do_run() {
   bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
     --benchmark_out_format=json --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-}
   bench_run bench_grains 'grain_batch/(cpu|opencl)/' 60
+  # How grain calls scale with workers (bench_runtime above ran with one per core).
+  local w
+  for w in 1 4 8; do echo "-- workers=$w" >> "$out/bench.txt"; bench_run bench_runtime 'pipelined/(runtime|stateless)' 30 --workers=$w; done
 
   # 4. The demo, then the other test binaries (CPU-side code, also run in CI; those reading the
   #    source tree's data or loading plugins from the build tree are left to CI).
