@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <latch>
+#include <map>
 #include <mutex>
 #include <semaphore>
 #include <set>
@@ -68,6 +69,68 @@ TEST(StatelessWorker, ConcurrentCallsGetSeveralActivationsUpToTheMax) {
   EXPECT_EQ(sum.load(), 2 * (0 + 1 + 2 + 3 + 4 + 5));
   EXPECT_EQ(rt->activation_count("Resizer"), 4u) << "never more than max_local_activations";
   g_gate = nullptr;
+}
+
+// A reentrant stateless worker whose calls wait before they answer (a hop through its own
+// activation's queue), so that many calls are in flight at once, as with batch grains.
+std::mutex g_served_mu;
+std::map<const void*, int> g_served;  // calls answered per activation
+
+class Hopper : public Grain {
+ public:
+  Task<int> hop(int x) {
+    co_await Hop{};
+    {
+      std::lock_guard lock(g_served_mu);
+      ++g_served[this];
+    }
+    co_return x + 1;
+  }
+
+ private:
+  struct Hop {
+    Resumption r;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+      r.handle = h;
+      ResumeContext::current().resume(r);
+    }
+    void await_resume() const noexcept {}
+  };
+};
+
+// Callers mostly stay with the activation on their own thread (no look at other workers'
+// counters), yet the calls still spread over one activation per worker.
+TEST(StatelessWorker, ReentrantCallsSpreadOverTheWorkersActivations) {
+  {
+    std::lock_guard lock(g_served_mu);
+    g_served.clear();
+  }
+  auto rt = testing::make_runtime({.worker_threads = 2});
+  ASSERT_TRUE(rt->register_grain<Hopper>({.reentrant = true, .stateless_worker = true, .max_local_activations = 2}).ok());
+  constexpr int kCallers = 64;
+  constexpr int kCallsEach = 200;
+  std::latch done(kCallers);
+  std::atomic<int> wrong{0};
+  auto caller = [&](int c) -> Task<void> {
+    auto w = rt->get<Hopper>(0);
+    for (int i = 0; i < kCallsEach; ++i) {
+      if (co_await w.call<&Hopper::hop>(c + i) != c + i + 1) wrong.fetch_add(1);
+    }
+    done.count_down();
+  };
+  for (int c = 0; c < kCallers; ++c) ASSERT_TRUE(rt->spawn(caller(c)));
+  done.wait();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(rt->activation_count("Hopper"), 2u);
+  std::lock_guard lock(g_served_mu);
+  ASSERT_EQ(g_served.size(), 2u);
+  int total = 0;
+  for (const auto& [activation, calls] : g_served) total += calls;
+  EXPECT_EQ(total, kCallers * kCallsEach);
+  for (const auto& [activation, calls] : g_served) {
+    EXPECT_GE(calls, total / 10) << "one activation served " << calls << " of " << total << " calls";
+  }
 }
 
 TEST(StatelessWorker, SequentialCallsReuseAnIdleActivation) {
