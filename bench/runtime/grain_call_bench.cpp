@@ -44,8 +44,6 @@ namespace {
 using runtime::AsyncEvent;
 using runtime::Grain;
 using runtime::GrainRef;
-using runtime::ResumeContext;
-using runtime::Resumption;
 using runtime::Runtime;
 using runtime::Task;
 
@@ -80,17 +78,6 @@ class Driver : public Grain {
     for (int i = 0; i < n; ++i) last = co_await target.call<&Adder::add>(1);
     co_return last;
   }
-};
-
-// Resumes the awaiting coroutine through the worker pool's queue (one scheduler hop).
-struct PoolHop {
-  Resumption r;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) noexcept {
-    r.handle = h;
-    ResumeContext::current().resume(r);
-  }
-  void await_resume() const noexcept {}
 };
 
 // What a reference call works on: its own adder and its own closure, so that concurrent
@@ -149,7 +136,7 @@ Task<std::int64_t> one_call(Kind kind, GrainRef<Adder>& ref, Local& local) {
     case Kind::stateless_shared_ref: co_return co_await fixture().stateless.call<&StatelessAdder::add>(1);
     case Kind::direct: co_return co_await local.direct_target.add(1);
     case Kind::posted: {
-      co_await PoolHop{};
+      co_await runtime::yield_now();  // one hop through the worker pool's queue
       co_return local.posted_fn(1);
     }
   }

@@ -71,15 +71,15 @@ TEST(StatelessWorker, ConcurrentCallsGetSeveralActivationsUpToTheMax) {
   g_gate = nullptr;
 }
 
-// A reentrant stateless worker whose calls wait before they answer (a hop through its own
-// activation's queue), so that many calls are in flight at once, as with batch grains.
+// A reentrant stateless worker whose calls wait before they answer (yield_now: a hop through
+// its own activation's queue), so that many calls are in flight at once, as with batch grains.
 std::mutex g_served_mu;
 std::map<const void*, int> g_served;  // calls answered per activation
 
 class Hopper : public Grain {
  public:
   Task<int> hop(int x) {
-    co_await Hop{};
+    co_await yield_now();
     {
       std::lock_guard lock(g_served_mu);
       ++g_served[this];
@@ -87,16 +87,6 @@ class Hopper : public Grain {
     co_return x + 1;
   }
 
- private:
-  struct Hop {
-    Resumption r;
-    bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-      r.handle = h;
-      ResumeContext::current().resume(r);
-    }
-    void await_resume() const noexcept {}
-  };
 };
 
 // Callers mostly stay with the activation on their own thread (no look at other workers'

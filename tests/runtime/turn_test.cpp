@@ -50,6 +50,15 @@ class Serial : public Grain {
     check_alone();
     leave();
   }
+  // Yields the thread to queued work (yield_now) in the middle of the turn.
+  Task<void> via_yield() {
+    enter();
+    for (int k = 0; k < 3; ++k) {
+      co_await yield_now();
+      check_alone();
+    }
+    leave();
+  }
   Task<int> overlaps() { co_return overlaps_; }
   Task<int> completed() { co_return completed_; }
 
@@ -116,6 +125,20 @@ TEST_F(TurnTest, ACallSuspendedOnIoKeepsTheTurn) {
   EXPECT_EQ(rt_->run(serial.call<&Serial::overlaps>()), 0);
   EXPECT_EQ(rt_->run(serial.call<&Serial::completed>()), kCalls);
   g_gates = nullptr;
+}
+
+TEST_F(TurnTest, YieldingKeepsTheTurn) {
+  auto g = rt_->get<Serial>("yield");
+  constexpr int kCalls = 32;
+  std::latch done(kCalls);
+  auto one = [&]() -> Task<void> {
+    co_await g.call<&Serial::via_yield>();
+    done.count_down();
+  };
+  for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(rt_->spawn(one()));
+  done.wait();
+  EXPECT_EQ(rt_->run(g.call<&Serial::overlaps>()), 0);
+  EXPECT_EQ(rt_->run(g.call<&Serial::completed>()), kCalls);
 }
 
 TEST_F(TurnTest, CallsOfOneCallerArriveInOrder) {

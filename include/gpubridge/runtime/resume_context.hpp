@@ -8,6 +8,8 @@
 //   - outside any runtime thread: it resumes inline on the completing thread.
 // In every case the continuation runs in the request context it was suspended in.
 // Thread-safety: resume() may be called from any thread, once per suspension.
+#include <coroutine>
+
 #include "gpubridge/runtime/messaging/message.hpp"
 
 namespace gpubridge::runtime {
@@ -39,5 +41,19 @@ class ResumeContext {
   internal::Scheduler* scheduler_ = nullptr;
   RequestContext* request_ = nullptr;  // the suspended code's request context (outside turns)
 };
+
+// co_await yield_now(): lets work already queued run first, then continues in the same context
+// (as a later step of the same turn inside a grain, through the worker pool elsewhere on a
+// runtime worker, at once outside the runtime's threads).
+struct YieldNow {
+  Resumption r;  // lives in the awaiting frame until it has run
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    r.handle = h;
+    ResumeContext::current().resume(r);
+  }
+  void await_resume() const noexcept {}
+};
+inline YieldNow yield_now() noexcept { return {}; }
 
 }  // namespace gpubridge::runtime
