@@ -348,7 +348,16 @@ TYPED_TEST_P(CudaRingCases, BadMessagesGetClearErrors) {
   expect(actor, 777, ErrorCode::not_found, "unknown handler id 777");
   const std::uint32_t inactive = actor == 0 ? 1 : 0;
   expect(inactive, kEcho, ErrorCode::failed_precondition, "is not active");
-  expect(actor, kFail, ErrorCode::invalid_argument, "handler 4 failed with code 3");
+  expect(actor, kFail, ErrorCode::invalid_argument, "handler 4 failed with code 3: test_fail refuses every call");
+  auto failed = rig.call(actor, kFailWithCode, words({8}));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code(), ErrorCode::resource_exhausted);
+  EXPECT_THAT(failed.error().message(), HasSubstr("handler 6 failed with code 8: asked to fail"));
+  failed = rig.call(actor, kFailWithCode, words({99}));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code(), ErrorCode::internal);
+  EXPECT_THAT(failed.error().message(),
+              HasSubstr("handler 6 failed with code 13: gb_ring_fail with code 99, not an ErrorCode: asked to fail"));
   expect(actor, kOverclaim, ErrorCode::internal, "more than the capacity");
   const std::uint32_t other = rig.client->activate(kOtherType, {}, far_deadline()).value();
   expect(other, kEcho, ErrorCode::invalid_argument, "serves actor type 1");

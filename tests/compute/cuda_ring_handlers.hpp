@@ -21,8 +21,9 @@ constexpr std::uint32_t kOtherType = 2;
 // Handlers of kCounterType (payload and reply words are little-endian).
 constexpr std::uint32_t kEcho = 1;   // counts the message in the state, echoes the payload (out_of_range if too long)
 constexpr std::uint32_t kCount = 2;  // counts; replies (handler version, counter)
-constexpr std::uint32_t kFail = 4;   // fails with invalid_argument
+constexpr std::uint32_t kFail = 4;   // fails with invalid_argument and a reason (gb_ring_fail)
 constexpr std::uint32_t kTrap = 5;   // kills the kernel (__trap)
+constexpr std::uint32_t kFailWithCode = 6;  // (code): gb_ring_fail(code, "asked to fail")
 // Device-side messaging (payload words are u32).
 constexpr std::uint32_t kAdd = 20;           // counter += payload u64 (1 when shorter); replies the counter
 constexpr std::uint32_t kPostAdds = 21;      // (target, n): posts n kAdd to target; fails with the first refusal
@@ -102,7 +103,14 @@ __device__ TEST_HANDLER int test_count(const gb_ring_call& c) {
   test_put_u64(c.reply + 8, n);
   return 16;
 }
-__device__ TEST_HANDLER int test_fail(const gb_ring_call&) { return -GB_RING_INVALID_ARGUMENT; }
+__device__ TEST_HANDLER int test_fail(const gb_ring_call& c) {
+  return gb_ring_fail(c, GB_RING_INVALID_ARGUMENT, "test_fail refuses every call");
+}
+__device__ TEST_HANDLER int test_fail_with_code(const gb_ring_call& c) {
+  unsigned int code = 0;
+  for (unsigned int i = 0; i < 4 && i < c.payload_bytes; ++i) code |= static_cast<unsigned int>(c.payload[i]) << (8 * i);
+  return gb_ring_fail(c, code, "asked to fail");
+}
 __device__ TEST_HANDLER int test_trap(const gb_ring_call&) {
   __trap();
   return 0;
@@ -191,6 +199,7 @@ __device__ TEST_HANDLER int test_hold_then_post_counts(const gb_ring_call& c) {
                 {kCount, kCounterType, "test_count"},
                 {kFail, kCounterType, "test_fail"},
                 {kTrap, kCounterType, "test_trap"},
+                {kFailWithCode, kCounterType, "test_fail_with_code"},
                 {kAdd, kCounterType, "test_add"},
                 {kPostAdds, kCounterType, "test_post_adds"},
                 {kRelay, kCounterType, "test_relay"},

@@ -77,7 +77,7 @@ __device__ void counter_store(unsigned char* p, unsigned long long v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
 }
 __device__ int counter_add(const gb_ring_call& c) {
-  if (c.payload_bytes != 8) return -GB_RING_INVALID_ARGUMENT;
+  if (c.payload_bytes != 8) return gb_ring_fail(c, GB_RING_INVALID_ARGUMENT, "add takes an 8-byte delta");
   if (c.reply_capacity < 8) return -GB_RING_OUT_OF_RANGE;
   const long long total = static_cast<long long>(counter_load(c.state)) +
                           COUNTER_SCALE * static_cast<long long>(counter_load(c.payload));

@@ -25,9 +25,13 @@
 // hop of a chain) and replies_to_host (this message's reply, or that of its forward, completes a
 // host call). Return the number of reply bytes written (0..reply_capacity), or -GB_RING_<CODE>
 // (e.g. -GB_RING_INVALID_ARGUMENT, values of gpubridge::ErrorCode) to fail the call; the host sees
-// "handler <id> failed with code <n>", followed by the reason when the code is that of a refused
-// gb_ring_post/gb_ring_forward. A handler must return well within the client's watchdog window (no
-// heartbeat while it runs).
+// "handler <id> failed with code <n>", followed by ": <reason>" when the code is that of a refused
+// gb_ring_post/gb_ring_forward or of
+//   __device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const char* reason);
+// which returns -code for the handler to return (`return gb_ring_fail(c, GB_RING_OUT_OF_RANGE,
+// "index past the table");`; a code that is no ErrorCode fails as internal, naming it). Reasons are
+// cut at the inline payload size. A handler must return well within the client's watchdog window
+// (no heartbeat while it runs).
 //
 // Device-side messaging (same semantics as HandlerContext::post/forward on the CPU server):
 //   __device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id,

@@ -215,6 +215,8 @@ __device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id, uns
                             const void* payload, unsigned int payload_bytes);
 __device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
                                const void* payload, unsigned int payload_bytes);
+// Fails the message with a reason: returns -code, for the handler to return (see cuda_ring.hpp).
+__device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const char* reason);
 #define GB_RING_DISPATCH_OK 0
 #define GB_RING_DISPATCH_UNKNOWN_HANDLER 1
 #define GB_RING_DISPATCH_WRONG_TYPE 2
@@ -541,6 +543,19 @@ __device__ int gb_ring_post(const gb_ring_call& call, unsigned int actor_id, uns
 __device__ int gb_ring_forward(const gb_ring_call& call, unsigned int actor_id, unsigned int handler_id,
                                const void* payload, unsigned int payload_bytes) {
   return gb_ring_detail::gb_stage(call, actor_id, handler_id, payload, payload_bytes, true);
+}
+// The reason travels as a refusal does: it follows "failed with code <n>: " when the handler
+// returns this code. A code outside the ErrorCode values fails as internal, naming the code.
+__device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const char* reason) {
+  gb_ring_outbox& o = *call.outbox;
+  if (code == 0 || code > 16) {
+    const int refused = gb_ring_detail::gb_refuse(o, GB_RING_INTERNAL, "gb_ring_fail with code ");
+    gb_ring_detail::gb_put_u(o.refusal, code);
+    gb_ring_detail::gb_put(o.refusal, ", not an ErrorCode: ");
+    gb_ring_detail::gb_put(o.refusal, reason);
+    return refused;
+  }
+  return gb_ring_detail::gb_refuse(o, code, reason);
 }
 
 namespace gb_ring_detail {
