@@ -141,6 +141,9 @@ GrainId GrainId::thread_copy() const {
   thread_local std::array<Entry, kEntries> cache;
   Entry& e = cache[(reinterpret_cast<std::uintptr_t>(d_.get()) / alignof(Data)) % kEntries];
   if (e.original != d_) {
+    // Only an entry nothing else holds is replaced: two shared ids that map to one entry do not
+    // evict each other (an allocation per call); the later one is copied as before.
+    if (e.original != nullptr && (e.original.use_count() > 1 || e.own.use_count() > 1)) return *this;
     try {
       e.own = std::make_shared<const Data>(*d_);
     } catch (const std::bad_alloc&) {

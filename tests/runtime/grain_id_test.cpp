@@ -100,6 +100,17 @@ TEST(GrainId, ThreadCopiesAreEqualOnEveryThreadAndOutliveTheOriginal) {
     EXPECT_EQ(c.hash(), shared.hash());
     EXPECT_EQ(c.to_string(), "Counter/9");
   }
+  // More widely shared ids than the per-thread cache holds: entries collide, and every copy is
+  // still the right id.
+  std::vector<std::vector<GrainId>> many;
+  for (int k = 0; k < 200; ++k) many.emplace_back(8, GrainId("Many", k));
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 200; ++k) {
+      const GrainId c = many[static_cast<std::size_t>(k)][0].thread_copy();
+      ASSERT_EQ(c, GrainId("Many", k));
+      ASSERT_EQ(c.key().as_integer(), k);
+    }
+  }
   const GrainId mine = shared.thread_copy();
   holders.clear();
   shared = GrainId();
