@@ -119,8 +119,13 @@ Runtime::Core::~Core() = default;
 
 void Runtime::Core::count_call(bool failed) noexcept {
   const internal::ExecutionContext& ctx = internal::t_context;
-  internal::CallCounters& slot = call_counters[ctx.core == this ? ctx.counter_slot : 0];
-  (failed ? slot.failed : slot.completed).fetch_add(1, std::memory_order_relaxed);
+  const std::size_t index = ctx.core == this ? ctx.counter_slot : 0;
+  std::atomic<std::uint64_t>& count = failed ? call_counters[index].failed : call_counters[index].completed;
+  if (index == 0) {
+    count.fetch_add(1, std::memory_order_relaxed);  // shared by every thread outside the pool
+  } else {
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // this worker's own
+  }
 }
 
 const internal::GrainType* Runtime::Core::find_type(std::string_view name) const {
