@@ -131,26 +131,39 @@ GrainId GrainId::thread_copy() const {
   // which keeps ids used once (most ids of a large population) out of the cache.
   constexpr long kSharedAbove = 4;
   if (d_.use_count() <= kSharedAbove) return *this;
-  // Direct-mapped by record address. An entry holds its original, so that address cannot be
-  // reused by another id while the entry lives.
+  // Looked up by record address among kWays neighbouring entries. An entry holds its original,
+  // so that address cannot be reused by another id while the entry lives.
   struct Entry {
     std::shared_ptr<const Data> original;
     std::shared_ptr<const Data> own;
   };
   constexpr std::size_t kEntries = 64;
+  constexpr std::size_t kWays = 4;
   thread_local std::array<Entry, kEntries> cache;
-  Entry& e = cache[(reinterpret_cast<std::uintptr_t>(d_.get()) / alignof(Data)) % kEntries];
-  if (e.original != d_) {
-    // Only an entry nothing else holds is replaced: two shared ids that map to one entry do not
-    // evict each other (an allocation per call); the later one is copied as before.
-    if (e.original != nullptr && (e.original.use_count() > 1 || e.own.use_count() > 1)) return *this;
+  const std::size_t first = (reinterpret_cast<std::uintptr_t>(d_.get()) / alignof(Data)) % kEntries;
+  Entry* hit = nullptr;
+  for (std::size_t w = 0; w < kWays && hit == nullptr; ++w) {
+    Entry& e = cache[(first + w) % kEntries];
+    if (e.original == d_) hit = &e;
+  }
+  if (hit == nullptr) {
+    // A free entry: empty, or one whose ids nothing else holds any more.
+    Entry* free = nullptr;
+    for (std::size_t w = 0; w < kWays && free == nullptr; ++w) {
+      Entry& e = cache[(first + w) % kEntries];
+      if (e.original == nullptr || (e.original.use_count() == 1 && e.own.use_count() == 1)) free = &e;
+    }
+    // Every neighbour in use by other shared ids: copied as before (no allocation per call).
+    if (free == nullptr) return *this;
     try {
-      e.own = std::make_shared<const Data>(*d_);
+      free->own = std::make_shared<const Data>(*d_);
     } catch (const std::bad_alloc&) {
       return *this;  // the same id, counted on the shared record
     }
-    e.original = d_;
+    free->original = d_;
+    hit = free;
   }
+  Entry& e = *hit;
   GrainId copy;
   copy.d_ = e.own;
   return copy;
