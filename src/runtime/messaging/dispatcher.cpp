@@ -79,14 +79,15 @@ bool Runtime::dispatch(Message& m) noexcept {
 // activation whose slice runs on this thread (`home`) takes the call outright when it is idle,
 // and for a reentrant type on all but one in kSampleEvery calls of the thread: reading another
 // worker's counters costs a cache miss on every call (bench_runtime pipelined/stateless, 2 cores,
-// interleaved A/B: 7.3-8.0 -> 11.0-11.9 M calls/s), and the sampled calls keep the load spread. Otherwise two
-// candidates are looked at - home and one picked at random - instead of every activation (power
-// of two choices): with one activation per worker, a scan would read every worker's counters on
-// every call, under the shard lock. The idler of the two takes the call (home when it holds at most twice the other's load + 1: its
-// mailbox stays in this core's cache and the call needs no post to another worker); when both
-// are busy a new activation is created, up to the type's maximum. A call chain that already
-// entered this id scans every activation. Null (with m.error set) for a deadlock; null with
-// `needs_writer` set when a new activation is due but the shard is only read-locked (!may_create).
+// interleaved A/B: 7.3-8.0 -> 11.0-11.9 M calls/s), and the sampled calls keep the load spread.
+// Otherwise two candidates are looked at - home and one picked at random - instead of every
+// activation (power of two choices): with one activation per worker, a scan would read every
+// worker's counters on every call, under the shard lock. The idler of the two takes the call
+// (home when it holds at most twice the other's load + 1: its mailbox stays in this core's cache
+// and the call needs no post to another worker); when both are busy a new activation is created,
+// up to the type's maximum. A call chain that already entered this id scans every activation.
+// Null (with m.error set) for a deadlock; null with `needs_writer` set when a new activation is
+// due but the shard is only read-locked (!may_create).
 constexpr std::uint32_t kSampleEvery = 8;
 
 Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const internal::GrainType& type,
@@ -103,8 +104,6 @@ Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const 
     for (Activation* a : list) {  // pointer comparisons only: home's counters are local
       if (a == home_candidate) home = a->accepting() ? a : nullptr;
     }
-    // Home takes the call without a look at another worker's counters when it is idle, and for a
-    // reentrant type (whose calls interleave) on all but one call in kSampleEvery of this thread.
     thread_local std::uint32_t calls = 0;
     if (home != nullptr && (home->load() == 0 || (type.options.reentrant && ++calls % kSampleEvery != 0))) {
       return home;
