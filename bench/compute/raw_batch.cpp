@@ -18,8 +18,6 @@ using compute::BackendKind;
 
 constexpr std::size_t kN = kRawBatchElements;
 
-using RawSlot = RawRequest;
-
 void set_request_counters(benchmark::State& state, std::size_t requests) {
   if (state.error_occurred()) return;
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * requests));
@@ -29,12 +27,12 @@ void set_request_counters(benchmark::State& state, std::size_t requests) {
 std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
 
 // Clears the checked requests' outputs (the memory is shared: an earlier benchmark wrote them).
-void clear_checked(std::vector<RawSlot>& slots) {
+void clear_checked(std::vector<RawRequest>& slots) {
   for (std::size_t i : checked_requests(slots.size())) std::fill(slots[i].out.begin(), slots[i].out.end(), 0.f);
 }
 
 // Checks the outputs of a few requests; empty when correct.
-std::optional<std::string> check_slots(const std::vector<RawSlot>& slots) {
+std::optional<std::string> check_slots(const std::vector<RawRequest>& slots) {
   for (std::size_t i : checked_requests(slots.size())) {
     if (auto bad = check_sum(slots[i].out.data(), kN)) return "request " + std::to_string(i) + ": " + *bad;
   }
@@ -45,7 +43,7 @@ void add_loop(const float* a, const float* b, float* out, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
-void cpu_raw(benchmark::State& state, std::vector<RawSlot>& slots) {
+void cpu_raw(benchmark::State& state, std::vector<RawRequest>& slots) {
   state.SetLabel(backend_label(BackendKind::cpu).c_str());
   for (auto& s : slots) add_loop(s.a.data(), s.b.data(), s.out.data(), kN);
   if (auto bad = check_slots(slots)) return skip(state, "raw CPU loop", *bad);
@@ -60,7 +58,7 @@ void cpu_raw(benchmark::State& state, std::vector<RawSlot>& slots) {
 }
 
 // One batch of B requests starting at `first`: pack, H2D, launch, D2H, sync, unpack.
-Status cuda_batch(RawCudaBuffers& buf, std::vector<RawSlot>& slots, std::size_t first, std::size_t batch) {
+Status cuda_batch(RawCudaBuffers& buf, std::vector<RawRequest>& slots, std::size_t first, std::size_t batch) {
   float* in = buf.staged_input(0);
   for (std::size_t r = 0; r < batch; ++r) {
     std::memcpy(in + r * kN, slots[first + r].a.data(), kN * sizeof(float));
@@ -75,7 +73,7 @@ Status cuda_batch(RawCudaBuffers& buf, std::vector<RawSlot>& slots, std::size_t 
   return {};
 }
 
-void cuda_raw(benchmark::State& state, std::vector<RawSlot>& slots, std::size_t batch) {
+void cuda_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::size_t batch) {
   RawCuda* cuda = raw_cuda_for(state);
   if (cuda == nullptr) return;
   state.SetLabel(backend_label(BackendKind::cuda).c_str());
@@ -98,7 +96,7 @@ void cuda_raw(benchmark::State& state, std::vector<RawSlot>& slots, std::size_t 
   set_request_counters(state, slots.size());
 }
 
-void opencl_raw(benchmark::State& state, std::vector<RawSlot>& slots, std::size_t batch) {
+void opencl_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::size_t batch) {
   RawOpenCl* cl = raw_opencl_for(state);
   if (cl == nullptr) return;
   state.SetLabel(backend_label(BackendKind::opencl).c_str());
@@ -153,7 +151,7 @@ void raw_batch_run(benchmark::State& state, BackendKind backend, std::size_t bat
   if (batch == 0 || requests == 0 || (backend != BackendKind::cpu && requests % batch != 0)) {
     return skip(state, "raw batch", "requests per iteration must be a positive multiple of the batch size");
   }
-  std::vector<RawSlot>& slots = raw_requests(requests);
+  std::vector<RawRequest>& slots = raw_requests(requests);
   clear_checked(slots);
   switch (backend) {
     case BackendKind::cpu: return cpu_raw(state, slots);

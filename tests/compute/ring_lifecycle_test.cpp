@@ -22,10 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-using gpubridge::testing::ring_support::far_deadline;
-using gpubridge::testing::ring_support::waiting_on;
-using gpubridge::testing::ring_support::Gate;
-using gpubridge::testing::ring_support::u64_of;
+using namespace gpubridge::testing::ring_support;  // words, bytes_of, handlers, Gate, ...
 
 constexpr std::uint32_t kCounterType = 1;
 constexpr std::uint32_t kCount = 1;  // increments the state counter; replies (version, counter)

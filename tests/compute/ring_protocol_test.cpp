@@ -22,15 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-using gpubridge::testing::ring_support::bytes_of;
-using gpubridge::testing::ring_support::counting_echo;
-using gpubridge::testing::ring_support::reversing;
-using gpubridge::testing::ring_support::waiting_on;
-using gpubridge::testing::ring_support::ExactlyOnce;
-using gpubridge::testing::ring_support::echo_from_producers;
-using gpubridge::testing::ring_support::far_deadline;
-using gpubridge::testing::ring_support::Gate;
-using gpubridge::testing::ring_support::u64_of;
+using namespace gpubridge::testing::ring_support;  // words, bytes_of, handlers, Gate, ...
 
 constexpr std::uint32_t kCounterType = 1;
 constexpr std::uint32_t kEcho = 1;     // counts the message in the actor state, echoes the payload
