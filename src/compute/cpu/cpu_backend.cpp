@@ -63,6 +63,32 @@ class SerialParallel final : public CpuParallel {
   }
 };
 
+// Asks the caches for the memory segment `r` will read and write (up to kPrefetchBytes of each
+// input and of the output), while the segment before it runs. A batch's requests come from
+// anywhere in memory in arrival order, so the hardware prefetchers, which follow one stream at a
+// time, start cold at every segment; fetching the next one ahead overlaps its misses with work.
+constexpr std::size_t kPrefetchBytes = 4096;
+constexpr std::size_t kCacheLine = 64;
+
+// Inlined always: GCC judges a function that only prefetches free of effects and drops calls to it.
+[[gnu::always_inline]] inline void prefetch_range(const void* data, std::size_t bytes, bool for_write) noexcept {
+  const auto* p = static_cast<const char*>(data);
+  const std::size_t n = std::min(bytes, kPrefetchBytes);
+  for (std::size_t off = 0; off < n; off += kCacheLine) {
+    if (for_write) {
+      __builtin_prefetch(p + off, 1);
+    } else {
+      __builtin_prefetch(p + off, 0);
+    }
+  }
+}
+
+[[gnu::always_inline]] inline void prefetch_segment(const KernelDef& def, DType dtype, const BatchRequest& r) noexcept {
+  const std::size_t inputs = def.signature.inputs.size();
+  for (std::size_t i = 0; i < inputs; ++i) prefetch_range(r.inputs[i].data, r.inputs[i].bytes(), false);
+  prefetch_range(r.output, KernelCatalog::output_count(def, r.inputs[0].count) * size_of(dtype), true);
+}
+
 // Runs one segment of a batch into its request's output and sets the request's status. `serial`
 // is shared by the segments of one chunk.
 void run_segment(const KernelDef& def, DType dtype, BatchRequest& r, SerialParallel& serial) {
@@ -217,7 +243,10 @@ class CpuBackend final : public Backend {
     const BatchCall* c = &call;  // one pointer: the loop body fits std::function's inline storage
     pool_.for_chunks(call.requests.size(), segments_per_chunk(call), [c](std::size_t, std::size_t begin, std::size_t end) {
       SerialParallel serial;
-      for (std::size_t s = begin; s < end; ++s) run_segment(*c->def, c->dtype, *c->requests[s], serial);
+      for (std::size_t s = begin; s < end; ++s) {
+        if (s + 1 < end) prefetch_segment(*c->def, c->dtype, *c->requests[s + 1]);
+        run_segment(*c->def, c->dtype, *c->requests[s], serial);
+      }
     });
   }
 
