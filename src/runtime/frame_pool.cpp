@@ -5,6 +5,8 @@
 #include <mutex>
 #include <new>
 
+#include "cache_line.hpp"
+
 namespace gpubridge::runtime {
 
 namespace {
@@ -32,10 +34,18 @@ std::size_t class_of(std::size_t size) noexcept {
 
 std::size_t class_size(std::size_t cls) noexcept { return std::size_t{1} << (cls + kMinShift); }
 
+// Pooled blocks start on a cache line and, every class size being a multiple of it, fill whole
+// lines: a frame, written by whichever thread runs its coroutine, shares no line with another
+// frame or allocation that other threads use. 16-byte aligned blocks did, and made a stateless
+// worker's pipelined calls run at 6-8 instead of 11-12 M/s in some processes (2 cores).
+constexpr std::align_val_t kBlockAlign{internal::kCacheLine};
+
 void* heap_block(std::size_t cls) {
   g_heap_allocations.fetch_add(1, std::memory_order_relaxed);
-  return ::operator new(class_size(cls));
+  return ::operator new(class_size(cls), kBlockAlign);
 }
+
+void free_block(void* p, std::size_t cls) noexcept { ::operator delete(p, class_size(cls), kBlockAlign); }
 
 // Process-wide store of batches of kBatch blocks, per size class.
 struct TransferStore {
@@ -56,7 +66,7 @@ struct TransferStore {
     }
     while (chain != nullptr) {
       Block* next = chain->next;
-      ::operator delete(chain, class_size(cls));
+      free_block(chain, cls);
       chain = next;
     }
   }
@@ -90,7 +100,7 @@ constinit thread_local LocalLists t_lists{};
 void release_chain(std::size_t cls, Block* chain) {
   while (chain != nullptr) {
     Block* next = chain->next;
-    ::operator delete(chain, class_size(cls));
+    free_block(chain, cls);
     chain = next;
   }
 }
@@ -145,7 +155,7 @@ void FramePool::deallocate(void* p, std::size_t size) noexcept {
   const std::size_t cls = class_of(size);
   LocalLists& l = t_lists;
   if (l.retired) {
-    ::operator delete(p, class_size(cls));
+    free_block(p, cls);
     return;
   }
   arm(l);

@@ -6,6 +6,8 @@
 #include <new>
 #include <random>
 
+#include "cache_line.hpp"
+
 namespace gpubridge::runtime {
 
 namespace {
@@ -156,7 +158,12 @@ GrainId GrainId::thread_copy() const {
     // Every neighbour in use by other shared ids: copied as before (no allocation per call).
     if (free == nullptr) return *this;
     try {
-      free->own = std::make_shared<const Data>(*d_);
+      // On cache lines of its own: this thread writes its reference count on every call.
+      struct alignas(internal::kCacheLine) Padded {
+        Data data;
+      };
+      auto block = std::make_shared<const Padded>(Padded{*d_});
+      free->own = std::shared_ptr<const Data>(block, &block->data);
     } catch (const std::bad_alloc&) {
       return *this;  // the same id, counted on the shared record
     }

@@ -30,6 +30,7 @@
 #include "gpubridge/runtime/activation/activation_state.hpp"
 #include "gpubridge/runtime/grain.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
+#include "cache_line.hpp"
 #include "runtime_core.hpp"
 #include "spin_lock.hpp"
 
@@ -53,7 +54,7 @@ struct DeactivationWaiter {
   }
 };
 
-class Activation {
+class alignas(kCacheLine) Activation {
  public:
   Activation(Runtime::Core& core, const GrainType& type, GrainId id);
   ~Activation();
@@ -141,11 +142,14 @@ class Activation {
   struct Item : WorkItem {
     Activation* self = nullptr;
   };
-  Item work_;  // the scheduler's handle on this activation
+  // Read by every thread that routes a call here; written at activation and deactivation only.
   Runtime::Core& core_;
   const GrainType& type_;
   const GrainId id_;
   std::unique_ptr<Grain> grain_;
+
+  // Written on every call and slice, from the next cache line on.
+  alignas(kCacheLine) Item work_;  // the scheduler's handle on this activation
 
   // Guarded by mu_ (a spin lock: every critical section is a few pointer operations):
   SpinLock mu_;
@@ -169,7 +173,7 @@ class Activation {
   std::atomic<bool> accepting_{true};
   std::atomic<Clock::duration::rep> last_active_;
   bool destroy_ = false;  // the last slice frees the activation
-  std::vector<Message*> running_;  // turns started and not ended
+  std::vector<Message*, CacheLineAllocator<Message*>> running_;  // turns started and not ended
   std::vector<std::coroutine_handle<>> abandoned_frames_;
   std::vector<std::shared_ptr<Timer>> timers_;
   TimerId next_timer_ = 1;
