@@ -142,6 +142,11 @@ do_run() {
   # How grain calls scale with workers (bench_runtime above ran with one per core).
   local w
   for w in 1 4 8; do echo "-- workers=$w" >> "$out/bench.txt"; bench_run bench_runtime 'pipelined/(runtime|stateless)' 30 --workers=$w; done
+  # ... and batch grains (B = 256, CPU and CUDA) with 2 to 16 workers: where the many-core collapse starts.
+  for w in 2 4 8 16; do
+    echo "-- workers=$w" >> "$out/bench.txt"
+    bench_run bench_grains 'grain_batch/(cpu|cuda)/(grains|raw)/256' 30 --workers=$w
+  done
 
   # 4. The demo, then the other test binaries (CPU-side code, also run in CI; those reading the
   #    source tree's data or loading plugins from the build tree are left to CI).

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -329,12 +330,31 @@ std::string& extra_help() {
   return h;
 }
 
+std::size_t& workers_value() {
+  static std::size_t w = 0;
+  return w;
+}
+bool& workers_accepted() {
+  static bool accepted = false;
+  return accepted;
+}
+
+// A positive count of at most 4096 (a worker pool larger than that is a typo), or nothing.
+std::optional<std::size_t> parse_workers(const std::string& v) {
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n == 0 || n > 4096) return std::nullopt;
+  return n;
+}
+
 void print_help() {
   std::fputs(extra_help().c_str(), stdout);
   std::printf(
       "Ratio report flags:\n"
       "  --ratio_out=FILE   write the subject-vs-reference ratio table as JSON to FILE\n"
+      "%s"
       "  (without --benchmark_min_time, each benchmark runs for at least %s s)\n\n",
+      workers_accepted() ? "  --workers=N        worker threads of the grain runtime (default: one per hardware thread)\n" : "",
       default_min_time().c_str());
   benchmark::PrintDefaultHelp();
 }
@@ -345,9 +365,12 @@ void register_pair(RatioPair pair) { pairs().push_back(std::move(pair)); }
 
 void on_shutdown(std::function<void()> fn) { shutdown_hooks().push_back(std::move(fn)); }
 
+std::size_t workers() { return workers_value(); }
+
 int run_with_ratio_report(int argc, char** argv, const RunOptions& options) {
   extra_help() = options.help;
   default_min_time() = options.default_min_time;
+  workers_accepted() = options.workers_flag;
   Flags flags;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
@@ -355,6 +378,15 @@ int run_with_ratio_report(int argc, char** argv, const RunOptions& options) {
     if (i > 0 && flag_value(argv[i], "ratio_out", &v)) {
       flags.ratio_out = v;
       continue;  // ours: Google Benchmark would reject it
+    }
+    if (i > 0 && options.workers_flag && flag_value(argv[i], "workers", &v)) {
+      const auto n = parse_workers(v);
+      if (!n) {
+        std::cerr << "--workers=" << v << ": expected a worker count from 1 to 4096\n";
+        return 1;
+      }
+      workers_value() = *n;
+      continue;
     }
     if (flag_value(argv[i], "benchmark_format", &v)) flags.format = v;
     if (flag_value(argv[i], "benchmark_color", &v)) flags.color = v;

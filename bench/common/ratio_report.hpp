@@ -10,10 +10,12 @@
 // Times are the median over repetitions (--benchmark_repetitions), real (wall-clock) time.
 // Standard Google Benchmark flags keep working; run_with_ratio_report() adds:
 //   --ratio_out=FILE   also write the table as JSON to FILE
+//   --workers=N        (where RunOptions::workers_flag) the grain runtime's worker threads
 // The table goes to stdout with the console format and to stderr otherwise, so that
 // --benchmark_format=json on stdout stays valid JSON.
 //
 // Not thread-safe: register and run from main() only.
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -41,7 +43,14 @@ struct RunOptions {
   std::string default_min_time = "0.2";
   // Printed by --help before the runner's and Google Benchmark's flags (the caller's own flags).
   std::string help;
+  // Accepts --workers=N (the grain runtime's worker threads; see workers()).
+  bool workers_flag = false;
 };
+
+// --workers=N of this run (for benchmarks that build a grain runtime): 0 when not given, which
+// means the runtime's default (one worker per hardware thread). Valid once run_with_ratio_report
+// has parsed the flags, i.e. inside the benchmarks.
+std::size_t workers();
 
 // The body of main(): parses flags (exits on --help or unknown flags), runs the benchmarks,
 // prints the ratio table, writes --ratio_out, runs the shutdown hooks. Returns the exit code.

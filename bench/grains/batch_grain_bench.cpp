@@ -8,7 +8,8 @@
 // Measured (per backend cpu, cuda, opencl; Arg = batch size B, 256 and 4096; one iteration =
 // 32768 requests, so the ratio table's time per call is per request):
 //   grain_batch/<b>/grains  a Silo (backend <b>, allow_fallback = false, batching.max_batch = B,
-//                           max_delay 100 us, default workers) and C = 2 * B concurrent callers
+//                           max_delay 100 us, --workers or one worker per hardware thread) and
+//                           C = 2 * B concurrent callers
 //                           (coroutines spawned on the silo's runtime), each making 32768 / C
 //                           calls in a loop through
 //                           runtime.get<BatchGrain>("vector.add/f32").call<&BatchGrain::run>().
@@ -26,8 +27,9 @@
 // Counters: items_per_second = requests per second; avg_batch = requests per launch (grains).
 // Backends without a device are skipped with the reason.
 //
-// Flags: Google Benchmark's and --ratio_out=FILE (see common/ratio_report.hpp). Each benchmark
-// runs for at least 0.2 s unless --benchmark_min_time says otherwise.
+// Flags: Google Benchmark's, --ratio_out=FILE and --workers=N (see common/ratio_report.hpp): the
+// scaling of the grain side with workers, e.g. on a many-core host. Each benchmark runs for at
+// least 0.2 s unless --benchmark_min_time says otherwise.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -107,6 +109,7 @@ Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool t
   config.allow_fallback = false;
   config.max_batch = batch;
   config.max_delay_us = kMaxDelayUs;
+  config.workers = static_cast<unsigned>(workers());  // 0: one per hardware thread
   config.queue_capacity = std::max<std::size_t>(config.queue_capacity, 4 * batch);
   auto silo = server::Silo::start(config);
   if (!silo) return silo.error();
@@ -241,5 +244,6 @@ int main(int argc, char** argv) {
   return gpubridge::bench::run_with_ratio_report(
       argc, argv,
       {.help = "bench_grains: many callers calling BatchGrain \"vector.add/f32\" (256 floats each) on a silo,\n"
-               "against the raw backend API doing the same requests in the same batch sizes.\n\n"});
+               "against the raw backend API doing the same requests in the same batch sizes.\n\n",
+       .workers_flag = true});
 }

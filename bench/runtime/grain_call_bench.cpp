@@ -53,8 +53,6 @@ constexpr int kCallsPerCaller = 200;
 constexpr int kPipelinedGrains = 16;
 constexpr int kPipelinedCalls = kPipelinedCallers * kCallsPerCaller;
 
-std::size_t g_workers = 0;  // --workers=N (0: the runtime's default, hardware threads)
-
 class Adder : public Grain {
  public:
   Task<std::int64_t> add(std::int64_t x) { co_return sum_ += x; }
@@ -100,7 +98,7 @@ struct Fixture {
 Fixture& fixture() {
   static Fixture* f = [] {
     auto* fx = new Fixture;
-    fx->rt = Runtime::create({.worker_threads = g_workers}).value();
+    fx->rt = Runtime::create({.worker_threads = workers()}).value();
     fx->rt->register_grain<Adder>().value();
     fx->rt->register_grain<Driver>().value();
     runtime::GrainOptions stateless;
@@ -254,22 +252,10 @@ void register_all() {
 }  // namespace gpubridge::bench
 
 int main(int argc, char** argv) {
-  // --workers=N: worker threads of the runtime (default: hardware threads). Removed from argv
-  // before the benchmark library sees it.
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind("--workers=", 0) == 0) {
-      gpubridge::bench::g_workers = static_cast<std::size_t>(std::stoul(arg.substr(10)));
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  argc = out;
-  argv[argc] = nullptr;
   gpubridge::bench::register_all();
   return gpubridge::bench::run_with_ratio_report(
       argc, argv,
       {.help = "bench_runtime: in-process grain calls (Runtime, default worker count = hardware threads;\n"
-               "--workers=N sets it) against a direct coroutine call and a std::function posted to the same worker pool.\n\n"});
+               "--workers=N sets it) against a direct coroutine call and a std::function posted to the same worker pool.\n\n",
+       .workers_flag = true});
 }
