@@ -133,6 +133,43 @@ std::unique_ptr<DynamicBatcher> make_batcher(Executor& ex, const char* id, Batch
   return b.ok() ? std::move(b).value() : nullptr;
 }
 
+// A "vector.add" batcher on a gated TestGpu: batches wait at the device until the test opens the
+// gate. Members go in reverse order, also when a test fails half-way: the gate opens, then the
+// batcher drains (the requests' hooks still find their jobs and `done`), then the executor goes.
+struct GatedAdd {
+  explicit GatedAdd(BatchPolicy policy)
+      : f(with_test_gpu(/*gated=*/true)),
+        add(kernel(*f.executor, "vector.add")),
+        batcher(make_batcher(*f.executor, "vector.add", policy)),
+        guard{f.gpu} {}
+
+  // A new request of 8 floats (see make_job), kept in `jobs`, completing into `done`.
+  Job& job(unsigned seed) { return *jobs.emplace_back(make_job(add, DType::f32, 8, seed, done)); }
+  // Submits a first request (seed 0) and waits until the device holds its batch.
+  Job& hold_first() {
+    Job& first = job(0);
+    EXPECT_TRUE(batcher->submit(first.request).ok());
+    EXPECT_TRUE(f.gpu->wait_for_batches(1));
+    return first;
+  }
+
+  GpuFixture f;
+  Completions done;
+  const KernelDef& add;
+  std::vector<std::unique_ptr<Job>> jobs;
+  std::unique_ptr<DynamicBatcher> batcher;
+  OpenAtExit guard;
+};
+
+// Batches of up to `max_batch` requests, sent at once, one at a time on the device.
+BatchPolicy one_batch_at_a_time(std::size_t max_batch) {
+  BatchPolicy policy;
+  policy.max_batch = max_batch;
+  policy.max_delay = 0us;
+  policy.max_inflight_batches = 1;
+  return policy;
+}
+
 void expect_sum(const Job& j) {
   const auto* a = reinterpret_cast<const float*>(j.inputs[0].data());
   const auto* b = reinterpret_cast<const float*>(j.inputs[1].data());
@@ -358,64 +395,44 @@ TEST(Batcher, ExpiredRequestFailsWithoutRunning) {
 }
 
 TEST(Batcher, RequestExpiresWhileQueuedBehindABusyDevice) {
-  auto f = with_test_gpu(/*gated=*/true);
-  BatchPolicy policy;
-  policy.max_batch = 1;
-  policy.max_delay = 0us;
-  policy.max_inflight_batches = 1;
-  auto batcher = make_batcher(*f.executor, "vector.add", policy);
-  OpenAtExit guard{f.gpu};
-  Completions done;
-  const KernelDef& add = kernel(*f.executor, "vector.add");
-  auto first = make_job(add, DType::f32, 8, 1, done);
-  ASSERT_TRUE(batcher->submit(first->request).ok());
-  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // the device holds the first batch
-  Completions late_done;
-  auto late = make_job(add, DType::f32, 8, 2, late_done);
-  late->request.deadline = std::chrono::steady_clock::now() + 30ms;
-  ASSERT_TRUE(batcher->submit(late->request).ok());
+  GatedAdd g(one_batch_at_a_time(1));
+  Job& first = g.hold_first();
+  ASSERT_FALSE(HasFailure());
+  Job& late = g.job(2);
+  late.request.deadline = std::chrono::steady_clock::now() + 30ms;
+  ASSERT_TRUE(g.batcher->submit(late.request).ok());
   // It fails at its deadline although no batch slot is free (the device is still held).
-  ASSERT_TRUE(late_done.wait_for(1));
-  EXPECT_EQ(late->request.status.error().code(), ErrorCode::deadline_exceeded);
-  EXPECT_EQ(first->on_done_calls, 0);
-  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(output_at(*late, DType::f32, i), 42.0);
-  f.gpu->open();
-  ASSERT_TRUE(done.wait_for(1));
-  EXPECT_TRUE(first->request.status.ok());
-  expect_sum(*first);
-  EXPECT_EQ(f.gpu->batches().size(), 1u) << "the expired request never reached the device";
-  EXPECT_EQ(batcher->stats().expired, 1u);
+  ASSERT_TRUE(g.done.wait_for(1));
+  EXPECT_EQ(late.request.status.error().code(), ErrorCode::deadline_exceeded);
+  EXPECT_EQ(first.on_done_calls, 0);
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(output_at(late, DType::f32, i), 42.0);
+  g.f.gpu->open();
+  ASSERT_TRUE(g.done.wait_for(2));
+  EXPECT_TRUE(first.request.status.ok());
+  expect_sum(first);
+  EXPECT_EQ(g.f.gpu->batches().size(), 1u) << "the expired request never reached the device";
+  EXPECT_EQ(g.batcher->stats().expired, 1u);
 }
 
 // ---- priorities ----
 
 TEST(Batcher, HighPriorityIsServedBeforeLow) {
-  auto f = with_test_gpu(/*gated=*/true);
-  BatchPolicy policy;
-  policy.max_batch = 4;
-  policy.max_delay = 0us;
-  policy.max_inflight_batches = 1;
-  auto batcher = make_batcher(*f.executor, "vector.add", policy);
-  OpenAtExit guard{f.gpu};
-  Completions done;
-  const KernelDef& add = kernel(*f.executor, "vector.add");
-  std::vector<std::unique_ptr<Job>> jobs;
-  jobs.push_back(make_job(add, DType::f32, 8, 0, done));
-  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
-  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // in flight; the rest queue behind it
+  GatedAdd g(one_batch_at_a_time(4));
+  g.hold_first();  // in flight; the rest queue behind it
+  ASSERT_FALSE(HasFailure());
   for (unsigned i = 1; i <= 8; ++i) {
-    jobs.push_back(make_job(add, DType::f32, 8, i, done));
-    jobs.back()->request.priority = i % 2 == 0 ? Priority::high : Priority::low;
-    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+    Job& j = g.job(i);
+    j.request.priority = i % 2 == 0 ? Priority::high : Priority::low;
+    ASSERT_TRUE(g.batcher->submit(j.request).ok());
   }
-  EXPECT_EQ(batcher->stats().queue_depth, 8u);
-  f.gpu->open();
-  ASSERT_TRUE(done.wait_for(jobs.size()));
-  const auto batches = f.gpu->batches();
+  EXPECT_EQ(g.batcher->stats().queue_depth, 8u);
+  g.f.gpu->open();
+  ASSERT_TRUE(g.done.wait_for(g.jobs.size()));
+  const auto batches = g.f.gpu->batches();
   ASSERT_EQ(batches.size(), 3u);
   EXPECT_EQ(batches[1], std::vector<Priority>(4, Priority::high));
   EXPECT_EQ(batches[2], std::vector<Priority>(4, Priority::low));
-  for (auto& j : jobs) {
+  for (auto& j : g.jobs) {
     ASSERT_TRUE(j->request.status.ok());
     expect_sum(*j);
   }
@@ -424,20 +441,15 @@ TEST(Batcher, HighPriorityIsServedBeforeLow) {
 // ---- backpressure ----
 
 TEST(Batcher, FullQueueRejectsWithoutLosingAnything) {
-  auto f = with_test_gpu(/*gated=*/true);
-  BatchPolicy policy;
-  policy.max_batch = 1;
-  policy.max_delay = 0us;
-  policy.max_inflight_batches = 1;
+  BatchPolicy policy = one_batch_at_a_time(1);
   policy.queue_capacity = 4;
-  auto batcher = make_batcher(*f.executor, "vector.add", policy);
-  OpenAtExit guard{f.gpu};
-  Completions done;
-  const KernelDef& add = kernel(*f.executor, "vector.add");
-  std::vector<std::unique_ptr<Job>> jobs;
-  for (unsigned i = 0; i < 6; ++i) jobs.push_back(make_job(add, DType::f32, 8, i, done));
-  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
-  ASSERT_TRUE(f.gpu->wait_for_batches(1));  // running, no longer queued
+  GatedAdd g(policy);
+  auto& batcher = g.batcher;
+  auto& done = g.done;
+  auto& jobs = g.jobs;
+  g.hold_first();  // running, no longer queued
+  ASSERT_FALSE(HasFailure());
+  for (unsigned i = 1; i < 6; ++i) g.job(i);
   for (unsigned i = 1; i <= 4; ++i) ASSERT_TRUE(batcher->submit(jobs[i]->request).ok()) << i;
   const Status rejected = batcher->submit(jobs[5]->request);
   ASSERT_FALSE(rejected.ok());
@@ -448,7 +460,7 @@ TEST(Batcher, FullQueueRejectsWithoutLosingAnything) {
   EXPECT_EQ(st.rejected_queue_full, 1u);
   EXPECT_EQ(st.queue_depth, 4u);
   EXPECT_EQ(st.submitted, 5u);
-  f.gpu->open();
+  g.f.gpu->open();
   ASSERT_TRUE(done.wait_for(5));
   for (unsigned i = 0; i <= 4; ++i) {
     ASSERT_TRUE(jobs[i]->request.status.ok());
@@ -467,19 +479,13 @@ TEST(Batcher, FullQueueRejectsWithoutLosingAnything) {
 // ---- stop ----
 
 TEST(Batcher, StopCancelsQueuedRequestsAndWaitsForRunningOnes) {
-  auto f = with_test_gpu(/*gated=*/true);
-  BatchPolicy policy;
-  policy.max_batch = 2;
-  policy.max_delay = 0us;
-  policy.max_inflight_batches = 1;
-  auto batcher = make_batcher(*f.executor, "vector.add", policy);
-  OpenAtExit guard{f.gpu};
-  Completions done;
-  const KernelDef& add = kernel(*f.executor, "vector.add");
-  std::vector<std::unique_ptr<Job>> jobs;
-  for (unsigned i = 0; i < 5; ++i) jobs.push_back(make_job(add, DType::f32, 8, i, done));
-  ASSERT_TRUE(batcher->submit(jobs[0]->request).ok());
-  ASSERT_TRUE(f.gpu->wait_for_batches(1));
+  GatedAdd g(one_batch_at_a_time(2));
+  auto& batcher = g.batcher;
+  auto& done = g.done;
+  auto& jobs = g.jobs;
+  g.hold_first();
+  ASSERT_FALSE(HasFailure());
+  for (unsigned i = 1; i < 5; ++i) g.job(i);
   for (unsigned i = 1; i < 5; ++i) ASSERT_TRUE(batcher->submit(jobs[i]->request).ok());
   std::thread stopper([&] { batcher->stop(); });
   ASSERT_TRUE(done.wait_for(4));  // the four queued ones, cancelled while the first still runs
@@ -489,20 +495,20 @@ TEST(Batcher, StopCancelsQueuedRequestsAndWaitsForRunningOnes) {
     EXPECT_EQ(output_at(*jobs[i], DType::f32, 0), 42.0);
   }
   EXPECT_EQ(jobs[0]->on_done_calls, 0);
-  f.gpu->open();
+  g.f.gpu->open();
   stopper.join();  // returns once the running batch completed
   EXPECT_EQ(jobs[0]->on_done_calls, 1);
   EXPECT_TRUE(jobs[0]->request.status.ok());
   expect_sum(*jobs[0]);
   EXPECT_EQ(batcher->inflight(), 0u);
-  auto after = make_job(add, DType::f32, 8, 9, done);
-  const Status s = batcher->submit(after->request);
+  Job& after = g.job(9);
+  const Status s = batcher->submit(after.request);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code(), ErrorCode::failed_precondition);
   const BatcherStats st = batcher->stats();
   EXPECT_EQ(st.completed, 1u);
   EXPECT_EQ(st.failed, 4u);
-  for (auto& j : jobs) EXPECT_EQ(j->on_done_calls, 1);
+  for (unsigned i = 0; i < 5; ++i) EXPECT_EQ(jobs[i]->on_done_calls, 1);
 }
 
 TEST(Batcher, DestructorCancelsQueuedRequests) {
@@ -784,36 +790,29 @@ TEST(Batcher, ConcurrentProducersEachGetExactlyOneCompletion) {
   EXPECT_EQ(batcher->inflight(), 0u);
 }
 
-
-
 // The first request into an empty queue while a batch with a far deadline is held by the device:
 // it must go out after max_delay, not at the held batch's deadline.
 TEST(Batcher, FirstRequestIsNotHeldUntilAnInflightBatchDeadline) {
-  auto f = with_test_gpu(/*gated=*/true);
   BatchPolicy policy;
   policy.max_batch = 4;
   policy.max_delay = 1ms;
   policy.max_inflight_batches = 2;
-  auto batcher = make_batcher(*f.executor, "vector.add", policy);
-  OpenAtExit guard{f.gpu};
-  Completions done;
-  const KernelDef& add = kernel(*f.executor, "vector.add");
-  std::vector<std::unique_ptr<Job>> jobs;
-  for (int i = 0; i < 4; ++i) {
-    jobs.push_back(make_job(add, DType::f32, 8, i + 1, done));
-    jobs.back()->request.deadline = std::chrono::steady_clock::now() + 5s;
-    ASSERT_TRUE(batcher->submit(jobs.back()->request).ok());
+  GatedAdd g(policy);
+  for (unsigned i = 0; i < 4; ++i) {
+    Job& j = g.job(i + 1);
+    j.request.deadline = std::chrono::steady_clock::now() + 5s;
+    ASSERT_TRUE(g.batcher->submit(j.request).ok());
   }
-  ASSERT_TRUE(f.gpu->wait_for_batches(1));
+  ASSERT_TRUE(g.f.gpu->wait_for_batches(1));
   std::this_thread::sleep_for(50ms);  // the dispatcher now sleeps until the held batch's deadline
-  auto next = make_job(add, DType::f32, 8, 9, done);
+  Job& next = g.job(9);
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(batcher->submit(next->request).ok());
-  ASSERT_TRUE(f.gpu->wait_for_batches(2));
+  ASSERT_TRUE(g.batcher->submit(next.request).ok());
+  ASSERT_TRUE(g.f.gpu->wait_for_batches(2));
   const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   EXPECT_LT(waited, 1000ms) << "max_delay is 1 ms, the second batch left after " << waited.count() << " ms";
-  f.gpu->open();
-  ASSERT_TRUE(done.wait_for(5));
+  g.f.gpu->open();
+  ASSERT_TRUE(g.done.wait_for(5));
 }
 
 // A caller that reuses (or frees) its request as soon as on_done ran, as BatchAwaiter does with
