@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -132,18 +135,30 @@ void opencl_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::si
 }  // namespace
 
 std::vector<RawRequest>& raw_requests(std::size_t count) {
-  static std::map<std::size_t, std::vector<RawRequest>>* sets = new std::map<std::size_t, std::vector<RawRequest>>;
-  std::vector<RawRequest>& set = (*sets)[count];
-  if (set.empty()) {
+  struct Set {
+    std::unique_ptr<float, decltype(&std::free)> memory{nullptr, &std::free};
+    std::vector<RawRequest> requests;
+  };
+  static std::map<std::size_t, Set>* sets = new std::map<std::size_t, Set>;
+  Set& set = (*sets)[count];
+  if (set.requests.empty() && count > 0) {
+    static_assert(kN * sizeof(float) % 64 == 0, "each array fills whole cache lines");
+    set.memory.reset(static_cast<float*>(std::aligned_alloc(64, count * 3 * kN * sizeof(float))));
+    if (!set.memory) throw std::bad_alloc();
     const HostInputs& in = host_inputs(kN);
-    set.resize(count);
-    for (auto& r : set) {
-      r.a = in.a;
-      r.b = in.b;
-      r.out.assign(kN, 0.f);
+    set.requests.resize(count);
+    float* next = set.memory.get();
+    for (auto& r : set.requests) {
+      r.a = {next, kN};
+      r.b = {next + kN, kN};
+      r.out = {next + 2 * kN, kN};
+      next += 3 * kN;
+      std::copy(in.a.begin(), in.a.end(), r.a.begin());
+      std::copy(in.b.begin(), in.b.end(), r.b.begin());
+      std::fill(r.out.begin(), r.out.end(), 0.f);
     }
   }
-  return set;
+  return set.requests;
 }
 
 void raw_batch_run(benchmark::State& state, BackendKind backend, std::size_t batch, std::size_t requests) {

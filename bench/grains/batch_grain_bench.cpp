@@ -133,8 +133,8 @@ Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
   try {
     for (std::size_t r = caller.index; r < kPerIteration; r += callers) {
       RawRequest& m = memory[r];
-      caller.call.inputs[0] = compute::TensorView(m.a);
-      caller.call.inputs[1] = compute::TensorView(m.b);
+      caller.call.inputs[0] = compute::TensorView(compute::DType::f32, m.a.data(), m.a.size());
+      caller.call.inputs[1] = compute::TensorView(compute::DType::f32, m.b.data(), m.b.size());
       caller.call.output = m.out.data();
       const compute::BatchReport report = co_await caller.grain.call<&BatchGrain::run>(caller.call);
       if (report.backend != expected) {
