@@ -5,12 +5,13 @@
 #include <cstring>
 #include <new>
 
+#include "gpubridge/core/cache_line.hpp"
+
 namespace gpubridge::compute {
 
 namespace {
 // Large tensors are 2 MiB aligned so transparent huge pages can back them; small ones 64 bytes.
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
-constexpr std::size_t kCacheLine = 64;
 }
 
 void Tensor::Free::operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{alignment}); }

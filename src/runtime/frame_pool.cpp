@@ -5,7 +5,7 @@
 #include <mutex>
 #include <new>
 
-#include "cache_line.hpp"
+#include "gpubridge/core/cache_line.hpp"
 
 namespace gpubridge::runtime {
 
@@ -38,7 +38,7 @@ std::size_t class_size(std::size_t cls) noexcept { return std::size_t{1} << (cls
 // lines: a frame, written by whichever thread runs its coroutine, shares no line with another
 // frame or allocation that other threads use. 16-byte aligned blocks did, and made a stateless
 // worker's pipelined calls run at 6-8 instead of 11-12 M/s in some processes (2 cores).
-constexpr std::align_val_t kBlockAlign{internal::kCacheLine};
+constexpr std::align_val_t kBlockAlign{kCacheLine};
 
 void* heap_block(std::size_t cls) {
   g_heap_allocations.fetch_add(1, std::memory_order_relaxed);

@@ -6,7 +6,7 @@
 #include <new>
 #include <random>
 
-#include "cache_line.hpp"
+#include "gpubridge/core/cache_line.hpp"
 
 namespace gpubridge::runtime {
 
@@ -159,7 +159,7 @@ GrainId GrainId::thread_copy() const {
     if (free == nullptr) return *this;
     try {
       // On cache lines of its own: this thread writes its reference count on every call.
-      struct alignas(internal::kCacheLine) Padded {
+      struct alignas(kCacheLine) Padded {
         Data data;
       };
       auto block = std::make_shared<const Padded>(Padded{*d_});

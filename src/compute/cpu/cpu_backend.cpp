@@ -14,6 +14,7 @@
 
 #include "compute/backend.hpp"
 #include "compute/cpu/thread_pool.hpp"
+#include "gpubridge/core/cache_line.hpp"
 
 namespace gpubridge::compute {
 
@@ -68,7 +69,6 @@ class SerialParallel final : public CpuParallel {
 // anywhere in memory in arrival order, so the hardware prefetchers, which follow one stream at a
 // time, start cold at every segment; fetching the next one ahead overlaps its misses with work.
 constexpr std::size_t kPrefetchBytes = 4096;
-constexpr std::size_t kCacheLine = 64;
 
 // Inlined always: GCC judges a function that only prefetches free of effects and drops calls to it.
 [[gnu::always_inline]] inline void prefetch_range(const void* data, std::size_t bytes, bool for_write) noexcept {

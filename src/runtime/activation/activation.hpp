@@ -27,10 +27,10 @@
 #include <mutex>
 #include <vector>
 
+#include "gpubridge/core/cache_line.hpp"
 #include "gpubridge/runtime/activation/activation_state.hpp"
 #include "gpubridge/runtime/grain.hpp"
 #include "gpubridge/runtime/messaging/message.hpp"
-#include "cache_line.hpp"
 #include "runtime_core.hpp"
 #include "spin_lock.hpp"
 

@@ -1,11 +1,11 @@
 #pragma once
-// Cache-line isolation for data that one thread writes on every call while other threads read
-// whatever lies next to it: the line size, and an allocator whose blocks start on a line and fill
-// whole lines, so that they share a line with no other allocation (no false sharing).
+// Cache-line isolation: data that one thread writes often while other threads use whatever lies
+// next to it must not share a cache line with it (false sharing). The line size, and an
+// allocator whose blocks start on a line and fill whole lines.
 #include <cstddef>
 #include <new>
 
-namespace gpubridge::runtime::internal {
+namespace gpubridge {
 
 inline constexpr std::size_t kCacheLine = 64;
 
@@ -26,4 +26,4 @@ struct CacheLineAllocator {
   static std::size_t bytes(std::size_t n) noexcept { return (n * sizeof(T) + kCacheLine - 1) / kCacheLine * kCacheLine; }
 };
 
-}  // namespace gpubridge::runtime::internal
+}  // namespace gpubridge
