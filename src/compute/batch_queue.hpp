@@ -1,8 +1,9 @@
 #pragma once
 // The dynamic batcher's request queue: one intrusive FIFO per priority, linked through
 // BatchRequest::next_, so queuing allocates nothing. pop() serves high before normal before low
-// (strict priority), first in first out within a priority. Not thread-safe: the batcher's mutex
-// guards it. The queue never owns a request; it only links the ones the batcher accepted.
+// (strict priority), first in first out within a priority. Not thread-safe: only the batcher's
+// dispatcher uses it (and stop() once the dispatcher is gone). The queue never owns a request; it
+// only links the ones the batcher accepted.
 #include <algorithm>
 #include <array>
 #include <chrono>

@@ -1,15 +1,14 @@
 // The dynamic batcher (see gpubridge/compute/batcher.hpp).
 //
 // One batcher serves one (kernel, dtype, device) queue:
-// - submit() validates the request, links it into the incoming priority queue
-//   (batch_queue.hpp) under the mutex and, only when that changes what the dispatcher waits
-//   for, wakes it.
-// - One dispatcher thread moves incoming requests to its own queue (O(1), under the mutex),
-//   waits on a condition variable until a batch closes (max_batch requests or the oldest waited
-//   max_delay, by steady_clock), drops expired requests (deadline_exceeded, not run), fills a
-//   free batch slot without holding the mutex and hands it to the backend's execute_batch(). At
-//   most max_inflight_batches slots exist; each keeps its request and offsets vectors (capacity
-//   max_batch), so a batch allocates nothing per request.
+// - submit() validates the request, takes a place in the bounded queue, pushes the request onto
+//   a lock-free intake stack and, only when that changes what the dispatcher waits for, wakes it.
+// - One dispatcher thread takes the whole intake at once into its own priority queue
+//   (batch_queue.hpp, oldest first), waits on a condition variable until a batch closes
+//   (max_batch requests or the oldest waited max_delay, by steady_clock), drops expired requests
+//   (deadline_exceeded, not run), fills a free batch slot without holding the mutex and hands it
+//   to the backend's execute_batch(). At most max_inflight_batches slots exist; each keeps its
+//   request and offsets vectors (capacity max_batch), so a batch allocates nothing per request.
 // - The backend's completion (any thread) retries a failed batch on the CPU when the fallback
 //   policy says so, fills each request's report, updates statistics and the adaptive limit,
 //   calls every on_done, then frees the slot.
