@@ -6,7 +6,9 @@
 // than the one that allocated it joins the freeing thread's list; lists that grow past a cap hand
 // a batch of blocks to a process-wide transfer store under a mutex, and empty lists refill from
 // it, so producer/consumer thread pairs still reuse memory instead of going to the heap.
-// Frames larger than 4096 bytes go straight to ::operator new / ::operator delete.
+// Pooled blocks are cache-line aligned and fill whole lines, so that a frame one thread writes
+// shares no line with another thread's data. Frames larger than 4096 bytes go straight to
+// ::operator new / ::operator delete.
 //
 // Thread-safety: allocate/deallocate may be called from any thread. Blocks cached by a thread
 // are released when the thread exits.

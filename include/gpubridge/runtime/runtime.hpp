@@ -61,8 +61,9 @@ struct GrainOptions {
   // Turns of one activation interleave at co_await points (never run at the same instant).
   bool reentrant = false;
   // Calls go to any of up to max_local_activations activations of the same id; no state shared.
-  // A call goes to the idler of two activations (the one running on the calling thread, if any,
-  // and one at random); when both are busy a new one is created, up to the maximum.
+  // A call stays with the activation running on the calling thread when that one is idle (for a
+  // reentrant type on 7 of 8 calls); otherwise it goes to the idler of that one and one at
+  // random, and when both are busy a new one is created, up to the maximum.
   bool stateless_worker = false;
   std::size_t max_local_activations = 0;  // stateless workers; 0: one per worker thread
 };
