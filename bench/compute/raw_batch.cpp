@@ -2,11 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
 #include <cstring>
 #include <map>
-#include <memory>
-#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,22 +23,6 @@ void set_request_counters(benchmark::State& state, std::size_t requests) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * requests));
 }
 
-// The requests check_slots() looks at: first, middle, last.
-std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
-
-// Clears the checked requests' outputs (the memory is shared: an earlier benchmark wrote them).
-void clear_checked(std::vector<RawRequest>& slots) {
-  for (std::size_t i : checked_requests(slots.size())) std::fill(slots[i].out.begin(), slots[i].out.end(), 0.f);
-}
-
-// Checks the outputs of a few requests; empty when correct.
-std::optional<std::string> check_slots(const std::vector<RawRequest>& slots) {
-  for (std::size_t i : checked_requests(slots.size())) {
-    if (auto bad = check_sum(slots[i].out.data(), kN)) return "request " + std::to_string(i) + ": " + *bad;
-  }
-  return std::nullopt;
-}
-
 void add_loop(const float* a, const float* b, float* out, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
@@ -49,7 +30,7 @@ void add_loop(const float* a, const float* b, float* out, std::size_t n) {
 void cpu_raw(benchmark::State& state, std::vector<RawRequest>& slots) {
   state.SetLabel(backend_label(BackendKind::cpu).c_str());
   for (auto& s : slots) add_loop(s.a.data(), s.b.data(), s.out.data(), kN);
-  if (auto bad = check_slots(slots)) return skip(state, "raw CPU loop", *bad);
+  if (auto bad = check_requests(slots)) return skip(state, "raw CPU loop", *bad);
   for (auto _ : state) {
     for (auto& s : slots) {
       add_loop(s.a.data(), s.b.data(), s.out.data(), kN);
@@ -89,7 +70,7 @@ void cuda_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::size
     return {};
   };
   if (Status s = iteration(); !s) return skip(state, "raw CUDA", s.error().message());
-  if (auto bad = check_slots(slots)) return skip(state, "raw CUDA", *bad);
+  if (auto bad = check_requests(slots)) return skip(state, "raw CUDA", *bad);
   for (auto _ : state) {
     if (Status s = iteration(); !s) {
       skip(state, "raw CUDA", s.error().message());
@@ -122,7 +103,7 @@ void opencl_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::si
     return {};
   };
   if (Status s = iteration(); !s) return skip(state, "raw OpenCL", s.error().message());
-  if (auto bad = check_slots(slots)) return skip(state, "raw OpenCL", *bad);
+  if (auto bad = check_requests(slots)) return skip(state, "raw OpenCL", *bad);
   for (auto _ : state) {
     if (Status s = iteration(); !s) {
       skip(state, "raw OpenCL", s.error().message());
@@ -136,18 +117,17 @@ void opencl_raw(benchmark::State& state, std::vector<RawRequest>& slots, std::si
 
 std::vector<RawRequest>& raw_requests(std::size_t count) {
   struct Set {
-    std::unique_ptr<float, decltype(&std::free)> memory{nullptr, &std::free};
+    std::vector<float, CacheLineAllocator<float>> memory;  // [a | b | out] per request, out zeroed
     std::vector<RawRequest> requests;
   };
   static std::map<std::size_t, Set>* sets = new std::map<std::size_t, Set>;
   Set& set = (*sets)[count];
   if (set.requests.empty() && count > 0) {
-    static_assert(kN * sizeof(float) % 64 == 0, "each array fills whole cache lines");
-    set.memory.reset(static_cast<float*>(std::aligned_alloc(64, count * 3 * kN * sizeof(float))));
-    if (!set.memory) throw std::bad_alloc();
+    static_assert(kN * sizeof(float) % kCacheLine == 0, "each array fills whole cache lines");
+    set.memory.resize(count * 3 * kN);
     const HostInputs& in = host_inputs(kN);
     set.requests.resize(count);
-    float* next = set.memory.get();
+    float* next = set.memory.data();
     for (auto& r : set.requests) {
       r.a = {next, kN};
       r.b = {next + kN, kN};
@@ -155,10 +135,24 @@ std::vector<RawRequest>& raw_requests(std::size_t count) {
       next += 3 * kN;
       std::copy(in.a.begin(), in.a.end(), r.a.begin());
       std::copy(in.b.begin(), in.b.end(), r.b.begin());
-      std::fill(r.out.begin(), r.out.end(), 0.f);
     }
   }
   return set.requests;
+}
+
+std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
+
+void clear_checked(std::vector<RawRequest>& requests) {
+  for (std::size_t i : checked_requests(requests.size())) {
+    std::fill(requests[i].out.begin(), requests[i].out.end(), 0.f);
+  }
+}
+
+std::optional<std::string> check_requests(const std::vector<RawRequest>& requests) {
+  for (std::size_t i : checked_requests(requests.size())) {
+    if (auto bad = check_sum(requests[i].out.data(), kN)) return "request " + std::to_string(i) + ": " + *bad;
+  }
+  return std::nullopt;
 }
 
 void raw_batch_run(benchmark::State& state, BackendKind backend, std::size_t batch, std::size_t requests) {

@@ -11,11 +11,15 @@
 // Outputs are checked once before measuring. Sets items_per_second (requests per second).
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <cstddef>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "gpubridge/compute/executor.hpp"
+#include "gpubridge/core/cache_line.hpp"
 
 namespace gpubridge::bench {
 
@@ -33,6 +37,13 @@ struct RawRequest {
 // per array, the raw CPU loop ran at 0.29-0.47 us per request depending on the process; on one
 // aligned block it runs at one speed (0.27-0.28 us, 2-core VM).
 std::vector<RawRequest>& raw_requests(std::size_t count);
+
+// The requests whose outputs a benchmark checks after its warm-up: first, middle, last.
+std::array<std::size_t, 3> checked_requests(std::size_t count);
+// Zeroes the checked requests' outputs (the memory is shared: an earlier benchmark wrote them).
+void clear_checked(std::vector<RawRequest>& requests);
+// Empty when every checked request holds a + b; otherwise which one and where it differs.
+std::optional<std::string> check_requests(const std::vector<RawRequest>& requests);
 
 // One iteration = `requests` requests (a multiple of `batch` on cuda and opencl), in batches
 // of `batch`. Skips (SkipWithError) when the backend has no device or the raw setup fails.

@@ -33,7 +33,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -183,18 +182,12 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   auto fixture = fixture_for(backend, batch, telemetry);
   if (!fixture) return skip(state, "Silo::start", fixture.error().to_string());
   GrainFixture& f = **fixture;
-  // Warm-up (activation, batcher, kernel build, pools), checked on outputs cleared before it
-  // (an earlier benchmark wrote the same memory).
-  constexpr std::array<std::size_t, 3> kChecked{0, kPerIteration / 2 + 1, kPerIteration - 1};
-  for (std::size_t r : kChecked) std::fill(request_memory()[r].out.begin(), request_memory()[r].out.end(), 0.f);
+  // Warm-up (activation, batcher, kernel build, pools), checked on outputs cleared before it.
+  clear_checked(request_memory());
   for (int i = 0; i < 2; ++i) {
     if (auto bad = run_round(f, backend)) return skip(state, "BatchGrain::run", *bad);
   }
-  for (std::size_t r : kChecked) {
-    if (auto bad = check_sum(request_memory()[r].out.data(), kN)) {
-      return skip(state, "BatchGrain::run", "request " + std::to_string(r) + ": " + *bad);
-    }
-  }
+  if (auto bad = check_requests(request_memory())) return skip(state, "BatchGrain::run", *bad);
   state.SetLabel(backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
                  std::to_string(f.silo->runtime().worker_count()) + " workers");
   const auto before = grain_batcher_stats(f);

@@ -158,7 +158,9 @@ GrainId GrainId::thread_copy() const {
     // Every neighbour in use by other shared ids: copied as before (no allocation per call).
     if (free == nullptr) return *this;
     try {
-      // On cache lines of its own: this thread writes its reference count on every call.
+      // On cache lines of its own, the reference count (this thread writes it on every call) on
+      // a line apart from the id's data, which other threads may read (a directory key copied
+      // from a call's target is such a record).
       struct alignas(kCacheLine) Padded {
         Data data;
       };

@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <set>
-#include <thread>
-#include <vector>
 #include <string>
+#include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "runtime_test_support.hpp"
 

@@ -86,7 +86,6 @@ class Hopper : public Grain {
     }
     co_return x + 1;
   }
-
 };
 
 // Callers mostly stay with the activation on their own thread (no look at other workers'
