@@ -2,8 +2,9 @@
 //
 // One batcher serves one (kernel, dtype, device) queue:
 // - submit() validates the request, takes a place in the bounded queue, pushes the request onto
-//   a lock-free intake stack and, only when that changes what the dispatcher waits for, wakes it.
-// - One dispatcher thread takes the whole intake at once into its own priority queue
+//   the lock-free intake ring (intake_ring.hpp) and, only when that changes what the dispatcher
+//   waits for, wakes it.
+// - One dispatcher thread takes what the intake holds at once into its own priority queue
 //   (batch_queue.hpp, oldest first), waits on a condition variable until a batch closes
 //   (max_batch requests or the oldest waited max_delay, by steady_clock), drops expired requests
 //   (deadline_exceeded, not run), fills a free batch slot without holding the mutex and hands it
@@ -36,6 +37,7 @@
 #include "compute/batch_queue.hpp"
 #include "compute/executor_access.hpp"
 #include "compute/fallback_policy.hpp"
+#include "compute/intake_ring.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 #include "gpubridge/resilience/breaker.hpp"
 #include "gpubridge/resilience/bulkhead.hpp"
@@ -50,8 +52,10 @@ using detail::ExecutorAccess;
 // A batch closes early rather than exceed this many elements per input (and a single request
 // longer than this is refused): bounds the staging and device memory one batch needs.
 constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
-// Policy bounds: batch slots are preallocated from these.
+// Policy bounds: batch slots and the intake ring are preallocated from these (the ring holds
+// 16 bytes per place in the queue).
 constexpr std::size_t kMaxBatchLimit = std::size_t{1} << 20;
+constexpr std::size_t kMaxQueueLimit = std::size_t{1} << 22;
 constexpr std::size_t kMaxInflightLimit = 64;
 // How long stop() lets in-flight batches finish before it abandons them.
 constexpr std::chrono::milliseconds kStopGrace{1000};
@@ -143,6 +147,7 @@ class Batcher final : public DynamicBatcher {
         breaker_(ExecutorAccess::breaker(executor, slot, def.id)),
         bulkhead_(ExecutorAccess::bulkhead(executor, slot)),
         inputs_(def.signature.inputs.size()),
+        intake_(policy.queue_capacity),
         limit_(detail::initial_batch_limit(policy)),
         batches_(std::make_unique<InflightBatch[]>(policy.max_inflight_batches)) {
     for (std::size_t i = 0; i < policy_.max_inflight_batches; ++i) {
@@ -171,7 +176,7 @@ class Batcher final : public DynamicBatcher {
     const std::size_t place = queued_.fetch_add(1, std::memory_order_relaxed);
     if (place >= policy_.queue_capacity) {
       queued_.fetch_sub(1, std::memory_order_relaxed);
-      if (intake_.load(std::memory_order_acquire) == closed_intake()) return stopped_error();
+      if (intake_.closed()) return stopped_error();
       rejected_queue_full_.fetch_add(1, std::memory_order_relaxed);
       if (observer_ != nullptr) observer_->on_batch_requests_done(def_.id, BatchOutcome::rejected_queue_full, 1);
       return Error(ErrorCode::resource_exhausted,
@@ -184,25 +189,19 @@ class Batcher final : public DynamicBatcher {
     // Read before the push: once pushed, the request may complete and be reused or freed.
     const SteadyTime::rep deadline = r.deadline.time_since_epoch().count();
     const SteadyTime::rep close = (enqueued + policy_.max_delay).time_since_epoch().count();
-    // Counted before the push: once pushed, the request may complete at any moment.
-    submitted_.fetch_add(1, std::memory_order_relaxed);
-    // Push onto the intake stack (seq_cst: ordered before the read of waiting_ below; the
-    // dispatcher stores waiting_ before it looks at the intake one last time).
-    BatchRequest* head = intake_.load(std::memory_order_relaxed);
-    do {
-      if (head == closed_intake()) {
-        submitted_.fetch_sub(1, std::memory_order_relaxed);
-        queued_.fetch_sub(1, std::memory_order_relaxed);
-        return stopped_error();
-      }
-      r.next_ = head;
-    } while (!intake_.compare_exchange_weak(head, &r, std::memory_order_seq_cst, std::memory_order_relaxed));
+    // Into the intake (seq_cst: ordered before the read of waiting_ below; the dispatcher stores
+    // waiting_ before it looks at the intake one last time).
+    if (!intake_.push(r)) {
+      refused_closed_.fetch_add(1, std::memory_order_relaxed);
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      return stopped_error();
+    }
     // Wake the dispatcher only when this request changes what it waits for: its batch would
     // close (now + max_delay) before the planned wake-up, the batch is full, or its deadline is
-    // before the planned wake-up. Once woken it takes every request pushed so far, so later
-    // submits need not signal again (the first to clear waiting_ does). `place` may count
-    // requests the dispatcher has just taken into a batch: a stale count only delays a full
-    // batch to the planned wake-up (at most max_delay).
+    // before the planned wake-up. Once woken it takes every request published so far and looks
+    // at the intake again before it sleeps, so later submits need not signal again (the first to
+    // clear waiting_ does). `place` may count requests the dispatcher has just taken into a
+    // batch: a stale count only delays a full batch to the planned wake-up (at most max_delay).
     Waiting waiting = waiting_.load(std::memory_order_seq_cst);
     if (waiting == Waiting::none) return {};
     const SteadyTime::rep wake_at = wake_at_.load(std::memory_order_relaxed);
@@ -233,7 +232,7 @@ class Batcher final : public DynamicBatcher {
       // The dispatcher is gone: the intake (closed now: submit() refuses from here on) and the
       // pending queue are ours.
       lock.lock();
-      take_intake(intake_.exchange(closed_intake(), std::memory_order_seq_cst));
+      intake_.drain(intake_.close(), [this](BatchRequest& r) { admit(r); });
       BatchRequest* cancelled = pending_.take_all();
       const std::size_t count = list_size(cancelled);
       queued_.fetch_sub(count, std::memory_order_relaxed);
@@ -259,7 +258,7 @@ class Batcher final : public DynamicBatcher {
   BatcherStats stats() const override {
     std::lock_guard lock(mu_);
     BatcherStats s = stats_;
-    s.submitted = submitted_.load(std::memory_order_relaxed);
+    s.submitted = intake_.tickets() - refused_closed_.load(std::memory_order_relaxed);
     s.rejected_queue_full = rejected_queue_full_.load(std::memory_order_relaxed);
     s.current_max_batch = limit_.load(std::memory_order_relaxed);
     s.queue_depth = queued_.load(std::memory_order_relaxed);
@@ -274,12 +273,6 @@ class Batcher final : public DynamicBatcher {
     requests,  // for a batch to close (size, max_delay or a deadline)
     slot,      // for a batch slot to come back (max_inflight_batches in flight)
   };
-
-  // The intake's value once stop() has closed it (never a real request).
-  static BatchRequest* closed_intake() noexcept {
-    static BatchRequest closed;
-    return &closed;
-  }
 
   Error stopped_error() const {
     return Error(ErrorCode::failed_precondition, "the batcher of " + def_.id + " is stopped");
@@ -370,30 +363,20 @@ class Batcher final : public DynamicBatcher {
     }
   }
 
-  // Moves a list taken from the intake stack (newest first) into pending_, oldest first, and
-  // lowers deadline_bound_ to its earliest deadline. Dispatcher only (stop() once it is gone).
-  void take_intake(BatchRequest* newest_first) noexcept {
-    if (newest_first == closed_intake()) return;
-    BatchRequest* oldest_first = nullptr;
-    while (BatchRequest* r = newest_first) {
-      newest_first = r->next_;
-      r->next_ = oldest_first;
-      oldest_first = r;
-    }
-    while (BatchRequest* r = oldest_first) {
-      oldest_first = r->next_;
-      deadline_bound_ = std::min(deadline_bound_, r->deadline);
-      pending_.push(*r);
-    }
+  // Queues a request taken from the intake and lowers deadline_bound_ to its deadline.
+  // Dispatcher only (stop() once it is gone).
+  void admit(BatchRequest& r) noexcept {
+    deadline_bound_ = std::min(deadline_bound_, r.deadline);
+    pending_.push(r);
   }
 
-  // The dispatcher. Submitted requests land on the intake stack without a lock; the dispatcher
-  // takes the whole stack at once into pending_, which only it touches, and forms batches from
+  // The dispatcher. Submitted requests land in the intake ring without a lock; the dispatcher
+  // takes all it holds at once into pending_, which only it touches, and forms batches from
   // pending_ without holding the lock, so producers are never held up by batch formation.
   void dispatch_loop() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
-      take_intake(intake_.exchange(nullptr, std::memory_order_acquire));
+      intake_.take([this](BatchRequest& r) { admit(r); });
       const SteadyTime now = Clock::now();
       // Batches in flight past a deadline of theirs: abandoned, their requests fail.
       const SteadyTime watch =
@@ -628,7 +611,7 @@ class Batcher final : public DynamicBatcher {
   void wait(std::unique_lock<std::mutex>& lock, Waiting why, SteadyTime until) {
     wake_at_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
     waiting_.store(why, std::memory_order_seq_cst);
-    if (intake_.load(std::memory_order_seq_cst) == nullptr) {
+    if (!intake_.ready()) {
       if (until == SteadyTime::max()) {
         cv_.wait(lock);
       } else {
@@ -780,12 +763,11 @@ class Batcher final : public DynamicBatcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;       // the dispatcher waits here
   std::condition_variable idle_cv_;  // stop() waits here for running work
-  // Lock-free intake (submit() never takes mu_): a stack of submitted requests linked through
-  // next_, newest first; closed_intake() once stop() took it for good. On one cache line with the
-  // counters every submit also changes (one line moves between submitters, not two).
-  alignas(64) std::atomic<BatchRequest*> intake_{nullptr};
-  std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
-  std::atomic<std::uint64_t> submitted_{0};
+  // Lock-free intake (submit() never takes mu_), closed once stop() took it for good.
+  detail::IntakeRing intake_;
+  // The counters every submit changes, on one line.
+  alignas(64) std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
+  std::atomic<std::uint64_t> refused_closed_{0};  // intake tickets of pushes refused: stopped
   std::atomic<std::uint64_t> rejected_queue_full_{0};
   std::atomic<std::size_t> limit_;  // current max batch (adaptive mode moves it, under mu_)
   // What the dispatcher sleeps for, and until when (a steady_clock count), read by submit().
@@ -811,7 +793,9 @@ Status check_policy(const BatchPolicy& p) {
     return invalid("BatchPolicy.max_batch must be in [1, " + std::to_string(kMaxBatchLimit) + "]");
   }
   if (p.max_delay.count() < 0) return invalid("BatchPolicy.max_delay must not be negative");
-  if (p.queue_capacity == 0) return invalid("BatchPolicy.queue_capacity must be at least 1");
+  if (p.queue_capacity == 0 || p.queue_capacity > kMaxQueueLimit) {
+    return invalid("BatchPolicy.queue_capacity must be in [1, " + std::to_string(kMaxQueueLimit) + "]");
+  }
   if (p.max_inflight_batches == 0 || p.max_inflight_batches > kMaxInflightLimit) {
     return invalid("BatchPolicy.max_inflight_batches must be in [1, " + std::to_string(kMaxInflightLimit) + "]");
   }

@@ -106,7 +106,7 @@ const std::map<std::string, Field>& fields() {
        unsigned_field(&SiloConfig::device_pool_limit_bytes, 0, std::numeric_limits<std::uint64_t>::max())},
       {"batching.max_batch", unsigned_field(&SiloConfig::max_batch, 1, 1 << 20)},
       {"batching.max_delay_us", unsigned_field(&SiloConfig::max_delay_us, 0, 10'000'000)},
-      {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, 1 << 26)},
+      {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, 1 << 22)},
       {"batching.adaptive", bool_field(&SiloConfig::adaptive)},
       {"batching.latency_target_us", unsigned_field(&SiloConfig::latency_target_us, 1, kU32)},
       {"runtime.collection_age_s", unsigned_field(&SiloConfig::collection_age_s, 1, kU32)},

@@ -31,7 +31,8 @@ inline constexpr std::size_t kPriorityCount = 3;
 struct BatchPolicy {
   std::size_t max_batch = 1024;                 // requests per launch (upper bound in adaptive mode)
   std::chrono::microseconds max_delay{200};     // longest wait of a batch's oldest request
-  std::size_t queue_capacity = 1 << 16;         // queued requests per batcher (all priorities)
+  std::size_t queue_capacity = 1 << 16;         // queued requests per batcher (all priorities), at
+                                                // most 2^22; 16 bytes of intake per place, at creation
   std::size_t max_inflight_batches = 4;         // batches submitted to the device at once
   // Adaptive mode: AIMD on the batch size toward a latency target (queueing + execution of a
   // batch's oldest request): + additive_step while under target, halved when over. The limit
