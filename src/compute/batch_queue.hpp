@@ -1,13 +1,16 @@
 #pragma once
-// The dynamic batcher's request queue: one intrusive FIFO per priority, linked through
-// BatchRequest::next_, so queuing allocates nothing. pop() serves high before normal before low
-// (strict priority), first in first out within a priority. Not thread-safe: only the batcher's
-// dispatcher uses it (and stop() once the dispatcher is gone). The queue never owns a request; it
-// only links the ones the batcher accepted.
+// The dynamic batcher's request queue: one FIFO of request pointers per priority, in rings that
+// only grow, so queuing allocates nothing once the rings are as deep as the queue gets. pop()
+// serves high before normal before low (strict priority), first in first out within a priority.
+// Not thread-safe: only the batcher's dispatcher uses it (and stop() once the dispatcher is gone).
+// The queue never owns a request.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstddef>
+#include <new>
+#include <vector>
 
 #include "gpubridge/compute/batcher.hpp"
 
@@ -46,67 +49,50 @@ inline std::size_t initial_batch_limit(const BatchPolicy& policy) noexcept {
 
 class BatchQueue {
  public:
+  // Room for `reserve` requests of normal priority (the usual case) before any growth.
+  explicit BatchQueue(std::size_t reserve = 0) {
+    if (reserve > 0) fifos_[static_cast<std::size_t>(Priority::normal)].grow_to(reserve);
+  }
+
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
-  void push(BatchRequest& r) noexcept {
-    Fifo& f = fifos_[static_cast<std::size_t>(r.priority)];
-    r.next_ = nullptr;
-    (f.tail == nullptr ? f.head : f.tail->next_) = &r;
-    f.tail = &r;
+  // False when the queue had to grow and could not (out of memory): nothing changed.
+  [[nodiscard]] bool push(BatchRequest& r) noexcept {
+    if (!fifo(r).push_back(r)) return false;
     ++size_;
+    return true;
   }
 
-  // Undoes pop(): `r` goes back to the front of its priority's FIFO.
+  // Undoes pop(): `r` goes back to the front of its priority's FIFO (where pop() took it, so
+  // there is room).
   void push_front(BatchRequest& r) noexcept {
-    Fifo& f = fifos_[static_cast<std::size_t>(r.priority)];
-    r.next_ = f.head;
-    f.head = &r;
-    if (f.tail == nullptr) f.tail = &r;
+    fifo(r).push_front(r);
     ++size_;
   }
 
   // The request pop() would return, or nullptr.
   BatchRequest* front() const noexcept {
     for (std::size_t p = kPriorityCount; p-- > 0;) {
-      if (fifos_[p].head != nullptr) return fifos_[p].head;
+      if (!fifos_[p].empty()) return fifos_[p].front();
     }
     return nullptr;
   }
 
   BatchRequest* pop() noexcept {
     for (std::size_t p = kPriorityCount; p-- > 0;) {
-      Fifo& f = fifos_[p];
-      if (f.head == nullptr) continue;
-      BatchRequest* r = f.head;
-      f.head = r->next_;
-      if (f.head == nullptr) f.tail = nullptr;
-      r->next_ = nullptr;
+      if (fifos_[p].empty()) continue;
       --size_;
-      return r;
+      return fifos_[p].pop_front();
     }
     return nullptr;
-  }
-
-  // Moves every request of `other` to the back of this queue's FIFO of the same priority. O(1).
-  void append(BatchQueue& other) noexcept {
-    for (std::size_t p = 0; p < kPriorityCount; ++p) {
-      Fifo& src = other.fifos_[p];
-      if (src.head == nullptr) continue;
-      Fifo& dst = fifos_[p];
-      (dst.tail == nullptr ? dst.head : dst.tail->next_) = src.head;
-      dst.tail = src.tail;
-      src = {};
-    }
-    size_ += other.size_;
-    other.size_ = 0;
   }
 
   // Enqueue time of the request that has waited longest (the oldest FIFO head). Not empty().
   SteadyTime oldest_enqueued() const noexcept {
     SteadyTime oldest = SteadyTime::max();
     for (const Fifo& f : fifos_) {
-      if (f.head != nullptr) oldest = std::min(oldest, f.head->enqueued_);
+      if (!f.empty()) oldest = std::min(oldest, f.front()->enqueued_);
     }
     return oldest;
   }
@@ -116,49 +102,98 @@ class BatchQueue {
     BatchRequest* head = nullptr;
     BatchRequest** tail = &head;
     for (std::size_t p = kPriorityCount; p-- > 0;) {
-      Fifo& f = fifos_[p];
-      if (f.head == nullptr) continue;
-      *tail = f.head;
-      tail = &f.tail->next_;
-      f = {};
+      while (!fifos_[p].empty()) {
+        BatchRequest* r = fifos_[p].pop_front();
+        r->next_ = nullptr;
+        *tail = r;
+        tail = &r->next_;
+      }
     }
     size_ = 0;
     return head;
   }
 
-  // Unlinks every request whose deadline is at or before `now` and returns them as a list linked
-  // through next_; `earliest` becomes the earliest deadline left in the queue (max() if none).
-  // O(size): the batcher calls it only once a deadline it knows of has passed.
+  // Takes out every request whose deadline is at or before `now` and returns them as a list
+  // linked through next_; `earliest` becomes the earliest deadline left in the queue (max() if
+  // none). O(size): the batcher calls it only once a deadline it knows of has passed.
   BatchRequest* remove_expired(SteadyTime now, SteadyTime& earliest) noexcept {
     BatchRequest* expired = nullptr;
     BatchRequest** expired_tail = &expired;
     earliest = SteadyTime::max();
     for (Fifo& f : fifos_) {
-      BatchRequest* kept_tail = nullptr;
-      BatchRequest** link = &f.head;
-      while (BatchRequest* r = *link) {
+      const std::size_t n = f.size();
+      for (std::size_t i = 0; i < n; ++i) {  // one turn around: each request once, order kept
+        BatchRequest* r = f.pop_front();
         if (r->deadline <= now) {
-          *link = r->next_;
           r->next_ = nullptr;
           *expired_tail = r;
           expired_tail = &r->next_;
           --size_;
         } else {
           earliest = std::min(earliest, r->deadline);
-          kept_tail = r;
-          link = &r->next_;
+          f.push_back_unchecked(*r);  // the slot it just left
         }
       }
-      f.tail = kept_tail;
     }
     return expired;
   }
 
  private:
-  struct Fifo {
-    BatchRequest* head = nullptr;
-    BatchRequest* tail = nullptr;
+  // A FIFO of request pointers in a ring that only grows (a power of two). An array rather than
+  // a list through the requests, so that forming a batch reads the requests' fields in parallel
+  // instead of following one pointer (one cache miss) after another.
+  class Fifo {
+   public:
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t size() const noexcept { return size_; }
+    BatchRequest* front() const noexcept { return ring_[head_ & mask()]; }
+
+    bool push_back(BatchRequest& r) noexcept {
+      if (size_ == ring_.size() && !grow_to(std::max<std::size_t>(2 * size_, kInitial))) return false;
+      push_back_unchecked(r);
+      return true;
+    }
+    void push_back_unchecked(BatchRequest& r) noexcept {
+      ring_[(head_ + size_) & mask()] = &r;
+      ++size_;
+    }
+    void push_front(BatchRequest& r) noexcept {
+      head_ = (head_ - 1) & mask();
+      ring_[head_] = &r;
+      ++size_;
+    }
+    BatchRequest* pop_front() noexcept {
+      BatchRequest* r = ring_[head_];
+      head_ = (head_ + 1) & mask();
+      --size_;
+      return r;
+    }
+
+    // Capacity for at least `n` (a power of two), order kept. False: out of memory, unchanged.
+    bool grow_to(std::size_t n) noexcept {
+      const std::size_t capacity = std::bit_ceil(n);
+      if (capacity <= ring_.size()) return true;
+      try {
+        std::vector<BatchRequest*> bigger(capacity);
+        for (std::size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & mask()];
+        ring_.swap(bigger);
+        head_ = 0;
+        return true;
+      } catch (const std::bad_alloc&) {
+        return false;
+      }
+    }
+
+   private:
+    static constexpr std::size_t kInitial = 64;
+    std::size_t mask() const noexcept { return ring_.size() - 1; }
+    std::vector<BatchRequest*> ring_;
+    std::size_t head_ = 0;  // index of the front, always < ring_.size() once non-empty
+    std::size_t size_ = 0;
   };
+
+  Fifo& fifo(const BatchRequest& r) noexcept { return fifos_[static_cast<std::size_t>(r.priority)]; }
+
   std::array<Fifo, kPriorityCount> fifos_{};  // indexed by Priority
   std::size_t size_ = 0;
 };

@@ -57,6 +57,8 @@ constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
 constexpr std::size_t kMaxBatchLimit = std::size_t{1} << 20;
 constexpr std::size_t kMaxQueueLimit = std::size_t{1} << 22;
 constexpr std::size_t kMaxInflightLimit = 64;
+// Requests of normal priority the dispatcher's queue holds before it first grows (8 bytes each).
+constexpr std::size_t kPendingReserve = 4096;
 // How long stop() lets in-flight batches finish before it abandons them.
 constexpr std::chrono::milliseconds kStopGrace{1000};
 // How soon the dispatcher looks again at a late batch a backend was touching.
@@ -149,7 +151,8 @@ class Batcher final : public DynamicBatcher {
         inputs_(def.signature.inputs.size()),
         intake_(policy.queue_capacity),
         limit_(detail::initial_batch_limit(policy)),
-        batches_(std::make_unique<InflightBatch[]>(policy.max_inflight_batches)) {
+        batches_(std::make_unique<InflightBatch[]>(policy.max_inflight_batches)),
+        pending_(std::min(policy.queue_capacity, kPendingReserve)) {
     for (std::size_t i = 0; i < policy_.max_inflight_batches; ++i) {
       InflightBatch& b = batches_[i];
       b.owner = this;
@@ -232,8 +235,15 @@ class Batcher final : public DynamicBatcher {
       // The dispatcher is gone: the intake (closed now: submit() refuses from here on) and the
       // pending queue are ours.
       lock.lock();
-      intake_.drain(intake_.close(), [this](BatchRequest& r) { admit(r); });
-      BatchRequest* cancelled = pending_.take_all();
+      BatchRequest* cancelled = pending_.take_all();  // the older ones first, then the intake's
+      BatchRequest** tail = &cancelled;
+      while (*tail != nullptr) tail = &(*tail)->next_;
+      intake_.drain(intake_.close(), [&tail](BatchRequest& r) {
+        r.next_ = nullptr;
+        *tail = &r;
+        tail = &r.next_;
+        return true;
+      });
       const std::size_t count = list_size(cancelled);
       queued_.fetch_sub(count, std::memory_order_relaxed);
       running_ += count;
@@ -363,11 +373,13 @@ class Batcher final : public DynamicBatcher {
     }
   }
 
-  // Queues a request taken from the intake and lowers deadline_bound_ to its deadline.
-  // Dispatcher only (stop() once it is gone).
-  void admit(BatchRequest& r) noexcept {
+  // Queues a request taken from the intake and lowers deadline_bound_ to its deadline. False
+  // when pending_ cannot grow (out of memory): the request stays in the intake until there is
+  // room. Dispatcher only.
+  bool admit(BatchRequest& r) noexcept {
+    if (!pending_.push(r)) return false;
     deadline_bound_ = std::min(deadline_bound_, r.deadline);
-    pending_.push(r);
+    return true;
   }
 
   // The dispatcher. Submitted requests land in the intake ring without a lock; the dispatcher
@@ -376,7 +388,7 @@ class Batcher final : public DynamicBatcher {
   void dispatch_loop() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
-      intake_.take([this](BatchRequest& r) { admit(r); });
+      intake_.take([this](BatchRequest& r) { return admit(r); });
       const SteadyTime now = Clock::now();
       // Batches in flight past a deadline of theirs: abandoned, their requests fail.
       const SteadyTime watch =

@@ -79,8 +79,9 @@ class IntakeRing {
     s.seq.store(ticket + 1, std::memory_order_seq_cst);
   }
 
-  // Consumer only. Calls fn(request) for every published request not taken yet, in ticket
-  // order, passing holes. Returns the number taken.
+  // Consumer only. Offers every published request not taken yet to fn(request) -> bool, in
+  // ticket order, passing holes; a false leaves that request and the ones after it in the ring
+  // (the consumer has no room now). Returns the number taken.
   template <class Fn>
   std::size_t take(Fn&& fn) noexcept {
     const std::uint64_t tail = tail_.load(std::memory_order_acquire) & ~kClosed;
@@ -90,9 +91,8 @@ class IntakeRing {
       Slot& s = slots_[t & mask_];
       const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
       if (seq == t + 1) {
-        BatchRequest* r = s.request.load(std::memory_order_relaxed);
+        if (!fn(*s.request.load(std::memory_order_relaxed))) return taken;
         s.seq.store(t + size_, std::memory_order_release);  // free for ticket t + size
-        fn(*r);
         ++taken;
       } else if (seq <= t) {
         hole = true;  // claimed, not published yet (or the slot's previous lap is a hole)
@@ -120,7 +120,7 @@ class IntakeRing {
   bool closed() const noexcept { return (tail_.load(std::memory_order_acquire) & kClosed) != 0; }
 
   // Consumer only, after close() returned `tickets`: takes every request pushed before the close,
-  // waiting for producers that hold such a ticket but have not published yet.
+  // waiting for producers that hold such a ticket but have not published yet. fn must return true.
   template <class Fn>
   void drain(std::uint64_t tickets, Fn&& fn) noexcept {
     for (;;) {

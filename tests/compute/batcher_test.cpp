@@ -7,6 +7,7 @@
 #include <atomic>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "batcher_support.hpp"
 #include "compute/backend.hpp"
@@ -214,7 +215,7 @@ TEST(BatchQueueTest, ServesHighPriorityFirstFifoWithinAPriorityAndRemovesExpired
     r[i].priority = order[i];
     r[i].enqueued_ = t0 + std::chrono::microseconds(i);
     r[i].deadline = i == 2 ? t0 + 10us : SteadyTime::max();
-    q.push(r[i]);
+    ASSERT_TRUE(q.push(r[i]));
   }
   EXPECT_EQ(q.oldest_enqueued(), t0);
   SteadyTime earliest{};
@@ -237,10 +238,42 @@ TEST(BatchQueueTest, ServesHighPriorityFirstFifoWithinAPriorityAndRemovesExpired
   for (const BatchRequest* w : want) EXPECT_EQ(q.pop(), w);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.pop(), nullptr);
-  q.push_front(r[0]);  // into an empty FIFO: head and tail
-  q.push(r[4]);
+  q.push_front(r[0]);  // into an empty FIFO
+  ASSERT_TRUE(q.push(r[4]));
   EXPECT_EQ(q.pop(), &r[0]);
   EXPECT_EQ(q.pop(), &r[4]);
+  EXPECT_TRUE(q.empty());
+}
+
+// The FIFOs are rings that grow: order holds across growth, wrap-around and push_front at the
+// ring's first slot, and expired requests leave from the middle without disturbing the rest.
+TEST(BatchQueueTest, KeepsOrderAcrossGrowthWrapAroundAndRemovals) {
+  detail::BatchQueue q(4);
+  std::vector<BatchRequest> r(300);
+  std::size_t next_in = 0, next_out = 0;
+  for (int round = 0; round < 3; ++round) {  // the ring wraps, then grows while wrapped
+    for (int i = 0; i < 90; ++i) ASSERT_TRUE(q.push(r[next_in++]));
+    for (int i = 0; i < 60; ++i) ASSERT_EQ(q.pop(), &r[next_out++]);
+    BatchRequest* first = q.pop();
+    q.push_front(*first);
+    ASSERT_EQ(q.front(), &r[next_out]);
+  }
+  ASSERT_EQ(q.size(), next_in - next_out);
+  const SteadyTime t0{};
+  for (std::size_t i = next_out; i < next_in; ++i) r[i].deadline = i % 3 == 0 ? t0 : SteadyTime::max();
+  SteadyTime earliest{};
+  std::size_t expired = 0;
+  for (BatchRequest* e = q.remove_expired(t0, earliest); e != nullptr; e = e->next_) {
+    EXPECT_EQ((e - r.data()) % 3, 0);
+    ++expired;
+  }
+  EXPECT_GT(expired, 0u);
+  EXPECT_EQ(earliest, SteadyTime::max());
+  for (std::size_t i = next_out; i < next_in; ++i) {
+    if (i % 3 != 0) {
+      ASSERT_EQ(q.pop(), &r[i]);
+    }
+  }
   EXPECT_TRUE(q.empty());
 }
 

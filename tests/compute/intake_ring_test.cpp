@@ -15,7 +15,10 @@ namespace {
 
 std::vector<BatchRequest*> take_all(IntakeRing& ring) {
   std::vector<BatchRequest*> taken;
-  ring.take([&](BatchRequest& r) { taken.push_back(&r); });
+  ring.take([&](BatchRequest& r) {
+    taken.push_back(&r);
+    return true;
+  });
   return taken;
 }
 
@@ -61,6 +64,22 @@ TEST(IntakeRing, AHoleDoesNotHoldUpLaterRequestsAndIsTakenOnceFilled) {
   }
 }
 
+TEST(IntakeRing, ARefusedRequestStaysForTheNextTake) {
+  IntakeRing ring(8);
+  BatchRequest a, b, c;
+  for (BatchRequest* r : {&a, &b, &c}) ASSERT_TRUE(ring.push(*r));
+  std::vector<BatchRequest*> taken;
+  EXPECT_EQ(ring.take([&](BatchRequest& r) {
+              if (&r == &b) return false;  // no room for b (and what follows) now
+              taken.push_back(&r);
+              return true;
+            }),
+            1u);
+  EXPECT_EQ(taken, (std::vector<BatchRequest*>{&a}));
+  EXPECT_TRUE(ring.ready());
+  EXPECT_EQ(take_all(ring), (std::vector<BatchRequest*>{&b, &c}));
+}
+
 TEST(IntakeRing, ClosingRefusesNewPushesAndDrainWaitsForTicketsTakenBefore) {
   IntakeRing ring(8);
   BatchRequest a, b, refused;
@@ -74,7 +93,10 @@ TEST(IntakeRing, ClosingRefusesNewPushesAndDrainWaitsForTicketsTakenBefore) {
   EXPECT_FALSE(ring.claim().has_value());
   std::thread late([&] { ring.publish(*held, b); });  // publishes while drain() waits, or before
   std::vector<BatchRequest*> drained;
-  ring.drain(tickets, [&](BatchRequest& r) { drained.push_back(&r); });
+  ring.drain(tickets, [&](BatchRequest& r) {
+    drained.push_back(&r);
+    return true;
+  });
   late.join();
   EXPECT_EQ(drained, (std::vector<BatchRequest*>{&a, &b}));
 }
@@ -105,6 +127,7 @@ TEST(IntakeRing, ManyProducersFewSlotsEveryRequestTakenExactlyOnce) {
     if (index < last) ++out_of_order;
     last = index;
     ++taken;
+    return true;
   };
   while (producing.load() > 0 || taken < requests.size()) {
     ring.take(on_take);
