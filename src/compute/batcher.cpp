@@ -41,6 +41,7 @@
 #include "compute/gpu/gpu_recipe.hpp"
 #include "gpubridge/resilience/breaker.hpp"
 #include "gpubridge/resilience/bulkhead.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
 
@@ -165,7 +166,10 @@ class Batcher final : public DynamicBatcher {
       b.next_free = free_;
       free_ = &b;
     }
-    dispatcher_ = std::thread([this] { dispatch_loop(); });
+    dispatcher_ = std::thread([this] {
+      name_this_thread("gb-b:" + def_.id);  // the kernel, as far as 15 characters go
+      dispatch_loop();
+    });
   }
 
   ~Batcher() override { stop(); }

@@ -55,7 +55,7 @@ struct Executor::Impl {
   std::atomic<std::uint64_t> retries{0};
   std::atomic<std::uint64_t> deadlines{0};
   std::unique_ptr<TimerQueue> timer = std::make_unique<TimerQueue>();
-  ThreadPool callbacks{1};  // runs user callbacks, never on a backend thread
+  ThreadPool callbacks{1, "gb-callbacks"};  // runs user callbacks, never on a backend thread
 
   std::mutex inflight_mutex;
   std::condition_variable inflight_cv;

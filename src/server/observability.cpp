@@ -23,6 +23,7 @@
 #include "server/health.hpp"
 #include "server/http/http_server.hpp"
 #include "server/metric_cache.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 #ifndef GPUBRIDGE_VERSION
 #define GPUBRIDGE_VERSION "unknown"
@@ -353,7 +354,10 @@ Status SiloObservability::attach(compute::Executor& executor, grains::GpuService
     m.samples.push_back(m.take_sample());
   }
   m.attached.store(true);
-  m.sampler = std::thread([&m] { m.sampler_loop(); });
+  m.sampler = std::thread([&m] {
+    name_this_thread("gb-sampler");
+    m.sampler_loop();
+  });
   return {};
 }
 

@@ -91,7 +91,7 @@ TEST(CpuKernels, NormalizeOverflowingF32IsAnError) {
 }
 
 TEST(ThreadPool, ForChunksCoversRangeExactlyOnceAndNestsWithoutDeadlock) {
-  ThreadPool pool(2);
+  ThreadPool pool(2, "gb-test");
   std::vector<std::atomic<int>> hits(100000);
   std::atomic<int> outer_done{0};
   // Every worker runs a task that itself runs a parallel loop on the same pool.
@@ -108,7 +108,7 @@ TEST(ThreadPool, ForChunksCoversRangeExactlyOnceAndNestsWithoutDeadlock) {
 }
 
 TEST(ThreadPool, ChunkCountDependsOnSizeAndPool) {
-  ThreadPool pool(4);
+  ThreadPool pool(4, "gb-test");
   EXPECT_EQ(pool.chunk_count(0, 10), 0u);
   EXPECT_EQ(pool.chunk_count(5, 10), 1u);
   EXPECT_EQ(pool.chunk_count(25, 10), 3u);

@@ -6,7 +6,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "gpubridge/grains/batch_grain.hpp"
@@ -112,6 +116,29 @@ TEST(BatchGrain, UnknownKernelOrBadKeyFailsTheCall) {
       EXPECT_TRUE(e.error().code() == ErrorCode::not_found || e.error().code() == ErrorCode::invalid_argument)
           << e.error().to_string();
     }
+  }
+}
+
+// Every thread a silo starts carries a gb- name, so that top -H and perf tell them apart: the
+// scheduler's workers, the timer thread, the CPU backend's pool and each batcher's dispatcher
+// (named after its kernel).
+TEST(Silo, ItsThreadsAreNamed) {
+#if !defined(__linux__)
+  GTEST_SKIP() << "thread names are read from /proc";
+#endif
+  auto silo = start_silo("cpu");
+  ASSERT_NE(silo, nullptr);
+  std::vector<double> x{3.0, 4.0};
+  auto g = silo->runtime().get<BatchGrain>("vector.normalize/f64");
+  silo->runtime().run(g.call<&BatchGrain::compute>(std::vector<compute::TensorView>{x}, std::vector<double>{}));
+  std::multiset<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) names.insert(name);
+  }
+  for (const char* want : {"gb-worker-0", "gb-worker-1", "gb-timers", "gb-cpu-0", "gb-b:vector.nor"}) {
+    EXPECT_EQ(names.count(want), 1u) << want;
   }
 }
 

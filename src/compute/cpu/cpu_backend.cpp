@@ -116,7 +116,7 @@ void run_segment(const KernelDef& def, DType dtype, BatchRequest& r, SerialParal
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(unsigned threads) : pool_(threads) {
+  explicit CpuBackend(unsigned threads) : pool_(threads, "gb-cpu") {
     device_.id = "cpu:0";
     device_.backend = BackendKind::cpu;
     device_.name = cpu_model_name();

@@ -1,16 +1,23 @@
 #include "compute/cpu/thread_pool.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <string>
 
 namespace gpubridge::compute {
 
-ThreadPool::ThreadPool(unsigned threads) {
+ThreadPool::ThreadPool(unsigned threads, std::string_view name) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   try {
     workers_.reserve(threads);
-    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (unsigned i = 0; i < threads; ++i) {
+      workers_.emplace_back([this, i, thread_name = std::string(name) + "-" + std::to_string(i)] {
+        name_this_thread(thread_name);
+        worker_loop();
+      });
+    }
   } catch (...) {
     stop_and_join();  // the threads that did start (joinable threads must not be destroyed)
     throw;

@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,9 +17,9 @@ namespace gpubridge::compute {
 
 class ThreadPool final : public CpuParallel {
  public:
-  // 0: hardware concurrency. Throws std::system_error when a thread cannot start (the ones that
-  // did are joined first).
-  explicit ThreadPool(unsigned threads);
+  // 0: hardware concurrency. Threads are named "<name>-<i>" (gpubridge/core/thread_name.hpp).
+  // Throws std::system_error when a thread cannot start (the ones that did are joined first).
+  ThreadPool(unsigned threads, std::string_view name);
   ~ThreadPool() override;                 // runs every queued task, then joins
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

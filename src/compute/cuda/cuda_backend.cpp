@@ -69,6 +69,7 @@
 #include "compute/cuda/pinned_pool.hpp"
 #include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
 
@@ -466,7 +467,7 @@ class CudaBackend final : public Backend {
       state->device.id = "cuda:" + std::to_string(state->device.ordinal);
       devices_.push_back(std::move(state));
     }
-    if (!devices_.empty()) copy_pool_ = std::make_unique<ThreadPool>(kCopyThreads);
+    if (!devices_.empty()) copy_pool_ = std::make_unique<ThreadPool>(kCopyThreads, "gb-cuda-copy");
     for (auto& d : devices_) start_lanes(*d);
     if (devices_.empty()) reason_ = problems;
   }
@@ -851,7 +852,10 @@ class CudaBackend final : public Backend {
   void start_lanes(DeviceState& d) {
     for (auto& lane : d.lanes) {
       Lane* l = lane.get();
-      l->completer = std::thread([this, &d, l] { complete_loop(d, *l); });
+      l->completer = std::thread([this, &d, l] {
+        name_this_thread("gb-cuda-done");
+        complete_loop(d, *l);
+      });
     }
   }
 

@@ -67,6 +67,7 @@
 #include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
 #include "compute/opencl/opencl_error.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
 
@@ -627,7 +628,10 @@ void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
 class Lane {
  public:
   Lane(std::size_t index, cl::CommandQueue queue) : index_(index), queue_(std::move(queue)) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      name_this_thread("gb-ocl-lane-" + std::to_string(index_));
+      run();
+    });
   }
   // Completes every pending call, joins the thread, then finishes the queue.
   ~Lane() {
@@ -1823,7 +1827,7 @@ class OpenClBackend final : public Backend {
     const unsigned copy_threads = std::min(kMaxCopyThreads, std::max(1u, std::thread::hardware_concurrency()));
     if (!devices_.empty() && copy_threads > 1) {
       try {
-        copy_pool_ = std::make_unique<ThreadPool>(copy_threads);
+        copy_pool_ = std::make_unique<ThreadPool>(copy_threads, "gb-ocl-copy");
         for (auto& d : devices_) d->copy_pool = copy_pool_.get();
       } catch (const std::exception&) {
         copy_pool_.reset();  // no threads to spare: batches copy on their own threads

@@ -13,6 +13,7 @@
 
 #include "compute/ring/slot_queue.hpp"
 #include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute::ring {
 
@@ -652,8 +653,12 @@ Status CpuRingServer::start() {
   impl_->started = true;
   store_release(impl_->header().server_state, static_cast<std::uint32_t>(ServerState::running));
   impl_->running_shards.store(static_cast<std::uint32_t>(impl_->shards.size()), std::memory_order_release);
+  std::size_t shard_index = 0;
   for (auto& shard : impl_->shards) {
-    shard->thread = std::thread([impl = impl_.get(), s = shard.get()] { impl->run(*s); });
+    shard->thread = std::thread([impl = impl_.get(), s = shard.get(), n = shard_index++] {
+      name_this_thread("gb-ring-" + std::to_string(n));
+      impl->run(*s);
+    });
   }
   return {};
 }

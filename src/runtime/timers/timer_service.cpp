@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "activation/activation.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::runtime::internal {
 
@@ -11,7 +12,10 @@ TimerService::TimerService(Clock& clock) : clock_(clock) {
     { std::lock_guard lock(mu_); }  // the timer thread is waiting or has not read the clock yet
     cv_.notify_all();
   });
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread("gb-timers");
+    loop();
+  });
 }
 
 TimerService::~TimerService() { stop(); }

@@ -1,4 +1,5 @@
 #include "server/http/http_server.hpp"
+#include "gpubridge/core/thread_name.hpp"
 
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -80,6 +81,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& address
   impl->port = static_cast<unsigned>(bound);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
+    name_this_thread("gb-http");
     raw->server.listen_after_bind();
     raw->finished.store(true);
   });
