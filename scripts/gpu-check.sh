@@ -147,6 +147,13 @@ do_run() {
     echo "-- workers=$w" >> "$out/bench.txt"
     bench_run bench_grains 'grain_batch/(cpu|cuda)/(grains|raw)/256' 30 --workers=$w
   done
+  # ... and which thread saturates there (CPU per thread role: gb-worker, gb-b:<kernel>, gb-cuda-*).
+  local f
+  for f in 'grain_batch/cuda/grains/256' 'grain_batch/cuda/grains/4096' 'grain_batch/cpu/grains/256'; do
+    echo "-- threads, workers=16, $f" >> "$out/threads.txt"
+    step 25 "$out/threads.txt" "$root/scripts/thread-cpu.sh" --at 3 --for 4 -- "$bin/bench_grains" --workers=16 \
+      --benchmark_filter="$f" --benchmark_min_time=10 > /dev/null || true
+  done
 
   # 4. The demo, then the other test binaries (CPU-side code, also run in CI; those reading the
   #    source tree's data or loading plugins from the build tree are left to CI).
