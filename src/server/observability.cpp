@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpubridge/compute/executor.hpp"
+#include "gpubridge/core/thread_name.hpp"
 #include "gpubridge/grains/gpu_services.hpp"
 #include "gpubridge/resilience/fault_injection.hpp"
 #include "gpubridge/runtime/runtime.hpp"
@@ -23,7 +24,6 @@
 #include "server/health.hpp"
 #include "server/http/http_server.hpp"
 #include "server/metric_cache.hpp"
-#include "gpubridge/core/thread_name.hpp"
 
 #ifndef GPUBRIDGE_VERSION
 #define GPUBRIDGE_VERSION "unknown"

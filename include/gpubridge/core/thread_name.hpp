@@ -1,6 +1,6 @@
 #pragma once
 // Every thread GpuBridge starts names itself "gb-<role>[-<n>]" (scheduler workers gb-worker-0...,
-// a batcher's dispatcher gb-batch, the CPU backend's pool gb-cpu-0..., ...), so that top -H,
+// a batcher's dispatcher gb-b:<kernel>, the CPU backend's pool gb-cpu-0..., ...), so that top -H,
 // perf, gdb and /proc/<pid>/task/<tid>/comm tell them apart. Linux keeps 15 characters: longer
 // names are cut there. Best effort: where threads cannot be named, nothing happens.
 #include <string>

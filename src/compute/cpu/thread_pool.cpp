@@ -1,10 +1,11 @@
 #include "compute/cpu/thread_pool.hpp"
-#include "gpubridge/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
+
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
 

@@ -1,9 +1,10 @@
 #include "scheduling/scheduler.hpp"
-#include "gpubridge/core/thread_name.hpp"
 
 #include <cstdint>
 #include <string>
 #include <utility>
+
+#include "gpubridge/core/thread_name.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -1,5 +1,4 @@
 #include "server/http/http_server.hpp"
-#include "gpubridge/core/thread_name.hpp"
 
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -13,6 +12,8 @@
 
 #include <mutex>
 #include <thread>
+
+#include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::server {
 

@@ -8,8 +8,8 @@
 #include <mutex>
 #include <thread>
 
-#include "span_record.hpp"
 #include "gpubridge/core/thread_name.hpp"
+#include "span_record.hpp"
 
 namespace gpubridge::telemetry {
 
