@@ -74,7 +74,7 @@ struct BatchRequest {
   Status status;
   BatchReport report;
 
-  // Batcher-private bookkeeping (intrusive queue link, enqueue time).
+  // Batcher-private bookkeeping (a link for lists of requests failed together, enqueue time).
   BatchRequest* next_ = nullptr;
   SteadyTime enqueued_{};
 };
