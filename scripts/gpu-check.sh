@@ -132,13 +132,17 @@ do_run() {
   # One process: each CUDA rig releases the others before it starts (one persistent kernel at a
   # time), and the round trip's reference (raw mailbox) must run in the same run for its ratio.
   bench_run bench_ring cuda 150
-  bench_run bench_grains 'grain_batch/cuda/' 90
+  # Batch grains: one process per batch size - after the B = 4096 case (8192 callers) the B = 256
+  # grain side runs slower in the same process (bench/results/2026-11-27-xeon2-intake-ring).
+  bench_run bench_grains 'grain_batch/cuda/.*/256' 50
+  bench_run bench_grains 'grain_batch/cuda/.*/4096' 50
   bench_run bench_runtime '.' 90
   bench_run bench_pipeline 'pipeline/cuda/' 60
   bench_run bench_samples '/(cuda|cpu|direct|cublas)/' 120
   bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
     --benchmark_out_format=json --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-}
-  bench_run bench_grains 'grain_batch/(cpu|opencl)/' 60
+  bench_run bench_grains 'grain_batch/(cpu|opencl)/.*/256' 35
+  bench_run bench_grains 'grain_batch/(cpu|opencl)/.*/4096' 35
   # How grain calls scale with workers (bench_runtime above ran with one per core).
   local w
   for w in 1 4 8; do echo "-- workers=$w" >> "$out/bench.txt"; bench_run bench_runtime 'pipelined/(runtime|stateless)' 30 --workers=$w; done
