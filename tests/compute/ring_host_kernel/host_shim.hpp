@@ -63,8 +63,20 @@ inline unsigned long long atomicMax(unsigned long long* p, unsigned long long va
   return seen;
 }
 
-inline unsigned long long gb_ld64(const unsigned long long* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-inline unsigned int gb_ld32(const unsigned int* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+// ThreadSanitizer does not model fences (std::atomic_thread_fence): it would report every slot
+// body the kernel reads or writes between two fences as a race with the host. Under it, the
+// shared-word accesses carry the ordering themselves (acquire loads, release stores) - stronger
+// than the device's, so there a missing fence in the kernel goes unseen; the other builds keep the
+// device's relaxed accesses, where it shows.
+#if defined(__SANITIZE_THREAD__)
+#define GB_HOST_SHARED_LOAD __ATOMIC_ACQUIRE
+#define GB_HOST_SHARED_STORE __ATOMIC_RELEASE
+#else
+#define GB_HOST_SHARED_LOAD __ATOMIC_RELAXED
+#define GB_HOST_SHARED_STORE __ATOMIC_RELAXED
+#endif
+inline unsigned long long gb_ld64(const unsigned long long* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
+inline unsigned int gb_ld32(const unsigned int* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
 inline unsigned long long gb_ld64_acquire(const unsigned long long* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
-inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
+inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
