@@ -23,6 +23,9 @@ void set_request_counters(benchmark::State& state, std::size_t requests) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * requests));
 }
 
+// The requests clear_checked() and check_requests() look at: first, middle, last.
+std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
+
 void add_loop(const float* a, const float* b, float* out, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
@@ -139,8 +142,6 @@ std::vector<RawRequest>& raw_requests(std::size_t count) {
   }
   return set.requests;
 }
-
-std::array<std::size_t, 3> checked_requests(std::size_t count) { return {0, count / 2, count - 1}; }
 
 void clear_checked(std::vector<RawRequest>& requests) {
   for (std::size_t i : checked_requests(requests.size())) {

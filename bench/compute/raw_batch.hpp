@@ -11,7 +11,6 @@
 // Outputs are checked once before measuring. Sets items_per_second (requests per second).
 #include <benchmark/benchmark.h>
 
-#include <array>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -38,11 +37,10 @@ struct RawRequest {
 // aligned block it runs at one speed (0.27-0.28 us, 2-core VM).
 std::vector<RawRequest>& raw_requests(std::size_t count);
 
-// The requests whose outputs a benchmark checks after its warm-up: first, middle, last.
-std::array<std::size_t, 3> checked_requests(std::size_t count);
-// Zeroes the checked requests' outputs (the memory is shared: an earlier benchmark wrote them).
+// A benchmark checks a few requests' outputs after its warm-up (first, middle, last):
+// clear_checked() zeroes them before (the memory is shared: an earlier benchmark wrote them),
+// check_requests() is empty when every checked one holds a + b, else says which and where not.
 void clear_checked(std::vector<RawRequest>& requests);
-// Empty when every checked request holds a + b; otherwise which one and where it differs.
 std::optional<std::string> check_requests(const std::vector<RawRequest>& requests);
 
 // One iteration = `requests` requests (a multiple of `batch` on cuda and opencl), in batches

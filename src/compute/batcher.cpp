@@ -166,10 +166,8 @@ class Batcher final : public DynamicBatcher {
       b.next_free = free_;
       free_ = &b;
     }
-    dispatcher_ = std::thread([this] {
-      name_this_thread("gb-b:" + def_.id);  // the kernel, as far as 15 characters go
-      dispatch_loop();
-    });
+    // Named after the kernel, as far as 15 characters go.
+    dispatcher_ = named_thread("gb-b:" + def_.id, [this] { dispatch_loop(); });
   }
 
   ~Batcher() override { stop(); }
@@ -781,9 +779,11 @@ class Batcher final : public DynamicBatcher {
   std::condition_variable idle_cv_;  // stop() waits here for running work
   // Lock-free intake (submit() never takes mu_), closed once stop() took it for good.
   detail::IntakeRing intake_;
-  // The counters every submit changes, on one line.
-  alignas(64) std::atomic<std::size_t> queued_{0};  // places taken: intake + pending_
-  std::atomic<std::uint64_t> refused_closed_{0};  // intake tickets of pushes refused: stopped
+  // Places taken in the bounded queue (intake + pending_), on the intake tail's line: a submit
+  // changes both.
+  std::atomic<std::size_t>& queued_ = intake_.tail_line_counter();
+  // Rarely written.
+  alignas(64) std::atomic<std::uint64_t> refused_closed_{0};  // intake tickets of pushes refused: stopped
   std::atomic<std::uint64_t> rejected_queue_full_{0};
   std::atomic<std::size_t> limit_;  // current max batch (adaptive mode moves it, under mu_)
   // What the dispatcher sleeps for, and until when (a steady_clock count), read by submit().

@@ -51,6 +51,9 @@ class IntakeRing {
   std::size_t slots() const noexcept { return size_; }
   // Tickets taken so far: pushes, including those refused after close().
   std::uint64_t tickets() const noexcept { return tail_.load(std::memory_order_relaxed) & ~kClosed; }
+  // A counter of the owner's on the tail's cache line (the batcher counts its queue's places
+  // there), so that a push and that count move one line between producers, not two.
+  std::atomic<std::size_t>& tail_line_counter() noexcept { return tail_counter_; }
 
   // Any thread. False once closed (nothing was queued). seq_cst: the publication is ordered
   // before the caller's later seq_cst loads (the batcher's wake-up protocol relies on it).
@@ -142,6 +145,7 @@ class IntakeRing {
   const std::uint64_t mask_;
   const std::unique_ptr<Slot[]> slots_;
   alignas(kCacheLine) std::atomic<std::uint64_t> tail_{0};  // next ticket; kClosed once closed
+  std::atomic<std::size_t> tail_counter_{0};
   alignas(kCacheLine) std::uint64_t head_ = 0;  // consumer's: every ticket before it is taken
 };
 

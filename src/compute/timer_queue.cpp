@@ -3,9 +3,11 @@
 #include <cstdio>
 #include <utility>
 
+#include "gpubridge/core/thread_name.hpp"
+
 namespace gpubridge::compute {
 
-TimerQueue::TimerQueue() : thread_([this] { loop(); }) {}
+TimerQueue::TimerQueue() : thread_(named_thread("gb-exec-timers", [this] { loop(); })) {}
 
 TimerQueue::~TimerQueue() {
   {

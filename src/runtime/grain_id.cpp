@@ -144,17 +144,16 @@ GrainId GrainId::thread_copy() const {
   thread_local std::array<Entry, kEntries> cache;
   const std::size_t first = (reinterpret_cast<std::uintptr_t>(d_.get()) / alignof(Data)) % kEntries;
   Entry* hit = nullptr;
+  Entry* free = nullptr;  // the first entry that is empty or whose ids nothing else holds any more
   for (std::size_t w = 0; w < kWays && hit == nullptr; ++w) {
     Entry& e = cache[(first + w) % kEntries];
-    if (e.original == d_) hit = &e;
+    if (e.original == d_) {
+      hit = &e;
+    } else if (free == nullptr && (e.original == nullptr || (e.original.use_count() == 1 && e.own.use_count() == 1))) {
+      free = &e;
+    }
   }
   if (hit == nullptr) {
-    // A free entry: empty, or one whose ids nothing else holds any more.
-    Entry* free = nullptr;
-    for (std::size_t w = 0; w < kWays && free == nullptr; ++w) {
-      Entry& e = cache[(first + w) % kEntries];
-      if (e.original == nullptr || (e.original.use_count() == 1 && e.own.use_count() == 1)) free = &e;
-    }
     // Every neighbour in use by other shared ids: copied as before (no allocation per call).
     if (free == nullptr) return *this;
     try {
@@ -172,9 +171,8 @@ GrainId GrainId::thread_copy() const {
     free->original = d_;
     hit = free;
   }
-  Entry& e = *hit;
   GrainId copy;
-  copy.d_ = e.own;
+  copy.d_ = hit->own;
   return copy;
 }
 

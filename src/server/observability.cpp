@@ -354,10 +354,7 @@ Status SiloObservability::attach(compute::Executor& executor, grains::GpuService
     m.samples.push_back(m.take_sample());
   }
   m.attached.store(true);
-  m.sampler = std::thread([&m] {
-    name_this_thread("gb-sampler");
-    m.sampler_loop();
-  });
+  m.sampler = named_thread("gb-sampler", [&m] { m.sampler_loop(); });
   return {};
 }
 

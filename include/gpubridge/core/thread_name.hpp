@@ -5,11 +5,22 @@
 // names are cut there. Best effort: where threads cannot be named, nothing happens.
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 
 namespace gpubridge {
 
 void name_this_thread(std::string_view name) noexcept;
 // The calling thread's name ("" where threads have none).
 std::string this_thread_name();
+
+// Starts a thread that names itself `name`, then runs `body`. Throws what std::thread throws.
+template <class F>
+std::thread named_thread(std::string name, F&& body) {
+  return std::thread([name = std::move(name), body = std::forward<F>(body)]() mutable {
+    name_this_thread(name);
+    body();
+  });
+}
 
 }  // namespace gpubridge

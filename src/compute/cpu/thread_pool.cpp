@@ -14,10 +14,7 @@ ThreadPool::ThreadPool(unsigned threads, std::string_view name) {
   try {
     workers_.reserve(threads);
     for (unsigned i = 0; i < threads; ++i) {
-      workers_.emplace_back([this, i, thread_name = std::string(name) + "-" + std::to_string(i)] {
-        name_this_thread(thread_name);
-        worker_loop();
-      });
+      workers_.push_back(named_thread(std::string(name) + "-" + std::to_string(i), [this] { worker_loop(); }));
     }
   } catch (...) {
     stop_and_join();  // the threads that did start (joinable threads must not be destroyed)

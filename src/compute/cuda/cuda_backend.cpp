@@ -852,10 +852,7 @@ class CudaBackend final : public Backend {
   void start_lanes(DeviceState& d) {
     for (auto& lane : d.lanes) {
       Lane* l = lane.get();
-      l->completer = std::thread([this, &d, l] {
-        name_this_thread("gb-cuda-done");
-        complete_loop(d, *l);
-      });
+      l->completer = named_thread("gb-cuda-done", [this, &d, l] { complete_loop(d, *l); });
     }
   }
 

@@ -628,10 +628,7 @@ void complete_call(PendingCall& p, const cl::CommandQueue& queue) noexcept {
 class Lane {
  public:
   Lane(std::size_t index, cl::CommandQueue queue) : index_(index), queue_(std::move(queue)) {
-    thread_ = std::thread([this] {
-      name_this_thread("gb-ocl-lane-" + std::to_string(index_));
-      run();
-    });
+    thread_ = named_thread("gb-ocl-lane-" + std::to_string(index_), [this] { run(); });
   }
   // Completes every pending call, joins the thread, then finishes the queue.
   ~Lane() {

@@ -655,10 +655,8 @@ Status CpuRingServer::start() {
   impl_->running_shards.store(static_cast<std::uint32_t>(impl_->shards.size()), std::memory_order_release);
   std::size_t shard_index = 0;
   for (auto& shard : impl_->shards) {
-    shard->thread = std::thread([impl = impl_.get(), s = shard.get(), n = shard_index++] {
-      name_this_thread("gb-ring-" + std::to_string(n));
-      impl->run(*s);
-    });
+    shard->thread = named_thread("gb-ring-" + std::to_string(shard_index++),
+                                 [impl = impl_.get(), s = shard.get()] { impl->run(*s); });
   }
   return {};
 }

@@ -617,10 +617,8 @@ Result<std::unique_ptr<RingClient>> RingClient::create(RingMemory& memory, RingC
   }
   try {
     for (std::uint32_t t = 0; t < options.dispatcher_threads; ++t) {
-      impl->dispatchers.emplace_back([raw = impl.get(), t] {
-        name_this_thread("gb-ringc-" + std::to_string(t));
-        raw->run_dispatcher(t);
-      });
+      impl->dispatchers.push_back(
+          named_thread("gb-ringc-" + std::to_string(t), [raw = impl.get(), t] { raw->run_dispatcher(t); }));
     }
   } catch (const std::system_error& e) {
     impl->closing.store(true, std::memory_order_release);

@@ -53,10 +53,8 @@ Scheduler::Scheduler(std::size_t workers, void (*on_thread_start)(void*, std::si
     : n_(workers), locals_(new LocalQueue[workers == 0 ? 1 : workers]) {
   threads_.reserve(workers);
   for (std::size_t i = 0; i < workers; ++i) {
-    threads_.emplace_back([this, i, on_thread_start, arg] {
-      name_this_thread("gb-worker-" + std::to_string(i));
-      worker(i, on_thread_start, arg);
-    });
+    threads_.push_back(named_thread("gb-worker-" + std::to_string(i),
+                                    [this, i, on_thread_start, arg] { worker(i, on_thread_start, arg); }));
   }
 }
 

@@ -12,10 +12,7 @@ TimerService::TimerService(Clock& clock) : clock_(clock) {
     { std::lock_guard lock(mu_); }  // the timer thread is waiting or has not read the clock yet
     cv_.notify_all();
   });
-  thread_ = std::thread([this] {
-    name_this_thread("gb-timers");
-    loop();
-  });
+  thread_ = named_thread("gb-timers", [this] { loop(); });
 }
 
 TimerService::~TimerService() { stop(); }

@@ -81,8 +81,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& address
   }
   impl->port = static_cast<unsigned>(bound);
   Impl* raw = impl.get();
-  impl->thread = std::thread([raw] {
-    name_this_thread("gb-http");
+  impl->thread = named_thread("gb-http", [raw] {
     raw->server.listen_after_bind();
     raw->finished.store(true);
   });

@@ -259,10 +259,7 @@ Result<std::unique_ptr<Tracer>> Tracer::create(TracerOptions options) {
   if (tracer->options_.enabled) {
     tracer->exporter_ = std::make_unique<Exporter>(*tracer, std::move(endpoint).value());
     try {
-      tracer->exporter_->thread = std::thread([e = tracer->exporter_.get()] {
-        name_this_thread("gb-trace-export");
-        e->run();
-      });
+      tracer->exporter_->thread = named_thread("gb-trace-export", [e = tracer->exporter_.get()] { e->run(); });
     } catch (const std::system_error& e) {
       return Error(ErrorCode::resource_exhausted, std::string("cannot start the trace export thread: ") + e.what());
     }
