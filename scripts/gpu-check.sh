@@ -132,8 +132,9 @@ do_run() {
   # One process: each CUDA rig releases the others before it starts (one persistent kernel at a
   # time), and the round trip's reference (raw mailbox) must run in the same run for its ratio.
   bench_run bench_ring cuda 150
-  # Batch grains: one process per batch size - after the B = 4096 case (8192 callers) the B = 256
-  # grain side runs slower in the same process (bench/results/2026-11-27-xeon2-intake-ring).
+  # Batch grains: one process per batch size, so that neither figure depends on what the other
+  # case left behind (how a burst of 8192 callers once slowed a later B = 256 case:
+  # bench/results/2026-11-27-xeon2-frame-region).
   bench_run bench_grains 'grain_batch/cuda/.*/256' 50
   bench_run bench_grains 'grain_batch/cuda/.*/4096' 50
   bench_run bench_runtime '.' 90

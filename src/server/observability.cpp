@@ -16,6 +16,7 @@
 #include "gpubridge/core/thread_name.hpp"
 #include "gpubridge/grains/gpu_services.hpp"
 #include "gpubridge/resilience/fault_injection.hpp"
+#include "gpubridge/runtime/frame_pool.hpp"
 #include "gpubridge/runtime/runtime.hpp"
 #include "gpubridge/telemetry/metrics.hpp"
 #include "gpubridge/telemetry/nvml.hpp"
@@ -271,6 +272,9 @@ void SiloObservability::Impl::collect(telemetry::MetricSink& sink) const {
                static_cast<double>(rs.activations_created));
   sink.counter("gpubridge_grain_deactivations_total", "Grain activations deactivated or collected", {}, {},
                static_cast<double>(rs.deactivations));
+  sink.gauge("gpubridge_grain_frame_region_bytes",
+             "Bytes of the coroutine frame region handed to the frame pool (kept for the life of the process)", {}, {},
+             static_cast<double>(runtime::FramePool::region_bytes()));
   if (tracer && tracer->enabled()) {
     sink.counter("gpubridge_trace_spans_exported_total", "Spans sent to the OTLP endpoint", {}, {},
                  static_cast<double>(tracer->exported()));

@@ -90,9 +90,9 @@ TEST(Task, WarmFramesComeFromThePool) {
     co_return sum;
   };
   sync_wait(loop(1000));  // warm this thread's free lists
-  const auto before = FramePool::heap_allocations();
+  const auto before = FramePool::new_blocks();
   sync_wait(loop(100'000));
-  EXPECT_EQ(FramePool::heap_allocations(), before) << "100000 warm frames must all be recycled";
+  EXPECT_EQ(FramePool::new_blocks(), before) << "100000 warm frames must all be recycled";
 }
 
 TEST(Task, FramesFreedOnAnotherThreadAreReused) {
@@ -101,13 +101,13 @@ TEST(Task, FramesFreedOnAnotherThreadAreReused) {
   constexpr int kRounds = 10'000;
   auto make = []() -> Task<int> { co_return 1; };
   for (int pass = 0; pass < 3; ++pass) {
-    const auto before = FramePool::heap_allocations();
+    const auto before = FramePool::new_blocks();
     std::vector<Task<int>> tasks;
     tasks.reserve(kRounds);
     for (int i = 0; i < kRounds; ++i) tasks.push_back(make());
     std::thread([&] { tasks.clear(); }).join();
     if (pass == 2) {
-      EXPECT_LT(FramePool::heap_allocations() - before, static_cast<std::uint64_t>(kRounds) / 10);
+      EXPECT_LT(FramePool::new_blocks() - before, static_cast<std::uint64_t>(kRounds) / 10);
     }
   }
 }
