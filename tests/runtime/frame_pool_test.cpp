@@ -1,12 +1,16 @@
 // FramePool: blocks come from the huge-page frame region, are recycled across threads (also
 // after a burst larger than the transfer store and after the thread that held them exited), and
-// the heap takes over once the region is used up. Each test runs in a process of its own (ctest),
+// the heap takes over once the region is used up or cannot be reserved. Each test runs in a process of its own (ctest),
 // so the process-wide pool starts empty.
 #include "gpubridge/runtime/frame_pool.hpp"
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -96,6 +100,32 @@ TEST(FramePool, TheHeapServesOnceTheRegionIsUsedUp) {
   auto again = allocate_n(1000, kSize);
   EXPECT_EQ(FramePool::new_blocks(), before) << "freed region blocks are reused";
   free_all(again, kSize);
+}
+
+TEST(FramePool, WithoutAddressSpaceForTheRegionTheHeapServes) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "an address-space limit breaks the sanitizer's own reservations";
+#else
+  // Room for 64 MiB more than the process maps now: less than the region needs.
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0;
+  ASSERT_TRUE(statm >> pages);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const rlimit limit{pages * page + (std::size_t{64} << 20), RLIM_INFINITY};
+  ASSERT_EQ(::setrlimit(RLIMIT_AS, &limit), 0);
+  auto blocks = allocate_n(1000);
+  for (void* p : blocks) {
+    EXPECT_FALSE(FramePool::in_region(p));
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+    static_cast<char*>(p)[kFrame - 1] = 1;  // usable memory
+  }
+  EXPECT_EQ(FramePool::region_bytes(), 0u);
+  free_all(blocks);
+  const auto before = FramePool::new_blocks();
+  blocks = allocate_n(1000);
+  EXPECT_EQ(FramePool::new_blocks(), before) << "heap blocks are recycled like region blocks";
+  free_all(blocks);
+#endif
 }
 
 }  // namespace
