@@ -53,10 +53,7 @@ using detail::ExecutorAccess;
 // A batch closes early rather than exceed this many elements per input (and a single request
 // longer than this is refused): bounds the staging and device memory one batch needs.
 constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
-// Policy bounds: batch slots and the intake ring are preallocated from these (the ring holds
-// 16 bytes per place in the queue).
-constexpr std::size_t kMaxBatchLimit = std::size_t{1} << 20;
-constexpr std::size_t kMaxQueueLimit = std::size_t{1} << 22;
+// Bound of max_inflight_batches: batch slots are preallocated (the other bounds: batcher.hpp).
 constexpr std::size_t kMaxInflightLimit = 64;
 // Requests of normal priority the dispatcher's queue holds before it first grows (8 bytes each).
 constexpr std::size_t kPendingReserve = 4096;
@@ -805,12 +802,12 @@ class Batcher final : public DynamicBatcher {
 };
 
 Status check_policy(const BatchPolicy& p) {
-  if (p.max_batch == 0 || p.max_batch > kMaxBatchLimit) {
-    return invalid("BatchPolicy.max_batch must be in [1, " + std::to_string(kMaxBatchLimit) + "]");
+  if (p.max_batch == 0 || p.max_batch > kMaxBatchSize) {
+    return invalid("BatchPolicy.max_batch must be in [1, " + std::to_string(kMaxBatchSize) + "]");
   }
   if (p.max_delay.count() < 0) return invalid("BatchPolicy.max_delay must not be negative");
-  if (p.queue_capacity == 0 || p.queue_capacity > kMaxQueueLimit) {
-    return invalid("BatchPolicy.queue_capacity must be in [1, " + std::to_string(kMaxQueueLimit) + "]");
+  if (p.queue_capacity == 0 || p.queue_capacity > kMaxQueueCapacity) {
+    return invalid("BatchPolicy.queue_capacity must be in [1, " + std::to_string(kMaxQueueCapacity) + "]");
   }
   if (p.max_inflight_batches == 0 || p.max_inflight_batches > kMaxInflightLimit) {
     return invalid("BatchPolicy.max_inflight_batches must be in [1, " + std::to_string(kMaxInflightLimit) + "]");

@@ -28,11 +28,12 @@ static_assert((std::size_t{1} << (kMinShift + kClasses - 1)) == FramePool::kMaxP
 static_assert(FramePool::kChunkBytes >= 64 * (FramePool::kMaxPooledSize + kCacheLine));
 static_assert(FramePool::kRegionBytes % FramePool::kChunkBytes == 0);
 
-// A free block. The head block of a batch in the transfer store also links the next batch.
+// A free block; chains of them link through `next`. The head block of a spare batch in the
+// transfer store also links the next spare batch and holds its batch's block count.
 struct Block {
   Block* next;
-  Block* next_batch;    // the head block of a batch in the store: the next batch
-  std::uint32_t count;  // the head block of a spare batch: the batch's blocks
+  Block* next_batch;
+  std::uint32_t count;
 };
 static_assert(sizeof(Block) <= (std::size_t{1} << kMinShift));
 

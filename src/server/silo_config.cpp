@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gpubridge/compute/batcher.hpp"
+
 namespace gpubridge::server {
 
 namespace {
@@ -104,9 +106,9 @@ const std::map<std::string, Field>& fields() {
       {"compute.cpu_threads", unsigned_field(&SiloConfig::cpu_threads, 0, 1024)},
       {"compute.device_pool_limit_bytes",
        unsigned_field(&SiloConfig::device_pool_limit_bytes, 0, std::numeric_limits<std::uint64_t>::max())},
-      {"batching.max_batch", unsigned_field(&SiloConfig::max_batch, 1, 1 << 20)},
+      {"batching.max_batch", unsigned_field(&SiloConfig::max_batch, 1, compute::kMaxBatchSize)},
       {"batching.max_delay_us", unsigned_field(&SiloConfig::max_delay_us, 0, 10'000'000)},
-      {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, 1 << 22)},
+      {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, compute::kMaxQueueCapacity)},
       {"batching.adaptive", bool_field(&SiloConfig::adaptive)},
       {"batching.latency_target_us", unsigned_field(&SiloConfig::latency_target_us, 1, kU32)},
       {"runtime.collection_age_s", unsigned_field(&SiloConfig::collection_age_s, 1, kU32)},

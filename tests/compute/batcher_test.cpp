@@ -630,7 +630,7 @@ TEST(Batcher, CreateRejectsUnknownKernelsDtypesAndBadPolicies) {
   EXPECT_EQ(DynamicBatcher::create(ex, "test.scale3", DType::f32, {}).error().code(), ErrorCode::invalid_argument)
       << "more scalars than a request holds";
   for (auto bad : {+[](BatchPolicy& p) { p.max_batch = 0; }, +[](BatchPolicy& p) { p.queue_capacity = 0; },
-                   +[](BatchPolicy& p) { p.queue_capacity = (std::size_t{1} << 22) + 1; },
+                   +[](BatchPolicy& p) { p.queue_capacity = kMaxQueueCapacity + 1; },
                    +[](BatchPolicy& p) { p.max_inflight_batches = 0; }, +[](BatchPolicy& p) { p.max_delay = -1us; },
                    +[](BatchPolicy& p) {
                      p.adaptive = true;

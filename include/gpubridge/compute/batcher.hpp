@@ -27,12 +27,17 @@ namespace gpubridge::compute {
 enum class Priority : std::uint8_t { low = 0, normal = 1, high = 2 };
 inline constexpr std::size_t kPriorityCount = 3;
 
+// Bounds of BatchPolicy that create() enforces: batch slots are sized from max_batch, and the
+// intake holds 16 bytes per queue place from the batcher's creation.
+inline constexpr std::size_t kMaxBatchSize = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxQueueCapacity = std::size_t{1} << 22;
+
 // Batch policy is data: what closes a batch and how big it may get.
 struct BatchPolicy {
   std::size_t max_batch = 1024;                 // requests per launch (upper bound in adaptive mode)
   std::chrono::microseconds max_delay{200};     // longest wait of a batch's oldest request
   std::size_t queue_capacity = 1 << 16;         // queued requests per batcher (all priorities), at
-                                                // most 2^22; 16 bytes of intake per place, at creation
+                                                // most kMaxQueueCapacity
   std::size_t max_inflight_batches = 4;         // batches submitted to the device at once
   // Adaptive mode: AIMD on the batch size toward a latency target (queueing + execution of a
   // batch's oldest request): + additive_step while under target, halved when over. The limit
