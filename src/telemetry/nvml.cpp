@@ -56,7 +56,7 @@ struct NvmlMonitor::Session {
   GetNameFn get_name = nullptr;
   GetUtilizationFn get_utilization = nullptr;
   GetMemoryFn get_memory = nullptr;
-  GetTemperatureFn get_temperature = nullptr;
+  GetTemperatureFn get_temperature = nullptr;  // optional
   GetPowerFn get_power = nullptr;
 
   Session() = default;
@@ -96,12 +96,13 @@ Result<std::unique_ptr<NvmlMonitor>> NvmlMonitor::open(const std::string& librar
   else if (!load_symbol(s.handle, "nvmlDeviceGetName", s.get_name)) missing = "nvmlDeviceGetName";
   else if (!load_symbol(s.handle, "nvmlDeviceGetUtilizationRates", s.get_utilization)) missing = "nvmlDeviceGetUtilizationRates";
   else if (!load_symbol(s.handle, "nvmlDeviceGetMemoryInfo", s.get_memory)) missing = "nvmlDeviceGetMemoryInfo";
-  else if (!load_symbol(s.handle, "nvmlDeviceGetTemperature", s.get_temperature)) missing = "nvmlDeviceGetTemperature";
   else if (!load_symbol(s.handle, "nvmlDeviceGetPowerUsage", s.get_power)) missing = "nvmlDeviceGetPowerUsage";
   if (missing != nullptr) {
     return Error(ErrorCode::unavailable, std::string("NVML is absent: ") + library + " lacks " + missing);
   }
   load_symbol(s.handle, "nvmlErrorString", s.error_string);  // optional: only improves messages
+  // Optional: deprecated by NVIDIA; without it only the temperature gauge is absent.
+  load_symbol(s.handle, "nvmlDeviceGetTemperature", s.get_temperature);
 
   if (const nvmlReturn_t rc = init(); rc != kNvmlSuccess) {
     return Error(ErrorCode::unavailable, "NVML is absent: nvmlInit_v2 failed: " + s.describe(rc));
@@ -147,7 +148,7 @@ std::vector<GpuReading> read_gpus(const NvmlMonitor::Session& s) {
       reading.memory_total_bytes = memory.total;
     }
     unsigned temperature = 0;
-    if (s.get_temperature(device, kNvmlTemperatureGpu, &temperature) == kNvmlSuccess) {
+    if (s.get_temperature != nullptr && s.get_temperature(device, kNvmlTemperatureGpu, &temperature) == kNvmlSuccess) {
       reading.temperature_celsius = static_cast<double>(temperature);
     }
     unsigned milliwatts = 0;

@@ -78,11 +78,13 @@ int nvmlDeviceGetMemoryInfo(void* device, NvmlMemory* memory) {
   memory->free = memory->total - memory->used;
   return kSuccess;
 }
+#ifndef FAKE_NVML_WITHOUT_TEMPERATURE  // the variant of a driver that dropped the deprecated call
 int nvmlDeviceGetTemperature(void* device, int sensor, unsigned* temperature) {
   if (sensor != 0) return kInvalidArgument;
   *temperature = as_device(device)->temperature;
   return kSuccess;
 }
+#endif
 int nvmlDeviceGetPowerUsage(void* device, unsigned* milliwatts) {
   if (!as_device(device)->has_power) return kNotSupported;
   *milliwatts = as_device(device)->power_milliwatts;

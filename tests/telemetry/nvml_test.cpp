@@ -88,6 +88,17 @@ TEST(NvmlTest, ReadingsKeepOnlyTheFieldsThatAnswered) {
   EXPECT_EQ(b.temperature_celsius, 61.0);
 }
 
+TEST(NvmlTest, WithoutTheDeprecatedTemperatureCallOnlyTemperatureIsAbsent) {
+  auto monitor = NvmlMonitor::open(GB_FAKE_NVML_WITHOUT_TEMPERATURE_PATH);
+  ASSERT_TRUE(monitor.ok()) << monitor.error().to_string();
+  const auto readings = (*monitor)->read();
+  ASSERT_EQ(readings.size(), 2u);
+  for (const GpuReading& gpu : readings) EXPECT_FALSE(gpu.temperature_celsius.has_value()) << gpu.index;
+  EXPECT_EQ(readings[0].utilization_ratio, 0.42);
+  EXPECT_EQ(readings[0].memory_used_bytes, 1ull << 30);
+  EXPECT_EQ(readings[0].power_watts, 123.456);
+}
+
 TEST(NvmlTest, CollectorEmitsGaugesAndOmitsFailedFields) {
   Registry registry;
   {

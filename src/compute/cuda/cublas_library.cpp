@@ -67,7 +67,9 @@ std::unique_ptr<CublasLibrary> CublasLibrary::load(const char* soname) {
 }
 
 const CublasLibrary& CublasLibrary::instance() {
-  static const std::unique_ptr<CublasLibrary> lib = load(kCublasSoname);
+  // Never destroyed: a backend owned by a static object destroys its handles at exit, possibly
+  // after function-local statics constructed later than it are gone.
+  static const CublasLibrary* const lib = load(kCublasSoname).release();
   return *lib;
 }
 

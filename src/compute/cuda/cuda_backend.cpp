@@ -1276,12 +1276,16 @@ class CudaBackend final : public Backend {
     }
     GB_CUDA_TRY(cudaStreamBeginCapture(lane.stream, cudaStreamCaptureModeThreadLocal));
     Status s;
-    for (std::size_t i = 0; s && i < pl.stages.size(); ++i) {
-      const PreparedStage& st = pl.stages[i];
-      const SlotPointers slots = layout.pointers(base, st, i);
-      CudaLauncher launcher(program, lane, slots, pl.dtype, true);
-      s = detail::enqueue_recipe(*st.def->gpu, launcher, PipelineLayout::shape(st));
-      if (!s) s = s.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+    try {  // the capture ends below whatever happens: a stream left capturing is unusable
+      for (std::size_t i = 0; s && i < pl.stages.size(); ++i) {
+        const PreparedStage& st = pl.stages[i];
+        const SlotPointers slots = layout.pointers(base, st, i);
+        CudaLauncher launcher(program, lane, slots, pl.dtype, true);
+        s = detail::enqueue_recipe(*st.def->gpu, launcher, PipelineLayout::shape(st));
+        if (!s) s = s.error().with_context("stage " + std::to_string(i) + " (" + st.def->id + ")");
+      }
+    } catch (const std::exception& e) {
+      s = Error(ErrorCode::resource_exhausted, std::string("capturing a CUDA pipeline: ") + e.what());
     }
     cudaGraph_t graph = nullptr;
     const cudaError_t ended = cudaStreamEndCapture(lane.stream, &graph);
@@ -1289,6 +1293,16 @@ class CudaBackend final : public Backend {
     cudaGraphExec_t exec = nullptr;
     if (s) {
       if (cudaError_t e = cudaGraphInstantiate(&exec, graph, 0); e != cudaSuccess) s = to_error(e, "cudaGraphInstantiate");
+    }
+    if (s) {
+      // Uploaded here, still with the persistent kernels stepped aside, rather than by its first
+      // launch after they are back.
+      cudaError_t e = cudaGraphUpload(exec, lane.stream);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(lane.stream);
+      if (e != cudaSuccess) {
+        s = to_error(e, "cudaGraphUpload");
+        cudaGraphExecDestroy(exec);
+      }
     }
     if (graph != nullptr) cudaGraphDestroy(graph);  // the executable graph keeps what it needs
     if (!s) {

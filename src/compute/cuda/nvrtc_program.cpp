@@ -2,6 +2,7 @@
 
 #include <nvrtc.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -124,18 +125,35 @@ Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image) {
       return to_error(e, "cudaLibraryLoadData");
     }
     // Load every kernel into this device's context now: with lazy loading a kernel's first
-    // launch would load it, possibly beside a persistent kernel (see device_idle.hpp).
+    // launch would load it, possibly beside a persistent kernel (see device_idle.hpp). Likewise
+    // the per-thread stack: a launch that needs more than the context has grows it, and that
+    // may wait for the device to go idle.
     unsigned count = 0;
     std::vector<cudaKernel_t> kernels;
     if (cudaLibraryGetKernelCount(&count, lib) == cudaSuccess && count > 0) {
       kernels.resize(count);
       if (cudaLibraryEnumerateKernels(kernels.data(), count, lib) != cudaSuccess) kernels.clear();
     }
+    std::size_t stack = 0;
     for (cudaKernel_t k : kernels) {
       cudaFuncAttributes attributes{};
-      cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(k));
+      if (cudaError_t e = cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(k)); e != cudaSuccess) {
+        // Not fatal (the kernel loads at its first launch instead), but said: beside a persistent
+        // kernel that launch may wait.
+        std::fprintf(stderr, "gpubridge: preloading a CUDA kernel on device %d failed: %s\n", device,
+                     cudaGetErrorString(e));
+        continue;
+      }
+      stack = std::max(stack, attributes.localSizeBytes);
     }
-    cudaGetLastError();  // a kernel not preloaded here loads at its first launch, as without this
+    cudaGetLastError();
+    std::size_t current = 0;
+    if (stack > 0 && cudaDeviceGetLimit(&current, cudaLimitStackSize) == cudaSuccess && current < stack) {
+      if (cudaError_t e = cudaDeviceSetLimit(cudaLimitStackSize, stack); e != cudaSuccess) {
+        cudaLibraryUnload(lib);
+        return to_error(e, "cudaDeviceSetLimit(cudaLimitStackSize)");
+      }
+    }
     return lib;
   });
 }

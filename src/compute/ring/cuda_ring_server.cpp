@@ -1358,12 +1358,16 @@ Status CudaRingServer::start() {
     RingMemory& memory = impl.memory;
     CurrentDeviceKept kept;
     GB_CUDA_TRY(cudaSetDevice(impl.options.device));
+    // On the kernel's own stream, so that its launch is ordered after them: a copy from pageable
+    // memory may return before its data landed, and the kernel's non-blocking stream is not
+    // ordered after the legacy default stream.
     if (impl.actors_bytes > 0) {
-      GB_CUDA_TRY(cudaMemcpy(impl.actors_device, memory.base() + memory.header().actor_table_offset,
-                             impl.actors_bytes, cudaMemcpyHostToDevice));
+      GB_CUDA_TRY(cudaMemcpyAsync(impl.actors_device, memory.base() + memory.header().actor_table_offset,
+                                  impl.actors_bytes, cudaMemcpyHostToDevice, impl.stream));
     }
     const std::vector<std::byte> area = detail::initial_internal_area(impl.options, impl.shards);
-    GB_CUDA_TRY(cudaMemcpy(impl.internal_device, area.data(), area.size(), cudaMemcpyHostToDevice));
+    GB_CUDA_TRY(cudaMemcpyAsync(impl.internal_device, area.data(), area.size(), cudaMemcpyHostToDevice, impl.stream));
+    GB_CUDA_TRY(cudaStreamSynchronize(impl.stream));  // `area` goes out of scope; copy errors surface here
     return {};
   });
 }

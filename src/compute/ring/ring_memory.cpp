@@ -98,13 +98,17 @@ Result<std::unique_ptr<RingMemory>> RingMemory::create(const RingConfig& config)
   offset += std::size_t{config.pool_chunks} * config.pool_chunk_bytes;
   const std::size_t total = align_up(offset, kRegionAlignment);
 
-  void* raw = std::aligned_alloc(kRegionAlignment, total);
+  // Whole pages of its own: a GPU server pins the block (cudaHostRegister), which fails for a
+  // page another registered block already holds.
+  constexpr std::size_t kPage = 4096;
+  const std::size_t allocated = align_up(total, kPage);
+  void* raw = std::aligned_alloc(kPage, allocated);
   if (raw == nullptr) {
     return Error(ErrorCode::resource_exhausted,
                  "cannot allocate a ring block of " + std::to_string(total) + " bytes", "ring");
   }
   auto* base = static_cast<std::byte*>(raw);
-  std::memset(base, 0, total);
+  std::memset(base, 0, allocated);
 
   auto* header = new (base) RingHeader{};
   header->magic = kRingMagic;
