@@ -995,12 +995,19 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
     GB_RING_GRID_CHECK();
     if (gb_ld32(quiescent) != 0) break;
     gb_heartbeat(s);
-    if (gb_ld32(&s.control->yield) != 0) {
+    // The host words this round looks at, read back to back before any is used, so that their
+    // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
+    // another.
+    gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
+    const gb_u32 yield = gb_ld32(&s.control->yield);
+    const gb_u32 abandon = gb_ld32(&s.control->abandon);
+    const gb_u32 word = gb_ld32(s.control_word);
+    const gb_u64 turn = gb_ld64(&slot->turn);
+    if (yield != 0) {
       gb_publish_counts(s);
       gb_st32(&s.words->exit_reason, GB_EXIT_YIELDED);
       return;
     }
-    const gb_u32 word = gb_ld32(s.control_word);
     // Device-side messages first: on one shard a host message's whole chain runs before the next.
     const gb_u64 position = gb_ld64(queue_dequeue);
     gb_internal_slot* message = queue_slots + position % s.area.slots;
@@ -1012,14 +1019,13 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       continue;
     }
     gb_publish_counts(s);
-    gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
-    if (gb_ld64(&slot->turn) != s.next_request + 1) {
+    if (turn != s.next_request + 1) {
       // drain/stop end once nothing is queued, being enqueued or in flight on any shard.
       if (word != GB_CONTROL_RUN && gb_nothing_left(s)) {
         gb_st32(quiescent, 1u);
         break;
       }
-      if (gb_ld32(&s.control->abandon) != 0) break;
+      if (abandon != 0) break;
       GB_RING_IDLE();
       continue;
     }
