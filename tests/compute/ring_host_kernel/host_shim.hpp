@@ -15,6 +15,7 @@
 //    other blocks' threads (a trap ends the whole grid); GB_RING_IDLE() yields on an empty poll.
 // Only generated kernel sources include this header (see kernel_generator.cpp).
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "ring_host_kernel/host_trap.hpp"
@@ -78,5 +79,10 @@ inline unsigned long long atomicMax(unsigned long long* p, unsigned long long va
 inline unsigned long long gb_ld64(const unsigned long long* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
 inline unsigned int gb_ld32(const unsigned int* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
 inline unsigned long long gb_ld64_acquire(const unsigned long long* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+// The device's extents: whole 8-byte words when both areas are 8-byte aligned.
+inline void gb_copy_inline(unsigned char* dst, const unsigned char* src, unsigned int n) {
+  const bool words = ((reinterpret_cast<unsigned long long>(dst) | reinterpret_cast<unsigned long long>(src)) & 7ull) == 0;
+  std::memcpy(dst, src, words ? (n + 7u) / 8u * 8u : n);
+}
 inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
 inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
