@@ -88,6 +88,7 @@ std::string layout_defines() {
   d += define("GB_OFF_REQUEST_ENQUEUE", offsetof(RingShardHeader, request_enqueue));
   d += define("GB_OFF_REQUEST_DEQUEUE", offsetof(RingShardHeader, request_dequeue));
   d += define("GB_OFF_COMPLETION_ENQUEUE", offsetof(RingShardHeader, completion_enqueue));
+  d += define("GB_OFF_COMPLETION_DEQUEUE", offsetof(RingShardHeader, completion_dequeue));
   d += define("GB_OFF_HEARTBEAT", offsetof(RingShardHeader, heartbeat));
   d += define("GB_ACTOR_ENTRY_BYTES", sizeof(ActorEntry));
   d += define("GB_CONTROL_BYTES", sizeof(KernelControl));
@@ -588,10 +589,12 @@ struct gb_server {
   gb_u64 completion_capacity;
   gb_u64* request_dequeue;
   gb_u64* completion_enqueue;
+  gb_u64* completion_dequeue;  // the host's: every completion slot before it is free again
   gb_u64* heartbeat;
   gb_u32* control_word;
   gb_u64 next_request;
   gb_u64 next_completion;
+  gb_u64 completion_credit;  // completion slots before this one are known to be free
   gb_u64 beat;
   gb_u64 served;
   gb_u64 internal_messages;
@@ -627,10 +630,12 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.completion_capacity = gb_ld32(gb_u32_at(block, GB_OFF_COMPLETION_CAPACITY));
   s.request_dequeue = gb_u64_at(sh, GB_OFF_REQUEST_DEQUEUE);
   s.completion_enqueue = gb_u64_at(sh, GB_OFF_COMPLETION_ENQUEUE);
+  s.completion_dequeue = gb_u64_at(sh, GB_OFF_COMPLETION_DEQUEUE);
   s.heartbeat = gb_u64_at(sh, GB_OFF_HEARTBEAT);
   s.control_word = gb_u32_at(block, GB_OFF_CONTROL);
   s.next_request = gb_ld64(s.request_dequeue);
   s.next_completion = gb_ld64(s.completion_enqueue);
+  s.completion_credit = 0;  // read when the first completion is written
   s.beat = gb_ld64(s.heartbeat);
   s.served = gb_ld64(&s.words->served);
   s.internal_messages = gb_ld64(&s.words->internal_messages);
@@ -789,8 +794,13 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
 __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   gb_publish_counts(s);  // exact once the caller holds its reply
   gb_ring_slot* out = s.completions + (s.next_completion & (s.completion_capacity - 1));
-  // acquire: the host has finished reading the slot's previous body before this one is written
-  while (gb_ld64_acquire(&out->turn) != s.next_completion) {
+  // The slot is free once the host's dequeue counter passed its previous lap. One read of the
+  // counter vouches for every slot up to a ring's length beyond it, so the bus is crossed once per
+  // many completions rather than for each (acquire: the host has finished reading the slot's
+  // previous body - it releases the counter after that - before this one is written).
+  while (s.next_completion >= s.completion_credit) {
+    s.completion_credit = gb_ld64_acquire(s.completion_dequeue) + s.completion_capacity;
+    if (s.next_completion < s.completion_credit) break;
     GB_RING_GRID_CHECK();
     gb_heartbeat(s);
     if (gb_ld32(&s.control->abandon) != 0) return false;
