@@ -188,6 +188,7 @@ class Batcher final : public DynamicBatcher {
     // status and report are written when the request completes (every path sets them).
     const SteadyTime enqueued = Clock::now();
     r.enqueued_ = enqueued;
+    r.elements_ = r.inputs[0].count;
     // Read before the push: once pushed, the request may complete and be reused or freed.
     const SteadyTime::rep deadline = r.deadline.time_since_epoch().count();
     const SteadyTime::rep close = (enqueued + policy_.max_delay).time_since_epoch().count();
@@ -573,7 +574,7 @@ class Batcher final : public DynamicBatcher {
       // that would make the batch too large (it opens the next batch).
       BatchRequest* r = pending_.pop();
       if (r == nullptr) break;
-      const std::size_t n = r->inputs[0].count;
+      const std::size_t n = r->elements_;
       if (r->deadline > now && !b.requests.empty() && elements + n > kMaxBatchElements) {
         pending_.push_front(*r);
         break;

@@ -66,22 +66,26 @@ struct BatchRequest {
   static constexpr std::size_t kMaxInputs = 4;
   static constexpr std::size_t kMaxScalars = 2;
 
+  // First and together: what the batcher's dispatcher reads of every queued request (a request
+  // is written on the submitting core, so each of its cache lines the dispatcher reads is a miss).
+  Priority priority = Priority::normal;
+  SteadyTime deadline = SteadyTime::max();      // not run (deadline_exceeded) once passed
+  // Batcher-private bookkeeping: enqueue time, elements per input (both set by submit()), a link
+  // for lists of requests failed together.
+  SteadyTime enqueued_{};
+  std::size_t elements_ = 0;
+  BatchRequest* next_ = nullptr;
+
   std::array<TensorView, kMaxInputs> inputs{};  // the first signature.inputs.size() are used
   std::array<double, kMaxScalars> scalars{};    // the first signature.scalars.size() are used
   void* output = nullptr;                       // output_count(def, n) elements of the dtype
   std::size_t output_capacity = 0;              // elements available at `output`
-  Priority priority = Priority::normal;
-  SteadyTime deadline = SteadyTime::max();      // not run (deadline_exceeded) once passed
   void (*on_done)(BatchRequest& request) = nullptr;
   void* user = nullptr;                         // for the caller's on_done
 
   // Results, valid in on_done.
   Status status;
   BatchReport report;
-
-  // Batcher-private bookkeeping (a link for lists of requests failed together, enqueue time).
-  BatchRequest* next_ = nullptr;
-  SteadyTime enqueued_{};
 };
 
 // Run on the completing thread around each run of on_done hooks over the requests of one batch
