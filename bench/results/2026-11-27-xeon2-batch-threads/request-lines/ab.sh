@@ -1,5 +1,5 @@
 #!/bin/bash
-# A/B of the request layout: base = 2c9fc1c, reorder = BatchRequest's dispatcher fields first and
+# A/B of the request layout: base = faf25e9, reorder = BatchRequest's dispatcher fields first and
 # together (priority, deadline, enqueue time, elements), reqpf = reorder + the CPU backend fetching
 # each request's views 4 segments ahead. Builds in /tmp/ab3/<variant>; 5 alternations.
 cd /tmp/ab3 || exit 1
