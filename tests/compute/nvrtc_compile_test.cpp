@@ -6,6 +6,10 @@
 #include "compute/gpu/gpu_recipe.hpp"
 #include "gpubridge/compute/kernel_catalog.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -81,6 +85,38 @@ TEST(NvrtcCompile, BrokenSourceReportsTheCompilerLog) {
   ASSERT_FALSE(image.ok());
   EXPECT_EQ(image.error().code(), ErrorCode::internal);
   EXPECT_NE(image.error().message().find("undefined_name"), std::string::npos) << image.error().message();
+}
+
+TEST(NvrtcCompile, CachedImagesComeFromDiskTheSecondTime) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gb-nvrtc-cache-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ::setenv("GPUBRIDGE_CACHE_DIR", dir.c_str(), 1);
+  constexpr std::string_view kSource = "extern \"C\" __global__ void k(float* x) { x[threadIdx.x] += 1.f; }";
+  for (const std::string target : {"sm_90", "compute_90"}) {
+    auto first = cuda::cached_image(kSource, DType::f32, target);
+    ASSERT_TRUE(first.ok()) << first.error().to_string();
+    EXPECT_FALSE(first->from_cache) << target;
+    auto second = cuda::cached_image(kSource, DType::f32, target);
+    ASSERT_TRUE(second.ok()) << second.error().to_string();
+    EXPECT_TRUE(second->from_cache) << target;
+    EXPECT_EQ(second->image, first->image) << target;
+    if (target.starts_with("compute_")) {
+      EXPECT_EQ(first->image.back(), '\0') << "PTX is NUL-terminated";
+    }
+    auto again = cuda::cached_image(kSource, DType::f32, target, /*recompile=*/true);
+    ASSERT_TRUE(again.ok()) << again.error().to_string();
+    EXPECT_FALSE(again->from_cache) << target;
+  }
+  // Another dtype is another entry.
+  auto f64 = cuda::cached_image(kSource, DType::f64, "sm_90");
+  ASSERT_TRUE(f64.ok()) << f64.error().to_string();
+  EXPECT_FALSE(f64->from_cache);
+  std::size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir / "cuda")) ++entries;
+  EXPECT_EQ(entries, 3u);
+  ::unsetenv("GPUBRIDGE_CACHE_DIR");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -158,13 +158,9 @@ Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image) {
   });
 }
 
-Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view source, DType dtype, int device,
-                                                          int compute_capability) {
-  auto target = pick_target(compute_capability);
-  if (!target) return target.error();
-  const bool cubin = target->rfind("sm_", 0) == 0;
-  const std::vector<std::string> options = compile_options(dtype, *target);
-
+Result<CachedImage> cached_image(std::string_view source, DType dtype, const std::string& target, bool recompile) {
+  const bool cubin = target.rfind("sm_", 0) == 0;
+  const std::vector<std::string> options = compile_options(dtype, target);
   int major = 0, minor = 0;
   nvrtcVersion(&major, &minor);
   std::string key_text(source);
@@ -175,21 +171,34 @@ Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view sourc
 
   const fs::path dir = cache_dir();
   const fs::path cached = dir.empty() ? fs::path() : dir / (std::string(name) + (cubin ? ".cubin" : ".ptx"));
-  std::vector<char> image = cached.empty() ? std::vector<char>{} : read_file(cached);
-  if (!image.empty()) {
-    if (auto lib = load_library(device, image)) {
-      return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(*lib, device, *target, true));
-    }
-    // A corrupt or stale cache entry: compiled again below.
+  CachedImage out;
+  if (!recompile && !cached.empty()) out.image = read_file(cached);
+  if (!out.image.empty()) {
+    out.from_cache = true;
+    return out;
   }
   auto compiled = compile(source, options, cubin);
   if (!compiled) return compiled.error();
-  image = std::move(*compiled);
-  if (!cubin) image.push_back('\0');
-  auto lib = load_library(device, image);
+  out.image = std::move(*compiled);
+  if (!cubin) out.image.push_back('\0');
+  if (!cached.empty()) write_file_atomically(cached, out.image);
+  return out;
+}
+
+Result<std::shared_ptr<NvrtcProgram>> NvrtcProgram::build(std::string_view source, DType dtype, int device,
+                                                          int compute_capability) {
+  auto target = pick_target(compute_capability);
+  if (!target) return target.error();
+  auto image = cached_image(source, dtype, *target);
+  if (!image) return image.error();
+  auto lib = load_library(device, image->image);
+  if (!lib && image->from_cache) {  // a corrupt or stale cache entry: compiled again
+    image = cached_image(source, dtype, *target, true);
+    if (!image) return image.error();
+    lib = load_library(device, image->image);
+  }
   if (!lib) return lib.error();
-  if (!cached.empty()) write_file_atomically(cached, image);
-  return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(*lib, device, *target, false));
+  return std::shared_ptr<NvrtcProgram>(new NvrtcProgram(*lib, device, *target, image->from_cache));
 }
 
 NvrtcProgram::~NvrtcProgram() {

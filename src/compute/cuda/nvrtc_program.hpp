@@ -21,6 +21,16 @@ namespace gpubridge::compute::cuda {
 // driver, so it also runs on build machines without a GPU.
 Result<std::vector<char>> compile_portable(std::string_view source, DType dtype, const std::string& target);
 
+// compile_portable() through the disk cache: the image an earlier compile of the same source,
+// dtype, target and NVRTC version stored (from_cache), else compiled now and stored (best
+// effort). `recompile` skips the lookup (for an entry that failed to load). PTX is NUL-terminated.
+struct CachedImage {
+  std::vector<char> image;
+  bool from_cache = false;
+};
+Result<CachedImage> cached_image(std::string_view source, DType dtype, const std::string& target,
+                                 bool recompile = false);
+
 // Loads a compiled image (a cubin, or NUL-terminated PTX) into `device`'s context with every kernel
 // loaded now rather than at its first launch, with the device's persistent kernels stepped aside
 // (see device_idle.hpp). Unload with cudaLibraryUnload, likewise through DeviceIdle::run.

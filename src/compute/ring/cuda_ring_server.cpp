@@ -1236,14 +1236,20 @@ struct CudaRingServer::Impl final : detail::KernelPlatform {
     });
   }
 
-  // NVRTC only (no CUDA context work): safe while the kernel runs. A PTX image is NUL-terminated.
-  Result<std::vector<char>> compile(const CudaHandlerSource& handlers) const {
+  // NVRTC only (no CUDA context work): safe while the kernel runs. From the disk cache of
+  // compiled kernels when the same program was compiled before (a restart, a reload back).
+  Result<cuda::CachedImage> compile(const CudaHandlerSource& handlers, bool recompile = false) const {
     auto source = cuda_ring_kernel_source(handlers);
     if (!source) return source.error();
-    auto image = cuda::compile_portable(*source, DType::f32, mode.target);
-    if (!image) return image.error();
-    if (mode.target.rfind("compute_", 0) == 0) image->push_back('\0');
-    return image;
+    return cuda::cached_image(*source, DType::f32, mode.target, recompile);
+  }
+  // Loads a compiled program; a cached image that does not load is compiled again, once.
+  Result<std::unique_ptr<LoadedKernel>> load(const CudaHandlerSource& handlers, const cuda::CachedImage& image) const {
+    auto kernel = load_kernel(image.image, options.device);
+    if (kernel || !image.from_cache) return kernel;
+    auto fresh = compile(handlers, true);
+    if (!fresh) return fresh.error();
+    return load_kernel(fresh->image, options.device);
   }
 
   // KernelPlatform. launch() and copy_back() may run on any thread that needed the device idle:
@@ -1322,7 +1328,7 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
   impl->mode.target = *target;
   auto image = impl->compile(handlers);
   if (!image) return image.error();
-  auto loaded = load_kernel(*image, options.device);
+  auto loaded = impl->load(handlers, *image);
   if (!loaded) return loaded.error();
   impl->loaded = std::move(loaded).value();
   impl->mode.description = "persistent kernel (" + std::to_string(h.shard_count) + " block(s) of 1 thread, one per shard) on " + impl->mode.device_name + " (" +
@@ -1422,9 +1428,8 @@ Status CudaRingServer::reload(CudaHandlerSource handlers) {
   // device stepped aside, this server's included (see detail::KernelLifecycle::reload).
   auto image = impl_->compile(handlers);
   if (!image) return image.error();
-  const int device = impl_->options.device;
   return impl_->lifecycle.reload([&]() -> Status {
-    auto kernel = load_kernel(*image, device);
+    auto kernel = impl_->load(handlers, *image);
     if (!kernel) return kernel.error();
     std::lock_guard lock(impl_->lifecycle.mutex());
     impl_->loaded = std::move(kernel).value();  // the old code is unloaded here, on an idle device
