@@ -12,6 +12,13 @@
 
 namespace gpubridge::testing {
 
+// The shared data sets (../shared/data): $GPUBRIDGE_DATA_DIR when set (a machine that runs the
+// built tests away from the source tree, e.g. scripts/gpu-check.sh), else the compiled-in path.
+inline std::string shared_data_dir(const char* compiled_in) {
+  const char* env = std::getenv("GPUBRIDGE_DATA_DIR");
+  return env != nullptr && *env != '\0' ? env : compiled_in;
+}
+
 inline std::unique_ptr<compute::Executor> make_executor(compute::ExecutorOptions options = {}) {
   auto e = compute::Executor::create(options);
   EXPECT_TRUE(e.ok()) << (e.ok() ? "" : e.error().to_string());

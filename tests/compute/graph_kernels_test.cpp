@@ -92,7 +92,7 @@ Csr random_graph(std::size_t n, std::size_t m, unsigned seed) {
 
 // karate.gml (1-based ids, undirected, unweighted): both directions, weight 1.
 Csr karate_graph() {
-  std::ifstream in(std::string(GB_SHARED_DATA_DIR) + "/graphs/karate.gml");
+  std::ifstream in(testing::shared_data_dir(GB_SHARED_DATA_DIR) + "/graphs/karate.gml");
   EXPECT_TRUE(in.good()) << "cannot open karate.gml";
   std::vector<std::tuple<std::size_t, std::size_t, double>> edges;
   std::string word;

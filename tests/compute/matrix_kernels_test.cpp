@@ -206,7 +206,7 @@ std::vector<double> read_matrix_market(const std::string& path, std::size_t& n) 
 
 void expect_pores_1_inverse(Executor& ex, BackendChoice backend) {
   std::size_t n = 0;
-  const auto a = read_matrix_market(GB_SHARED_DATA_DIR "/matrices/pores_1.mtx", n);
+  const auto a = read_matrix_market(testing::shared_data_dir(GB_SHARED_DATA_DIR) + "/matrices/pores_1.mtx", n);
   ASSERT_EQ(n, 30u);
   CallData d("matrix.inverse", DType::f64, {a}, {double(n)});
   auto r = ex.run(d.call, strictly_on(backend));
