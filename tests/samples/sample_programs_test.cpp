@@ -29,7 +29,7 @@ std::string env_or(const char* name, const char* fallback) {
   return v != nullptr ? v : fallback;
 }
 const std::string kRef = env_or("GPUBRIDGE_SAMPLES_REFERENCE_DIR", GPUBRIDGE_SAMPLES_REFERENCE_DIR);
-const std::string kShared = env_or("GPUBRIDGE_DATA_DIR", GPUBRIDGE_SHARED_DATA_DIR);
+const std::string kShared = ::gpubridge::testing::shared_data_dir(GPUBRIDGE_SHARED_DATA_DIR);
 
 using ::gpubridge::testing::CliRun;
 using ::gpubridge::testing::run_cli;
