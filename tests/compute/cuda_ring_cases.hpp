@@ -271,6 +271,59 @@ TYPED_TEST_P(CudaRingCases, FullRingFailsTrySendAndTimesOutSend) {
   EXPECT_EQ(rig.deactivate_count(actor), 9u);  // 8 queued echoes and the waiter's
 }
 
+// The completion ring fills while the host's dispatcher is held in a callback: the server waits
+// for the host to free slots (its dequeue counter) and loses nothing; every reply arrives once the
+// dispatcher is let go.
+TYPED_TEST_P(CudaRingCases, FullCompletionRingWaitsForTheHost) {
+  typename TestFixture::Rig rig(config_of(4), patient());
+  ASSERT_NE(rig.server, nullptr);
+  const std::uint32_t actor = rig.activate();
+  std::promise<void> let_go;
+  std::shared_future<void> go = let_go.get_future().share();
+  struct LetGoAtExit {  // never leave the dispatcher held (the rig's teardown joins it)
+    std::promise<void>& promise;
+    bool done = false;
+    void operator()() {
+      if (!done) promise.set_value();
+      done = true;
+    }
+    ~LetGoAtExit() { (*this)(); }
+  } release{let_go};
+  std::promise<void> held;
+  auto holding = held.get_future();
+  ASSERT_TRUE(rig.client
+                  ->send_async(actor, kEcho, bytes_of(1), far_deadline(),
+                               [go, &held](Result<ring::Reply> reply) {
+                                 EXPECT_TRUE(reply.ok());
+                                 held.set_value();
+                                 go.wait();  // the dispatcher thread stays here
+                               })
+                  .ok());
+  holding.wait();
+  const std::uint64_t before = rig.server->stats().completions;
+  // 4 completion slots and 4 request slots: four replies fill the completion ring, the server
+  // holds the fifth while it waits, the last two stay queued.
+  constexpr std::uint64_t kMore = 7;
+  std::vector<std::future<Result<ring::Reply>>> replies;
+  for (std::uint64_t i = 0; i < kMore; ++i) {
+    replies.push_back(rig.client->send(actor, kEcho, bytes_of(100 + i), far_deadline()).value());
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (rig.server->stats().completions < before + 4 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(rig.server->stats().completions, before + 4) << "a full ring of four completions, then a wait";
+  release();
+  for (std::uint64_t i = 0; i < kMore; ++i) {
+    ASSERT_EQ(replies[i].wait_for(std::chrono::seconds(20)), std::future_status::ready) << "reply " << i << " lost";
+    Result<ring::Reply> reply = replies[i].get();
+    ASSERT_TRUE(reply.ok()) << reply.error().to_string();
+    EXPECT_EQ(u64_of(*reply), 100 + i);
+  }
+  EXPECT_EQ(rig.server->stats().completions, before + kMore);
+}
+
 TYPED_TEST_P(CudaRingCases, ManyProducersEveryMessageCompletesExactlyOnce) {
   typename TestFixture::Rig rig(config_of(64));
   ASSERT_NE(rig.server, nullptr);
@@ -725,7 +778,8 @@ TYPED_TEST_P(CudaRingCases, DeadKernelFailsWaitingCallersInsteadOfHanging) {
 }
 
 REGISTER_TYPED_TEST_SUITE_P(CudaRingCases, OptionsAndBlockAreValidated, RoundTripWrapsAroundOverManyLaps,
-                            FullRingFailsTrySendAndTimesOutSend, ManyProducersEveryMessageCompletesExactlyOnce,
+                            FullRingFailsTrySendAndTimesOutSend, FullCompletionRingWaitsForTheHost,
+                            ManyProducersEveryMessageCompletesExactlyOnce,
                             LargePayloadsTravelThroughThePool, PoolExhaustedIsAClearErrorAndPoolPayloadsReachTheKernel,
                             BadMessagesGetClearErrors, DeactivationCopiesStateOutAndBackIn,
                             StopWhileBusyCancelsQueuedMessages, DrainWhileBusyFinishesQueuedMessagesAndCopiesStatesBack,
