@@ -1022,12 +1022,13 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
     gb_heartbeat(s);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
-    // another.
+    // another. The slot's turn last, as an acquire load: the slot's body is read after it without
+    // a system-wide fence.
     gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
     const gb_u32 yield = gb_ld32(&s.control->yield);
     const gb_u32 abandon = gb_ld32(&s.control->abandon);
     const gb_u32 word = gb_ld32(s.control_word);
-    const gb_u64 turn = gb_ld64(&slot->turn);
+    const gb_u64 turn = gb_ld64_acquire(&slot->turn);
     if (yield != 0) {
       gb_publish_counts(s);
       gb_st32(&s.words->exit_reason, GB_EXIT_YIELDED);
@@ -1054,8 +1055,7 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       GB_RING_IDLE();
       continue;
     }
-    __threadfence_system();  // acquire: the slot's body after its turn
-    gb_ring_slot& r = s.request;
+    gb_ring_slot& r = s.request;  // the body, after its turn (acquired above)
     r.request_id = slot->request_id;
     r.actor_id = slot->actor_id;
     r.handler_id = slot->handler_id;
