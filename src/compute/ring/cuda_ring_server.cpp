@@ -183,6 +183,15 @@ __device__ __forceinline__ unsigned long long gb_ld64_acquire(const unsigned lon
 __device__ __forceinline__ void gb_st32(unsigned int* p, unsigned int v) {
   *reinterpret_cast<volatile unsigned int*>(p) = v;
 }
+// A store that orders every earlier access before it (release, system scope).
+__device__ __forceinline__ void gb_st64_release(unsigned long long* p, unsigned long long v) {
+#if __CUDA_ARCH__ >= 700
+  asm volatile("st.release.sys.u64 [%0], %1;" : : "l"(p), "l"(v) : "memory");
+#else
+  __threadfence_system();
+  *reinterpret_cast<volatile unsigned long long*>(p) = v;
+#endif
+}
 // Copies an inline payload of n <= GB_INLINE_BYTES bytes between areas of GB_INLINE_BYTES (a
 // multiple of 8): in whole 8-byte words when both are 8-byte aligned, so that a slot in mapped
 // host memory costs one bus transaction per word rather than one per byte.
@@ -827,8 +836,7 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
     out->payload_bytes = o.reply_bytes;
   }
   gb_st64(&s.words->served, ++s.served);  // counted before the caller can see its reply
-  __threadfence_system();  // release: the body (and any pool reply) before the turn
-  gb_st64(&out->turn, s.next_completion + 1);
+  gb_st64_release(&out->turn, s.next_completion + 1);  // the body, any pool reply and `served` first
   gb_st64(s.completion_enqueue, s.next_completion + 1);
   ++s.next_completion;
   return true;
@@ -1069,8 +1077,8 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       gb_copy_inline(r.inline_payload, slot->inline_payload, n);
     }
     atomicAdd(gb_in_flight(s.area), 1ull);  // taken before its slot is freed (gb_nothing_left)
-    __threadfence_system();  // the body is read (and the message counted) before the slot is freed
-    gb_st64(&slot->turn, s.next_request + s.request_capacity);
+    // The body is read (and the message counted) before the slot is freed.
+    gb_st64_release(&slot->turn, s.next_request + s.request_capacity);
     gb_st64(s.request_dequeue, s.next_request + 1);
     ++s.next_request;
     const bool going = gb_serve_host(s, word);

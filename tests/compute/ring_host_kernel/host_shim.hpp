@@ -6,8 +6,9 @@
 //    HostKernelServer gave this thread (host_grid.block); each block runs on its own thread;
 //  - the kernel's shared-word accesses (gb_ld64/gb_ld32/gb_st64/gb_st32; volatile, i.e. relaxed at
 //    system scope, on the device) become relaxed GCC atomics, gb_ld64_acquire (ld.acquire.sys) an
-//    acquire load, and __threadfence_system() a sequentially consistent fence, so the kernel's own fence placement is what orders its slot
-//    bodies against the host's atomic_ref accesses (a missing fence is a real race here too);
+//    acquire load, gb_st64_release (st.release.sys) a release store, and __threadfence_system() a
+//    sequentially consistent fence, so the kernel's own ordering is what orders its slot bodies
+//    against the host's atomic_ref accesses (a missing fence is a real race here too);
 //  - the device atomics on the server-internal area (atomicCAS/atomicAdd/atomicSub/atomicMax)
 //    become sequentially consistent std::atomic_ref operations and __threadfence() a sequentially
 //    consistent fence;
@@ -85,4 +86,5 @@ inline void gb_copy_inline(unsigned char* dst, const unsigned char* src, unsigne
   std::memcpy(dst, src, words ? (n + 7u) / 8u * 8u : n);
 }
 inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
+inline void gb_st64_release(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
