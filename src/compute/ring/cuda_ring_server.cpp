@@ -248,8 +248,8 @@ __device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const c
 )GBCU";
 
 // The persistent loop and device-side messaging. One thread per block, one block per shard
-// (blockIdx.x); shared words of the block go through gb_ld/gb_st, ordered by __threadfence_system()
-// or gb_ld64_acquire (the protocol's release/acquire). The internal area (device memory) is shared
+// (blockIdx.x); shared words of the block go through gb_ld/gb_st, ordered by gb_ld64_acquire and
+// gb_st64_release (the protocol's acquire/release per message) or __threadfence_system(). The internal area (device memory) is shared
 // by the blocks: queues are claimed with atomicCAS, counted with atomicAdd, and ordered with
 // __threadfence() (device scope). Actor states are device memory only their shard's block touches.
 // It mirrors cpu_ring_server.cpp (serve_host, serve_internal, finish, complete, nothing_left).
