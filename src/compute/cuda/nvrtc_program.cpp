@@ -150,8 +150,10 @@ Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image) {
     std::size_t current = 0;
     if (stack > 0 && cudaDeviceGetLimit(&current, cudaLimitStackSize) == cudaSuccess && current < stack) {
       if (cudaError_t e = cudaDeviceSetLimit(cudaLimitStackSize, stack); e != cudaSuccess) {
-        cudaLibraryUnload(lib);
-        return to_error(e, "cudaDeviceSetLimit(cudaLimitStackSize)");
+        // Not fatal either: the first launch that needs it grows the stack (and fails if it cannot).
+        std::fprintf(stderr, "gpubridge: raising the CUDA stack limit of device %d to %zu bytes failed: %s\n", device,
+                     stack, cudaGetErrorString(e));
+        cudaGetLastError();
       }
     }
     return lib;
