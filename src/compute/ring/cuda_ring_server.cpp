@@ -192,17 +192,14 @@ __device__ __forceinline__ void gb_st64_release(unsigned long long* p, unsigned 
   *reinterpret_cast<volatile unsigned long long*>(p) = v;
 #endif
 }
-// Copies an inline payload of n <= GB_INLINE_BYTES bytes between areas of GB_INLINE_BYTES (a
-// multiple of 8): in whole 8-byte words when both are 8-byte aligned, so that a slot in mapped
-// host memory costs one bus transaction per word rather than one per byte.
+// Copies an inline payload of n <= GB_INLINE_BYTES bytes between 8-byte aligned areas of
+// GB_INLINE_BYTES (a multiple of 8) in whole 8-byte words, so that a slot in mapped host memory
+// costs one bus transaction per word rather than one per byte. Every caller's areas are aligned
+// by layout: slots, the inline payload's offset in them, and the __align__(8) local buffers.
 __device__ __forceinline__ void gb_copy_inline(unsigned char* dst, const unsigned char* src, unsigned int n) {
-  if (((reinterpret_cast<unsigned long long>(dst) | reinterpret_cast<unsigned long long>(src)) & 7ull) == 0) {
-    unsigned long long* d = reinterpret_cast<unsigned long long*>(dst);
-    const unsigned long long* s = reinterpret_cast<const unsigned long long*>(src);
-    for (unsigned int i = 0; i < (n + 7u) / 8u; ++i) d[i] = s[i];
-  } else {
-    for (unsigned int i = 0; i < n; ++i) dst[i] = src[i];
-  }
+  unsigned long long* d = reinterpret_cast<unsigned long long*>(dst);
+  const unsigned long long* s = reinterpret_cast<const unsigned long long*>(src);
+  for (unsigned int i = 0; i < (n + 7u) / 8u; ++i) d[i] = s[i];
 }
 // An empty poll of the rings (a host build yields its thread here).
 #define GB_RING_IDLE() ((void)0)

@@ -16,6 +16,8 @@
 //    other blocks' threads (a trap ends the whole grid); GB_RING_IDLE() yields on an empty poll.
 // Only generated kernel sources include this header (see kernel_generator.cpp).
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -80,10 +82,14 @@ inline unsigned long long atomicMax(unsigned long long* p, unsigned long long va
 inline unsigned long long gb_ld64(const unsigned long long* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
 inline unsigned int gb_ld32(const unsigned int* p) { return __atomic_load_n(p, GB_HOST_SHARED_LOAD); }
 inline unsigned long long gb_ld64_acquire(const unsigned long long* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-// The device's extents: whole 8-byte words when both areas are 8-byte aligned.
+// The device's extents (whole 8-byte words), and the alignment the device relies on: a misaligned
+// area would fault there, so it fails here too.
 inline void gb_copy_inline(unsigned char* dst, const unsigned char* src, unsigned int n) {
-  const bool words = ((reinterpret_cast<unsigned long long>(dst) | reinterpret_cast<unsigned long long>(src)) & 7ull) == 0;
-  std::memcpy(dst, src, words ? (n + 7u) / 8u * 8u : n);
+  if (((reinterpret_cast<unsigned long long>(dst) | reinterpret_cast<unsigned long long>(src)) & 7ull) != 0) {
+    std::fputs("gb_copy_inline: misaligned inline payload area\n", stderr);
+    std::abort();
+  }
+  std::memcpy(dst, src, (n + 7u) / 8u * 8u);
 }
 inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
 inline void gb_st64_release(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
