@@ -45,6 +45,8 @@ class AbsentBackend final : public Backend {
 
 }  // namespace
 
+bool Backend::run_request_here(int, const KernelDef&, DType, BatchRequest&) { return false; }
+
 void Backend::execute_batch(int, const BatchCall& call, BatchCompletion done) {
   done(Error(ErrorCode::failed_precondition,
              "the " + std::string(to_string(kind())) + " backend cannot run batches of " + call.def->id));

@@ -169,6 +169,11 @@ class Backend {
   // `call` stays valid until `done` ran. The default fails with failed_precondition (a backend
   // without batches: the batcher then runs them on the CPU, reason kernel_missing).
   virtual void execute_batch(int ordinal, const BatchCall& call, BatchCompletion done);
+  // Runs one validated batched request (elements_ set) now, on the calling thread, when this
+  // backend runs work that small on the submitting thread anyway (the CPU backend, as for
+  // execute()); sets its status (ok, or the segment's own error). False, touching nothing, when it
+  // does not: the request goes through a batch. The default (every device backend) is false.
+  virtual bool run_request_here(int ordinal, const KernelDef& def, DType dtype, BatchRequest& request);
   // Resident memory. Defaults: unimplemented (the backend keeps nothing on its devices).
   // allocate_resident: resource_exhausted when the device (or its pool limit) cannot hold it.
   virtual Result<std::unique_ptr<ResidentBlock>> allocate_resident(int ordinal, std::size_t bytes);

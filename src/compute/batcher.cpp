@@ -14,6 +14,8 @@
 //   policy says so, fills each request's report, updates statistics and the adaptive limit,
 //   calls every on_done, then frees the slot.
 // Requests are caller-owned throughout; the batcher only links them.
+// - run_inline(): on the host a small request runs on the submitting thread instead (the CPU
+//   backend's run_request_here); it is counted in striped counters, not under the mutex.
 // - Resilience: before a batch goes to a non-CPU device, the device's bulkhead and the (device,
 //   kernel) breaker shared with the executor are asked; a refusal runs the batch on the CPU
 //   (bulkhead_full / breaker_open) or fails it when fallback is off. Device results feed the
@@ -26,6 +28,8 @@
 #include "gpubridge/compute/batcher.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <memory>
@@ -41,6 +45,7 @@
 #include "compute/intake_ring.hpp"
 #include "gpubridge/resilience/breaker.hpp"
 #include "gpubridge/resilience/bulkhead.hpp"
+#include "gpubridge/core/cache_line.hpp"
 #include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
@@ -170,7 +175,7 @@ class Batcher final : public DynamicBatcher {
   ~Batcher() override { stop(); }
 
   Status submit(BatchRequest& r) override {
-    if (!plainly_valid(r)) {
+    if (r.on_done == nullptr || !plainly_valid(r)) {
       if (Status s = validate(r); !s) return s;
     }
     // Reserve a place in the bounded queue first, so that the queue never holds more than its
@@ -218,6 +223,30 @@ class Batcher final : public DynamicBatcher {
     { std::lock_guard lock(mu_); }
     cv_.notify_one();
     return {};
+  }
+
+  bool run_inline(BatchRequest& r) noexcept override {
+    if (!on_host_ || !plainly_valid(r) || intake_.closed()) return false;
+    const SteadyTime start = Clock::now();
+    if (r.deadline <= start) return false;  // the queue fails it (deadline_exceeded), counted there
+    r.elements_ = r.inputs[0].count;
+    if (!slot_.backend->run_request_here(slot_.device.ordinal, def_, dtype_, r)) return false;
+    const SteadyTime end = Clock::now();
+    const bool ok = r.status.ok();
+    r.report = BatchReport{.device_id = slot_.device.id.c_str(),
+                           .backend = slot_.device.backend,
+                           .fallback = placement_fallback_,
+                           .batch_size = 1,
+                           .queued = std::chrono::nanoseconds{0},
+                           .executed = end - start};
+    (ok ? inline_ok_ : inline_failed_).add();
+    ExecutorAccess::count_call(executor_, slot_, !ok);
+    if (placement_fallback_ != FallbackReason::none) ExecutorAccess::count_fallback(executor_, placement_fallback_, 1);
+    if (observer_ != nullptr) {
+      observer_->on_request_ran_inline({def_.id, slot_.device.id, slot_.device.backend, 1, start, end - start,
+                                        ok ? ErrorCode::ok : r.status.error().code()});
+    }
+    return true;
   }
 
   std::size_t inflight() const override {
@@ -270,6 +299,10 @@ class Batcher final : public DynamicBatcher {
     BatcherStats s = stats_;
     s.submitted = intake_.tickets() - refused_closed_.load(std::memory_order_relaxed);
     s.rejected_queue_full = rejected_queue_full_.load(std::memory_order_relaxed);
+    const std::uint64_t inline_ok = inline_ok_.value(), inline_failed = inline_failed_.value();
+    s.completed += inline_ok;
+    s.failed += inline_failed;
+    s.ran_inline = inline_ok + inline_failed;
     s.current_max_batch = limit_.load(std::memory_order_relaxed);
     s.queue_depth = queued_.load(std::memory_order_relaxed);
     return s;
@@ -297,9 +330,10 @@ class Batcher final : public DynamicBatcher {
   // The common case of validate() as one predicate, without the error paths' string building:
   // true only when validate() accepts the request. A false means "ask validate()", which stays
   // the authority and explains a refusal; it is never itself a refusal.
+  // on_done is submit()'s own check (run_inline() does not call it).
   bool plainly_valid(const BatchRequest& r) const noexcept {
     const std::size_t n = r.inputs[0].count;
-    if (r.on_done == nullptr || static_cast<std::size_t>(r.priority) >= kPriorityCount || r.output == nullptr ||
+    if (static_cast<std::size_t>(r.priority) >= kPriorityCount || r.output == nullptr ||
         inputs_ == 0 || n == 0 || n > kMaxBatchElements) {
       return false;
     }
@@ -765,6 +799,7 @@ class Batcher final : public DynamicBatcher {
   const DeviceSlot& slot_;  // the placed device (stable: the policy's slots never change)
   const DeviceSlot& cpu_;
   const FallbackReason placement_fallback_;
+  const bool on_host_ = slot_.device.backend == BackendKind::cpu;  // run_inline() may run requests
   const bool allow_fallback_;
   const CompletionScope scope_;
   ComputeObserver* const observer_;            // null: none
@@ -793,6 +828,9 @@ class Batcher final : public DynamicBatcher {
   bool stopping_ = false;  // stop() began: the dispatcher leaves
   bool stopped_ = false;   // stop() cancelled the queue
   BatcherStats stats_;
+  // Outcomes of run_inline(), which many workers run at once (so not under mu_).
+  StripedCounter<> inline_ok_;
+  StripedCounter<> inline_failed_;
   std::unique_ptr<InflightBatch[]> batches_;
   InflightBatch* free_ = nullptr;
   // The dispatcher's own queue and the earliest deadline in it (stop() takes both after joining

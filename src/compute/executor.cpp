@@ -14,6 +14,7 @@
 #include "compute/fallback_policy.hpp"
 #include "compute/fault_backend.hpp"
 #include "compute/timer_queue.hpp"
+#include "gpubridge/core/cache_line.hpp"
 #include "gpubridge/resilience/bulkhead.hpp"
 #include "gpubridge/resilience/fault_injection.hpp"
 
@@ -31,9 +32,10 @@ int device_rank(const Device& d) {
   return 3;
 }
 
+// Striped: every worker that runs small CPU requests inline counts them here at once.
 struct DeviceCounters {
-  std::atomic<std::uint64_t> calls{0};
-  std::atomic<std::uint64_t> errors{0};
+  StripedCounter<> calls;
+  StripedCounter<> errors;
 };
 
 }  // namespace
@@ -98,8 +100,8 @@ struct Executor::Impl {
   }
   void count_call(const DeviceSlot& slot, bool failed) {
     DeviceCounters& c = counters.at(slot.device.id);
-    c.calls.fetch_add(1);
-    if (failed) c.errors.fetch_add(1);
+    c.calls.add();
+    if (failed) c.errors.add();
   }
 
   static const std::string& kernel_of(const Call& call) { return call.prepared->def->id; }
@@ -656,7 +658,7 @@ ExecutorStats Executor::stats() const {
   for (std::size_t i = 0; i < kFallbackReasonCount; ++i) st.fallbacks[i] = impl_->fallbacks[i].load();
   for (const auto& s : impl_->policy->devices()) {
     const DeviceCounters& c = impl_->counters.at(s.device.id);
-    st.devices.push_back({s.device.id, c.calls.load(), c.errors.load(), s.backend->device_pool_stats(s.device.ordinal),
+    st.devices.push_back({s.device.id, c.calls.value(), c.errors.value(), s.backend->device_pool_stats(s.device.ordinal),
                           s.backend->staging_pool_stats(s.device.ordinal)});
   }
   if (impl_->breakers) {

@@ -83,6 +83,12 @@ class FaultBackendImpl final : public FaultBackend {
            [done](Error e) { done(Status(std::move(e))); }, c);
   }
 
+  // While any fault rule is set, requests go through batches, where faults are injected.
+  bool run_request_here(int ordinal, const KernelDef& def, DType dtype, BatchRequest& request) override {
+    if (faults_->armed()) return false;
+    return inner_->run_request_here(ordinal, def, dtype, request);
+  }
+
   void write_resident(int ordinal, ResidentBlock& block, const void* src, std::size_t bytes,
                       ResidentDone done) override {
     std::optional<FaultSpec> fault = faults_->match(name_, "resident.write");

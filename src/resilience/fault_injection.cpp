@@ -229,6 +229,7 @@ void FaultInjector::set(std::vector<FaultSpec> specs) {
   auto fresh = std::make_unique<const Table>(std::move(specs));
   {
     std::lock_guard write_lock(write_mutex_);
+    rules_.store(fresh->size, std::memory_order_relaxed);
     const Table* old = table_.exchange(fresh.release(), std::memory_order_seq_cst);
     const std::uint64_t epoch = epoch_.fetch_add(1, std::memory_order_seq_cst);
     // Readers registered under the old epoch may still hold `old`; later ones see the new table.

@@ -1,5 +1,9 @@
 #include "server/compute_metrics.hpp"
 
+#include <array>
+#include <atomic>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "gpubridge/telemetry/tracing.hpp"
@@ -22,7 +26,23 @@ std::chrono::system_clock::time_point to_system(std::chrono::steady_clock::time_
   return now_system - std::chrono::duration_cast<std::chrono::system_clock::duration>(now_steady - t);
 }
 
+// The children an inline request updates, for one (metrics object, kernel, device), remembered
+// per thread: resolving each through the MetricCache hashes every label's bytes, which would cost
+// a third of a small request's work.
+struct InlineChildren {
+  std::uint64_t owner = 0;  // ComputeMetrics id; 0: empty
+  std::string kernel, device;
+  telemetry::Counter* executions = nullptr;  // status "ok" (errors, rare, go through the cache)
+  telemetry::Counter* requests = nullptr;    // status "ok"
+  telemetry::Histogram* duration = nullptr;
+};
+
 }  // namespace
+
+std::uint64_t ComputeMetrics::next_id() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 Result<std::shared_ptr<ComputeMetrics>> ComputeMetrics::create(telemetry::Registry& r, MetricCache& cache,
                                                                telemetry::Tracer* tracer) {
@@ -90,6 +110,42 @@ void ComputeMetrics::on_kernel_executed(const compute::KernelExecution& e) noexc
       // Out of memory while building the span: the span is lost, the execution is not.
     }
   }
+}
+
+void ComputeMetrics::on_request_ran_inline(const compute::KernelExecution& e) noexcept {
+  const std::string_view backend = compute::to_string(e.backend);
+  if (e.code != ErrorCode::ok) {
+    if (auto* x = cache_.child(*executions_, {e.kernel, backend, e.device, "error"})) x->inc();
+    if (auto* x = cache_.child(*batch_requests_, {e.kernel, "error"})) x->inc();
+    if (auto* h = cache_.child(*durations_, {e.kernel, backend})) h->observe(std::chrono::duration<double>(e.duration).count());
+    return;
+  }
+  thread_local std::array<InlineChildren, 4> memo;
+  thread_local std::size_t next = 0;
+  InlineChildren* c = nullptr;
+  for (InlineChildren& m : memo) {
+    if (m.owner == id_ && m.kernel == e.kernel && m.device == e.device) {
+      c = &m;
+      break;
+    }
+  }
+  if (c == nullptr) {
+    c = &memo[next++ % memo.size()];
+    c->owner = 0;
+    try {
+      c->kernel.assign(e.kernel);
+      c->device.assign(e.device);
+    } catch (...) {
+      return;  // out of memory: this request goes uncounted, the request itself is not affected
+    }
+    c->executions = cache_.child(*executions_, {e.kernel, backend, e.device, "ok"});
+    c->requests = cache_.child(*batch_requests_, {e.kernel, "ok"});
+    c->duration = cache_.child(*durations_, {e.kernel, backend});
+    c->owner = id_;
+  }
+  if (c->executions != nullptr) c->executions->inc();
+  if (c->requests != nullptr) c->requests->inc();
+  if (c->duration != nullptr) c->duration->observe(std::chrono::duration<double>(e.duration).count());
 }
 
 void ComputeMetrics::on_batch_dispatched(std::string_view kernel, std::string_view device,

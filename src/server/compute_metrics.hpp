@@ -28,6 +28,9 @@ class ComputeMetrics final : public compute::ComputeObserver {
   void on_batch_dispatched(std::string_view kernel, std::string_view device,
                            std::span<const std::chrono::nanoseconds> queued) noexcept override;
   void on_batch_requests_done(std::string_view kernel, compute::BatchOutcome outcome, std::uint64_t count) noexcept override;
+  // One execution (gpubridge_kernel_executions_total, _duration_seconds) and one finished request
+  // (gpubridge_batch_requests_total); not a batch: no batch size, no queueing time, no span.
+  void on_request_ran_inline(const compute::KernelExecution& e) noexcept override;
   void on_bytes_moved(std::string_view device, compute::TransferDirection direction, std::uint64_t bytes) noexcept override;
   // True when the tracer is enabled: each timed transfer becomes a "memory transfer" span.
   bool wants_transfer_timing() const noexcept override;
@@ -45,6 +48,8 @@ class ComputeMetrics final : public compute::ComputeObserver {
  private:
   ComputeMetrics(MetricCache& cache, telemetry::Tracer* tracer) : cache_(cache), tracer_(tracer) {}
 
+  const std::uint64_t id_ = next_id();  // tells this object's entries in per-thread memos apart
+  static std::uint64_t next_id() noexcept;
   MetricCache& cache_;
   telemetry::Tracer* tracer_;
   telemetry::CounterFamily* executions_ = nullptr;

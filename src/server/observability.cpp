@@ -265,6 +265,9 @@ void SiloObservability::Impl::collect(telemetry::MetricSink& sink) const {
                {kernel, dtype, device}, static_cast<double>(st.queue_depth));
     sink.gauge("gpubridge_batch_queue_capacity", "Bound of a batcher queue", {"kernel", "dtype", "device"},
                {kernel, dtype, device}, static_cast<double>(gpu->policy().queue_capacity));
+    sink.counter("gpubridge_batch_inline_requests_total",
+                 "Batched requests run at once on the calling thread instead of in a batch (small requests on the CPU)",
+                 {"kernel", "dtype", "device"}, {kernel, dtype, device}, static_cast<double>(st.ran_inline));
   }
   const auto rs = runtime->stats();
   sink.gauge("gpubridge_grain_activations", "Grain activations alive now", {}, {}, static_cast<double>(rs.activations_current));

@@ -8,7 +8,8 @@
 // closure, shared loop state, deque blocks); the OpenCL backend's per-batch record (pending
 // call, event and buffer lists). None of it depends on the number of requests in the batch. With
 // 100 requests per batch the bound is far below one allocation per request, and the test also
-// asserts that directly (allocations * 10 < requests).
+// asserts that directly (allocations * 10 < requests). Requests run inline on the host allocate
+// nothing at all.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -101,6 +102,31 @@ void expect_no_allocation_per_request(Executor& ex, BackendChoice backend) {
 TEST(BatcherAllocations, CpuHotPathAllocatesNothingPerRequest) {
   auto ex = testing::make_executor({.enable_cuda = false, .enable_opencl = false});
   expect_no_allocation_per_request(*ex, BackendChoice::cpu);
+}
+
+// Small host requests run inline (DynamicBatcher::run_inline) allocate nothing at all once warm.
+TEST(BatcherAllocations, CpuInlineRunsAllocateNothing) {
+  auto ex = testing::make_executor({.enable_cuda = false, .enable_opencl = false});
+  auto batcher = DynamicBatcher::create(*ex, "vector.add", DType::f32, {}, testing::only_on(BackendChoice::cpu));
+  ASSERT_TRUE(batcher.ok()) << batcher.error().to_string();
+  const auto a = testing::random_f32(256, 1);
+  const auto b = testing::random_f32(256, 2);
+  std::vector<float> out(256);
+  BatchRequest r;
+  r.inputs[0] = TensorView(a);
+  r.inputs[1] = TensorView(b);
+  r.output = out.data();
+  r.output_capacity = out.size();
+  bool all_inline = true;
+  for (int i = 0; i < 100; ++i) all_inline = all_inline && (*batcher)->run_inline(r) && r.status.ok();
+  ASSERT_TRUE(all_inline);
+  const std::uint64_t before = gpubridge::testing::allocations();
+  for (std::size_t i = 0; i < kRequests; ++i) all_inline = all_inline && (*batcher)->run_inline(r) && r.status.ok();
+  const std::uint64_t allocations = gpubridge::testing::allocations() - before;
+  ASSERT_TRUE(all_inline);
+  EXPECT_EQ(out[100], a[100] + b[100]);
+  EXPECT_EQ((*batcher)->stats().ran_inline, kRequests + 100);
+  EXPECT_EQ(allocations, 0u);
 }
 
 TEST(BatcherAllocations, OpenClHotPathAllocatesNothingPerRequest) {

@@ -1,5 +1,6 @@
 // The dynamic batcher's rules, one test each: what closes a batch, adaptive sizing, deadlines,
-// priorities, backpressure, stop, validation, per-segment failure and the CPU fallback. The
+// priorities, backpressure, stop, validation, per-segment failure, the CPU fallback and which
+// requests run inline on the host. The
 // device is the CPU backend or a test backend that holds batches at a gate (explicit barriers,
 // no sleeps); timeouts only guard liveness.
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include "batcher_support.hpp"
 #include "compute/backend.hpp"
 #include "compute/batch_queue.hpp"
+#include "gpubridge/resilience/fault_injection.hpp"
 
 namespace gpubridge::compute {
 namespace {
@@ -927,6 +929,120 @@ TEST(Batcher, CompletionScopeIsOpenAroundEveryHook) {
   auto half = DynamicBatcher::create(*ex, "vector.add", DType::f32, policy, {}, CompletionScope{&scope_open, nullptr});
   ASSERT_FALSE(half.ok());
   EXPECT_EQ(half.error().code(), ErrorCode::invalid_argument);
+}
+
+
+// ---- small requests run inline on the host ----
+
+std::uint64_t cpu_calls(Executor& ex) {
+  for (const auto& d : ex.stats().devices) {
+    if (d.device_id == "cpu:0") return d.calls;
+  }
+  return 0;
+}
+
+TEST(Batcher, SmallHostRequestRunsInlineWithItsReport) {
+  auto ex = cpu_executor();
+  auto batcher = make_batcher(*ex, "vector.add", {});
+  Completions done;
+  auto job = make_job(kernel(*ex, "vector.add"), DType::f32, 256, 1, done);
+  ASSERT_TRUE(batcher->run_inline(job->request));
+  ASSERT_TRUE(job->request.status.ok()) << job->request.status.error().to_string();
+  expect_sum(*job);
+  EXPECT_EQ(job->on_done_calls, 0) << "an inline run does not call on_done";
+  const BatchReport& r = job->request.report;
+  EXPECT_STREQ(r.device_id, "cpu:0");
+  EXPECT_EQ(r.backend, BackendKind::cpu);
+  EXPECT_EQ(r.fallback, FallbackReason::none);
+  EXPECT_EQ(r.batch_size, 1u);
+  EXPECT_EQ(r.queued.count(), 0);
+  EXPECT_GT(r.executed.count(), 0);
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.ran_inline, 1u);
+  EXPECT_EQ(st.completed, 1u);
+  EXPECT_EQ(st.failed, 0u);
+  EXPECT_EQ(st.submitted, 0u);
+  EXPECT_EQ(st.batches, 0u);
+  EXPECT_EQ(cpu_calls(*ex), 1u) << "one execution on the CPU device";
+}
+
+TEST(Batcher, SegmentErrorOfAnInlineRequestIsItsStatus) {
+  auto ex = cpu_executor();
+  auto batcher = make_batcher(*ex, "vector.normalize", {});
+  Completions done;
+  auto zeros = make_job(kernel(*ex, "vector.normalize"), DType::f32, 16, 1, done);
+  std::fill(zeros->inputs[0].begin(), zeros->inputs[0].end(), 0.0);
+  ASSERT_TRUE(batcher->run_inline(zeros->request));
+  ASSERT_FALSE(zeros->request.status.ok());
+  EXPECT_EQ(zeros->request.status.error().code(), ErrorCode::invalid_argument);
+  EXPECT_EQ(zeros->request.report.batch_size, 1u);
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.ran_inline, 1u);
+  EXPECT_EQ(st.failed, 1u);
+  EXPECT_EQ(st.completed, 0u);
+}
+
+// Large, invalid, expired requests and any after stop() are left as they were, for submit().
+TEST(Batcher, RequestsThatDoNotRunInlineAreLeftForSubmit) {
+  auto ex = cpu_executor();
+  auto batcher = make_batcher(*ex, "vector.add", {.max_batch = 4, .max_delay = 100us});
+  const KernelDef& add = kernel(*ex, "vector.add");
+  Completions done;
+  // 2 inputs + 1 output of 8192 elements: more than the 16384 the CPU backend runs in place.
+  auto large = make_job(add, DType::f32, 8192, 1, done);
+  auto other_dtype = make_job(add, DType::f32, 8, 2, done);
+  std::vector<double> f64(8, 1.0);
+  other_dtype->request.inputs[1] = TensorView(f64);
+  auto expired = make_job(add, DType::f32, 8, 3, done);
+  expired->request.deadline = std::chrono::steady_clock::now() - 1s;
+  for (Job* j : {large.get(), other_dtype.get(), expired.get()}) {
+    EXPECT_FALSE(batcher->run_inline(j->request));
+    EXPECT_EQ(output_at(*j, DType::f32, 0), 42.0) << "not run";
+    EXPECT_EQ(j->request.report.batch_size, 0u) << "no report written";
+  }
+  EXPECT_EQ(batcher->stats().ran_inline, 0u);
+  // submit() takes them as always: the large one runs batched, the others fail with their reason.
+  EXPECT_EQ(batcher->submit(other_dtype->request).error().code(), ErrorCode::invalid_argument);
+  ASSERT_TRUE(batcher->submit(large->request).ok());
+  ASSERT_TRUE(batcher->submit(expired->request).ok());
+  ASSERT_TRUE(done.wait_for(2));
+  ASSERT_TRUE(large->request.status.ok()) << large->request.status.error().to_string();
+  expect_sum(*large);
+  EXPECT_EQ(large->on_done_calls, 1);
+  EXPECT_EQ(expired->request.status.error().code(), ErrorCode::deadline_exceeded);
+  batcher->stop();
+  auto after_stop = make_job(add, DType::f32, 8, 4, done);
+  EXPECT_FALSE(batcher->run_inline(after_stop->request));
+  EXPECT_EQ(batcher->submit(after_stop->request).error().code(), ErrorCode::failed_precondition);
+  EXPECT_EQ(batcher->stats().ran_inline, 0u);
+}
+
+TEST(Batcher, DeviceBatcherNeverRunsInline) {
+  auto f = with_test_gpu(/*gated=*/false);
+  auto batcher = make_batcher(*f.executor, "vector.add", {});
+  ASSERT_EQ(batcher->device().id, "cuda:0");
+  Completions done;
+  auto job = make_job(kernel(*f.executor, "vector.add"), DType::f32, 8, 1, done);
+  EXPECT_FALSE(batcher->run_inline(job->request));
+  EXPECT_EQ(output_at(*job, DType::f32, 0), 42.0);
+}
+
+// Faults are injected into batches: while any rule is set, host requests go through them.
+TEST(Batcher, SetFaultRulesSendHostRequestsThroughBatches) {
+  auto faults = std::make_shared<resilience::FaultInjector>();
+  auto ex = testing::make_executor({.enable_cuda = false, .enable_opencl = false, .cpu_threads = 2, .faults = faults});
+  auto batcher = make_batcher(*ex, "vector.add", {.max_batch = 1, .max_delay = 0us});
+  Completions done;
+  auto job = make_job(kernel(*ex, "vector.add"), DType::f32, 8, 1, done);
+  faults->set({resilience::FaultSpec{.backend = "cpu", .kernel = "vector.add"}});
+  EXPECT_FALSE(batcher->run_inline(job->request));
+  ASSERT_TRUE(batcher->submit(job->request).ok());
+  ASSERT_TRUE(done.wait_for(1));
+  ASSERT_FALSE(job->request.status.ok()) << "the fault was injected into the batch";
+  faults->clear();
+  auto next = make_job(kernel(*ex, "vector.add"), DType::f32, 8, 2, done);
+  EXPECT_TRUE(batcher->run_inline(next->request));
+  EXPECT_TRUE(next->request.status.ok());
 }
 
 }  // namespace

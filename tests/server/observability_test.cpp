@@ -111,11 +111,18 @@ TEST(Observability, SiloServesMetricsHealthStatusAndDashboard) {
   EXPECT_EQ(sample_value(text, R"(gpubridge_batch_requests_total{kernel="vector.add",status="ok"})"), 200) << text;
   EXPECT_GT(sample_value(text, R"(gpubridge_kernel_executions_total{kernel="vector.add",backend="cpu",device="cpu:0",status="ok"})"), 0)
       << text;
-  // Every batch is one execution (the health smoke test adds plain calls).
-  const double batches = sample_value(text, R"(gpubridge_batch_size_count{kernel="vector.add",device="cpu:0"})");
-  EXPECT_GT(batches, 0) << text;
-  EXPECT_LE(batches, sample_value(text, R"(gpubridge_kernel_executions_total{kernel="vector.add",backend="cpu",device="cpu:0",status="ok"})"));
-  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_size_sum{kernel="vector.add",device="cpu:0"})"), 200) << text;
+  // On the CPU these small requests ran inline on the calling workers: one execution each (the
+  // health smoke test adds plain calls), no batches.
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_inline_requests_total{kernel="vector.add",dtype="f32",device="cpu:0"})"),
+            200)
+      << text;
+  EXPECT_GE(sample_value(text, R"(gpubridge_kernel_executions_total{kernel="vector.add",backend="cpu",device="cpu:0",status="ok"})"),
+            200)
+      << text;
+  EXPECT_GE(sample_value(text, R"(gpubridge_kernel_duration_seconds_count{kernel="vector.add",backend="cpu"})"), 200) << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_size_count{kernel="vector.add",device="cpu:0"})"), -1)
+      << "no batch ran: absent, not zero\n"
+      << text;
   EXPECT_EQ(sample_value(text, R"(gpubridge_device_up{device="cpu:0",backend="cpu"})"), 1) << text;
   EXPECT_EQ(sample_value(text, R"(gpubridge_build_info{version=")" + std::string("0.1.0") + R"("})"), 1) << text;
   EXPECT_EQ(sample_value(text, R"(gpubridge_fallbacks_total{reason="breaker_open"})"), 0) << text;

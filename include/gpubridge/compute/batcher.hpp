@@ -10,6 +10,9 @@
 // launch. Expired requests fail with deadline_exceeded and are not run; a full queue rejects the
 // request with resource_exhausted ("queue full") instead of growing.
 //
+// On the host (a batcher placed on the CPU device) a small request may instead run at once on the
+// submitting thread: run_inline().
+//
 // Thread-safe: any thread may submit. The destructor (or stop()) fails queued requests with
 // `cancelled` and waits for batches in flight.
 #include <array>
@@ -98,9 +101,10 @@ struct CompletionScope {
 };
 
 struct BatcherStats {
-  std::uint64_t submitted = 0;
-  std::uint64_t completed = 0;        // on_done ran with ok status
-  std::uint64_t failed = 0;           // on_done ran with an error (deadline, device, data)
+  std::uint64_t submitted = 0;        // accepted into the queue
+  std::uint64_t completed = 0;        // finished with ok status (queued or run inline)
+  std::uint64_t failed = 0;           // finished with an error (deadline, device, data)
+  std::uint64_t ran_inline = 0;       // of those, run by run_inline() (no batch, no queue)
   std::uint64_t rejected_queue_full = 0;
   std::uint64_t expired = 0;          // failed with deadline_exceeded before running
   std::uint64_t batches = 0;
@@ -127,6 +131,19 @@ class DynamicBatcher {
   // is invalid, the queue is full, the batcher is stopped) nothing was queued, on_done will not
   // run, and the caller keeps the request.
   virtual Status submit(BatchRequest& request) = 0;
+  // Runs the request now, on the calling thread, instead of queueing it, when this batcher's
+  // batches run on the host (the CPU device, placed or fallen back to at creation) and the
+  // request is small enough for the CPU backend to run small work in place (16384 elements of
+  // inputs and output together). On the host a batch has no launch to amortise and runs the same
+  // loop per segment; queueing the request costs a hand-over to the batcher's thread and a wake-up
+  // of the caller, more than such a request's work. True: it ran; its status and report are
+  // set (batch_size 1, queued 0; the fallback reason of the placement, if any) and on_done is not
+  // called. False, touching nothing, for every other request - a GPU batcher's, a larger one, an
+  // invalid or already expired one, any while the batcher stops or while fault rules are set
+  // (faults are injected into batches): submit() it, which explains any refusal. Priorities,
+  // max_delay and the queue bound do not apply to a request that never waits. Like submit(),
+  // not concurrently with the batcher's destruction (stop() does not wait for inline runs).
+  virtual bool run_inline(BatchRequest& request) noexcept = 0;
   virtual std::size_t inflight() const = 0;  // queued + running requests
   // Fails queued requests (cancelled) and waits for running ones. Not from an on_done hook.
   virtual void stop() = 0;

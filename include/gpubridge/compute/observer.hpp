@@ -86,6 +86,11 @@ class ComputeObserver {
   // and failures once each, so the hot path makes no call per request).
   virtual void on_batch_requests_done(std::string_view /*kernel*/, BatchOutcome /*outcome*/,
                                       std::uint64_t /*count*/) noexcept {}
+  // A batched request ran inline on the submitting thread (DynamicBatcher::run_inline): one
+  // execution of one request that never queued; `execution.code` is its outcome. Comes instead
+  // of on_batch_dispatched / on_kernel_executed / on_batch_requests_done, once per request on
+  // the caller's hot path (a few hundred nanoseconds of work): keep it cheap.
+  virtual void on_request_ran_inline(const KernelExecution& /*execution*/) noexcept {}
   // A real copy between host and device memory was issued (CUDA and OpenCL backends).
   virtual void on_bytes_moved(std::string_view /*device*/, TransferDirection /*direction*/,
                               std::uint64_t /*bytes*/) noexcept {}

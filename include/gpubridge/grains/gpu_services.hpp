@@ -93,12 +93,14 @@ class CompletionAwaiter {
 
 // co_await submit_batch(batcher, request): submits and suspends until on_done; then returns the
 // request's report or throws ErrorException with the request's error (queue full, deadline,
-// device or data error). The request's on_done/user fields are taken over by the awaiter.
+// device or data error). A request that the batcher runs inline (DynamicBatcher::run_inline: a
+// small one on the host) completes without suspending. The request's on_done/user fields are
+// taken over by the awaiter.
 class BatchAwaiter {
  public:
   BatchAwaiter(compute::DynamicBatcher& batcher, compute::BatchRequest& request) noexcept
       : batcher_(batcher), request_(request) {}
-  bool await_ready() const noexcept { return false; }
+  bool await_ready() noexcept { return batcher_.run_inline(request_); }
   bool await_suspend(std::coroutine_handle<> handle);
   compute::BatchReport await_resume() const;
 

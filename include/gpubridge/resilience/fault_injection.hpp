@@ -67,6 +67,9 @@ class FaultInjector {
   // The first rule, in order, whose backend and kernel match (exactly or "*") and whose
   // probability draw succeeds; its hit count and injected() are incremented. nullopt otherwise.
   std::optional<FaultSpec> match(std::string_view backend, std::string_view kernel) noexcept;
+  // Whether any rule is set: a hot path may skip match() (two shared counter updates) when not.
+  // A rule set meanwhile applies from the caller's next look, as if it had been set a moment later.
+  bool armed() const noexcept { return rules_.load(std::memory_order_relaxed) != 0; }
 
   // Carries out the waiting part of a matched fault on the calling thread: slow sleeps `delay`;
   // hang blocks until no current rule equals `spec` (set()/clear() removed it), or for at most
@@ -92,6 +95,7 @@ class FaultInjector {
   // counters alternate by epoch, so new readers never delay the wait).
   std::atomic<const Table*> table_;
   std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<std::size_t> rules_{0};  // rules in table_ (see armed())
   mutable std::array<ReaderCount, 2> readers_{};
   std::mutex write_mutex_;  // serialises set()
   std::atomic<std::uint64_t> injected_{0};

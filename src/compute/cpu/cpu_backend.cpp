@@ -186,6 +186,22 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // A small request runs on the submitting thread for the reason execute() runs small calls
+  // there: on the host a batch has no launch to amortise and runs the same loop per segment, so
+  // queueing the request buys nothing, while the hand-over to the batcher's thread and the wake-up
+  // of the caller cost more than its work (see DynamicBatcher::run_inline). Its data is asked for
+  // before the kernel reads it: requests come from anywhere in memory, and the hardware
+  // prefetchers would start cold at each (0.68 -> 0.50 us per 256-float add, one grain worker).
+  bool run_request_here(int, const KernelDef& def, DType dtype, BatchRequest& r) override {
+    const std::size_t elements =
+        r.elements_ * def.signature.inputs.size() + KernelCatalog::output_count(def, r.elements_);
+    if (elements > kInlineElements) return false;
+    prefetch_segment(def, dtype, r);
+    SerialParallel serial;
+    run_segment(def, dtype, r, serial);
+    return true;
+  }
+
   // Resident memory on the CPU is host memory; resident work runs on the calling thread, so the
   // operations of one caller complete in the order it issued them.
   Result<std::unique_ptr<ResidentBlock>> allocate_resident(int, std::size_t bytes) override {
