@@ -117,7 +117,8 @@ struct PoolStats {
 
 struct DeviceStats {
   std::string device_id;
-  std::uint64_t calls = 0;   // calls completed on this device (success or error); a batch counts once
+  std::uint64_t calls = 0;   // calls completed on this device (success or error); a batch counts
+                             // once, as does a batched request run inline (DynamicBatcher::run_inline)
   std::uint64_t errors = 0;  // calls (batches) that failed on this device
   PoolStats device_pool;     // device memory (absent for the CPU: all zeros)
   PoolStats staging_pool;    // page-locked host staging memory
