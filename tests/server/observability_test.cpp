@@ -159,6 +159,65 @@ TEST(Observability, SiloServesMetricsHealthStatusAndDashboard) {
   EXPECT_FALSE(http.get("/health/live")) << "the HTTP server stops with the silo";
 }
 
+// Requests that batch grains run inline on the CPU are counted per kernel and outcome, errors
+// included, also when the workers alternate between kernels.
+TEST(Observability, InlineRequestsAreCountedPerKernelAndOutcome) {
+  SiloConfig c = small_config();
+  c.backend = "cpu";
+  c.enable_opencl = false;
+  c.enable_cuda = false;
+  auto silo = start(c);
+  ASSERT_NE(silo, nullptr);
+  constexpr int kRounds = 30;
+  auto rounds = [](runtime::Runtime& rt) -> Task<int> {
+    auto add = rt.get<grains::BatchGrain>("vector.add/f32");
+    auto normalize = rt.get<grains::BatchGrain>("vector.normalize/f32");
+    std::vector<float> ones(64, 1.f), zeros(64, 0.f), out(64);
+    int failed = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      grains::BatchCall sum;
+      sum.inputs[0] = compute::TensorView(ones);
+      sum.inputs[1] = compute::TensorView(ones);
+      sum.input_count = 2;
+      sum.output = out.data();
+      sum.output_capacity = out.size();
+      const compute::BatchReport report = co_await add.call<&grains::BatchGrain::run>(sum);
+      if (report.batch_size != 1 || out[5] != 2.f) throw std::runtime_error("not run inline, or wrong");
+      grains::BatchCall zero_norm;
+      zero_norm.inputs[0] = compute::TensorView(zeros);
+      zero_norm.input_count = 1;
+      zero_norm.output = out.data();
+      zero_norm.output_capacity = out.size();
+      try {
+        co_await normalize.call<&grains::BatchGrain::run>(zero_norm);
+      } catch (const ErrorException& e) {
+        if (e.error().code() == ErrorCode::invalid_argument) ++failed;
+      }
+    }
+    co_return failed;
+  };
+  EXPECT_EQ(silo->runtime().run(rounds(silo->runtime())), kRounds);
+  Http http(*silo->http_url());
+  auto metrics = http.get("/metrics");
+  ASSERT_TRUE(metrics);
+  const std::string& text = metrics->body;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_requests_total{kernel="vector.add",status="ok"})"), kRounds) << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_requests_total{kernel="vector.normalize",status="error"})"), kRounds)
+      << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_requests_total{kernel="vector.normalize",status="ok"})"), -1) << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_kernel_executions_total{kernel="vector.normalize",backend="cpu",device="cpu:0",status="error"})"),
+            kRounds)
+      << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_kernel_duration_seconds_count{kernel="vector.normalize",backend="cpu"})"), kRounds)
+      << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_inline_requests_total{kernel="vector.add",dtype="f32",device="cpu:0"})"),
+            kRounds)
+      << text;
+  EXPECT_EQ(sample_value(text, R"(gpubridge_batch_inline_requests_total{kernel="vector.normalize",dtype="f32",device="cpu:0"})"),
+            kRounds)
+      << text;
+}
+
 TEST(Observability, PromtoolAcceptsTheSiloExposition) {
   SiloConfig c = small_config();
   c.backend = "cpu";
