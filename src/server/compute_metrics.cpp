@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <new>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,18 +27,18 @@ std::chrono::system_clock::time_point to_system(std::chrono::steady_clock::time_
   return now_system - std::chrono::duration_cast<std::chrono::system_clock::duration>(now_steady - t);
 }
 
-// The children an inline request updates, for one (metrics object, kernel, device), remembered
-// per thread: resolving each through the MetricCache hashes every label's bytes, which would cost
-// a third of a small request's work.
-struct InlineChildren {
+}  // namespace
+
+// The children a successful inline request updates, for one (metrics object, kernel, device),
+// remembered per thread: resolving each through the MetricCache hashes every label's bytes, which
+// would cost a third of a small request's work.
+struct ComputeMetrics::InlineChildren {
   std::uint64_t owner = 0;  // ComputeMetrics id; 0: empty
   std::string kernel, device;
-  telemetry::Counter* executions = nullptr;  // status "ok" (errors, rare, go through the cache)
+  telemetry::Counter* executions = nullptr;  // status "ok"
   telemetry::Counter* requests = nullptr;    // status "ok"
   telemetry::Histogram* duration = nullptr;
 };
-
-}  // namespace
 
 std::uint64_t ComputeMetrics::next_id() noexcept {
   static std::atomic<std::uint64_t> next{1};
@@ -114,38 +115,39 @@ void ComputeMetrics::on_kernel_executed(const compute::KernelExecution& e) noexc
 
 void ComputeMetrics::on_request_ran_inline(const compute::KernelExecution& e) noexcept {
   const std::string_view backend = compute::to_string(e.backend);
-  if (e.code != ErrorCode::ok) {
-    if (auto* x = cache_.child(*executions_, {e.kernel, backend, e.device, "error"})) x->inc();
-    if (auto* x = cache_.child(*batch_requests_, {e.kernel, "error"})) x->inc();
-    if (auto* h = cache_.child(*durations_, {e.kernel, backend})) h->observe(std::chrono::duration<double>(e.duration).count());
+  const double seconds = std::chrono::duration<double>(e.duration).count();
+  InlineChildren* c = e.code == ErrorCode::ok ? inline_children(e, backend) : nullptr;
+  if (c == nullptr) {  // an error (rare), or no memo entry to be had: through the cache
+    const std::string_view status = e.code == ErrorCode::ok ? "ok" : "error";
+    if (auto* x = cache_.child(*executions_, {e.kernel, backend, e.device, status})) x->inc();
+    if (auto* x = cache_.child(*batch_requests_, {e.kernel, status})) x->inc();
+    if (auto* h = cache_.child(*durations_, {e.kernel, backend})) h->observe(seconds);
     return;
-  }
-  thread_local std::array<InlineChildren, 4> memo;
-  thread_local std::size_t next = 0;
-  InlineChildren* c = nullptr;
-  for (InlineChildren& m : memo) {
-    if (m.owner == id_ && m.kernel == e.kernel && m.device == e.device) {
-      c = &m;
-      break;
-    }
-  }
-  if (c == nullptr) {
-    c = &memo[next++ % memo.size()];
-    c->owner = 0;
-    try {
-      c->kernel.assign(e.kernel);
-      c->device.assign(e.device);
-    } catch (...) {
-      return;  // out of memory: this request goes uncounted, the request itself is not affected
-    }
-    c->executions = cache_.child(*executions_, {e.kernel, backend, e.device, "ok"});
-    c->requests = cache_.child(*batch_requests_, {e.kernel, "ok"});
-    c->duration = cache_.child(*durations_, {e.kernel, backend});
-    c->owner = id_;
   }
   if (c->executions != nullptr) c->executions->inc();
   if (c->requests != nullptr) c->requests->inc();
-  if (c->duration != nullptr) c->duration->observe(std::chrono::duration<double>(e.duration).count());
+  if (c->duration != nullptr) c->duration->observe(seconds);
+}
+
+ComputeMetrics::InlineChildren* ComputeMetrics::inline_children(const compute::KernelExecution& e, std::string_view backend) noexcept {
+  thread_local std::array<InlineChildren, 4> memo;
+  thread_local std::size_t next = 0;
+  for (InlineChildren& m : memo) {
+    if (m.owner == id_ && m.kernel == e.kernel && m.device == e.device) return &m;
+  }
+  InlineChildren& c = memo[next++ % memo.size()];
+  c.owner = 0;
+  try {
+    c.kernel.assign(e.kernel);
+    c.device.assign(e.device);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  c.executions = cache_.child(*executions_, {e.kernel, backend, e.device, "ok"});
+  c.requests = cache_.child(*batch_requests_, {e.kernel, "ok"});
+  c.duration = cache_.child(*durations_, {e.kernel, backend});
+  c.owner = id_;
+  return &c;
 }
 
 void ComputeMetrics::on_batch_dispatched(std::string_view kernel, std::string_view device,

@@ -48,6 +48,10 @@ class ComputeMetrics final : public compute::ComputeObserver {
  private:
   ComputeMetrics(MetricCache& cache, telemetry::Tracer* tracer) : cache_(cache), tracer_(tracer) {}
 
+  struct InlineChildren;
+  // This thread's memo entry for e's (kernel, device), filled on first use; null without memory.
+  InlineChildren* inline_children(const compute::KernelExecution& e, std::string_view backend) noexcept;
+
   const std::uint64_t id_ = next_id();  // tells this object's entries in per-thread memos apart
   static std::uint64_t next_id() noexcept;
   MetricCache& cache_;

@@ -42,6 +42,15 @@ SiloConfig small_config() {
   return c;
 }
 
+// small_config() on the CPU backend alone.
+SiloConfig cpu_only_config() {
+  SiloConfig c = small_config();
+  c.backend = "cpu";
+  c.enable_opencl = false;
+  c.enable_cuda = false;
+  return c;
+}
+
 std::unique_ptr<Silo> start(SiloConfig c) {
   auto silo = Silo::start(std::move(c));
   EXPECT_TRUE(silo.ok()) << (silo.ok() ? "" : silo.error().to_string());
@@ -91,11 +100,7 @@ double sample_value(const std::string& text, const std::string& series) {
 }
 
 TEST(Observability, SiloServesMetricsHealthStatusAndDashboard) {
-  SiloConfig c = small_config();
-  c.backend = "cpu";
-  c.enable_opencl = false;
-  c.enable_cuda = false;
-  auto silo = start(c);
+  auto silo = start(cpu_only_config());
   ASSERT_NE(silo, nullptr);
   ASSERT_TRUE(silo->http_url().has_value());
   run_batch_calls(*silo, 4, 50);
@@ -162,11 +167,7 @@ TEST(Observability, SiloServesMetricsHealthStatusAndDashboard) {
 // Requests that batch grains run inline on the CPU are counted per kernel and outcome, errors
 // included, also when the workers alternate between kernels.
 TEST(Observability, InlineRequestsAreCountedPerKernelAndOutcome) {
-  SiloConfig c = small_config();
-  c.backend = "cpu";
-  c.enable_opencl = false;
-  c.enable_cuda = false;
-  auto silo = start(c);
+  auto silo = start(cpu_only_config());
   ASSERT_NE(silo, nullptr);
   constexpr int kRounds = 30;
   auto rounds = [](runtime::Runtime& rt) -> Task<int> {
