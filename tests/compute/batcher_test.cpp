@@ -1017,6 +1017,56 @@ TEST(Batcher, RequestsThatDoNotRunInlineAreLeftForSubmit) {
   EXPECT_EQ(batcher->stats().ran_inline, 0u);
 }
 
+// Threads running small requests inline while others go through batches (large ones): every
+// request runs exactly once and the counts add up.
+TEST(Batcher, InlineRunsAndBatchesFromManyThreadsAddUp) {
+  auto ex = cpu_executor();
+  auto batcher = make_batcher(*ex, "vector.add", {.max_batch = 8, .max_delay = 100us});
+  const KernelDef& add = kernel(*ex, "vector.add");
+  constexpr unsigned kThreads = 4, kPerThread = 300;
+  Completions done;
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (unsigned i = 0; i < kThreads * kPerThread; ++i) {
+    // Every 10th request is too large to run inline (3 x 6000 elements > 16384).
+    jobs.push_back(make_job(add, DType::f32, i % 10 == 0 ? 6000 : 1 + i % 500, i, done));
+  }
+  std::atomic<unsigned> inline_runs{0}, submitted{0};
+  std::vector<std::thread> producers;
+  for (unsigned t = 0; t < kThreads; ++t) {
+    producers.emplace_back([&, t] {
+      for (unsigned i = 0; i < kPerThread; ++i) {
+        BatchRequest& r = jobs[t * kPerThread + i]->request;
+        if (batcher->run_inline(r)) {
+          inline_runs.fetch_add(1);
+        } else {
+          EXPECT_TRUE(batcher->submit(r).ok());
+          submitted.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& p : producers) p.join();
+  ASSERT_TRUE(done.wait_for(submitted.load()));
+  EXPECT_EQ(inline_runs.load(), kThreads * kPerThread * 9 / 10);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const Job& j = *jobs[i];
+    ASSERT_TRUE(j.request.status.ok()) << i;
+    const bool ran_inline = i % 10 != 0;
+    ASSERT_EQ(j.on_done_calls, ran_inline ? 0 : 1) << i;
+    ASSERT_GE(j.request.report.batch_size, 1u) << i;
+    if (ran_inline) {
+      ASSERT_EQ(j.request.report.queued.count(), 0) << i;
+    }
+    expect_sum(j);
+  }
+  const BatcherStats st = batcher->stats();
+  EXPECT_EQ(st.ran_inline, inline_runs.load());
+  EXPECT_EQ(st.submitted, submitted.load());
+  EXPECT_EQ(st.completed, jobs.size());
+  EXPECT_EQ(st.batched_requests, submitted.load());
+  EXPECT_EQ(cpu_calls(*ex), inline_runs.load() + st.batches);
+}
+
 TEST(Batcher, DeviceBatcherNeverRunsInline) {
   auto f = with_test_gpu(/*gated=*/false);
   auto batcher = make_batcher(*f.executor, "vector.add", {});
