@@ -208,7 +208,7 @@ Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config, RingPrograms progra
     silo->rings_.push_back(std::move(host).value());
   }
   if (!silo->rings_.empty()) {
-    const auto* rings = &silo->rings_;  // destroyed after the registry (see ~Silo)
+    const auto* rings = &silo->rings_;  // a member: outlives the registry (emptied first, see ~Silo)
     silo->metrics().add_collector([rings](telemetry::MetricSink& sink) { collect_ring_metrics(*rings, sink); });
   }
 
@@ -287,11 +287,14 @@ std::optional<std::string> Silo::http_url() const {
 Silo::~Silo() {
   stop();
   http_.reset();
+  // A ring client's dispatcher threads resume ring-grain calls on the runtime's scheduler (and
+  // fail what is still pending when the host goes): the hosts, and with them those threads, go
+  // before the runtime. The registry's ring collector then finds no host.
+  rings_.clear();
   runtime_.reset();
   gpu_.reset();
   executor_.reset();
-  observability_.reset();  // its registry runs the ring collector: gone before the rings
-  rings_.clear();
+  observability_.reset();
 }
 
 }  // namespace gpubridge::server

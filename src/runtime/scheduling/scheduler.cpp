@@ -71,19 +71,21 @@ void Scheduler::post(WorkItem* item) noexcept {
   post_shared(item);
 }
 
+// Other threads (batchers, ring clients, backends) resume work here. The wake-up happens under
+// queue_mu_ too: once stop() took queue_mu_ for the last time, no such thread touches the
+// scheduler any more, so the runtime may be destroyed right after it stopped even while those
+// threads live on. (Lock order queue_mu_ -> mu_; nothing takes them the other way round.)
 void Scheduler::post_shared(WorkItem* item) noexcept {
   item->next = nullptr;
-  {
-    std::lock_guard lock(queue_mu_);
-    if (closed_) return;
-    if (tail_ != nullptr) {
-      tail_->next = item;
-    } else {
-      head_ = item;
-    }
-    tail_ = item;
-    global_size_.fetch_add(1, std::memory_order_seq_cst);
+  std::lock_guard lock(queue_mu_);
+  if (closed_) return;
+  if (tail_ != nullptr) {
+    tail_->next = item;
+  } else {
+    head_ = item;
   }
+  tail_ = item;
+  global_size_.fetch_add(1, std::memory_order_seq_cst);
   wake_one_if_needed();
 }
 
