@@ -1,6 +1,7 @@
 // Runtime::stop(): in-flight calls finish (and may still call other grains), new top-level calls
 // fail with "unavailable: runtime stopped", every activation deactivates, calls stuck beyond the
 // timeout are answered with `cancelled` instead of hanging, and nothing leaks (sanitizer runs).
+// A runtime may be destroyed as soon as work posted from another thread ran.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -150,6 +151,31 @@ TEST_F(ShutdownTest, DestructorStopsARunningRuntime) {
   for (int i = 0; i < 20; ++i) rt_->run(rt_->get<Worker>(i).call<&Worker::quick>());
   rt_.reset();
   EXPECT_EQ(g_deactivated.load(), 20);
+}
+
+// Threads outside the runtime post work to it (batchers and ring clients resume calls). Once that
+// work ran, the owner may destroy the runtime while the posting thread lives on: the poster must
+// be done with the scheduler by then (ThreadSanitizer found its wake-up still running, after the
+// queue's lock, against the destructor).
+void set_flag(std::atomic<bool>& flag) { flag.store(true); }
+Task<void> raise(std::atomic<bool>& flag) {
+  set_flag(flag);
+  co_return;
+}
+
+TEST(RuntimeTeardown, DestroyedRightAfterWorkPostedFromAnotherThreadRan) {
+  for (int round = 0; round < 20; ++round) {
+    auto rt = testing::make_runtime({.worker_threads = 2});
+    std::atomic<bool> ran{false};
+    std::atomic<bool> posted{false};
+    std::thread poster([&rt, &ran, &posted] {
+      posted.store(rt->spawn(raise(ran)));
+    });
+    while (!ran.load()) std::this_thread::yield();
+    rt.reset();
+    poster.join();
+    EXPECT_TRUE(posted.load());
+  }
 }
 
 }  // namespace
