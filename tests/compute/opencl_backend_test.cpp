@@ -1,5 +1,8 @@
 // The OpenCL backend on the machine's OpenCL devices (PoCL on CI machines), and its batch
 // staging: buffers kept mapped between batches, copies split over threads for large batches.
+#include <chrono>
+#include <thread>
+
 #include "compute/backend_conformance.hpp"
 #include "compute/batcher_support.hpp"
 
@@ -127,6 +130,13 @@ TEST(OpenClBatchStaging, CachedMappedBuffersAreDroppedForRoomUnderThePoolLimit) 
   // 1 MiB + 512 KiB classes cached after the first; the second needs 2 MiB + 1 MiB new ones.
   for (std::size_t n : {std::size_t{100000}, std::size_t{200000}, std::size_t{100000}}) {
     SCOPED_TRACE("n=" + std::to_string(n));
+    // A batch's staging buffers go back to the pool just after its requests completed (off their
+    // latency): until then they are in use, not cached, and cannot make room.
+    const auto returned = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (staging_stats(*ex, (*batcher)->device().id).bytes_in_use != 0 && std::chrono::steady_clock::now() < returned) {
+      std::this_thread::yield();
+    }
+    ASSERT_EQ(staging_stats(*ex, (*batcher)->device().id).bytes_in_use, 0u);
     expect_one_add_batch(**batcher, add, {n}, static_cast<unsigned>(n % 97));
     EXPECT_LE(staging_stats(*ex, (*batcher)->device().id).bytes_reserved, kLimit);
   }
