@@ -11,16 +11,22 @@
 namespace gpubridge {
 
 void name_this_thread(std::string_view name) noexcept;
+// Names another (running) thread.
+void name_started_thread(std::thread& thread, std::string_view name) noexcept;
 // The calling thread's name ("" where threads have none).
 std::string this_thread_name();
 
-// Starts a thread that names itself `name`, then runs `body`. Throws what std::thread throws.
+// Starts a thread named `name` that runs `body`: named by the starting thread before this returns
+// (so that it carries its name even if it has not run yet), and by itself first thing. Throws what
+// std::thread throws.
 template <class F>
 std::thread named_thread(std::string name, F&& body) {
-  return std::thread([name = std::move(name), body = std::forward<F>(body)]() mutable {
+  std::thread thread([name, body = std::forward<F>(body)]() mutable {
     name_this_thread(name);
     body();
   });
+  name_started_thread(thread, name);
+  return thread;
 }
 
 }  // namespace gpubridge
