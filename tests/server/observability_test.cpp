@@ -63,19 +63,23 @@ struct Http {
   httplib::Client client;
 };
 
+// A batch-grain call over `a` (and `b` when given), writing into `out`.
+grains::BatchCall batch_call(std::vector<float>& out, const std::vector<float>& a, const std::vector<float>* b = nullptr) {
+  grains::BatchCall call;
+  call.inputs[call.input_count++] = compute::TensorView(a);
+  if (b != nullptr) call.inputs[call.input_count++] = compute::TensorView(*b);
+  call.output = out.data();
+  call.output_capacity = out.size();
+  return call;
+}
+
 // `callers` concurrent callers, each making `calls` vector.add calls through the batch grain.
 void run_batch_calls(Silo& silo, int callers, int calls) {
   auto one = [](runtime::Runtime& rt, int n) -> Task<void> {
     auto grain = rt.get<grains::BatchGrain>("vector.add/f32");
     std::vector<float> a(64, 1.f), b(64, 2.f), out(64);
     for (int i = 0; i < n; ++i) {
-      grains::BatchCall call;
-      call.inputs[0] = compute::TensorView(a);
-      call.inputs[1] = compute::TensorView(b);
-      call.input_count = 2;
-      call.output = out.data();
-      call.output_capacity = out.size();
-      co_await grain.call<&grains::BatchGrain::run>(call);
+      co_await grain.call<&grains::BatchGrain::run>(batch_call(out, a, &b));
       if (out[7] != 3.f) throw std::runtime_error("wrong sum");
     }
   };
@@ -176,21 +180,10 @@ TEST(Observability, InlineRequestsAreCountedPerKernelAndOutcome) {
     std::vector<float> ones(64, 1.f), zeros(64, 0.f), out(64);
     int failed = 0;
     for (int i = 0; i < kRounds; ++i) {
-      grains::BatchCall sum;
-      sum.inputs[0] = compute::TensorView(ones);
-      sum.inputs[1] = compute::TensorView(ones);
-      sum.input_count = 2;
-      sum.output = out.data();
-      sum.output_capacity = out.size();
-      const compute::BatchReport report = co_await add.call<&grains::BatchGrain::run>(sum);
+      const compute::BatchReport report = co_await add.call<&grains::BatchGrain::run>(batch_call(out, ones, &ones));
       if (report.batch_size != 1 || out[5] != 2.f) throw std::runtime_error("not run inline, or wrong");
-      grains::BatchCall zero_norm;
-      zero_norm.inputs[0] = compute::TensorView(zeros);
-      zero_norm.input_count = 1;
-      zero_norm.output = out.data();
-      zero_norm.output_capacity = out.size();
       try {
-        co_await normalize.call<&grains::BatchGrain::run>(zero_norm);
+        co_await normalize.call<&grains::BatchGrain::run>(batch_call(out, zeros));
       } catch (const ErrorException& e) {
         if (e.error().code() == ErrorCode::invalid_argument) ++failed;
       }
