@@ -90,11 +90,15 @@ Result<std::shared_ptr<ComputeMetrics>> ComputeMetrics::create(telemetry::Regist
   return m;
 }
 
-void ComputeMetrics::on_kernel_executed(const compute::KernelExecution& e) noexcept {
-  const std::string_view backend = compute::to_string(e.backend);
+void ComputeMetrics::count_execution(const compute::KernelExecution& e, std::string_view backend) noexcept {
   const std::string_view status = e.code == ErrorCode::ok ? "ok" : "error";
   if (auto* c = cache_.child(*executions_, {e.kernel, backend, e.device, status})) c->inc();
   if (auto* h = cache_.child(*durations_, {e.kernel, backend})) h->observe(std::chrono::duration<double>(e.duration).count());
+}
+
+void ComputeMetrics::on_kernel_executed(const compute::KernelExecution& e) noexcept {
+  const std::string_view backend = compute::to_string(e.backend);
+  count_execution(e, backend);
   if (tracer_ != nullptr && tracer_->enabled()) {
     try {
       const auto start = to_system(e.start);
@@ -115,18 +119,15 @@ void ComputeMetrics::on_kernel_executed(const compute::KernelExecution& e) noexc
 
 void ComputeMetrics::on_request_ran_inline(const compute::KernelExecution& e) noexcept {
   const std::string_view backend = compute::to_string(e.backend);
-  const double seconds = std::chrono::duration<double>(e.duration).count();
   InlineChildren* c = e.code == ErrorCode::ok ? inline_children(e, backend) : nullptr;
   if (c == nullptr) {  // an error (rare), or no memo entry to be had: through the cache
-    const std::string_view status = e.code == ErrorCode::ok ? "ok" : "error";
-    if (auto* x = cache_.child(*executions_, {e.kernel, backend, e.device, status})) x->inc();
-    if (auto* x = cache_.child(*batch_requests_, {e.kernel, status})) x->inc();
-    if (auto* h = cache_.child(*durations_, {e.kernel, backend})) h->observe(seconds);
+    count_execution(e, backend);
+    on_batch_requests_done(e.kernel, e.code == ErrorCode::ok ? compute::BatchOutcome::ok : compute::BatchOutcome::error, 1);
     return;
   }
   if (c->executions != nullptr) c->executions->inc();
   if (c->requests != nullptr) c->requests->inc();
-  if (c->duration != nullptr) c->duration->observe(seconds);
+  if (c->duration != nullptr) c->duration->observe(std::chrono::duration<double>(e.duration).count());
 }
 
 ComputeMetrics::InlineChildren* ComputeMetrics::inline_children(const compute::KernelExecution& e, std::string_view backend) noexcept {

@@ -48,6 +48,8 @@ class ComputeMetrics final : public compute::ComputeObserver {
  private:
   ComputeMetrics(MetricCache& cache, telemetry::Tracer* tracer) : cache_(cache), tracer_(tracer) {}
 
+  // gpubridge_kernel_executions_total and _duration_seconds of one execution.
+  void count_execution(const compute::KernelExecution& e, std::string_view backend) noexcept;
   struct InlineChildren;
   // This thread's memo entry for e's (kernel, device), filled on first use; null without memory.
   InlineChildren* inline_children(const compute::KernelExecution& e, std::string_view backend) noexcept;
