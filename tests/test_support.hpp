@@ -66,6 +66,15 @@ inline std::vector<double> random_f64(std::size_t n, unsigned seed) {
 }  // namespace gpubridge::testing
 
 // Skips the test (or fails it when the backend is required) when `kind` has no device.
+// Skips the test with `reason` (a part of the backend is missing, e.g. cuBLAS or NVML), or fails
+// it when GPUBRIDGE_REQUIRE_BACKENDS names the backend: a GPU check must not pass without it.
+#define GB_SKIP_UNLESS_REQUIRED(backend_name, reason)                                             \
+  do {                                                                                            \
+    if (::gpubridge::testing::backend_required(backend_name))                                     \
+      FAIL() << "required backend " << (backend_name) << " lacks a part: " << (reason);           \
+    GTEST_SKIP() << (reason);                                                                     \
+  } while (0)
+
 #define GB_REQUIRE_BACKEND(executor, kind)                                                        \
   do {                                                                                            \
     const std::string gb_reason_ = ::gpubridge::testing::absent_reason(*(executor), (kind));     \

@@ -362,7 +362,7 @@ class CudaMatrixKernels : public ::testing::Test {
 };
 TEST_F(CudaMatrixKernels, MultiplyMatchesReferenceWithCublas) {
   GB_REQUIRE_BACKEND(ex, BackendKind::cuda);
-  if (!cublas()) GTEST_SKIP() << cuda::CublasLibrary::instance().unavailable_reason();
+  if (!cublas()) GB_SKIP_UNLESS_REQUIRED("cuda", cuda::CublasLibrary::instance().unavailable_reason());
   expect_multiply_matches_reference(*ex, BackendChoice::cuda);
 }
 // Without cuBLAS, matrix.multiply is missing on CUDA: strictly it fails with why, with fallback it

@@ -1,16 +1,18 @@
-// NvmlMonitor on a real NVIDIA driver (label gpu): skipped with the reason when NVML is absent.
+// NvmlMonitor on a real NVIDIA driver (label gpu): skipped with the reason when NVML is absent,
+// failed instead when GPUBRIDGE_REQUIRE_BACKENDS names cuda (the GPU check).
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "gpubridge/telemetry/nvml.hpp"
+#include "test_support.hpp"
 
 namespace gpubridge::telemetry {
 namespace {
 
 TEST(NvmlGpuTest, ReadingsArePlausible) {
   auto monitor = NvmlMonitor::open();
-  if (!monitor.ok()) GTEST_SKIP() << monitor.error().to_string();
+  if (!monitor.ok()) GB_SKIP_UNLESS_REQUIRED("cuda", monitor.error().to_string());
   ASSERT_GT((*monitor)->device_count(), 0u);
   const auto readings = (*monitor)->read();
   ASSERT_EQ(readings.size(), (*monitor)->device_count());
@@ -39,7 +41,7 @@ TEST(NvmlGpuTest, ReadingsArePlausible) {
 
 TEST(NvmlGpuTest, CollectorExportsTheDeviceGauges) {
   auto monitor = NvmlMonitor::open();
-  if (!monitor.ok()) GTEST_SKIP() << monitor.error().to_string();
+  if (!monitor.ok()) GB_SKIP_UNLESS_REQUIRED("cuda", monitor.error().to_string());
   Registry registry;
   (*monitor)->register_collector(registry);
   const std::string text = registry.prometheus_text();

@@ -23,8 +23,10 @@ using SgemmFn = CublasStatus (*)(CublasHandle, int, int, int, int, int, const fl
 using DgemmFn = CublasStatus (*)(CublasHandle, int, int, int, int, int, const double*, const double*, int,
                                  const double*, int, const double*, double*, int);
 
+// cuBLAS statuses (cublas_api.h): 1 NOT_INITIALIZED (no usable device or driver), 3 ALLOC_FAILED.
 Error cublas_error(CublasStatus s, const char* what) {
-  return Error(ErrorCode::internal, std::string(what) + " failed with cuBLAS status " + std::to_string(s));
+  const ErrorCode code = s == 3 ? ErrorCode::resource_exhausted : s == 1 ? ErrorCode::unavailable : ErrorCode::internal;
+  return Error(code, std::string(what) + " failed with cuBLAS status " + std::to_string(s));
 }
 
 }  // namespace

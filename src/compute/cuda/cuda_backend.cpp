@@ -750,8 +750,12 @@ class CudaBackend final : public Backend {
     CudaBlock(DeviceState& d, std::byte* p, std::size_t bytes) : d_(d), ptr(p), bytes_(bytes) {}
     ~CudaBlock() override {
       // Freeing cannot fail in a way a destructor could report; errors are ignored on purpose.
+      // Under the lane's submit lock like every enqueue: a pipeline may be capturing this stream
+      // into a graph, and a free enqueued meanwhile would join (and spoil) that capture.
+      Lane& lane = *d_.lanes[0];
+      std::lock_guard submit(lane.submit_mutex);
       cudaSetDevice(d_.cuda_ordinal);
-      cudaFreeAsync(ptr, d_.lanes[0]->stream);
+      cudaFreeAsync(ptr, lane.stream);
       release_device_bytes(d_, std::max<std::size_t>(bytes_, 1));
     }
     std::size_t bytes() const override { return bytes_; }
@@ -1189,7 +1193,12 @@ class CudaBackend final : public Backend {
         }
       } else {
         p.launch_detail = "not captured: " + exec.error().message();
-        remember_uncapturable(d, key, p.launch_detail);
+        // Remembered unless the failure may pass next time (out of memory, cuBLAS not initialised):
+        // such a shape is captured again by its next run.
+        const ErrorCode why = exec.error().code();
+        if (why != ErrorCode::resource_exhausted && why != ErrorCode::unavailable) {
+          remember_uncapturable(d, key, p.launch_detail);
+        }
         s = stream_pipeline(lane, program, pl, layout, base, p);
       }
     } else if (s) {
