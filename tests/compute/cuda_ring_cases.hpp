@@ -36,6 +36,7 @@
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -43,6 +44,7 @@
 #include <vector>
 
 #include "cuda_ring_handlers.hpp"
+#include "gpubridge/compute/cuda_ring.hpp"
 #include "gpubridge/compute/ring.hpp"
 #include "gpubridge/core/result.hpp"
 #include "ring_test_support.hpp"
@@ -566,6 +568,33 @@ TYPED_TEST_P(CudaRingCases, HungKernelFailsWaitingCallersInsteadOfHanging) {
   EXPECT_TRUE(rig.server->kernel_status().ok());  // only slow, not broken: it ends on stop
 }
 
+// A kernel stepped aside (its device runs an operation that needs it idle, such as a first cuBLAS
+// call or loading a module) does not beat; however long that takes, the watchdog does not call the
+// server dead, and what was sent meanwhile is served once it is back.
+TYPED_TEST_P(CudaRingCases, ALongStepAsideIsNotADeadServer) {
+  ring::RingClientOptions options;
+  options.dead_after = std::chrono::milliseconds(200);
+  typename TestFixture::Rig rig(config_of(8), options);
+  ASSERT_NE(rig.server, nullptr);
+  const std::uint32_t actor = rig.activate();
+  std::optional<std::future<Result<ring::Reply>>> sent;
+  ring::with_rings_stepped_aside(0, [&] {
+    auto f = rig.client->try_send(actor, kCount, {});
+    if (!f.ok()) return;
+    sent = std::move(f).value();
+    // Three watchdog windows with a call pending and no heartbeat.
+    EXPECT_EQ(sent->wait_for(std::chrono::milliseconds(600)), std::future_status::timeout);
+  });
+  ASSERT_TRUE(sent.has_value()) << "try_send during the step aside failed";
+  Result<ring::Reply> reply = sent->get();
+  ASSERT_TRUE(reply.ok()) << reply.error().to_string();
+  EXPECT_EQ(u64_of(*reply, 8), 1u);
+  auto after = rig.call(actor, kCount, {});
+  ASSERT_TRUE(after.ok()) << after.error().to_string();
+  EXPECT_EQ(u64_of(*after, 8), 2u);
+  EXPECT_TRUE(rig.server->kernel_status().ok());
+}
+
 // ---- device-side messaging ----
 
 TYPED_TEST_P(CudaRingCases, PostedMessagesRunBeforeTheNextHostMessage) {
@@ -784,6 +813,7 @@ REGISTER_TYPED_TEST_SUITE_P(CudaRingCases, OptionsAndBlockAreValidated, RoundTri
                             BadMessagesGetClearErrors, DeactivationCopiesStateOutAndBackIn,
                             StopWhileBusyCancelsQueuedMessages, DrainWhileBusyFinishesQueuedMessagesAndCopiesStatesBack,
                             HotReloadWhileBusyKeepsStateAndQueuedMessages, HungKernelFailsWaitingCallersInsteadOfHanging,
+                            ALongStepAsideIsNotADeadServer,
                             PostedMessagesRunBeforeTheNextHostMessage, ForwardChainsAnswerTheHostCall,
                             HopLimitIsAClearError, FullInternalQueueIsAClearErrorAndDropsTheHandlersMessages,
                             RefusedAndFailedDeviceMessages, DrainFinishesDeviceChainsFirst,

@@ -43,9 +43,11 @@
 //   the actor's other messages and no lock is shared with the server.
 // Liveness and lifecycle words: in RingHeader `control` (host writes: run, drain, stop) and
 //   `server_state` (server writes: not_started, running, stopped; stopped once every shard has
-//   finished); in each RingShardHeader `heartbeat` (that shard's server increments it every poll
-//   iteration; the host watchdog declares the server dead when any shard's heartbeat stops moving
-//   while calls are pending). Handlers must therefore be shorter than the watchdog's window.
+//   finished; a persistent kernel's host marks it stepped_aside while the kernel has returned
+//   for an operation that needs an idle device, and running again before relaunching it); in each
+//   RingShardHeader `heartbeat` (that shard's server increments it every poll iteration; the host
+//   watchdog declares the server dead when any shard's heartbeat stops moving while calls are
+//   pending and the server is running). Handlers must therefore be shorter than the watchdog's window.
 // Device-side messaging (server-internal queues): a handler given a HandlerContext may post()
 //   (fire-and-forget) or forward() (tail call: the final reply of the chain answers the original
 //   host caller) messages to other actors on the same server, without a host round trip. They are
@@ -115,7 +117,7 @@ inline constexpr std::uint32_t kDeactivateHandler = 0xFFFFFFF1u;
 inline constexpr std::uint32_t kSlotPayloadInPool = 1u;
 
 enum class ControlWord : std::uint32_t { run = 0, drain = 1, stop = 2 };
-enum class ServerState : std::uint32_t { not_started = 0, running = 1, stopped = 2 };
+enum class ServerState : std::uint32_t { not_started = 0, running = 1, stopped = 2, stepped_aside = 3 };
 
 struct alignas(kRegionAlignment) RingSlot {
   std::uint64_t turn;            // sequence number of the slot (see protocol above); atomic

@@ -102,6 +102,8 @@ bool KernelLifecycle::step_aside() noexcept {
     finish_locked();  // it stopped (stop/drain) before it saw the request
     return false;
   }
+  // No heartbeats until it is back, for as long as the operation takes: not a dead server.
+  set_server_state(memory_, ServerState::stepped_aside);
   phase_ = Phase::stepped_aside;
   return true;
 }
@@ -109,6 +111,7 @@ bool KernelLifecycle::step_aside() noexcept {
 void KernelLifecycle::come_back() noexcept {
   std::lock_guard lock(mutex_);
   if (phase_ != Phase::stepped_aside) return;
+  set_server_state(memory_, ServerState::running);
   if (Status s = launch_locked(); !s) {
     fail_locked(s.error());
     return;

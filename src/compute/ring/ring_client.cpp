@@ -550,6 +550,10 @@ struct RingClient::Impl {
             break;
           }
         }
+      } else if (watchdog) {
+        // Not started yet or stepped aside (a persistent kernel returned while its device runs an
+        // operation that needs it idle): nothing beats; the window starts again when it runs.
+        std::fill(last_change.begin(), last_change.end(), Clock::now());
       }
       if (watchdog && dead.load(std::memory_order_relaxed) && calls.in_use() > 0) {
         fail_all(ring_error(ErrorCode::unavailable, "ring server dead (no heartbeat)"), false);
