@@ -1,5 +1,6 @@
 #include "compute/cuda/nvrtc_program.hpp"
 
+#include <cuda.h>  // driver API types only: its entry points are fetched through the runtime
 #include <nvrtc.h>
 
 #include <algorithm>
@@ -35,6 +36,56 @@ fs::path cache_dir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "gpubridge" / "cuda";
   if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "gpubridge" / "cuda";
   return {};
+}
+
+// The driver's cuKernelGetFunction and cuFuncLoad (CUDA 12.4), fetched through the runtime (the
+// project never links libcuda); null where the driver lacks them.
+struct FunctionLoader {
+  using GetFunction = CUresult (*)(CUfunction*, CUkernel);
+  using Load = CUresult (*)(CUfunction);
+  GetFunction get_function = nullptr;
+  Load load = nullptr;
+
+  static const FunctionLoader& instance() {
+    static const FunctionLoader loader = [] {
+      FunctionLoader l;
+      void* get = nullptr;
+      void* load = nullptr;
+      cudaDriverEntryPointQueryResult found{};
+      if (cudaGetDriverEntryPointByVersion("cuKernelGetFunction", &get, 12000, cudaEnableDefault, &found) ==
+              cudaSuccess &&
+          found == cudaDriverEntryPointSuccess &&
+          cudaGetDriverEntryPointByVersion("cuFuncLoad", &load, 12040, cudaEnableDefault, &found) == cudaSuccess &&
+          found == cudaDriverEntryPointSuccess) {
+        l.get_function = reinterpret_cast<GetFunction>(get);
+        l.load = reinterpret_cast<Load>(load);
+      }
+      cudaGetLastError();
+      return l;
+    }();
+    return loader;
+  }
+};
+
+// Finishes loading `kernel` into the current context (lazy loading may leave a function partly
+// loaded after cudaFuncGetAttributes, and its first launch would then load the rest). False, with
+// the reason in `why`, when that cannot be done.
+bool finish_loading(cudaKernel_t kernel, std::string& why) {
+  const FunctionLoader& loader = FunctionLoader::instance();
+  if (loader.load == nullptr) {
+    why = "the driver has no cuFuncLoad (CUDA 12.4 or newer)";
+    return false;
+  }
+  CUfunction f = nullptr;
+  if (CUresult r = loader.get_function(&f, reinterpret_cast<CUkernel>(kernel)); r != CUDA_SUCCESS) {
+    why = "cuKernelGetFunction failed with CUresult " + std::to_string(static_cast<int>(r));
+    return false;
+  }
+  if (CUresult r = loader.load(f); r != CUDA_SUCCESS) {
+    why = "cuFuncLoad failed with CUresult " + std::to_string(static_cast<int>(r));
+    return false;
+  }
+  return true;
 }
 
 std::vector<char> read_file(const fs::path& p) {
@@ -145,6 +196,9 @@ Result<cudaLibrary_t> load_library(int device, const std::vector<char>& image) {
         continue;
       }
       stack = std::max(stack, attributes.localSizeBytes);
+      if (std::string why; !finish_loading(k, why)) {
+        std::fprintf(stderr, "gpubridge: loading a CUDA kernel on device %d at once failed: %s\n", device, why.c_str());
+      }
     }
     cudaGetLastError();
     std::size_t current = 0;

@@ -983,7 +983,10 @@ __device__ bool gb_serve_internal(gb_server& s, gb_internal_slot* slot, gb_u64 p
 
 // True when nothing is left to serve anywhere (see CpuRingServer's nothing_left): every shard's
 // request ring is empty, then no message is taken and unfinished (in_flight).
+// The fence first: the control word (drain or stop) was read before, relaxed; after the fence these
+// loads see every message the host had enqueued before it wrote that word.
 __device__ bool gb_nothing_left(gb_server& s) {
+  __threadfence_system();
   for (gb_u32 t = 0; t < s.geometry.shard_count; ++t) {
     unsigned char* sh = gb_shard_header(s.block, s.geometry, t);
     if (gb_ld64(gb_u64_at(sh, GB_OFF_REQUEST_ENQUEUE)) != gb_ld64(gb_u64_at(sh, GB_OFF_REQUEST_DEQUEUE))) return false;
@@ -1074,8 +1077,11 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       gb_copy_inline(r.inline_payload, slot->inline_payload, n);
     }
     atomicAdd(gb_in_flight(s.area), 1ull);  // taken before its slot is freed (gb_nothing_left)
-    // The body is read (and the message counted) before the slot is freed.
-    gb_st64_release(&slot->turn, s.next_request + s.request_capacity);
+    // The body is read and the message counted before the slot is freed and the dequeue counter
+    // moves: one fence orders both stores after them (a block that sees the new dequeue count in
+    // gb_nothing_left also sees the message in flight).
+    __threadfence_system();
+    gb_st64(&slot->turn, s.next_request + s.request_capacity);
     gb_st64(s.request_dequeue, s.next_request + 1);
     ++s.next_request;
     const bool going = gb_serve_host(s, word);
