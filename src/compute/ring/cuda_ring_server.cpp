@@ -201,6 +201,21 @@ __device__ __forceinline__ void gb_copy_inline(unsigned char* dst, const unsigne
   const unsigned long long* s = reinterpret_cast<const unsigned long long*>(src);
   for (unsigned int i = 0; i < (n + 7u) / 8u; ++i) d[i] = s[i];
 }
+// Copies a whole slot (64-byte aligned, a multiple of 16 bytes) out of mapped host memory: every
+// 16-byte load is issued before the first store, so their trips over the bus overlap. Field by
+// field, each load would wait for the one before (a load is not moved above the store before it
+// to local memory, which it might alias).
+template <typename Slot>
+__device__ __forceinline__ void gb_copy_slot(Slot* dst, const Slot* src) {
+  constexpr int kWords = static_cast<int>(sizeof(Slot) / 16);
+  const ulonglong2* from = reinterpret_cast<const ulonglong2*>(src);
+  ulonglong2 v[kWords];
+#pragma unroll
+  for (int i = 0; i < kWords; ++i) v[i] = from[i];
+  ulonglong2* to = reinterpret_cast<ulonglong2*>(dst);
+#pragma unroll
+  for (int i = 0; i < kWords; ++i) to[i] = v[i];
+}
 // An empty poll of the rings (a host build yields its thread here).
 #define GB_RING_IDLE() ((void)0)
 // A trap ends every block of the grid on a device; a host build checks here whether another
@@ -1063,19 +1078,7 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       GB_RING_IDLE();
       continue;
     }
-    gb_ring_slot& r = s.request;  // the body, after its turn (acquired above)
-    r.request_id = slot->request_id;
-    r.actor_id = slot->actor_id;
-    r.handler_id = slot->handler_id;
-    r.payload_bytes = slot->payload_bytes;
-    r.flags = slot->flags;
-    r.payload_offset = slot->payload_offset;
-    r.reply_offset = slot->reply_offset;
-    r.reply_capacity = slot->reply_capacity;
-    if ((r.flags & GB_PAYLOAD_IN_POOL) == 0) {
-      const gb_u32 n = r.payload_bytes < GB_INLINE_BYTES ? r.payload_bytes : static_cast<gb_u32>(GB_INLINE_BYTES);
-      gb_copy_inline(r.inline_payload, slot->inline_payload, n);
-    }
+    gb_copy_slot(&s.request, slot);  // the body, after its turn (acquired above)
     atomicAdd(gb_in_flight(s.area), 1ull);  // taken before its slot is freed (gb_nothing_left)
     // The body is read and the message counted before the slot is freed and the dequeue counter
     // moves: one fence orders both stores after them (a block that sees the new dequeue count in
@@ -1382,7 +1385,11 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
     void* internal = nullptr;
     GB_CUDA_TRY(cudaMalloc(&internal, detail::internal_area_bytes(options.internal_queue_slots, impl->shards)));
     impl->internal_device = static_cast<std::byte*>(internal);
-    GB_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+    // The highest priority: a (re)launched ring kernel's blocks are dispatched before blocks of
+    // executor kernels queued earlier, which could otherwise hold every SM for a while.
+    int least = 0, greatest = 0;
+    GB_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    GB_CUDA_TRY(cudaStreamCreateWithPriority(&impl->stream, cudaStreamNonBlocking, greatest));
     return {};
   });
   if (!acquired) return acquired.error();

@@ -91,6 +91,16 @@ inline void gb_copy_inline(unsigned char* dst, const unsigned char* src, unsigne
   }
   std::memcpy(dst, src, (n + 7u) / 8u * 8u);
 }
+// The device copies a whole slot in 16-byte loads: the same alignment is required here.
+template <typename Slot>
+inline void gb_copy_slot(Slot* dst, const Slot* src) {
+  static_assert(sizeof(Slot) % 16 == 0);
+  if (((reinterpret_cast<unsigned long long>(dst) | reinterpret_cast<unsigned long long>(src)) & 15ull) != 0) {
+    std::fputs("gb_copy_slot: misaligned slot\n", stderr);
+    std::abort();
+  }
+  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), sizeof(Slot));
+}
 inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
 inline void gb_st64_release(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
