@@ -45,6 +45,7 @@
 // report no stage times.
 #include <algorithm>
 #include <array>
+#include <set>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -217,6 +218,9 @@ struct Lane {
   bool stopping = false;
   std::thread completer;
   void* cublas = nullptr;  // this lane's cuBLAS handle, created on first GEMM (under submit_mutex)
+  // GEMMs this handle ran outside a capture since the lane's last capture, by dtype, shape and
+  // pointer alignment (what cuBLAS picks its kernel by): their kernels are loaded (under submit_mutex).
+  std::set<std::array<std::uint64_t, 5>> gemms_run;
 };
 
 struct DeviceState {
@@ -244,6 +248,7 @@ struct DeviceState {
 };
 
 constexpr std::size_t kGraphCacheEntries = 64;
+constexpr std::size_t kMaxRememberedGemms = 4096;  // per lane
 
 // Executes recipe launches on one stream against one device allocation.
 // read() and gemm() run with the lane's submit_mutex held, like every launch.
@@ -281,8 +286,9 @@ class CudaLauncher final : public detail::GpuLauncher {
   // CUDA runs GEMM with cuBLAS only: when it cannot be loaded gemm() fails (failed_precondition).
   bool provides_blas() const override { return true; }
 
-  // cuBLAS may load a kernel on any call (a new shape), so beside a persistent kernel each GEMM is
-  // enqueued with it stepped aside (device_idle.hpp; under capture they are aside already).
+  // cuBLAS may load a kernel on a call of a new shape, so beside a persistent kernel the first GEMM
+  // of each shape on this lane is enqueued with it stepped aside (device_idle.hpp; under capture
+  // they are aside already); a repeat runs the kernel already loaded.
   Status gemm(const detail::GemmArgs& g) override {
     const cuda::CublasLibrary& cublas = cuda::CublasLibrary::instance();
     if (!cublas.available()) return Error(ErrorCode::failed_precondition, cublas.unavailable_reason());
@@ -292,6 +298,13 @@ class CudaLauncher final : public detail::GpuLauncher {
     if (a == nullptr || b == nullptr || c == nullptr) {
       return Error(ErrorCode::internal, "gemm names a buffer slot this call has no buffer for");
     }
+    const auto address = reinterpret_cast<std::uintptr_t>(a) | reinterpret_cast<std::uintptr_t>(b) |
+                         reinterpret_cast<std::uintptr_t>(c);
+    const std::array<std::uint64_t, 5> shape{static_cast<std::uint64_t>(dtype_), g.m, g.k, g.n,
+                                             std::min<std::uint64_t>(address & (~address + 1), 256)};
+    if (!capturing_ && lane_.cublas != nullptr && lane_.gemms_run.contains(shape)) {
+      return cublas.gemm(lane_.cublas, stream_, dtype_, g.m, g.k, g.n, a, b, c);
+    }
     const auto enqueue = [&]() -> Status {
       if (lane_.cublas == nullptr) {
         auto handle = cublas.create_handle();
@@ -300,7 +313,15 @@ class CudaLauncher final : public detail::GpuLauncher {
       }
       return cublas.gemm(lane_.cublas, stream_, dtype_, g.m, g.k, g.n, a, b, c);
     };
-    return cuda::DeviceIdle::run(program_.device(), enqueue);
+    Status s = cuda::DeviceIdle::run(program_.device(), enqueue);
+    if (s && !capturing_ && lane_.gemms_run.size() < kMaxRememberedGemms) {
+      try {
+        lane_.gemms_run.insert(shape);
+      } catch (const std::bad_alloc&) {
+        // Not remembered: the next GEMM of this shape steps the persistent kernels aside again.
+      }
+    }
+    return s;
   }
 
   Status launch(std::string_view entry, std::uint64_t groups, std::span<const detail::LaunchArg> args) override {
@@ -1283,6 +1304,8 @@ class CudaBackend final : public Backend {
       if (!handle) return handle.error();
       lane.cublas = *handle;
     }
+    // cuBLAS may set this stream up again for a capture (workspace): later GEMMs on it step aside anew.
+    lane.gemms_run.clear();
     GB_CUDA_TRY(cudaStreamBeginCapture(lane.stream, cudaStreamCaptureModeThreadLocal));
     Status s;
     try {  // the capture ends below whatever happens: a stream left capturing is unusable
