@@ -458,6 +458,46 @@ TEST(PipelineCudaTest, RecipesThatReadBackRunAsStreamLaunchesWithReason) {
   }
 }
 
+// A cached graph keeps its device memory; under a pool limit, a call that needs that memory frees
+// the idle graph (the next run of its pipeline is captured again) instead of failing.
+TEST(PipelineCudaTest, IdleCachedGraphsGiveWayToCallsUnderAPoolLimit) {
+  auto probe = testing::make_executor({.enable_cuda = true, .enable_opencl = false});
+  ASSERT_NE(probe, nullptr);
+  GB_REQUIRE_BACKEND(probe, BackendKind::cuda);
+  probe.reset();
+  const auto x = testing::random_f32(kN, 1), y = testing::random_f32(kN, 2);
+  const Pipeline p = chain_pipeline(x, y);
+  constexpr std::uint64_t kLimit = std::uint64_t{4} << 20;
+  auto e = testing::make_executor({.enable_cuda = true, .enable_opencl = false, .device_pool_limit_bytes = kLimit});
+  ASSERT_NE(e, nullptr);
+  const auto cuda_pool = [&] {
+    for (const DeviceStats& d : e->stats().devices) {
+      if (d.device_id == "cuda:0") return d.device_pool;
+    }
+    return PoolStats{};
+  };
+  auto first = e->run_pipeline(p, on(BackendChoice::cuda));
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  ASSERT_EQ(first->launch, PipelineLaunch::graph_captured) << first->launch_detail;
+  const std::uint64_t cached = cuda_pool().bytes_in_use;
+  ASSERT_GT(cached, 0u) << "the cached graph holds its memory";
+  ASSERT_LT(cached, kLimit);
+  // Inputs and output of this call need more than the limit leaves beside the cached graph.
+  const std::size_t n = (kLimit - cached) / (3 * sizeof(float)) + 1024;
+  ASSERT_LT(3 * n * sizeof(float), kLimit);
+  const auto a = testing::random_f32(n, 3), b = testing::random_f32(n, 4);
+  auto big = e->run(KernelCall{"vector.add", DType::f32, {TensorView(a), TensorView(b)}, {}}, on(BackendChoice::cuda));
+  ASSERT_TRUE(big.ok()) << big.error().to_string();
+  EXPECT_EQ(big->report.backend, BackendKind::cuda);
+  const float* out = static_cast<const float*>(big->outputs.at(0).data());
+  EXPECT_EQ(out[n - 1], a[n - 1] + b[n - 1]);
+  EXPECT_EQ(cuda_pool().bytes_in_use, 0u) << "the idle graph was freed";
+  auto again = e->run_pipeline(p, on(BackendChoice::cuda));
+  ASSERT_TRUE(again.ok()) << again.error().to_string();
+  EXPECT_EQ(again->launch, PipelineLaunch::graph_captured) << again->launch_detail;
+  expect_near(as_floats(again->output), as_floats(first->output), 0.f);
+}
+
 #endif  // GB_PIPELINE_TEST_CUDA
 
 }  // namespace

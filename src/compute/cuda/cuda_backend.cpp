@@ -1064,16 +1064,36 @@ class CudaBackend final : public Backend {
     return s;
   }
 
+  // resource_exhausted when `bytes` more would pass the device's pool limit, after freeing cached
+  // graphs that no run uses (least recently used first) as long as they stand in the way.
   static Status check_pool_limit(DeviceState& d, std::size_t bytes) {
     if (d.pool_limit == 0) return {};
-    std::lock_guard lock(d.pool_mutex);
-    if (d.pool_stats.bytes_in_use + bytes > d.pool_limit) {
-      return Error(ErrorCode::resource_exhausted,
-                   "call needs " + std::to_string(bytes) + " bytes of device memory; pool limit " +
-                       std::to_string(d.pool_limit) + " bytes with " + std::to_string(d.pool_stats.bytes_in_use) +
-                       " in use");
+    for (;;) {
+      std::uint64_t in_use = 0;
+      {
+        std::lock_guard lock(d.pool_mutex);
+        in_use = d.pool_stats.bytes_in_use;
+      }
+      if (in_use + bytes <= d.pool_limit) return {};
+      std::shared_ptr<GraphEntry> idle;  // freed below, outside the lock
+      {
+        std::lock_guard lock(d.graph_mutex);
+        for (auto key = d.graph_lru.rbegin(); key != d.graph_lru.rend(); ++key) {
+          auto it = d.graphs.find(*key);
+          const GraphEntry& entry = *it->second.first;
+          if (entry.device == nullptr || entry.in_use.load(std::memory_order_acquire)) continue;
+          idle = std::move(it->second.first);
+          d.graph_lru.erase(it->second.second);
+          d.graphs.erase(it);
+          break;
+        }
+      }
+      if (idle == nullptr) {
+        return Error(ErrorCode::resource_exhausted,
+                     "call needs " + std::to_string(bytes) + " bytes of device memory; pool limit " +
+                         std::to_string(d.pool_limit) + " bytes with " + std::to_string(in_use) + " in use");
+      }
     }
-    return {};
   }
 
   // Stream-ordered allocation from the device's pool (no driver allocation once it is warm).
