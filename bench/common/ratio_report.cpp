@@ -65,7 +65,9 @@ double median(std::vector<double> v) {
 struct Measured {
   std::vector<double> seconds_per_iteration;  // one per repetition
   std::vector<double> bytes_per_second;       // one per repetition, when the benchmark set bytes
+  std::map<std::string, std::vector<double>> counters;  // user counters, one value per repetition
   std::optional<double> median_aggregate_seconds;  // when only aggregates were reported
+  std::map<std::string, double> median_aggregate_counters;
   bool skipped = false;
   std::string message;
   std::string label;
@@ -77,6 +79,11 @@ struct Measured {
   std::optional<double> bytes_rate() const {
     if (bytes_per_second.empty()) return std::nullopt;
     return median(bytes_per_second);
+  }
+  std::optional<double> counter(const std::string& name) const {
+    if (auto it = counters.find(name); it != counters.end() && !it->second.empty()) return median(it->second);
+    if (auto it = median_aggregate_counters.find(name); it != median_aggregate_counters.end()) return it->second;
+    return std::nullopt;
   }
 };
 
@@ -127,8 +134,10 @@ class CollectingReporter final : public benchmark::BenchmarkReporter {
       if (auto it = r.counters.find("bytes_per_second"); it != r.counters.end()) {
         m.bytes_per_second.push_back(it->second.value);
       }
+      for (const auto& [name, value] : r.counters) m.counters[name].push_back(value.value);
     } else if (r.aggregate_name == "median" && r.aggregate_unit == benchmark::kTime) {
       m.median_aggregate_seconds = per_iteration;
+      for (const auto& [name, value] : r.counters) m.median_aggregate_counters[name] = value.value;
     }
   }
 
@@ -173,6 +182,18 @@ std::vector<Row> build_rows(const CollectingReporter& c) {
       } else if (s == nullptr || r == nullptr || !s->has_time() || !r->has_time()) {
         row.status = "incomplete";
         row.message = std::string(s == nullptr || !s->has_time() ? p.subject : p.reference) + " was not run";
+      } else if (!p.counter.empty()) {
+        row.subject_us = s->counter(p.counter);
+        row.reference_us = r->counter(p.counter);
+        if (row.subject_us && row.reference_us && *row.reference_us > 0) {
+          row.status = "ok";
+          row.ratio = *row.subject_us / *row.reference_us;
+        } else {
+          row.status = "incomplete";
+          row.message = "counter " + p.counter + " missing in " + (row.subject_us ? p.reference : p.subject);
+          row.subject_us.reset();
+          row.reference_us.reset();
+        }
       } else {
         row.status = "ok";
         row.subject_us = s->seconds() / p.calls_per_iteration * 1e6;
@@ -199,8 +220,9 @@ std::string opt_fmt(const char* format, const std::optional<double>& v, double s
 
 void print_table(std::ostream& out, const std::vector<Row>& rows) {
   if (rows.empty()) return;
-  out << "\nRatios: subject vs reference, each measured in this run (median real time per call; "
-         "ratio = subject / reference, > 1 = subject slower; GB = 1e9 bytes)\n";
+  out << "\nRatios: subject vs reference, each measured in this run (median real time per call, or the "
+         "counter a scenario names, e.g. p50_us; ratio = subject / reference, > 1 = subject slower; "
+         "GB = 1e9 bytes)\n";
   std::vector<std::string> backends;
   for (const Row& r : rows) {
     if (std::find(backends.begin(), backends.end(), r.pair->backend) == backends.end()) {
@@ -254,6 +276,7 @@ nlohmann::json to_json(const std::vector<Row>& rows) {
                     {"message", r.message},
                     {"device", r.label},
                     {"calls_per_iteration", r.pair->calls_per_iteration},
+                    {"counter", r.pair->counter.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.pair->counter)},
                     {"subject_us_per_call", num(r.subject_us)},
                     {"reference_us_per_call", num(r.reference_us)},
                     {"ratio", num(r.ratio)},
@@ -261,8 +284,8 @@ nlohmann::json to_json(const std::vector<Row>& rows) {
                     {"reference_bytes_per_second", num(r.reference_bps)}});
   }
   return {{"definition",
-           "ratio = subject / reference median real time per call, both measured in the same run; "
-           "> 1 means the subject is slower"},
+           "ratio = subject / reference median real time per call (or of the named counter, in us), both "
+           "measured in the same run; > 1 means the subject is slower"},
           {"pairs", std::move(list)}};
 }
 

@@ -4,7 +4,8 @@
 // A RatioPair names a subject benchmark family (e.g. "dispatch/cuda/catalog") and its reference
 // family (e.g. "dispatch/cuda/raw"); both run in the same process, one after the other. After the
 // run a table "subject vs reference" is printed per backend: real time per call of each and the
-// ratio subject / reference (> 1: the subject is slower by that factor). Pairs whose benchmarks
+// ratio subject / reference (> 1: the subject is slower by that factor), or of a named counter
+// such as a latency percentile (RatioPair::counter). Pairs whose benchmarks
 // called SkipWithError show as skipped with the message (e.g. "no cuda device: ...").
 //
 // Times are the median over repetitions (--benchmark_repetitions), real (wall-clock) time.
@@ -29,6 +30,9 @@ struct RatioPair {
   // Calls one benchmark iteration makes (64 for a pipelined burst), to print time per call.
   // Both benchmarks of a pair must make the same number of calls per iteration.
   double calls_per_iteration = 1;
+  // When set, the pair compares this user counter of both benchmarks (in microseconds, e.g.
+  // "p50_us" of a latency distribution; median over repetitions) instead of time per call.
+  std::string counter;
 };
 
 // Pairs are matched per argument set: subject "f/256" is compared with reference "g/256".

@@ -6,12 +6,17 @@
 // at least 20M messages/s with many producers and actors.
 //
 // Measured (backend cpu always; cuda when a device is present, else skipped with the reason):
-//   ring_rtt/<b>/ring     one actor, one caller: RingClient::send(8-byte payload) then wait for the
-//                         8-byte reply, one round trip per iteration. cpu: CpuRingServer (a thread);
-//                         cuda: CudaRingServer (the persistent kernel over mapped memory).
 //   ring_rtt/<b>/mailbox  the reference: one slot of mapped (cuda) or plain (cpu) memory, a sequence
 //                         word each way; the server side (a kernel written here / a thread) spins on
-//                         it and echoes the payload. No protocol, no correlation, no actor state.
+//                         it and echoes the payload, the caller spins on the reply. No protocol, no
+//                         correlation, no actor state. Runs first.
+//   ring_rtt/<b>/ring_spin one actor, one caller: RingClient::send_async(8-byte payload) whose
+//                         callback (on the client's dispatcher thread) publishes the 8-byte reply to
+//                         the caller, which spins on it - waiting as the mailbox's caller does; one
+//                         round trip per iteration. cpu: CpuRingServer (a thread); cuda:
+//                         CudaRingServer (the persistent kernel over mapped memory).
+//   ring_rtt/<b>/ring     the same with RingClient::send and a blocking wait on its future (the
+//                         caller sleeps until the dispatcher thread wakes it).
 //   ring_rtt/<b>/grain    the same 8-byte echo as a RingGrain method: a runtime::Runtime (1 worker)
 //                         over its own RingHost (placement cpu / cuda, the same handler as the ring
 //                         case), one caller: Runtime::run(grain.call<&RingGrain::call>(echo, 8 bytes))
@@ -23,14 +28,16 @@
 //                         pairs, served by S server threads on the CPU, S blocks of the persistent
 //                         kernel on CUDA; 4096 slots per ring), a client with D dispatcher threads
 //                         (RingClientOptions::dispatcher_threads: thread t takes the completions of
-//                         shards s % D == t and runs their callbacks); one iteration = 16384
+//                         shards s % D == t and runs their callbacks); one iteration = 131072
 //                         messages, all completed. S = 1 is the unsharded server; compare
 //                         msgs_per_s across S and D. cpu: (S, D) = (1, 1), (4, 1), (4, 2);
-//                         cuda: (1, 1), (4, 1), (4, 2), (16, 1), (16, 4).
+//                         cuda: (1, 1), (4, 1), (4, 2), (16, 1), (16, 4), (32, 4), (64, 8).
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
-// The ratio table (see common/ratio_report.hpp) pairs ring_rtt/<b>/ring with ring_rtt/<b>/mailbox
-// (the ring's cost over raw memory) and ring_rtt/<b>/grain with ring_rtt/<b>/ring (the runtime's
-// cost on top of the ring).
+// The ratio table (see common/ratio_report.hpp) pairs ring_spin with mailbox (the ring's cost over
+// raw memory: mean, p50 and p99, the goal being on p50), ring with ring_spin (a blocking wait's
+// cost) and grain with ring (the runtime's cost on top of the ring).
+// A round trip not answered within kReplyLimit fails its case instead of hanging the run, and a
+// CUDA ring case that failed so skips the later CUDA ring cases with its reason.
 // The CUDA mode in use (host-native atomics or not, NVRTC target) is the benchmark's label.
 #include <benchmark/benchmark.h>
 
@@ -69,9 +76,18 @@ constexpr std::uint32_t kEcho = 1;
 constexpr std::uint32_t kMaxActors = 256;
 constexpr std::uint32_t kEchoStateBytes = 64;
 constexpr std::uint32_t kGrainActors = 16;
-constexpr std::size_t kThroughputMessages = 16384;
+constexpr std::size_t kThroughputMessages = 131072;
+constexpr auto kReplyLimit = std::chrono::seconds(5);            // one round trip
+constexpr auto kThroughputLimit = std::chrono::seconds(30);      // one throughput iteration
 
 Clock::time_point deadline() { return Clock::now() + std::chrono::seconds(30); }
+
+// Why the CUDA ring cases are skipped from now on (a case whose ring stopped answering); empty
+// while they run. Checked by the CUDA rigs.
+std::string& cuda_ring_failure() {
+  static std::string why;
+  return why;
+}
 
 std::uint64_t u64_of(const std::vector<std::byte>& bytes) {
   std::uint64_t v = 0;
@@ -92,6 +108,12 @@ struct Latencies {
   }
 };
 
+// Fails the case with `why`; a CUDA ring that failed so is not used again (cuda_ring_failure).
+void fail_case(benchmark::State& state, bool cuda, const std::string& why) {
+  if (cuda && cuda_ring_failure().empty()) cuda_ring_failure() = why;
+  state.SkipWithError(why.c_str());
+}
+
 // A ring block, its server and client; kept for the rest of the run.
 struct RingRig {
   std::unique_ptr<ring::RingMemory> memory;
@@ -104,6 +126,7 @@ struct RingRig {
   std::string label;
   std::uint32_t shards = 1;       // the block's RingConfig::shards
   std::uint32_t dispatchers = 1;  // the client's RingClientOptions::dispatcher_threads
+  bool cuda = false;              // served by a persistent kernel
   ~RingRig() {
     client.reset();
     cpu_server.reset();
@@ -298,6 +321,15 @@ Status cuda_present() {
   return {};
 }
 
+// A device is present and no CUDA ring case has failed yet.
+Status cuda_usable() {
+  if (Status s = cuda_present(); !s) return s;
+  if (!cuda_ring_failure().empty()) {
+    return Error(ErrorCode::unavailable, "skipped: an earlier CUDA ring case failed: " + cuda_ring_failure());
+  }
+  return {};
+}
+
 // One persistent kernel at a time: loading or freeing while another spins may wait for an idle
 // context (lazy module loading), so each CUDA fixture releases the others before it starts.
 RingRig* g_cuda_rig = nullptr;
@@ -315,12 +347,13 @@ Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) 
     return g_cuda_rig;
   }
   release_cuda_rig();
-  if (Status s = cuda_present(); !s) return s.error();
+  if (Status s = cuda_usable(); !s) return s.error();
   release_cuda_mailbox();
   release_cuda_grain_rig();
   auto owned = std::make_unique<RingRig>();
   owned->shards = shards;
   owned->dispatchers = dispatchers;
+  owned->cuda = true;
   auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
@@ -347,7 +380,7 @@ void release_cuda_rig() {
 // The echo program with the ring case's device handler, placement cuda (never a CPU fallback).
 Result<GrainRig*> cuda_grain_rig() {
   if (g_cuda_grain_rig != nullptr) return g_cuda_grain_rig;
-  if (Status s = cuda_present(); !s) return s.error();
+  if (Status s = cuda_usable(); !s) return s.error();
   release_cuda_rig();
   release_cuda_mailbox();
   auto owned = make_grain_rig(grains::RingPlacement::cuda,
@@ -370,8 +403,9 @@ extern "C" __global__ void bench_mailbox(volatile unsigned long long* box) {
   unsigned long long seen = 0;
   for (;;) {
     const unsigned long long seq = box[0];
+    const unsigned long long stop = box[16];  // read together with seq: one trip over the bus, not two
     if (seq == seen) {
-      if (box[16] != 0) return;
+      if (stop != 0) return;
       continue;
     }
     __threadfence_system();
@@ -524,19 +558,66 @@ void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
     std::vector<std::byte> payload(sizeof value);
     std::memcpy(payload.data(), &value, sizeof value);
     auto sent = r.client->send(r.actors[0], kEcho, payload, deadline());
-    if (!sent) {
-      state.SkipWithError(sent.error().to_string().c_str());
-      return;
+    if (!sent) return fail_case(state, r.cuda, sent.error().to_string());
+    if (sent->wait_for(kReplyLimit) != std::future_status::ready) {
+      return fail_case(state, r.cuda, "no reply within " + std::to_string(kReplyLimit.count()) + " s");
     }
     Result<ring::Reply> reply = sent->get();
     latencies.add(Clock::now() - start);
     if (!reply || u64_of(*reply) != value) {
-      state.SkipWithError(reply ? "ring reply mismatch" : reply.error().to_string().c_str());
-      return;
+      return fail_case(state, r.cuda, reply ? "ring reply mismatch" : reply.error().to_string());
     }
   }
   latencies.report(state);
   state.SetLabel(r.label);
+}
+
+// What a send_async callback hands to a spinning caller: the reply's value (or an error) and a
+// sequence number published last.
+struct SpinReply {
+  alignas(64) std::atomic<std::uint64_t> seq{0};
+  std::uint64_t value = 0;
+  std::string error;
+};
+
+void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
+  auto rig = get();
+  if (!rig) {
+    state.SkipWithError(rig.error().to_string().c_str());
+    return;
+  }
+  RingRig& r = **rig;
+  auto box = std::make_shared<SpinReply>();  // shared: a late callback after a failed case finds it alive
+  Latencies latencies;
+  std::uint64_t value = 0;
+  for (auto _ : state) {
+    const Clock::time_point start = Clock::now();
+    ++value;
+    const std::uint64_t seq = value;
+    Status sent = r.client->send_async(r.actors[0], kEcho,
+                                       std::span<const std::byte>(reinterpret_cast<const std::byte*>(&value), sizeof value),
+                                       deadline(), [box, seq](Result<ring::Reply> reply) {
+                                         if (reply) {
+                                           box->value = u64_of(*reply);
+                                         } else {
+                                           box->error = reply.error().to_string();
+                                         }
+                                         box->seq.store(seq, std::memory_order_release);
+                                       });
+    if (!sent) return fail_case(state, r.cuda, sent.error().to_string());
+    const Clock::time_point limit = start + kReplyLimit;
+    std::uint32_t polls = 0;
+    while (box->seq.load(std::memory_order_acquire) != seq) {
+      if (++polls % 4096 == 0 && Clock::now() > limit) {
+        return fail_case(state, r.cuda, "no reply within " + std::to_string(kReplyLimit.count()) + " s");
+      }
+    }
+    latencies.add(Clock::now() - start);
+    if (!box->error.empty()) return fail_case(state, r.cuda, box->error);
+    if (box->value != value) return fail_case(state, r.cuda, "ring reply mismatch");
+  }
+  latencies.report(state);
+  state.SetLabel(r.label + ", caller spins on the reply");
 }
 
 void rtt_grain(benchmark::State& state, Result<GrainRig*> (*get)()) {
@@ -572,33 +653,47 @@ void throughput_ring(benchmark::State& state,
   RingRig& r = **rig;
   const auto producers = static_cast<std::size_t>(state.range(1));
   const auto actors = static_cast<std::size_t>(state.range(2));
-  std::atomic<std::size_t> failures{0};
-  for (auto _ : state) {
+  // What one iteration's callbacks count: on the heap, and left there when the case gives up on
+  // late replies (a callback may still come).
+  struct Tally {
     std::atomic<std::size_t> done{0};
+    std::atomic<std::size_t> failures{0};
+  };
+  std::size_t failures = 0;
+  for (auto _ : state) {
+    auto* tally = new Tally;
     std::vector<std::thread> threads;
     for (std::size_t p = 0; p < producers; ++p) {
       threads.emplace_back([&, p] {
         const std::uint64_t payload = p;
         std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(&payload), sizeof payload);
         for (std::size_t i = p; i < kThroughputMessages; i += producers) {
-          Status s = r.client->send_async(r.actors[i % actors], kEcho, bytes, deadline(), [&](Result<ring::Reply> reply) {
-            if (!reply) failures.fetch_add(1, std::memory_order_relaxed);
-            done.fetch_add(1, std::memory_order_release);
+          Status s = r.client->send_async(r.actors[i % actors], kEcho, bytes, deadline(), [tally](Result<ring::Reply> reply) {
+            if (!reply) tally->failures.fetch_add(1, std::memory_order_relaxed);
+            tally->done.fetch_add(1, std::memory_order_release);
           });
           if (!s) {
-            failures.fetch_add(1, std::memory_order_relaxed);
-            done.fetch_add(1, std::memory_order_release);
+            tally->failures.fetch_add(1, std::memory_order_relaxed);
+            tally->done.fetch_add(1, std::memory_order_release);
           }
         }
       });
     }
     for (auto& t : threads) t.join();
-    while (done.load(std::memory_order_acquire) < kThroughputMessages) std::this_thread::yield();
+    const Clock::time_point limit = Clock::now() + kThroughputLimit;
+    while (tally->done.load(std::memory_order_acquire) < kThroughputMessages) {
+      if (Clock::now() > limit) {
+        return fail_case(state, r.cuda,
+                         std::to_string(kThroughputMessages - tally->done.load()) + " of " +
+                             std::to_string(kThroughputMessages) + " messages unanswered after " +
+                             std::to_string(kThroughputLimit.count()) + " s");
+      }
+      std::this_thread::yield();
+    }
+    failures += tally->failures.load();
+    delete tally;
   }
-  if (failures.load() > 0) {
-    state.SkipWithError((std::to_string(failures.load()) + " messages failed").c_str());
-    return;
-  }
+  if (failures > 0) return fail_case(state, r.cuda, std::to_string(failures) + " messages failed");
   state.counters["msgs_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * kThroughputMessages, benchmark::Counter::kIsRate);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kThroughputMessages));
@@ -619,10 +714,17 @@ struct BackendCases {
 void register_backend(const BackendCases& c) {
   const std::string b = c.backend;
   const std::string rtt = "ring_rtt/" + b + "/";
+  benchmark::RegisterBenchmark((rtt + "mailbox").c_str(), c.mailbox)->UseRealTime();
+  benchmark::RegisterBenchmark((rtt + "ring_spin").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring_spin(s, get); })
+      ->UseRealTime();
   benchmark::RegisterBenchmark((rtt + "ring").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring(s, get); })
       ->UseRealTime();
-  benchmark::RegisterBenchmark((rtt + "mailbox").c_str(), c.mailbox)->UseRealTime();
-  register_pair({"round_trip", b, rtt + "ring", rtt + "mailbox"});
+  register_pair({"round_trip", b, rtt + "ring_spin", rtt + "mailbox"});
+  register_pair({.scenario = "round_trip_p50", .backend = b, .subject = rtt + "ring_spin", .reference = rtt + "mailbox",
+                 .counter = "p50_us"});
+  register_pair({.scenario = "round_trip_p99", .backend = b, .subject = rtt + "ring_spin", .reference = rtt + "mailbox",
+                 .counter = "p99_us"});
+  register_pair({"blocking_wait", b, rtt + "ring", rtt + "ring_spin"});
   benchmark::RegisterBenchmark((rtt + "grain").c_str(), [get = c.grain_rig](benchmark::State& s) { rtt_grain(s, get); })
       ->UseRealTime();
   register_pair({"grain_round_trip", b, rtt + "grain", rtt + "ring"});
@@ -643,7 +745,14 @@ void register_all() {
     release_cuda_grain_rig();
   });
   register_backend({"cuda", cuda_rig, rtt_cuda_mailbox, cuda_grain_rig, cuda_rig_with,
-                    {{1, 4, 64, 1}, {1, 8, 256, 1}, {4, 8, 256, 1}, {4, 8, 256, 2}, {16, 8, 256, 1}, {16, 8, 256, 4}}});
+                    {{1, 4, 64, 1},
+                     {1, 8, 256, 1},
+                     {4, 8, 256, 1},
+                     {4, 8, 256, 2},
+                     {16, 8, 256, 1},
+                     {16, 8, 256, 4},
+                     {32, 8, 256, 4},
+                     {64, 16, 256, 8}}});
 #endif
 }
 
