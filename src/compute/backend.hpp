@@ -193,6 +193,7 @@ struct BackendOptions {
   unsigned cpu_threads = 0;
   std::uint64_t device_pool_limit_bytes = 0;  // 0: no cap
   std::shared_ptr<ComputeObserver> observer;   // bytes moved (GPU backends); null: none
+  bool cuda_graphs = true;                     // ExecutorOptions::cuda_graphs
 };
 
 // Factories. The CUDA and OpenCL factories always return a backend; when the backend is not

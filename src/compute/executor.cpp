@@ -485,7 +485,7 @@ Executor::~Executor() {
 }
 
 Result<std::unique_ptr<Executor>> Executor::create(ExecutorOptions options, KernelCatalog catalog) {
-  BackendOptions bo{options.cpu_threads, options.device_pool_limit_bytes, options.observer};
+  BackendOptions bo{options.cpu_threads, options.device_pool_limit_bytes, options.observer, options.cuda_graphs};
   std::vector<std::unique_ptr<Backend>> backends;
   backends.push_back(make_cpu_backend(bo));
   if (options.enable_cuda) {

@@ -458,6 +458,27 @@ TEST(PipelineCudaTest, RecipesThatReadBackRunAsStreamLaunchesWithReason) {
   }
 }
 
+// With ExecutorOptions::cuda_graphs = false every run is stream launches, saying why, with the
+// same results as the captured graph's.
+TEST(PipelineCudaTest, GraphsOffRunsStreamLaunchesWithReason) {
+  auto graphs = testing::make_executor({.enable_cuda = true, .enable_opencl = false});
+  ASSERT_NE(graphs, nullptr);
+  GB_REQUIRE_BACKEND(graphs, BackendKind::cuda);
+  auto streams = testing::make_executor({.enable_cuda = true, .enable_opencl = false, .cuda_graphs = false});
+  ASSERT_NE(streams, nullptr);
+  const auto x = testing::random_f32(kN, 1), y = testing::random_f32(kN, 2);
+  const Pipeline p = chain_pipeline(x, y);
+  auto captured = graphs->run_pipeline(p, on(BackendChoice::cuda));
+  ASSERT_TRUE(captured.ok()) << captured.error().to_string();
+  for (int run = 0; run < 2; ++run) {
+    auto r = streams->run_pipeline(p, on(BackendChoice::cuda));
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(r->launch, PipelineLaunch::stream);
+    EXPECT_NE(r->launch_detail.find("cuda_graphs"), std::string::npos) << r->launch_detail;
+    expect_near(as_floats(r->output), as_floats(captured->output), 0.f);
+  }
+}
+
 // A cached graph keeps its device memory; under a pool limit, a call that needs that memory frees
 // the idle graph (the next run of its pipeline is captured again) instead of failing.
 TEST(PipelineCudaTest, IdleCachedGraphsGiveWayToCallsUnderAPoolLimit) {

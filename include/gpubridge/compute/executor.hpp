@@ -165,6 +165,9 @@ struct ExecutorOptions {
   // Cap on device memory each GPU pool may hold (0: no cap beyond the device's own memory).
   // A call that would exceed it fails on that device with out_of_memory.
   std::uint64_t device_pool_limit_bytes = 0;
+  // CUDA pipelines are captured as CUDA graphs and replayed (true), or always launched stage by
+  // stage on a stream (false: PipelineResult::launch is stream, launch_detail says so).
+  bool cuda_graphs = true;
   // Receives compute events (metrics, traces); null: none.
   std::shared_ptr<ComputeObserver> observer;
   ResilienceOptions resilience;

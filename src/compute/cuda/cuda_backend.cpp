@@ -462,6 +462,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const BackendOptions& options)
       : observer_(options.observer),
+        graphs_(options.cuda_graphs),
         time_transfers_(observer_ != nullptr && observer_->wants_transfer_timing()),
         time_stages_(observer_ != nullptr && observer_->wants_stage_timing()) {
     int count = 0;
@@ -1182,7 +1183,10 @@ class CudaBackend final : public Backend {
     const PipelineLayout layout(pl);
     const std::string key = pipeline_key(d.device.id, pl);
     bool found = false;
-    {
+    if (!graphs_) {
+      found = true;  // never captured: stream launches
+      p.launch_detail = "CUDA graphs are off (ExecutorOptions::cuda_graphs = false)";
+    } else {
       std::lock_guard lock(d.graph_mutex);
       auto it = d.graphs.find(key);
       if (it != d.graphs.end()) {
@@ -1728,6 +1732,7 @@ class CudaBackend final : public Backend {
   }
 
   std::shared_ptr<ComputeObserver> observer_;  // null: none
+  const bool graphs_;                          // BackendOptions::cuda_graphs
   const bool time_transfers_;                  // observer_->wants_transfer_timing(), asked once
   const bool time_stages_;                     // observer_->wants_stage_timing(), asked once
   std::unique_ptr<ThreadPool> copy_pool_;  // before devices_: lanes' threads use it until joined
