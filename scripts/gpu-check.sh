@@ -50,9 +50,10 @@ print("\n".join(names))' > "$carry/bin/gpu-tests.txt" || return 1
   du -sh "$carry"
 }
 
-# Unpacks the archive made by do_package (once).
+# Unpacks the archive made by do_package (again when the archive is newer than what was unpacked).
 unpack_carry() {
-  [ -d "$carry/bin" ] && return 0
+  [ -d "$carry/bin" ] && [ ! "$carry/payload.tar.xz" -nt "$carry/bin" ] && return 0
+  rm -rf "$carry/bin" "$carry/lib" "$carry/data" "$carry/references"
   [ -f "$carry/payload.tar.xz" ] || { echo "gpu-check: no $carry/payload.tar.xz (run 'package' first)" >&2; return 1; }
   xz -dc "$carry/payload.tar.xz" | tar -C "$carry" -xf -
 }
@@ -110,12 +111,16 @@ run_gpu_test() {
   rm -f "$log"
 }
 
-# One benchmark binary run over the cases matching FILTER (and their references, which the filter names).
+# One benchmark binary run over the cases matching FILTER (and their references, which the filter
+# names); its ratio table also goes to ratios-<binary>-<n>.json.
+bench_runs=0
 bench_run() {
   local b=$1 filter=$2 limit=$3; shift 3
   [ -x "$bin/$b" ] || return 0
+  bench_runs=$((bench_runs + 1))
   echo "== $b ($filter)" | tee -a "$out/bench.txt"
-  step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="$filter" "$@" > /dev/null || { failed=1; echo "FAILED: $b" | tee -a "$out/bench.txt"; }
+  step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="$filter" --ratio_out="$out/ratios-$b-$bench_runs.json" "$@" \
+    > /dev/null || { failed=1; echo "FAILED: $b" | tee -a "$out/bench.txt"; }
 }
 
 # Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
@@ -135,6 +140,9 @@ do_run() {
     echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"; echo "cores: $(nproc)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    echo "CUDA_MODULE_LOADING=${CUDA_MODULE_LOADING:-(unset: lazy)}"
+    echo "cuBLAS (loaded with dlopen):"; ldconfig -p 2>/dev/null | grep -E 'libcublas(Lt)?\.so' || echo "  not in the loader cache"
+    local d; for d in ${LD_LIBRARY_PATH//:/ }; do ls "$d"/libcublas.so* 2>/dev/null; done
     "$bin/gpubridge" devices
   } > "$out/environment.txt" 2>&1
   cat "$out/environment.txt"
@@ -143,7 +151,12 @@ do_run() {
   : > "$out/tests.log"
   local gpu_tests=() t
   [ -f "$bin/gpu-tests.txt" ] && mapfile -t gpu_tests < "$bin/gpu-tests.txt"
+  # At most GPUBRIDGE_GPU_TESTS_S (default 240 s) in all, so that hung tests leave the benchmarks time.
+  local budget_deadline=$deadline
+  deadline=$((SECONDS + ${GPUBRIDGE_GPU_TESTS_S:-240}))
+  ((deadline > budget_deadline)) && deadline=$budget_deadline
   for t in "${gpu_tests[@]}"; do [ -x "$bin/$t" ] && run_gpu_test "$bin/$t" 90; done
+  deadline=$budget_deadline
 
   # 2. Every kernel on CUDA against the CPU.
   echo "== gpubridge verify --backend cuda"
@@ -164,9 +177,9 @@ do_run() {
   bench_run bench_grains 'grain_batch/cuda/.*/4096' 50
   bench_run bench_runtime '.' 90
   bench_run bench_pipeline 'pipeline/cuda/' 60
-  bench_run bench_samples '/(cuda|cpu|direct|cublas)/' 120
+  bench_run bench_samples '.' 120
   bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
-    --benchmark_out_format=json --ratio_out="$out/ratios.json" ${GPUBRIDGE_BENCH_ARGS:-}
+    --benchmark_out_format=json ${GPUBRIDGE_BENCH_ARGS:-}
   bench_run bench_grains 'grain_batch/(cpu|opencl)/.*/256' 35
   bench_run bench_grains 'grain_batch/(cpu|opencl)/.*/4096' 35
   # How grain calls scale with workers (bench_runtime above ran with one per core).

@@ -12,7 +12,8 @@
 //                          preallocated device buffers, with the same copies from and to the
 //                          caller's pageable memory (compute/raw_cuda.hpp, RawCublasGemm)
 // Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor),
-// and cuda / cublas for matrix.multiply.
+// cuda / cpu and opencl / cpu (the GPU against the catalog's own CPU backend), and cuda / cublas
+// for matrix.multiply.
 // Counter cpu_ms: the process's CPU time per call in ms, all threads together (the catalog runs
 // kernels on its worker threads, the algorithms start their own). On a shared, noisy machine
 // comparing catalog and direct cpu_ms shows the extra work better than real times do.
@@ -234,6 +235,7 @@ void register_all() {
       const std::string b(compute::to_string(backend));
       benchmark::RegisterBenchmark((prefix + b).c_str(), catalog_run, c, backend)->UseRealTime()->Unit(benchmark::kMillisecond);
       register_pair({c.kernel, b, prefix + b, prefix + "direct"});
+      if (backend != BackendKind::cpu) register_pair({c.kernel + " vs cpu", b, prefix + b, prefix + "cpu"});
     }
   }
 }
