@@ -37,6 +37,7 @@ nlohmann::json device_json(const Device& d) {
                      {"peer_access", d.caps.peer_access}}}};
   // Absent when the backend cannot tell: never reported as zero.
   j["memory_free_bytes"] = d.memory_free_bytes ? nlohmann::json(*d.memory_free_bytes) : nlohmann::json(nullptr);
+  j["pci_bus_id"] = d.pci_bus_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(d.pci_bus_id);
   return j;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -325,8 +326,7 @@ Result<std::unique_ptr<SiloObservability>> SiloObservability::create(const SiloC
   }
   auto nvml = telemetry::NvmlMonitor::open();
   if (nvml) {
-    impl->nvml = std::move(nvml).value();
-    impl->nvml->register_collector(*impl->registry);
+    impl->nvml = std::move(nvml).value();  // its gauges are registered by attach(), which knows the devices
   } else {
     impl->nvml_absent = nvml.error().message();
   }
@@ -345,6 +345,13 @@ Status SiloObservability::attach(compute::Executor& executor, grains::GpuService
   m.executor = &executor;
   m.gpu = &gpu;
   m.runtime = &runtime;
+  if (m.nvml != nullptr) {
+    std::map<std::string, std::string> device_ids;  // PCI address -> compute device id
+    for (const compute::Device& d : executor.devices()) {
+      if (!d.pci_bus_id.empty()) device_ids.emplace(d.pci_bus_id, d.id);
+    }
+    m.nvml->register_collector(*m.registry, std::move(device_ids));
+  }
   HealthOptions ho;
   ho.requested_backend = m.config.backend;
   ho.smoke_cache = std::chrono::seconds(m.config.health_smoke_cache_s);

@@ -4,7 +4,9 @@
 #include <dlfcn.h>
 
 #include <array>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 namespace gpubridge::telemetry {
@@ -26,6 +28,15 @@ struct NvmlMemory {
   unsigned long long free;
   unsigned long long used;
 };
+struct NvmlPciInfo {  // nvmlPciInfo_t
+  char bus_id_legacy[16];
+  unsigned int domain;
+  unsigned int bus;
+  unsigned int device;
+  unsigned int pci_device_id;
+  unsigned int pci_subsystem_id;
+  char bus_id[32];
+};
 
 using InitFn = nvmlReturn_t (*)();
 using ShutdownFn = nvmlReturn_t (*)();
@@ -37,6 +48,7 @@ using GetUtilizationFn = nvmlReturn_t (*)(nvmlDevice_t, NvmlUtilization*);
 using GetMemoryFn = nvmlReturn_t (*)(nvmlDevice_t, NvmlMemory*);
 using GetTemperatureFn = nvmlReturn_t (*)(nvmlDevice_t, int, unsigned int*);
 using GetPowerFn = nvmlReturn_t (*)(nvmlDevice_t, unsigned int*);
+using GetPciInfoFn = nvmlReturn_t (*)(nvmlDevice_t, NvmlPciInfo*);
 
 template <typename Fn>
 bool load_symbol(void* handle, const char* name, Fn& fn) {
@@ -58,6 +70,7 @@ struct NvmlMonitor::Session {
   GetMemoryFn get_memory = nullptr;
   GetTemperatureFn get_temperature = nullptr;  // optional
   GetPowerFn get_power = nullptr;
+  GetPciInfoFn get_pci_info = nullptr;  // optional
 
   Session() = default;
   Session(const Session&) = delete;
@@ -103,6 +116,8 @@ Result<std::unique_ptr<NvmlMonitor>> NvmlMonitor::open(const std::string& librar
   load_symbol(s.handle, "nvmlErrorString", s.error_string);  // optional: only improves messages
   // Optional: deprecated by NVIDIA; without it only the temperature gauge is absent.
   load_symbol(s.handle, "nvmlDeviceGetTemperature", s.get_temperature);
+  // Optional: without it no GPU is matched with a compute device (the device label stays empty).
+  load_symbol(s.handle, "nvmlDeviceGetPciInfo_v3", s.get_pci_info);
 
   if (const nvmlReturn_t rc = init(); rc != kNvmlSuccess) {
     return Error(ErrorCode::unavailable, "NVML is absent: nvmlInit_v2 failed: " + s.describe(rc));
@@ -155,6 +170,12 @@ std::vector<GpuReading> read_gpus(const NvmlMonitor::Session& s) {
     if (s.get_power(device, &milliwatts) == kNvmlSuccess) {
       reading.power_watts = static_cast<double>(milliwatts) / 1000.0;
     }
+    NvmlPciInfo pci{};
+    if (s.get_pci_info != nullptr && s.get_pci_info(device, &pci) == kNvmlSuccess) {
+      char id[16];
+      std::snprintf(id, sizeof id, "%04x:%02x:%02x.0", pci.domain & 0xffffu, pci.bus & 0xffu, pci.device & 0xffu);
+      reading.pci_bus_id = id;
+    }
     readings.push_back(std::move(reading));
   }
   return readings;
@@ -164,15 +185,20 @@ std::vector<GpuReading> read_gpus(const NvmlMonitor::Session& s) {
 
 std::vector<GpuReading> NvmlMonitor::read() const { return read_gpus(*session_); }
 
-Registry::CollectorId NvmlMonitor::register_collector(Registry& registry) const {
+Registry::CollectorId NvmlMonitor::register_collector(Registry& registry,
+                                                     std::map<std::string, std::string> device_ids) const {
   // The collector shares the session, so NVML stays loaded while the registry may still call it.
-  return registry.add_collector([session = session_](MetricSink& sink) {
-    static constexpr std::array<std::string_view, 2> kLabelNames{"gpu", "name"};
+  return registry.add_collector([session = session_, device_ids = std::move(device_ids)](MetricSink& sink) {
+    static constexpr std::array<std::string_view, 3> kLabelNames{"gpu", "name", "device"};
     const LabelValues labels{std::span<const std::string_view>(kLabelNames)};
     for (const GpuReading& gpu : read_gpus(*session)) {
       const std::string index = std::to_string(gpu.index);
       const std::string name = gpu.name.value_or("");
-      const std::array<std::string_view, 2> label_values{index, name};
+      std::string_view device;
+      if (gpu.pci_bus_id) {
+        if (auto it = device_ids.find(*gpu.pci_bus_id); it != device_ids.end()) device = it->second;
+      }
+      const std::array<std::string_view, 3> label_values{index, name, device};
       const LabelValues values{std::span<const std::string_view>(label_values)};
       if (gpu.utilization_ratio) {
         sink.gauge("gpubridge_gpu_utilization_ratio", "GPU busy ratio (0..1) over NVML's last sample period",

@@ -1,7 +1,7 @@
 // A stand-in for libnvidia-ml.so.1, used only by nvml_test to exercise NvmlMonitor's present path
 // on machines without an NVIDIA driver. Two GPUs: GPU 0 answers every query; GPU 1 fails the
-// utilisation and power queries (NVML_ERROR_NOT_SUPPORTED) and has quotes and a backslash in its
-// name. FAKE_NVML_INIT_RC (environment, read by nvmlInit_v2) makes initialisation fail with that code.
+// utilisation, power and PCI queries (NVML_ERROR_NOT_SUPPORTED) and has quotes and a backslash in
+// its name. FAKE_NVML_INIT_RC (environment, read by nvmlInit_v2) makes initialisation fail with that code.
 #include <cstdlib>
 #include <cstring>
 
@@ -88,6 +88,21 @@ int nvmlDeviceGetTemperature(void* device, int sensor, unsigned* temperature) {
 int nvmlDeviceGetPowerUsage(void* device, unsigned* milliwatts) {
   if (!as_device(device)->has_power) return kNotSupported;
   *milliwatts = as_device(device)->power_milliwatts;
+  return kSuccess;
+}
+// nvmlPciInfo_t; GPU 0 sits at 0000:3B:00.0, GPU 1 does not say.
+struct NvmlPciInfo {
+  char bus_id_legacy[16];
+  unsigned domain, bus, device, pci_device_id, pci_subsystem_id;
+  char bus_id[32];
+};
+int nvmlDeviceGetPciInfo_v3(void* device, NvmlPciInfo* pci) {
+  if (as_device(device) != &devices[0]) return kNotSupported;
+  *pci = {};
+  std::strcpy(pci->bus_id, "00000000:3B:00.0");
+  pci->domain = 0;
+  pci->bus = 0x3b;
+  pci->device = 0;
   return kSuccess;
 }
 // Test hooks (not NVML): how many times NVML was initialised and shut down.

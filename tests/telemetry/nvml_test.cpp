@@ -78,6 +78,7 @@ TEST(NvmlTest, ReadingsKeepOnlyTheFieldsThatAnswered) {
   EXPECT_EQ(a.memory_used_bytes, 1ull << 30);
   EXPECT_EQ(a.temperature_celsius, 55.0);
   EXPECT_EQ(a.power_watts, 123.456);
+  EXPECT_EQ(a.pci_bus_id, "0000:3b:00.0");
 
   const GpuReading& b = readings[1];
   EXPECT_EQ(b.index, 1u);
@@ -86,6 +87,7 @@ TEST(NvmlTest, ReadingsKeepOnlyTheFieldsThatAnswered) {
   EXPECT_FALSE(b.power_watts.has_value());
   EXPECT_EQ(b.memory_total_bytes, 8ull << 30);
   EXPECT_EQ(b.temperature_celsius, 61.0);
+  EXPECT_FALSE(b.pci_bus_id.has_value());
 }
 
 TEST(NvmlTest, WithoutTheDeprecatedTemperatureCallOnlyTemperatureIsAbsent) {
@@ -104,26 +106,27 @@ TEST(NvmlTest, CollectorEmitsGaugesAndOmitsFailedFields) {
   {
     auto monitor = NvmlMonitor::open(GB_FAKE_NVML_PATH);
     ASSERT_TRUE(monitor.ok()) << monitor.error().to_string();
-    (*monitor)->register_collector(registry);
+    // GPU 0 is the compute device cuda:0 (matched by PCI address); GPU 1 does not say where it is.
+    (*monitor)->register_collector(registry, {{"0000:3b:00.0", "cuda:0"}, {"0000:3c:00.0", "cuda:1"}});
   }  // the registry outlives the monitor: the collector keeps NVML loaded
   const int shutdowns_before = fake_counter("fake_nvml_shutdown_count");
   const std::string text = registry.prometheus_text();
   EXPECT_EQ(registry.collector_errors(), 0u);
   EXPECT_NE(text.find("# TYPE gpubridge_gpu_utilization_ratio gauge\n"
-                      "gpubridge_gpu_utilization_ratio{gpu=\"0\",name=\"Fake GPU A\"} 0.42\n"),
+                      "gpubridge_gpu_utilization_ratio{gpu=\"0\",name=\"Fake GPU A\",device=\"cuda:0\"} 0.42\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("gpubridge_gpu_memory_total_bytes{gpu=\"0\",name=\"Fake GPU A\"} 17179869184\n"
-                      "gpubridge_gpu_memory_total_bytes{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\"} 8589934592\n"),
+  EXPECT_NE(text.find("gpubridge_gpu_memory_total_bytes{gpu=\"0\",name=\"Fake GPU A\",device=\"cuda:0\"} 17179869184\n"
+                      "gpubridge_gpu_memory_total_bytes{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\",device=\"\"} 8589934592\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("gpubridge_gpu_power_watts{gpu=\"0\",name=\"Fake GPU A\"} 123.456\n"), std::string::npos);
+  EXPECT_NE(text.find("gpubridge_gpu_power_watts{gpu=\"0\",name=\"Fake GPU A\",device=\"cuda:0\"} 123.456\n"), std::string::npos);
   EXPECT_EQ(text.find("gpubridge_gpu_power_watts{gpu=\"1\""), std::string::npos) << text;
   EXPECT_EQ(text.find("gpubridge_gpu_utilization_ratio{gpu=\"1\""), std::string::npos) << text;
-  EXPECT_NE(text.find("gpubridge_gpu_temperature_celsius{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\"} 61\n"),
+  EXPECT_NE(text.find("gpubridge_gpu_temperature_celsius{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\",device=\"\"} 61\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("gpubridge_gpu_memory_used_bytes{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\"} 1610612736\n"),
+  EXPECT_NE(text.find("gpubridge_gpu_memory_used_bytes{gpu=\"1\",name=\"Fake \\\"GPU\\\" B\\\\\",device=\"\"} 1610612736\n"),
             std::string::npos)
       << text;
   // NVML was not shut down while the collector could still run.

@@ -8,6 +8,7 @@
 // thread. The NVML session (nvmlInit/nvmlShutdown and the dlopen handle) lives until the monitor
 // and every collector it registered are gone, so a registry may outlive the monitor safely.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@ struct GpuReading {
   std::optional<std::uint64_t> memory_total_bytes;
   std::optional<double> temperature_celsius;         // GPU die
   std::optional<double> power_watts;                 // board power draw
+  std::optional<std::string> pci_bus_id;             // "dddd:bb:dd.0", lower-case hex (Device::pci_bus_id)
 };
 
 class NvmlMonitor {
@@ -51,10 +53,12 @@ class NvmlMonitor {
   // Adds a collector to `registry` that reads the GPUs at every scrape and emits the gauges
   // gpubridge_gpu_utilization_ratio, gpubridge_gpu_memory_used_bytes,
   // gpubridge_gpu_memory_total_bytes, gpubridge_gpu_temperature_celsius and
-  // gpubridge_gpu_power_watts, labels gpu (index in decimal) and name ("" when the name query
-  // failed); a field that is absent in the reading is absent from the output.
+  // gpubridge_gpu_power_watts, labels gpu (NVML's index in decimal: NVML numbers GPUs by PCI
+  // address and sees those hidden from CUDA), name ("" when the name query failed) and device (the
+  // compute device at the GPU's PCI address in `device_ids`, e.g. "cuda:0"; "" when none is); a
+  // field that is absent in the reading is absent from the output.
   // Returns the collector's id (for Registry::remove_collector).
-  Registry::CollectorId register_collector(Registry& registry) const;
+  Registry::CollectorId register_collector(Registry& registry, std::map<std::string, std::string> device_ids = {}) const;
 
   struct Session;  // the loaded library and its NVML initialisation (nvml.cpp)
 
