@@ -258,7 +258,10 @@ Status RingHost::server_status(std::chrono::milliseconds window) const {
     if (Status s = cuda_server_->kernel_status(); !s) return s.error().with_context(where + ": the ring kernel died");
   }
   ring::RingHeader& header = memory_->header();
-  const auto state = static_cast<ring::ServerState>(load_acquire(header.server_state));
+  const auto state_now = [&] { return static_cast<ring::ServerState>(load_acquire(header.server_state)); };
+  const ring::ServerState state = state_now();
+  // A kernel stepped aside (its device runs an operation that needs it idle) is alive, not beating.
+  if (state == ring::ServerState::stepped_aside) return {};
   if (state != ring::ServerState::running) {
     return Error(ErrorCode::unavailable,
                  state == ring::ServerState::stopped ? "the ring server has stopped" : "the ring server has not started",
@@ -271,6 +274,7 @@ Status RingHost::server_status(std::chrono::milliseconds window) const {
   const auto deadline = std::chrono::steady_clock::now() + window;
   for (std::uint32_t s = 0; s < shards; ++s) {
     while (load_acquire(memory_->shard(s).heartbeat) == first[s]) {
+      if (state_now() == ring::ServerState::stepped_aside) return {};
       if (std::chrono::steady_clock::now() >= deadline) {
         if (stopped()) return Error(ErrorCode::unavailable, "the ring server is stopped", where);
         std::string why = "ring server dead: no heartbeat for " + std::to_string(window.count()) + " ms";

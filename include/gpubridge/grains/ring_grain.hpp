@@ -146,7 +146,8 @@ class RingHost {
   bool stopped() const;
   // ok while the server serves. unavailable when it was stopped, when its kernel died (the CUDA
   // error), or when its heartbeat does not move within `window` (a dead server or a handler
-  // overrunning the watchdog). Waits at most `window`, only when the heartbeat stands still.
+  // overrunning the watchdog); ok for a kernel stepped aside for an operation that needs its device
+  // idle. Waits at most `window`, only when the heartbeat stands still.
   Status server_status(std::chrono::milliseconds window) const;
   // Host messages the server has finished (completed, failed or cancelled).
   std::uint64_t messages_served() const noexcept;

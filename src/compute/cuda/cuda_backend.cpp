@@ -45,7 +45,6 @@
 // report no stage times.
 #include <algorithm>
 #include <array>
-#include <set>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -56,6 +55,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
