@@ -52,7 +52,11 @@
 // With several shards each shard has its own queue (many producers: atomicCAS claims in device
 // memory), a post to another shard's actor runs asynchronously there, and drain ends when no shard
 // has anything queued or in flight (the ordering rules of ring.hpp). A handler stages at most
-// internal_queue_slots messages per call. A trap in any block ends the whole grid.
+// internal_queue_slots messages per call. A trap in any block ends the whole grid, and, as any
+// device fault, leaves the CUDA context unusable for every other user of the device in the process
+// (other rings, the executor). A handler that never returns stops its ring (callers get "ring
+// server dead" from the client's watchdog), and the kernel cannot step aside: operations that need
+// the device idle, a drain and a stop wait for it.
 // `payload` may be null when `bytes` is 0.
 //
 // Memory: the RingMemory block is page-locked and mapped with cudaHostRegister (RingMemory owns
