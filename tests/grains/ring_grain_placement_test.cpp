@@ -242,6 +242,13 @@ TEST(RingHostLifecycle, ServerStatusSeesALiveAndADeadServer) {
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.error().code(), ErrorCode::unavailable);
   EXPECT_THAT(status.error().message(), HasSubstr("ring server dead"));
+  // A CUDA ring kernel stepped aside for an operation that needs its device idle does not beat
+  // either, and is alive: its host marks the ring so (what the CUDA server's lifecycle writes).
+  std::atomic_ref<std::uint32_t> state(host.memory().header().server_state);
+  const std::uint32_t running = state.load();
+  state.store(static_cast<std::uint32_t>(ring::ServerState::stepped_aside));
+  EXPECT_TRUE(host.server_status(std::chrono::milliseconds(100)).ok());
+  state.store(running);
 }
 
 }  // namespace
