@@ -5,8 +5,10 @@
 #
 #   scripts/gpu-check.sh            build here, then run here (a machine with a GPU and the toolchain)
 #   scripts/gpu-check.sh package    build here and pack binaries + non-CUDA, non-glibc libraries into
-#                                   .gpu-carry/ (for a GPU machine without the build dependencies)
-#   scripts/gpu-check.sh run        run from .gpu-carry/ (on the GPU machine)
+#                                   .gpu-carry/payload.tar.xz, the only file there (carry .gpu-carry to
+#                                   a GPU machine without the build dependencies)
+#   scripts/gpu-check.sh run        unpack the payload into .gpu-run/ and run from there (on the GPU
+#                                   machine; here too, to try the script: .gpu-carry stays small)
 #
 # Results go to $OUT when set, else bench/results/local-<date>/. The CUDA runtime and NVRTC are
 # taken from the GPU machine's own CUDA installation (they must match its driver).
@@ -14,7 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
 root=$PWD
-carry=$root/.gpu-carry
+carry=$root/.gpu-carry   # what travels: payload.tar.xz only
+unpacked=$root/.gpu-run  # the payload unpacked, where `run` runs from
 build=$root/build/gpu
 
 do_build() {
@@ -24,38 +27,42 @@ do_build() {
 }
 
 do_package() {
-  rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib"
-  cp "$build/src/gpubridge" "$carry/bin/"
-  find "$build/tests" -type f -name '*_test' -perm -u+x -exec cp {} "$carry/bin/" \;
+  local stage=$unpacked
+  rm -rf "$carry" "$stage" && mkdir -p "$carry" "$stage/bin" "$stage/lib"
+  cp "$build/src/gpubridge" "$stage/bin/"
+  find "$build/tests" -type f -name '*_test' -perm -u+x -exec cp {} "$stage/bin/" \;
   # The gpu-labelled binaries, the coexistence test first (run first on the GPU machine).
   ctest --test-dir "$build" --show-only=json-v1 -L gpu 2>/dev/null | /usr/bin/python3 -c '
 import json, os, sys
 names = sorted({os.path.basename(t["command"][0]) for t in json.load(sys.stdin)["tests"]})
 names.sort(key=lambda n: n != "cuda_ring_coexistence_test")
-print("\n".join(names))' > "$carry/bin/gpu-tests.txt" || return 1
-  for b in bench_compute bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$carry/bin/"; done
+print("\n".join(names))' > "$stage/bin/gpu-tests.txt" || return 1
+  for b in bench_compute bench_runtime bench_grains bench_samples bench_ring bench_pipeline; do [ -x "$build/bench/$b" ] && cp "$build/bench/$b" "$stage/bin/"; done
   # The real data the samples' benchmarks read (the GPU machine has no ../shared).
-  mkdir -p "$carry/data" && cp -r ../shared/data/images ../shared/data/graphs ../shared/data/matrices "$carry/data/"
-  cp -r tests/samples/data "$carry/references"
+  mkdir -p "$stage/data" && cp -r ../shared/data/images ../shared/data/graphs ../shared/data/matrices "$stage/data/"
+  cp -r tests/samples/data "$stage/references"
   # Libraries the binaries need that the GPU machine may lack: everything except glibc and CUDA.
-  ldd "$carry"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+  ldd "$stage"/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda*|libnvrtc*|libgcc_s*|libstdc++*) ;;
-      *) cp -L "$lib" "$carry/lib/" ;;
+      *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
   # One xz archive: the device tool carries at most 64 MiB, the binaries alone are larger.
-  tar -C "$carry" -cf - bin lib data references | xz -T2 -6 > "$carry/payload.tar.xz" || return 1
-  rm -rf "$carry/bin" "$carry/lib" "$carry/data" "$carry/references"
+  tar -C "$stage" -cf - bin lib data references | xz -T2 -6 > "$carry/payload.tar.xz" || return 1
+  md5sum < "$carry/payload.tar.xz" > "$stage/payload.md5"  # unpacked already: `run` here uses it as it is
   du -sh "$carry"
 }
 
-# Unpacks the archive made by do_package (again when the archive is newer than what was unpacked).
+# Unpacks the archive made by do_package into .gpu-run (unless that holds this very archive already).
 unpack_carry() {
-  [ -d "$carry/bin" ] && [ ! "$carry/payload.tar.xz" -nt "$carry/bin" ] && return 0
-  rm -rf "$carry/bin" "$carry/lib" "$carry/data" "$carry/references"
   [ -f "$carry/payload.tar.xz" ] || { echo "gpu-check: no $carry/payload.tar.xz (run 'package' first)" >&2; return 1; }
-  xz -dc "$carry/payload.tar.xz" | tar -C "$carry" -xf -
+  local sum
+  sum=$(md5sum < "$carry/payload.tar.xz")
+  [ -d "$unpacked/bin" ] && [ "$(cat "$unpacked/payload.md5" 2>/dev/null)" = "$sum" ] && return 0
+  rm -rf "$unpacked" && mkdir -p "$unpacked"
+  xz -dc "$carry/payload.tar.xz" | tar -C "$unpacked" -xf - || return 1
+  echo "$sum" > "$unpacked/payload.md5"
 }
 
 find_cuda_libs() {
@@ -130,12 +137,12 @@ do_run() {
   deadline=$((SECONDS + ${GPUBRIDGE_CHECK_BUDGET_S:-560}))
   failed=0
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$(find_cuda_libs)${carry}/lib:${LD_LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$(find_cuda_libs)${unpacked}/lib:${LD_LIBRARY_PATH:-}"
   export GPUBRIDGE_CACHE_DIR=${GPUBRIDGE_CACHE_DIR:-/tmp/gpubridge-cache}
   export POCL_CACHE_DIR=${POCL_CACHE_DIR:-/tmp/pocl-cache}
   export GPUBRIDGE_CLI=$bin/gpubridge
-  [ -d "$carry/data" ] && export GPUBRIDGE_DATA_DIR=$carry/data
-  [ -d "$carry/references" ] && export GPUBRIDGE_SAMPLES_REFERENCE_DIR=$carry/references
+  [ -d "$unpacked/data" ] && export GPUBRIDGE_DATA_DIR=$unpacked/data
+  [ -d "$unpacked/references" ] && export GPUBRIDGE_SAMPLES_REFERENCE_DIR=$unpacked/references
   {
     echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"; echo "cores: $(nproc)"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
@@ -213,8 +220,8 @@ do_run() {
 }
 
 case "$mode" in
-  all) do_build && do_package && unpack_carry && do_run "$carry/bin" ;;
+  all) do_build && do_package && unpack_carry && do_run "$unpacked/bin" ;;
   package) do_build && do_package ;;
-  run) unpack_carry && do_run "$carry/bin" ;;
+  run) unpack_carry && do_run "$unpacked/bin" ;;
   *) echo "usage: $0 [all|package|run]" >&2; exit 2 ;;
 esac
