@@ -29,7 +29,7 @@
 //                         kernel on CUDA; 4096 slots per ring), a client with D dispatcher threads
 //                         (RingClientOptions::dispatcher_threads: thread t takes the completions of
 //                         shards s % D == t and runs their callbacks); one iteration = 131072
-//                         messages, all completed. S = 1 is the unsharded server; compare
+//                         messages, all completed (the producer threads live for the whole case). S = 1 is the unsharded server; compare
 //                         msgs_per_s across S and D. cpu: (S, D) = (1, 1), (4, 1), (4, 2);
 //                         cuda: (1, 1), (4, 1), (4, 2), (16, 1), (16, 4), (32, 4), (64, 8).
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
@@ -659,14 +659,25 @@ void throughput_ring(benchmark::State& state,
     std::atomic<std::size_t> done{0};
     std::atomic<std::size_t> failures{0};
   };
-  std::size_t failures = 0;
-  for (auto _ : state) {
-    auto* tally = new Tally;
-    std::vector<std::thread> threads;
-    for (std::size_t p = 0; p < producers; ++p) {
-      threads.emplace_back([&, p] {
-        const std::uint64_t payload = p;
-        std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(&payload), sizeof payload);
+  // The producer threads live for the whole case (not started per iteration): each iteration
+  // publishes a tally and bumps `generation`; every producer sends its share of the messages and
+  // counts itself in `finished`; they sleep on `generation` in between.
+  struct Crew {
+    std::atomic<std::uint64_t> generation{0};
+    std::atomic<Tally*> tally{nullptr};
+    std::atomic<std::size_t> finished{0};
+    std::atomic<bool> quit{false};
+  } crew;
+  std::vector<std::thread> threads;
+  for (std::size_t p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      const std::uint64_t payload = p;
+      std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(&payload), sizeof payload);
+      for (std::uint64_t seen = 0;;) {
+        crew.generation.wait(seen, std::memory_order_acquire);
+        if (crew.quit.load(std::memory_order_acquire)) return;
+        seen = crew.generation.load(std::memory_order_acquire);
+        Tally* tally = crew.tally.load(std::memory_order_acquire);
         for (std::size_t i = p; i < kThroughputMessages; i += producers) {
           Status s = r.client->send_async(r.actors[i % actors], kEcho, bytes, deadline(), [tally](Result<ring::Reply> reply) {
             if (!reply) tally->failures.fetch_add(1, std::memory_order_relaxed);
@@ -677,22 +688,39 @@ void throughput_ring(benchmark::State& state,
             tally->done.fetch_add(1, std::memory_order_release);
           }
         }
-      });
-    }
+        crew.finished.fetch_add(1, std::memory_order_release);
+      }
+    });
+  }
+  const auto stop_crew = [&] {
+    crew.quit.store(true, std::memory_order_release);
+    crew.generation.fetch_add(1, std::memory_order_release);
+    crew.generation.notify_all();
     for (auto& t : threads) t.join();
+  };
+  std::size_t failures = 0;
+  for (auto _ : state) {
+    auto* tally = new Tally;
+    crew.finished.store(0, std::memory_order_relaxed);
+    crew.tally.store(tally, std::memory_order_release);
+    crew.generation.fetch_add(1, std::memory_order_release);
+    crew.generation.notify_all();
     const Clock::time_point limit = Clock::now() + kThroughputLimit;
-    while (tally->done.load(std::memory_order_acquire) < kThroughputMessages) {
+    while (crew.finished.load(std::memory_order_acquire) < producers ||
+           tally->done.load(std::memory_order_acquire) < kThroughputMessages) {
       if (Clock::now() > limit) {
+        const std::size_t done = tally->done.load();
+        stop_crew();  // the producers' sends end at their deadlines at the latest
         return fail_case(state, r.cuda,
-                         std::to_string(kThroughputMessages - tally->done.load()) + " of " +
-                             std::to_string(kThroughputMessages) + " messages unanswered after " +
-                             std::to_string(kThroughputLimit.count()) + " s");
+                         std::to_string(kThroughputMessages - done) + " of " + std::to_string(kThroughputMessages) +
+                             " messages unanswered after " + std::to_string(kThroughputLimit.count()) + " s");
       }
       std::this_thread::yield();
     }
     failures += tally->failures.load();
     delete tally;
   }
+  stop_crew();
   if (failures > 0) return fail_case(state, r.cuda, std::to_string(failures) + " messages failed");
   state.counters["msgs_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * kThroughputMessages, benchmark::Counter::kIsRate);
