@@ -17,6 +17,9 @@
 //                         CudaRingServer (the persistent kernel over mapped memory).
 //   ring_rtt/<b>/ring     the same with RingClient::send and a blocking wait on its future (the
 //                         caller sleeps until the dispatcher thread wakes it).
+//   ring_rtt/<b>/ring_sporadic
+//                         as ring, one call after each 2 ms of quiet (200 calls; the pauses are not
+//                         timed): what a sporadic caller waits, waking included.
 //   ring_rtt/<b>/grain    the same 8-byte echo as a RingGrain method: a runtime::Runtime (1 worker)
 //                         over its own RingHost (placement cpu / cuda, the same handler as the ring
 //                         case), one caller: Runtime::run(grain.call<&RingGrain::call>(echo, 8 bytes))
@@ -572,6 +575,42 @@ void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
   state.SetLabel(r.label);
 }
 
+// One call at a time after the ring has been quiet for kQuietPause, as sporadic callers send: the
+// round trip then includes waking whatever went to sleep meanwhile (timed by hand, pauses excluded).
+constexpr auto kQuietPause = std::chrono::milliseconds(2);
+
+void rtt_ring_sporadic(benchmark::State& state, Result<RingRig*> (*get)()) {
+  auto rig = get();
+  if (!rig) {
+    state.SkipWithError(rig.error().to_string().c_str());
+    return;
+  }
+  RingRig& r = **rig;
+  Latencies latencies;
+  std::uint64_t value = 0;
+  for (auto _ : state) {
+    std::this_thread::sleep_for(kQuietPause);
+    const Clock::time_point start = Clock::now();
+    ++value;
+    auto sent = r.client->send(r.actors[0], kEcho,
+                               std::span<const std::byte>(reinterpret_cast<const std::byte*>(&value), sizeof value),
+                               deadline());
+    if (!sent) return fail_case(state, r.cuda, sent.error().to_string());
+    if (sent->wait_for(kReplyLimit) != std::future_status::ready) {
+      return fail_case(state, r.cuda, "no reply within " + std::to_string(kReplyLimit.count()) + " s");
+    }
+    Result<ring::Reply> reply = sent->get();
+    const Clock::duration took = Clock::now() - start;
+    latencies.add(took);
+    state.SetIterationTime(std::chrono::duration<double>(took).count());
+    if (!reply || u64_of(*reply) != value) {
+      return fail_case(state, r.cuda, reply ? "ring reply mismatch" : reply.error().to_string());
+    }
+  }
+  latencies.report(state);
+  state.SetLabel(r.label + ", one call after each " + std::to_string(kQuietPause.count()) + " ms of quiet");
+}
+
 // What a send_async callback hands to a spinning caller: the reply's value (or an error) and a
 // sequence number published last.
 struct SpinReply {
@@ -753,6 +792,9 @@ void register_backend(const BackendCases& c) {
   register_pair({.scenario = "round_trip_p99", .backend = b, .subject = rtt + "ring_spin", .reference = rtt + "mailbox",
                  .counter = "p99_us"});
   register_pair({"blocking_wait", b, rtt + "ring", rtt + "ring_spin"});
+  benchmark::RegisterBenchmark((rtt + "ring_sporadic").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring_sporadic(s, get); })
+      ->UseManualTime()
+      ->Iterations(200);
   auto* throughput = benchmark::RegisterBenchmark(("ring_throughput/" + b + "/ring").c_str(),
                                                   [get = c.rig_with](benchmark::State& s) { throughput_ring(s, get); })
                          ->ArgNames({"shards", "producers", "actors", "dispatchers"})

@@ -5,6 +5,8 @@
 // watch every shard's heartbeat.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -65,6 +67,13 @@ class ChunkPool {
   std::mutex mutex_;
   std::vector<std::uint8_t> used_;
 };
+
+// Dispatcher threads: empty polls (each yields the core) before sleeping - with calls in flight,
+// then short sleeps (back_off); with none, then parking until a sender wakes the thread or
+// kParkLimit passes.
+constexpr std::uint32_t kPollsWhilePending = 8192;
+constexpr std::uint32_t kPollsBeforePark = 64;
+constexpr auto kParkLimit = std::chrono::milliseconds(20);
 
 Error ring_error(ErrorCode code, std::string message) {
   return Error(code, std::move(message), "ring client");
@@ -256,6 +265,11 @@ struct RingClient::Impl {
 
   std::atomic<bool> closing{false};
   std::atomic<bool> dead{false};
+  // Dispatcher threads asleep on park_cv because no call was in flight; a sender wakes them (see
+  // park() and wake_parked()).
+  std::atomic<std::uint32_t> parked{0};
+  std::mutex park_mutex;
+  std::condition_variable park_cv;
   // Dispatcher threads that have seen the server stopped and then found their rings empty.
   std::atomic<std::uint32_t> drained_after_stop{0};
   std::vector<std::thread> dispatchers;
@@ -401,7 +415,38 @@ struct RingClient::Impl {
     entry.sink = std::move(sink);
     entry.word.store(CallTable::word_of(generation, CallTable::kPending), std::memory_order_release);
     detail::SlotQueue::publish(*slot, position);
+    wake_parked();
     return {};
+  }
+
+  // A dispatcher with no call in flight sleeps (park) rather than polling: a sender, whose call
+  // entry is counted in `calls` from calls.take() on, wakes it. The fences pair up (Dekker): either
+  // the sender sees the dispatcher parked, or the dispatcher sees the call and does not sleep.
+  void wake_parked() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (parked.load(std::memory_order_relaxed) == 0) return;
+    { std::lock_guard lock(park_mutex); }  // a dispatcher between its check and its wait is waiting now
+    park_cv.notify_all();
+  }
+
+  // Sleeps while no call is in flight, up to kParkLimit (lifecycle words are looked at again then).
+  void park() {
+    parked.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    {
+      std::unique_lock lock(park_mutex);
+      park_cv.wait_for(lock, kParkLimit,
+                       [&] { return calls.in_use() > 0 || closing.load(std::memory_order_acquire); });
+    }
+    parked.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Wakes parked dispatchers for good (the client closes).
+  void close() {
+    closing.store(true, std::memory_order_release);
+    { std::lock_guard lock(park_mutex); }
+    park_cv.notify_all();
+    for (std::thread& thread : dispatchers) thread.join();
   }
 
   // Reads one completion into a reply for its pending call.
@@ -558,7 +603,24 @@ struct RingClient::Impl {
       if (watchdog && dead.load(std::memory_order_relaxed) && calls.in_use() > 0) {
         fail_all(ring_error(ErrorCode::unavailable, "ring server dead (no heartbeat)"), false);
       }
-      if (taken == 0) back_off(++idle);
+      if (taken == 0) {
+        // With calls in flight a reply is due: poll, yielding the core, for a while before short
+        // sleeps. With none, poll briefly (a caller often sends again at once), then sleep until a
+        // sender wakes this thread.
+        ++idle;
+        if (calls.in_use() > 0) {
+          if (idle < kPollsWhilePending) {
+            std::this_thread::yield();
+          } else {
+            back_off(64 + (idle - kPollsWhilePending));  // short sleeps first
+          }
+        } else if (idle < kPollsBeforePark) {
+          std::this_thread::yield();
+        } else {
+          park();
+          idle = 0;
+        }
+      }
     }
   }
 
@@ -625,8 +687,7 @@ Result<std::unique_ptr<RingClient>> RingClient::create(RingMemory& memory, RingC
           named_thread("gb-ringc-" + std::to_string(t), [raw = impl.get(), t] { raw->run_dispatcher(t); }));
     }
   } catch (const std::system_error& e) {
-    impl->closing.store(true, std::memory_order_release);
-    for (std::thread& thread : impl->dispatchers) thread.join();
+    impl->close();
     return ring_error(ErrorCode::resource_exhausted, std::string("cannot start a dispatcher thread: ") + e.what());
   }
   return std::unique_ptr<RingClient>(new RingClient(std::move(impl)));
@@ -635,8 +696,7 @@ Result<std::unique_ptr<RingClient>> RingClient::create(RingMemory& memory, RingC
 RingClient::RingClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 RingClient::~RingClient() {
-  impl_->closing.store(true, std::memory_order_release);
-  for (std::thread& thread : impl_->dispatchers) thread.join();
+  impl_->close();
   // The server may still serve these; their blocks stay reserved (the block dies with RingMemory).
   impl_->fail_all(ring_error(ErrorCode::cancelled, "ring client closed"), false);
 }
