@@ -56,7 +56,7 @@
 // device fault, leaves the CUDA context unusable for every other user of the device in the process
 // (other rings, the executor). A handler that never returns stops its ring (callers get "ring
 // server dead" from the client's watchdog), and the kernel cannot step aside: operations that need
-// the device idle, a drain and a stop wait for it.
+// the device idle, a drain and a stop wait for it (stderr says so every 10 s while a step aside waits).
 // `payload` may be null when `bytes` is 0.
 //
 // Memory: the RingMemory block is page-locked and mapped with cudaHostRegister (RingMemory owns

@@ -1283,6 +1283,20 @@ struct CudaRingServer::Impl final : detail::KernelPlatform {
     if (cudaError_t e = cudaStreamSynchronize(stream); e != cudaSuccess) return cuda::to_error(e, "ring kernel");
     return {};
   }
+  std::optional<Status> wait_returned_for(std::chrono::milliseconds limit) override {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (std::uint32_t polls = 0;; ++polls) {
+      const cudaError_t e = cudaStreamQuery(stream);
+      if (e == cudaSuccess) return Status{};
+      if (e != cudaErrorNotReady) return Status(cuda::to_error(e, "ring kernel"));
+      if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+      if (polls < 1024) {
+        std::this_thread::yield();  // a block returns after its current message: usually soon
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+  }
   Status copy_back() override {
     if (actors_bytes == 0) return {};
     CurrentDeviceKept kept;

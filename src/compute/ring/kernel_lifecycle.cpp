@@ -1,6 +1,8 @@
 #include "compute/ring/kernel_lifecycle.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -16,6 +18,8 @@ void write_word(std::uint32_t& word, std::uint32_t value) {
   std::atomic_ref<std::uint32_t>(word).store(value, std::memory_order_release);
 }
 Error lifecycle_error(ErrorCode code, std::string message) { return Error(code, std::move(message), "ring kernel"); }
+
+constexpr std::chrono::seconds kStepAsideNotice{10};
 
 }  // namespace
 
@@ -92,7 +96,20 @@ bool KernelLifecycle::step_aside() noexcept {
   if (phase_ != Phase::running) return false;
   KernelControl& control = platform_.control();
   write_word(control.yield, 1);
-  const Status returned = platform_.wait_returned();
+  // Each block returns after its current message; a handler that never returns holds every
+  // operation that needs the device idle: said on stderr, every kStepAsideNotice, while it lasts.
+  Status returned;
+  for (std::chrono::seconds waited{0};;) {
+    if (std::optional<Status> r = platform_.wait_returned_for(kStepAsideNotice)) {
+      returned = std::move(*r);
+      break;
+    }
+    waited += kStepAsideNotice;
+    std::fprintf(stderr,
+                 "gpubridge: a ring kernel on CUDA device %d has not stepped aside after %lld s (a handler that "
+                 "does not return?); operations that need the device idle wait for it\n",
+                 device_, static_cast<long long>(waited.count()));
+  }
   write_word(control.yield, 0);
   if (!returned) {
     fail_locked(returned.error());

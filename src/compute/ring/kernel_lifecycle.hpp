@@ -12,6 +12,7 @@
 //
 // Thread-safety: all members from any thread. The platform's launch() and copy_back() run under
 // the lifecycle's lock; wait_returned() and poll() without it, so they must not need it.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,8 @@ class KernelPlatform {
   // Returns once the latest launch has returned (every block): the kernel's error when it died.
   // May run while another thread relaunches (it may then return for either launch).
   virtual Status wait_returned() = 0;
+  // As wait_returned(), for at most `limit`: nothing when the launch has not returned by then.
+  virtual std::optional<Status> wait_returned_for(std::chrono::milliseconds limit) = 0;
   // The kernel has finished for good: copies the actor states back into the ring block.
   virtual Status copy_back() = 0;
   // The kernel's error if it is known to have died, without waiting (ok otherwise).

@@ -123,6 +123,13 @@ Status HostKernelServer::wait_returned() {
   return {};
 }
 
+std::optional<Status> HostKernelServer::wait_returned_for(std::chrono::milliseconds limit) {
+  std::unique_lock lock(threads_mutex_);
+  if (!returned_cv_.wait_for(lock, limit, [&] { return returned_ == launches_; })) return std::nullopt;
+  if (trapped_) return Status(harness_error(ErrorCode::internal, "ring kernel trapped"));
+  return Status{};
+}
+
 Status HostKernelServer::copy_back() {
   std::memcpy(memory_.base() + memory_.header().actor_table_offset, actors_.get(), actors_bytes_);
   return {};

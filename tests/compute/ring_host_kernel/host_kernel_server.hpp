@@ -70,6 +70,7 @@ class HostKernelServer final : private compute::ring::detail::KernelPlatform {
   // KernelPlatform: a launch is one thread per block; it has returned when all of them have.
   Status launch() override;
   Status wait_returned() override;
+  std::optional<Status> wait_returned_for(std::chrono::milliseconds limit) override;
   Status copy_back() override;
   Status poll() const override;
 
