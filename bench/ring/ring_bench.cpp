@@ -546,7 +546,10 @@ void rtt_cpu_mailbox(benchmark::State& state) {
   state.SetLabel("raw one-slot mailbox thread");
 }
 
-void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
+// One call at a time through RingClient::send, the caller blocking on its future (at most
+// kReplyLimit). With a `pause`, each call follows that much quiet, as sporadic callers send: the round
+// trip then includes waking whatever went to sleep meanwhile (timed by hand, pauses excluded).
+void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)(), std::chrono::milliseconds pause) {
   auto rig = get();
   if (!rig) {
     state.SkipWithError(rig.error().to_string().c_str());
@@ -556,40 +559,7 @@ void rtt_ring(benchmark::State& state, Result<RingRig*> (*get)()) {
   Latencies latencies;
   std::uint64_t value = 0;
   for (auto _ : state) {
-    const Clock::time_point start = Clock::now();
-    ++value;
-    std::vector<std::byte> payload(sizeof value);
-    std::memcpy(payload.data(), &value, sizeof value);
-    auto sent = r.client->send(r.actors[0], kEcho, payload, deadline());
-    if (!sent) return fail_case(state, r.cuda, sent.error().to_string());
-    if (sent->wait_for(kReplyLimit) != std::future_status::ready) {
-      return fail_case(state, r.cuda, "no reply within " + std::to_string(kReplyLimit.count()) + " s");
-    }
-    Result<ring::Reply> reply = sent->get();
-    latencies.add(Clock::now() - start);
-    if (!reply || u64_of(*reply) != value) {
-      return fail_case(state, r.cuda, reply ? "ring reply mismatch" : reply.error().to_string());
-    }
-  }
-  latencies.report(state);
-  state.SetLabel(r.label);
-}
-
-// One call at a time after the ring has been quiet for kQuietPause, as sporadic callers send: the
-// round trip then includes waking whatever went to sleep meanwhile (timed by hand, pauses excluded).
-constexpr auto kQuietPause = std::chrono::milliseconds(2);
-
-void rtt_ring_sporadic(benchmark::State& state, Result<RingRig*> (*get)()) {
-  auto rig = get();
-  if (!rig) {
-    state.SkipWithError(rig.error().to_string().c_str());
-    return;
-  }
-  RingRig& r = **rig;
-  Latencies latencies;
-  std::uint64_t value = 0;
-  for (auto _ : state) {
-    std::this_thread::sleep_for(kQuietPause);
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
     const Clock::time_point start = Clock::now();
     ++value;
     auto sent = r.client->send(r.actors[0], kEcho,
@@ -602,14 +572,18 @@ void rtt_ring_sporadic(benchmark::State& state, Result<RingRig*> (*get)()) {
     Result<ring::Reply> reply = sent->get();
     const Clock::duration took = Clock::now() - start;
     latencies.add(took);
-    state.SetIterationTime(std::chrono::duration<double>(took).count());
+    if (pause.count() > 0) state.SetIterationTime(std::chrono::duration<double>(took).count());
     if (!reply || u64_of(*reply) != value) {
       return fail_case(state, r.cuda, reply ? "ring reply mismatch" : reply.error().to_string());
     }
   }
   latencies.report(state);
-  state.SetLabel(r.label + ", one call after each " + std::to_string(kQuietPause.count()) + " ms of quiet");
+  state.SetLabel(pause.count() > 0
+                     ? r.label + ", one call after each " + std::to_string(pause.count()) + " ms of quiet"
+                     : r.label);
 }
+
+constexpr auto kQuietPause = std::chrono::milliseconds(2);  // ring_sporadic
 
 // What a send_async callback hands to a spinning caller: the reply's value (or an error) and a
 // sequence number published last.
@@ -784,7 +758,8 @@ void register_backend(const BackendCases& c) {
   benchmark::RegisterBenchmark((rtt + "mailbox").c_str(), c.mailbox)->UseRealTime();
   benchmark::RegisterBenchmark((rtt + "ring_spin").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring_spin(s, get); })
       ->UseRealTime();
-  benchmark::RegisterBenchmark((rtt + "ring").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring(s, get); })
+  benchmark::RegisterBenchmark((rtt + "ring").c_str(),
+                               [get = c.rig](benchmark::State& s) { rtt_ring(s, get, std::chrono::milliseconds(0)); })
       ->UseRealTime();
   register_pair({"round_trip", b, rtt + "ring_spin", rtt + "mailbox"});
   register_pair({.scenario = "round_trip_p50", .backend = b, .subject = rtt + "ring_spin", .reference = rtt + "mailbox",
@@ -792,7 +767,8 @@ void register_backend(const BackendCases& c) {
   register_pair({.scenario = "round_trip_p99", .backend = b, .subject = rtt + "ring_spin", .reference = rtt + "mailbox",
                  .counter = "p99_us"});
   register_pair({"blocking_wait", b, rtt + "ring", rtt + "ring_spin"});
-  benchmark::RegisterBenchmark((rtt + "ring_sporadic").c_str(), [get = c.rig](benchmark::State& s) { rtt_ring_sporadic(s, get); })
+  benchmark::RegisterBenchmark((rtt + "ring_sporadic").c_str(),
+                               [get = c.rig](benchmark::State& s) { rtt_ring(s, get, kQuietPause); })
       ->UseManualTime()
       ->Iterations(200);
   auto* throughput = benchmark::RegisterBenchmark(("ring_throughput/" + b + "/ring").c_str(),

@@ -4,10 +4,11 @@
 #include <dlfcn.h>
 
 #include <array>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
+
+#include "gpubridge/core/pci_address.hpp"
 
 namespace gpubridge::telemetry {
 
@@ -172,9 +173,7 @@ std::vector<GpuReading> read_gpus(const NvmlMonitor::Session& s) {
     }
     NvmlPciInfo pci{};
     if (s.get_pci_info != nullptr && s.get_pci_info(device, &pci) == kNvmlSuccess) {
-      char id[16];
-      std::snprintf(id, sizeof id, "%04x:%02x:%02x.0", pci.domain & 0xffffu, pci.bus & 0xffu, pci.device & 0xffu);
-      reading.pci_bus_id = id;
+      reading.pci_bus_id = pci_address(pci.domain, pci.bus, pci.device);
     }
     readings.push_back(std::move(reading));
   }

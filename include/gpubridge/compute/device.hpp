@@ -32,7 +32,7 @@ struct Device {
   std::uint32_t compute_units = 0;                 // SMs, OpenCL compute units, or CPU threads
   bool is_gpu = false;                             // false for CPUs (including OpenCL CPU devices)
   DeviceCapabilities caps;
-  // PCI address "dddd:bb:dd.0" (lower-case hex) where the backend knows it (CUDA devices), else
+  // PCI address (gpubridge/core/pci_address.hpp) where the backend knows it (CUDA devices), else
   // empty: what NVML readings are matched with (telemetry/nvml.hpp).
   std::string pci_bus_id;
 };

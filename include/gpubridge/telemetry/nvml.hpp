@@ -30,7 +30,7 @@ struct GpuReading {
   std::optional<std::uint64_t> memory_total_bytes;
   std::optional<double> temperature_celsius;         // GPU die
   std::optional<double> power_watts;                 // board power draw
-  std::optional<std::string> pci_bus_id;             // "dddd:bb:dd.0", lower-case hex (Device::pci_bus_id)
+  std::optional<std::string> pci_bus_id;             // gpubridge/core/pci_address.hpp (Device::pci_bus_id)
 };
 
 class NvmlMonitor {

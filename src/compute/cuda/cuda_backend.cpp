@@ -70,6 +70,7 @@
 #include "compute/cuda/pinned_pool.hpp"
 #include "compute/gpu/batch_staging.hpp"
 #include "compute/gpu/gpu_recipe.hpp"
+#include "gpubridge/core/pci_address.hpp"
 #include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
@@ -851,10 +852,8 @@ class CudaBackend final : public Backend {
                      .host_mapped_memory = prop.canMapHostMemory != 0,
                      .host_native_atomics = native_atomics != 0,
                      .peer_access = peer};
-    char pci[16];
-    std::snprintf(pci, sizeof pci, "%04x:%02x:%02x.0", static_cast<unsigned>(prop.pciDomainID),
-                  static_cast<unsigned>(prop.pciBusID), static_cast<unsigned>(prop.pciDeviceID));
-    d.device.pci_bus_id = pci;
+    d.device.pci_bus_id = pci_address(static_cast<unsigned>(prop.pciDomainID), static_cast<unsigned>(prop.pciBusID),
+                                      static_cast<unsigned>(prop.pciDeviceID));
 
     GB_CUDA_TRY(cudaSetDevice(i));
     cudaMemPoolProps props{};
