@@ -10,7 +10,9 @@
 #   scripts/gpu-check.sh run        unpack the payload into .gpu-run/ and run from there (on the GPU
 #                                   machine; here too, to try the script: .gpu-carry stays small)
 #
-# Results go to $OUT when set, else bench/results/local-<date>/. The CUDA runtime and NVRTC are
+# Results go to bench/results/local-<date>/, or, when $OUT is set (the device tool brings back at
+# most 8 files from it), into $OUT/results.tar.gz, packed again after every stage so that a run
+# cut short still brings back what it wrote. The CUDA runtime and NVRTC are
 # taken from the GPU machine's own CUDA installation (they must match its driver).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -128,12 +130,19 @@ bench_run() {
   echo "== $b ($filter)" | tee -a "$out/bench.txt"
   step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="$filter" --ratio_out="$out/ratios-$b-$bench_runs.json" "$@" \
     > /dev/null || { failed=1; echo "FAILED: $b" | tee -a "$out/bench.txt"; }
+  pack
 }
 
 # Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
 # call may run 600 s): results are written as they come, so a run cut short still reports them.
+pack() {
+  [ -n "${OUT:-}" ] || return 0
+  tar -C "$out" -czf "$OUT/.results.tar.gz" . && mv "$OUT/.results.tar.gz" "$OUT/results.tar.gz"
+}
+
 do_run() {
-  bin=$1 out=${OUT:-$root/bench/results/local-$(date +%Y%m%d-%H%M%S)}
+  bin=$1 out=$root/bench/results/local-$(date +%Y%m%d-%H%M%S)
+  [ -n "${OUT:-}" ] && { out=$(mktemp -d); trap pack EXIT; }
   deadline=$((SECONDS + ${GPUBRIDGE_CHECK_BUDGET_S:-560}))
   failed=0
   mkdir -p "$out"
@@ -153,6 +162,7 @@ do_run() {
     "$bin/gpubridge" devices
   } > "$out/environment.txt" 2>&1
   cat "$out/environment.txt"
+  pack
 
   # 1. The gpu-labelled test binaries (gpu-tests.txt, written by 'package'; coexistence first: never run yet).
   : > "$out/tests.log"
@@ -164,11 +174,13 @@ do_run() {
   ((deadline > budget_deadline)) && deadline=$budget_deadline
   for t in "${gpu_tests[@]}"; do [ -x "$bin/$t" ] && run_gpu_test "$bin/$t" 90; done
   deadline=$budget_deadline
+  pack
 
   # 2. Every kernel on CUDA against the CPU.
   echo "== gpubridge verify --backend cuda"
   step 90 "$out/verify-cuda.txt" "$bin/gpubridge" verify --backend cuda > /dev/null || failed=1
   tail -n 3 "$out/verify-cuda.txt"
+  pack
   step 90 /dev/null bash -c '"$0" verify --backend cuda --json > "$1" 2>/dev/null' "$bin/gpubridge" "$out/verify-cuda.json" \
     > /dev/null || failed=1
 
@@ -182,9 +194,9 @@ do_run() {
   # bench/results/2026-11-27-xeon2-frame-region).
   bench_run bench_grains 'grain_batch/cuda/.*/256' 50
   bench_run bench_grains 'grain_batch/cuda/.*/4096' 50
-  bench_run bench_runtime '.' 90
   bench_run bench_pipeline 'pipeline/cuda/' 60
   bench_run bench_samples '.' 120
+  bench_run bench_runtime '.' 90
   bench_run bench_compute "${GPUBRIDGE_BENCH_FILTER:-cuda}" 120 --benchmark_out="$out/bench-compute.json" \
     --benchmark_out_format=json ${GPUBRIDGE_BENCH_ARGS:-}
   bench_run bench_grains 'grain_batch/(cpu|opencl)/.*/256' 35
@@ -215,7 +227,7 @@ do_run() {
     run_test "$t" 120
   done
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^FAILED|^HUNG" "$out/tests.log" || true
-  echo "gpu-check: results in $out (failed=$failed, $((SECONDS)) s)"
+  echo "gpu-check: results in ${OUT:+$OUT/results.tar.gz, from }$out (failed=$failed, $((SECONDS)) s)"
   return $failed
 }
 
