@@ -16,6 +16,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "gpubridge/compute/pipeline.hpp"
@@ -23,6 +24,7 @@
 #include "gpubridge/resilience/fault_injection.hpp"
 #include "gpubridge/server/silo.hpp"
 #include "gpubridge/telemetry/metrics.hpp"
+#include "gpubridge/telemetry/nvml.hpp"
 #include "otlp_collector.hpp"
 #include "test_support.hpp"
 
@@ -135,7 +137,12 @@ TEST(Observability, SiloServesMetricsHealthStatusAndDashboard) {
   EXPECT_EQ(sample_value(text, R"(gpubridge_device_up{device="cpu:0",backend="cpu"})"), 1) << text;
   EXPECT_EQ(sample_value(text, R"(gpubridge_build_info{version=")" + std::string("0.1.0") + R"("})"), 1) << text;
   EXPECT_EQ(sample_value(text, R"(gpubridge_fallbacks_total{reason="breaker_open"})"), 0) << text;
-  EXPECT_EQ(text.find("gpubridge_gpu_"), std::string::npos) << "no NVML here: GPU gauges must be absent, not zero";
+  // GPU gauges exist exactly where NVML loads (a machine with an NVIDIA driver), absent elsewhere, never zero.
+  if (telemetry::NvmlMonitor::open().ok()) {
+    EXPECT_NE(text.find("gpubridge_gpu_memory_total_bytes{"), std::string::npos) << text;
+  } else {
+    EXPECT_EQ(text.find("gpubridge_gpu_"), std::string::npos) << "no NVML here: GPU gauges must be absent, not zero";
+  }
 
   auto health = http.get("/health");
   ASSERT_TRUE(health);
@@ -372,6 +379,10 @@ TEST(Observability, TracingExportsMemoryTransferSpansFromTheDevice) {
                                     {.backend = compute::BackendChoice::opencl, .device_id = {}, .allow_fallback = false});
   ASSERT_TRUE(plain.ok()) << plain.error().to_string();
   const std::string device = plain->report.device_id;
+  std::set<std::string> opencl_devices;  // batches and the plain call may run on different ones (PoCL, a GPU)
+  for (const compute::Device& d : silo->executor().devices()) {
+    if (d.backend == compute::BackendKind::opencl) opencl_devices.insert(d.id);
+  }
   silo.reset();  // stops the silo; its tracer exports every queued span before it goes
 
   const std::vector<json> spans = collector.spans("memory transfer");
@@ -381,7 +392,8 @@ TEST(Observability, TracingExportsMemoryTransferSpansFromTheDevice) {
   bool plain_upload_seen = false;
   for (const json& s : spans) {
     EXPECT_EQ(s.at("kind"), 1) << "internal";
-    EXPECT_EQ(span_attribute(s, "device"), json({{"stringValue", device}})) << s.dump();
+    const std::string span_device = span_attribute(s, "device").value("stringValue", "");
+    EXPECT_TRUE(opencl_devices.contains(span_device)) << s.dump();
     const std::string direction = span_attribute(s, "direction").value("stringValue", "");
     if (direction == "host_to_device") ++up;
     if (direction == "device_to_host") ++down;
@@ -390,7 +402,9 @@ TEST(Observability, TracingExportsMemoryTransferSpansFromTheDevice) {
     const json bytes = span_attribute(s, "bytes").value("intValue", json());
     ASSERT_TRUE(bytes.is_string()) << s.dump();
     EXPECT_GT(std::stoll(bytes.get<std::string>()), 0) << s.dump();
-    if (direction == "host_to_device" && bytes == std::to_string(a.size() * sizeof(float))) plain_upload_seen = true;
+    if (direction == "host_to_device" && bytes == std::to_string(a.size() * sizeof(float)) && span_device == device) {
+      plain_upload_seen = true;
+    }
     const auto start_ns = std::stoull(s.at("startTimeUnixNano").get<std::string>());
     const auto end_ns = std::stoull(s.at("endTimeUnixNano").get<std::string>());
     EXPECT_GT(end_ns, start_ns) << s.dump();

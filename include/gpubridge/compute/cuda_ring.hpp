@@ -4,12 +4,17 @@
 //
 // Handlers are CUDA device functions in a source string the user registers. The server wraps them
 // in a generated kernel (a switch over handler ids around the user's functions), compiles it with
-// NVRTC and launches it once, as one block of one thread per shard of the block (blockIdx.x = the
-// shard; RingConfig::shards), resident until it stops: each block polls its shard's request ring
-// with volatile loads and the protocol's sequence numbers, serves one message at a time,
-// orders every body access against the turn that guards it (__threadfence_system() after a
-// request's turn says "ready" and before each store that publishes or frees a slot; an acquire
-// load of a completion slot's turn before that slot is rewritten), and
+// NVRTC and launches it once, as one block of 32 threads per shard of the block (blockIdx.x = the
+// shard; RingConfig::shards), resident until it stops: lane 0 of each block polls its shard's
+// request ring with volatile loads and the protocol's sequence numbers; when more than one
+// message is claimed, the block's lanes copy up to 32 published slots into shared memory at once
+// (one trip over the bus for all of them), and lane 0 frees them behind one fence and serves them
+// one at a time; completions are written as they finish and published together behind one fence
+// (at most 32 at a time, and all of them before lane 0 looks at the request ring again, waits for
+// a completion slot or ends). Every body access is ordered against the turn that guards it
+// (an acquire load of a request's turn before its body is read, a system-scope acquire-release
+// fence, fence.acq_rel.sys, before the stores that free or publish slots; an acquire load of the host's completion counter before
+// a completion slot is rewritten), and lane 0
 // increments its shard's heartbeat every poll. The kernel uses no atomic read-modify-write on
 // host memory (each block writes only its own shard's words; the blocks coordinate through device
 // memory with device-scope atomics), so devices without host-native atomics run the same mapped-memory + fence path
@@ -20,8 +25,8 @@
 // Handler contract (device code, one thread):
 //   __device__ int my_handler(const gb_ring_call& call);
 // gb_ring_call has actor_id, handler_id, state / state_bytes (the actor's state, in device memory),
-// payload / payload_bytes (read-only: mapped host memory for a host message, device memory for a
-// device-side one), reply / reply_capacity, hops (0 for a host message, n for the n-th device-side
+// payload / payload_bytes (read-only: the block's shared memory for an inline host payload, mapped
+// host memory for one in the pool, device memory for a device-side message), reply / reply_capacity, hops (0 for a host message, n for the n-th device-side
 // hop of a chain) and replies_to_host (this message's reply, or that of its forward, completes a
 // host call). Return the number of reply bytes written (0..reply_capacity), or -GB_RING_<CODE>
 // (e.g. -GB_RING_INVALID_ARGUMENT, values of gpubridge::ErrorCode) to fail the call; the host sees

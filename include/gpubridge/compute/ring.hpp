@@ -76,9 +76,10 @@
 //   - drain finishes every queued host message and every device-side message and chain on every
 //     shard before any shard stops; stop cancels what is queued on every shard.
 // Fences: host side uses std::atomic_ref with acquire loads of turn/control/state/heartbeat and
-//   release stores after writing a slot's body; the device side uses volatile (or cuda::atomic_ref
-//   system scope) loads of turn/control, and __threadfence_system() between writing a slot's body
-//   and the release store of its turn (and between reading a body and freeing the slot).
+//   release stores after writing a slot's body; the device side uses volatile loads of control
+//   words, acquire loads (system scope) of turns, and a system-scope fence between writing slot
+//   bodies and the stores of their turns (and between reading bodies and freeing their slots):
+//   see cuda_ring.hpp.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -33,6 +33,11 @@ using detail::KernelExit;
 
 namespace {
 
+// Threads of each block: lane 0 serves its shard, all of them take messages off its request ring.
+constexpr std::uint32_t kIntakeLanes = 32;
+// The oldest control word (run, drain, stop) a message taken off the ring may start under.
+constexpr std::uint64_t kControlWordAgeNs = 20'000;
+
 Error ring_error(ErrorCode code, std::string message) {
   return Error(code, std::move(message), "cuda ring server");
 }
@@ -66,6 +71,8 @@ std::string layout_defines() {
   d += define("GB_DEACTIVATE_HANDLER", kDeactivateHandler);
   d += define("GB_INTERNAL_REPLIES_TO_HOST", kInternalRepliesToHost);
   d += define("GB_MAX_SHARDS", kMaxShards);
+  d += define("GB_INTAKE_LANES", kIntakeLanes);
+  d += define("GB_CONTROL_WORD_AGE_NS", kControlWordAgeNs);
   d += define("GB_CONTROL_RUN", static_cast<std::uint32_t>(ControlWord::run));
   d += define("GB_CONTROL_STOP", static_cast<std::uint32_t>(ControlWord::stop));
   d += define("GB_STATE_STOPPED", static_cast<std::uint32_t>(ServerState::stopped));
@@ -191,6 +198,23 @@ __device__ __forceinline__ void gb_st64_release(unsigned long long* p, unsigned 
   __threadfence_system();
   *reinterpret_cast<volatile unsigned long long*>(p) = v;
 #endif
+}
+// Orders this thread's earlier loads and stores before its later stores, as seen from the host
+// (fence.acq_rel.sys, the light fence: with relaxed stores after it, a release). Used where a
+// slot is freed or published; __threadfence_system() (fence.sc.sys) where every block must agree
+// on one order (the drain check).
+__device__ __forceinline__ void gb_fence_release() {
+#if __CUDA_ARCH__ >= 700
+  asm volatile("fence.acq_rel.sys;" : : : "memory");
+#else
+  __threadfence_system();
+#endif
+}
+// Nanoseconds of the device's global timer (microsecond steps on some devices).
+__device__ __forceinline__ unsigned long long gb_now_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
 }
 // Copies an inline payload of n <= GB_INLINE_BYTES bytes between 8-byte aligned areas of
 // GB_INLINE_BYTES (a multiple of 8) in whole 8-byte words, so that a slot in mapped host memory
@@ -596,7 +620,19 @@ __device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const c
 }
 
 namespace gb_ring_detail {
-// Everything one block carries between messages (one thread: local memory).
+// Host messages taken off the request ring at once (the block's shared memory): the serving lane
+// copies the first slot, the other lanes of the block the following ones, each lane its own, so
+// that up to GB_INTAKE_LANES slots cross the bus in the time of one.
+struct gb_intake {
+  gb_ring_slot slots[GB_INTAKE_LANES];
+  gb_u32 ready[GB_INTAKE_LANES];  // 1: slots[i] holds the published message at position first + i
+  const gb_ring_slot* requests;
+  gb_u64 capacity;
+  gb_u64 first;                   // ring position of slots[0]
+  gb_u32 count;                   // positions to take; 0 tells the helper lanes to leave
+};
+
+// Everything the serving lane carries between messages (local memory).
 struct gb_server {
   unsigned char* block;
   unsigned char* actors;  // device mirror of the block from actor_table_offset on
@@ -615,6 +651,7 @@ struct gb_server {
   gb_u32* control_word;
   gb_u64 next_request;
   gb_u64 next_completion;
+  gb_u64 published_completion;  // completions before this position have their turn published
   gb_u64 completion_credit;  // completion slots before this one are known to be free
   gb_u64 beat;
   gb_u64 served;
@@ -626,7 +663,11 @@ struct gb_server {
   unsigned char* queue;  // this shard's region of the internal area
   gb_ring_outbox outbox;
   gb_outcome outcome;
-  gb_ring_slot request;          // the host message being served (a copy; its slot is free)
+  gb_intake* intake;             // host messages taken off the ring (copies; their slots are free)
+  gb_u32 taken;                  // messages in intake->slots, ...
+  gb_u32 next_taken;             // ... of which those before this one have been served
+  gb_u32 intake_word;            // the control word they are served under, ...
+  gb_u64 intake_word_ns;         // ... read at this time (gb_now_ns)
   gb_internal_message internal;  // the device-side message being served (a copy; its slot is free)
   __align__(8) unsigned char inline_reply[GB_INLINE_BYTES];
 };
@@ -637,7 +678,7 @@ __device__ __forceinline__ unsigned char* gb_shard_header(unsigned char* block, 
 
 // Counters carry on from a previous launch (hot reload): the ring's and the kernel's own.
 __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actors, unsigned char* control,
-                        unsigned char* internal, gb_u32 shard) {
+                        unsigned char* internal, gb_u32 shard, gb_intake* intake) {
   s.block = block;
   s.actors = actors;
   s.control = reinterpret_cast<gb_kernel_control*>(control);
@@ -656,6 +697,7 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.control_word = gb_u32_at(block, GB_OFF_CONTROL);
   s.next_request = gb_ld64(s.request_dequeue);
   s.next_completion = gb_ld64(s.completion_enqueue);
+  s.published_completion = s.next_completion;
   s.completion_credit = 0;  // read when the first completion is written
   s.beat = gb_ld64(s.heartbeat);
   s.served = gb_ld64(&s.words->served);
@@ -668,6 +710,13 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.outbox.area = s.area;
   s.outbox.claims = gb_queue_claims(s.area, s.queue);
   s.outbox.staged = 0;
+  s.intake = intake;
+  s.intake->requests = s.requests;
+  s.intake->capacity = s.request_capacity;
+  s.taken = 0;
+  s.next_taken = 0;
+  s.intake_word = GB_CONTROL_RUN;
+  s.intake_word_ns = 0;
 }
 
 __device__ __forceinline__ void gb_heartbeat(gb_server& s) { gb_st64(s.heartbeat, ++s.beat); }
@@ -810,15 +859,32 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
   o.reply_bytes = static_cast<gb_u32>(written);
 }
 
+// Publishes the completions written since the last call: counters first (exact once a caller holds
+// its reply), one system fence for every body, then their turns in ring order.
+__device__ void gb_publish_completions(gb_server& s) {
+  if (s.published_completion == s.next_completion) return;
+  gb_publish_counts(s);
+  gb_st64(&s.words->served, s.served);  // counted before the callers can see their replies
+  gb_fence_release();
+  for (gb_u64 p = s.published_completion; p < s.next_completion; ++p) {
+    gb_st64(&(s.completions + (p & (s.completion_capacity - 1)))->turn, p + 1);
+  }
+  gb_st64(s.completion_enqueue, s.next_completion);
+  s.published_completion = s.next_completion;
+}
+
 // Writes s.outcome as the completion of env's host call on this shard's completion ring, waiting
-// (heartbeating) for a free slot. False when the host abandoned the kernel meanwhile.
+// (heartbeating) for a free slot. False when the host abandoned the kernel meanwhile. The turn is
+// published later, with others (gb_publish_completions): before the server looks at the request
+// ring again, once GB_INTAKE_LANES are written, and before it waits for a free slot or ends.
 __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
-  gb_publish_counts(s);  // exact once the caller holds its reply
   gb_ring_slot* out = s.completions + (s.next_completion & (s.completion_capacity - 1));
   // The slot is free once the host's dequeue counter passed its previous lap. One read of the
   // counter vouches for every slot up to a ring's length beyond it, so the bus is crossed once per
   // many completions rather than for each (acquire: the host has finished reading the slot's
-  // previous body - it releases the counter after that - before this one is written).
+  // previous body - it releases the counter after that - before this one is written). The host
+  // frees only slots it has seen published: those written go out before the wait.
+  if (s.next_completion >= s.completion_credit) gb_publish_completions(s);
   while (s.next_completion >= s.completion_credit) {
     s.completion_credit = gb_ld64_acquire(s.completion_dequeue) + s.completion_capacity;
     if (s.next_completion < s.completion_credit) break;
@@ -847,10 +913,9 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
     gb_copy_inline(out->inline_payload, s.inline_reply, o.reply_bytes);
     out->payload_bytes = o.reply_bytes;
   }
-  gb_st64(&s.words->served, ++s.served);  // counted before the caller can see its reply
-  gb_st64_release(&out->turn, s.next_completion + 1);  // the body, any pool reply and `served` first
-  gb_st64(s.completion_enqueue, s.next_completion + 1);
+  ++s.served;
   ++s.next_completion;
+  if (s.next_completion - s.published_completion >= GB_INTAKE_LANES) gb_publish_completions(s);
   return true;
 }
 
@@ -913,9 +978,8 @@ __device__ bool gb_finish(gb_server& s, const gb_envelope& env) {
   return true;
 }
 
-// The host message in s.request (its slot already freed).
-__device__ bool gb_serve_host(gb_server& s, gb_u32 word) {
-  const gb_ring_slot& r = s.request;
+// A host message taken off the ring (its slot already freed).
+__device__ bool gb_serve_host(gb_server& s, const gb_ring_slot& r, gb_u32 word) {
   gb_envelope env;
   env.request_id = r.request_id;
   env.reply_offset = r.reply_offset;
@@ -1012,6 +1076,7 @@ __device__ bool gb_nothing_left(gb_server& s) {
 
 // This block ends for good: the last block to finish says the server stopped.
 __device__ void gb_finish_shard(gb_server& s) {
+  gb_publish_completions(s);
   gb_publish_counts(s);
   gb_st32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED), 1u);
   gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
@@ -1022,48 +1087,141 @@ __device__ void gb_finish_shard(gb_server& s) {
   }
 }
 
-}  // namespace gb_ring_detail
+// One lane's share of an intake: positions first + i for i = from, from + stride, ... below count,
+// each copied when its turn says it is published (acquire: the body is read after the turn). A
+// helper lane fences its copies: the serving lane frees the slots once every lane is done.
+__device__ void gb_intake_lane(gb_intake& in, gb_u32 from, gb_u32 stride) {
+  bool copied = false;
+  for (gb_u32 i = from; i < in.count; i += stride) {
+    const gb_u64 position = in.first + i;
+    const gb_ring_slot* slot = in.requests + (position & (in.capacity - 1));
+    const bool ready = gb_ld64_acquire(&slot->turn) == position + 1;
+    if (ready) {
+      gb_copy_slot(&in.slots[i], slot);
+      copied = true;
+    }
+    in.ready[i] = ready ? 1u : 0u;
+  }
+  if (copied) gb_fence_release();
+}
 
-extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* actors, unsigned char* control,
-                                         unsigned char* internal) {
-  using namespace gb_ring_detail;
-  if (threadIdx.x != 0) return;
-  const gb_u32 shard = blockIdx.x;
-  if (shard >= gb_ld32(gb_u32_at(block, GB_OFF_SHARD_COUNT))) return;
+#ifndef GB_RING_HOST_SHIM
+// Lanes 1.. of a block: take their slot whenever the serving lane asks (gb_take), until it says
+// to leave (count 0). Each order is a pair of warp barriers: the order, then the copies done.
+__device__ void gb_intake_helper(gb_intake& in, gb_u32 lane) {
+  for (;;) {
+    __syncwarp();
+    if (*reinterpret_cast<volatile gb_u32*>(&in.count) == 0) return;
+    gb_intake_lane(in, lane, GB_INTAKE_LANES);
+    __syncwarp();
+  }
+}
+#endif
+
+// Takes the host messages published from s.next_request on (the poll acquired the first one's
+// turn; `enqueued` is the producers' claim counter read with it): the first alone when it is the
+// only one claimed, else up to GB_INTAKE_LANES with the helper lanes (on a host build this thread
+// takes them all). Only a run of published ones from the first counts: a slot still being written
+// is taken by a later round. They are counted in flight before their slots are freed and the
+// dequeue counter moves (a block that sees the new count in gb_nothing_left sees them in flight).
+__device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued, gb_u32 word) {
+  gb_intake& in = *s.intake;
+  const gb_u64 claimed = enqueued > s.next_request ? enqueued - s.next_request : 1;
+  in.first = s.next_request;
+  in.count = claimed < GB_INTAKE_LANES ? static_cast<gb_u32>(claimed) : static_cast<gb_u32>(GB_INTAKE_LANES);
+  in.ready[0] = 1u;
+  if (in.count > 1) {
+#ifdef GB_RING_HOST_SHIM
+    gb_intake_lane(in, 1, 1);
+#else
+    __syncwarp();  // the order: the helper lanes copy positions 1.. while this one copies the first
+#endif
+  }
+  gb_copy_slot(&in.slots[0], first);
+#ifndef GB_RING_HOST_SHIM
+  if (in.count > 1) __syncwarp();  // their copies are done (and fenced)
+#endif
+  gb_u32 taken = 1;
+  while (taken < in.count && in.ready[taken] != 0) ++taken;
+  atomicAdd(gb_in_flight(s.area), static_cast<gb_u64>(taken));
+  // The bodies are read and the messages counted before the slots are freed and the dequeue
+  // counter moves: one fence orders every store below after them.
+  gb_fence_release();
+  for (gb_u32 i = 0; i < taken; ++i) {
+    const gb_u64 position = in.first + i;
+    gb_st64(&(s.requests + (position & (s.request_capacity - 1)))->turn, position + s.request_capacity);
+  }
+  gb_st64(s.request_dequeue, s.next_request + taken);
+  s.next_request += taken;
+  s.taken = taken;
+  s.next_taken = 0;
+  s.intake_word = word;
+  s.intake_word_ns = gb_now_ns();
+}
+
+// Serves the next device-side message of this shard's queue, if one is published: true when it
+// did (`going` false when the host abandoned the kernel meanwhile).
+__device__ bool gb_serve_queued_internal(gb_server& s, gb_u32 word, bool& going) {
+  const gb_u64 position = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE));
+  gb_internal_slot* message = gb_queue_slots(s.queue) + position % s.area.slots;
+  if (gb_ld64(&message->turn) != position + 1) return false;
+  __threadfence();  // acquire: the message after its turn
+  going = gb_serve_internal(s, message, position, word);
+  atomicAdd(gb_in_flight(s.area), ~0ull);  // finished (its own messages were counted when claimed)
+  return true;
+}
+
+// The serving lane's loop over one shard: device-side messages first (on one shard a host
+// message's whole chain runs before the next host message), then the host messages taken, then
+// - with nothing in hand, the completions written published - a look at the request ring.
+__device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsigned char* control,
+                               unsigned char* internal, gb_u32 shard, gb_intake* intake) {
   gb_server s;
-  gb_init(s, block, actors, control, internal, shard);
+  gb_init(s, block, actors, control, internal, shard, intake);
   if (gb_ld32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED)) != 0) {  // finished in an earlier launch
     gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
     return;
   }
   gb_u32* quiescent = gb_u32_at(s.area.base, GB_OFF_SW_QUIESCENT);
-  gb_internal_slot* queue_slots = gb_queue_slots(s.queue);
-  gb_u64* queue_dequeue = gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE);
+  unsigned char* shard_header = gb_shard_header(block, s.geometry, shard);
   for (;;) {
     GB_RING_GRID_CHECK();
     if (gb_ld32(quiescent) != 0) break;
     gb_heartbeat(s);
+    if (s.next_taken < s.taken) {
+      // Host messages in hand, served under a control word at most GB_CONTROL_WORD_AGE_NS old at
+      // their start: a stop while a handler runs long cancels the ones after it, as it cancels
+      // those still on the ring; a fast round of them costs no extra trip over the bus.
+      if (gb_now_ns() - s.intake_word_ns > GB_CONTROL_WORD_AGE_NS) {
+        s.intake_word = gb_ld32(s.control_word);
+        s.intake_word_ns = gb_now_ns();
+      }
+      bool going = true;
+      if (!gb_serve_queued_internal(s, s.intake_word, going)) {
+        going = gb_serve_host(s, s.intake->slots[s.next_taken++], s.intake_word);
+        atomicAdd(gb_in_flight(s.area), ~0ull);
+      }
+      if (!going) break;
+      continue;
+    }
+    gb_publish_completions(s);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
     // another. The slot's turn last, as an acquire load: the slot's body is read after it without
     // a system-wide fence.
-    gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
+    const gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
     const gb_u32 yield = gb_ld32(&s.control->yield);
     const gb_u32 abandon = gb_ld32(&s.control->abandon);
     const gb_u32 word = gb_ld32(s.control_word);
+    const gb_u64 enqueued = gb_ld64(gb_u64_at(shard_header, GB_OFF_REQUEST_ENQUEUE));
     const gb_u64 turn = gb_ld64_acquire(&slot->turn);
     if (yield != 0) {
       gb_publish_counts(s);
       gb_st32(&s.words->exit_reason, GB_EXIT_YIELDED);
       return;
     }
-    // Device-side messages first: on one shard a host message's whole chain runs before the next.
-    const gb_u64 position = gb_ld64(queue_dequeue);
-    gb_internal_slot* message = queue_slots + position % s.area.slots;
-    if (gb_ld64(&message->turn) == position + 1) {
-      __threadfence();  // acquire: the message after its turn
-      const bool going = gb_serve_internal(s, message, position, word);
-      atomicAdd(gb_in_flight(s.area), ~0ull);  // finished (its own messages were counted when claimed)
+    bool going = true;
+    if (gb_serve_queued_internal(s, word, going)) {
       if (!going) break;
       continue;
     }
@@ -1078,20 +1236,32 @@ extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* ac
       GB_RING_IDLE();
       continue;
     }
-    gb_copy_slot(&s.request, slot);  // the body, after its turn (acquired above)
-    atomicAdd(gb_in_flight(s.area), 1ull);  // taken before its slot is freed (gb_nothing_left)
-    // The body is read and the message counted before the slot is freed and the dequeue counter
-    // moves: one fence orders both stores after them (a block that sees the new dequeue count in
-    // gb_nothing_left also sees the message in flight).
-    __threadfence_system();
-    gb_st64(&slot->turn, s.next_request + s.request_capacity);
-    gb_st64(s.request_dequeue, s.next_request + 1);
-    ++s.next_request;
-    const bool going = gb_serve_host(s, word);
-    atomicAdd(gb_in_flight(s.area), ~0ull);
-    if (!going) break;
+    gb_take(s, slot, enqueued, word);
   }
   gb_finish_shard(s);
+}
+
+}  // namespace gb_ring_detail
+
+// One block per shard, GB_INTAKE_LANES threads each: lane 0 serves, every lane takes messages
+// off the request ring (gb_take). Handlers run on lane 0 alone, one message at a time.
+extern "C" __global__ void gb_ring_serve(unsigned char* block, unsigned char* actors, unsigned char* control,
+                                         unsigned char* internal) {
+  using namespace gb_ring_detail;
+  const gb_u32 shard = blockIdx.x;
+  if (shard >= gb_ld32(gb_u32_at(block, GB_OFF_SHARD_COUNT))) return;
+  __shared__ gb_intake intake;
+#ifndef GB_RING_HOST_SHIM
+  if (threadIdx.x != 0) {
+    gb_intake_helper(intake, threadIdx.x);
+    return;
+  }
+#endif
+  gb_serve_shard(block, actors, control, internal, shard, &intake);
+#ifndef GB_RING_HOST_SHIM
+  intake.count = 0;
+  __syncwarp();  // the helper lanes leave
+#endif
 }
 )GBCU";
 
@@ -1276,7 +1446,7 @@ struct CudaRingServer::Impl final : detail::KernelPlatform {
     void* control_arg = control_device;
     void* internal_arg = internal_device;
     void* args[] = {&block_arg, &actors_arg, &control_arg, &internal_arg};
-    GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(shards), dim3(1), args, 0, stream));
+    GB_CUDA_TRY(cudaLaunchKernel(reinterpret_cast<const void*>(loaded->kernel), dim3(shards), dim3(kIntakeLanes), args, 0, stream));
     return {};
   }
   Status wait_returned() override {
@@ -1359,7 +1529,8 @@ Result<std::unique_ptr<CudaRingServer>> CudaRingServer::create(RingMemory& memor
   auto loaded = impl->load(handlers, *image);
   if (!loaded) return loaded.error();
   impl->loaded = std::move(loaded).value();
-  impl->mode.description = "persistent kernel (" + std::to_string(h.shard_count) + " block(s) of 1 thread, one per shard) on " + impl->mode.device_name + " (" +
+  impl->mode.description = "persistent kernel (" + std::to_string(h.shard_count) + " block(s) of " + std::to_string(kIntakeLanes) +
+                           " threads, one per shard, taking up to " + std::to_string(kIntakeLanes) + " messages at once) on " + impl->mode.device_name + " (" +
                            impl->mode.target + ") over mapped host memory with system fences; host native atomics: " +
                            (impl->mode.host_native_atomics ? "yes (not needed)" : "no (not needed)");
 

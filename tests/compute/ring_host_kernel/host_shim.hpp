@@ -3,11 +3,14 @@
 // source compiles as host C++ and runs on a std::thread against a real RingMemory block.
 //  - __device__/__global__/__forceinline__/__align__ become host spellings;
 //  - threadIdx is the one thread of each block; blockIdx is the block (= shard) the launching
-//    HostKernelServer gave this thread (host_grid.block); each block runs on its own thread;
+//    HostKernelServer gave this thread (host_grid.block); each block runs on its own thread, and
+//    that thread does its helper lanes' share of an intake itself (the source's GB_RING_HOST_SHIM
+//    branches); __shared__ memory is the thread's own;
 //  - the kernel's shared-word accesses (gb_ld64/gb_ld32/gb_st64/gb_st32; volatile, i.e. relaxed at
 //    system scope, on the device) become relaxed GCC atomics, gb_ld64_acquire (ld.acquire.sys) an
-//    acquire load, gb_st64_release (st.release.sys) a release store, and __threadfence_system() a
-//    sequentially consistent fence, so the kernel's own ordering is what orders its slot bodies
+//    acquire load, gb_st64_release (st.release.sys) a release store, gb_fence_release
+//    (fence.acq_rel.sys) an acquire-release fence and __threadfence_system() a sequentially
+//    consistent fence, so the kernel's own ordering is what orders its slot bodies
 //    against the host's atomic_ref accesses (a missing fence is a real race here too);
 //  - the device atomics on the server-internal area (atomicCAS/atomicAdd/atomicSub/atomicMax)
 //    become sequentially consistent std::atomic_ref operations and __threadfence() a sequentially
@@ -16,6 +19,7 @@
 //    other blocks' threads (a trap ends the whole grid); GB_RING_IDLE() yields on an empty poll.
 // Only generated kernel sources include this header (see kernel_generator.cpp).
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +32,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static thread_local
 #define GB_RING_IDLE() std::this_thread::yield()
 
 struct gb_host_dim3 {
@@ -38,6 +43,11 @@ inline gb_host_dim3 gb_host_block_index() { return {gpubridge::testing::ring_hos
 #define blockIdx (gb_host_block_index())
 
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void gb_fence_release() { std::atomic_thread_fence(std::memory_order_acq_rel); }
+inline unsigned long long gb_now_ns() {
+  return static_cast<unsigned long long>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 [[noreturn]] inline void __trap() {
   if (auto* trapped = gpubridge::testing::ring_host::host_grid.trapped) trapped->store(true);
