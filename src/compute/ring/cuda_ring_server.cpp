@@ -225,6 +225,11 @@ __device__ __forceinline__ void gb_copy_inline(unsigned char* dst, const unsigne
   const unsigned long long* s = reinterpret_cast<const unsigned long long*>(src);
   for (unsigned int i = 0; i < (n + 7u) / 8u; ++i) d[i] = s[i];
 }
+// Writes 2 * chunks words to a 16-byte aligned area of mapped host memory in 16-byte stores.
+__device__ __forceinline__ void gb_store_chunks(unsigned char* dst, const unsigned long long* words, unsigned int chunks) {
+  ulonglong2* to = reinterpret_cast<ulonglong2*>(dst);
+  for (unsigned int i = 0; i < chunks; ++i) to[i] = make_ulonglong2(words[2 * i], words[2 * i + 1]);
+}
 // Copies a whole slot (64-byte aligned, a multiple of 16 bytes) out of mapped host memory: every
 // 16-byte load is issued before the first store, so their trips over the bus overlap. Field by
 // field, each load would wait for the one before (a load is not moved above the store before it
@@ -893,26 +898,36 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
     if (gb_ld32(&s.control->abandon) != 0) return false;
     GB_RING_IDLE();
   }
+  // The body after turn and request_id (offsets 16 to 56) and an inline payload after it, composed
+  // here and written in whole 16-byte chunks: each store to mapped memory is a transaction on the
+  // bus, so a few wide ones rather than one per field (the turn is written when published).
   const gb_outcome& o = s.outcome;
-  out->request_id = env.request_id;
-  out->actor_id = env.origin_actor_id;
-  out->handler_id = env.origin_handler_id;
-  out->status = o.status;
-  out->flags = 0;
-  out->payload_offset = 0;
-  out->reply_offset = 0;
-  out->reply_capacity = 0;
+  gb_u32 flags = 0;
+  gb_u32 bytes = o.reply_bytes;
+  gb_u64 payload_offset = 0;
+  const unsigned char* inline_bytes = s.inline_reply;
   if (o.status != 0) {
-    gb_copy_inline(out->inline_payload, o.message.bytes, o.message.size);
-    out->payload_bytes = o.message.size;
+    inline_bytes = o.message.bytes;
+    bytes = o.message.size;
   } else if (env.reply_offset != 0) {
-    out->flags = GB_PAYLOAD_IN_POOL;
-    out->payload_offset = env.reply_offset;
-    out->payload_bytes = o.reply_bytes;
-  } else {
-    gb_copy_inline(out->inline_payload, s.inline_reply, o.reply_bytes);
-    out->payload_bytes = o.reply_bytes;
+    flags = GB_PAYLOAD_IN_POOL;
+    payload_offset = env.reply_offset;
+    inline_bytes = nullptr;
   }
+  __align__(16) gb_u64 body[(GB_SLOT_BYTES - 16) / 8];
+  body[0] = static_cast<gb_u64>(env.origin_actor_id) | (static_cast<gb_u64>(env.origin_handler_id) << 32);
+  body[1] = static_cast<gb_u64>(bytes) | (static_cast<gb_u64>(flags) << 32);
+  body[2] = payload_offset;
+  body[3] = 0;                                   // reply_offset
+  body[4] = static_cast<gb_u64>(o.status) << 32;  // reply_capacity 0, status
+  gb_u32 words = 5;
+  if (inline_bytes != nullptr) {
+    const gb_u64* from = reinterpret_cast<const gb_u64*>(inline_bytes);
+    for (gb_u32 i = 0; i < (bytes + 7u) / 8u; ++i) body[words++] = from[i];
+  }
+  if (words % 2 != 0) body[words++] = 0;
+  out->request_id = env.request_id;
+  gb_store_chunks(reinterpret_cast<unsigned char*>(out) + 16, body, words / 2);
   ++s.served;
   ++s.next_completion;
   if (s.next_completion - s.published_completion >= GB_INTAKE_LANES) gb_publish_completions(s);
@@ -1187,8 +1202,8 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
   for (;;) {
     GB_RING_GRID_CHECK();
     if (gb_ld32(quiescent) != 0) break;
-    gb_heartbeat(s);
     if (s.next_taken < s.taken) {
+      if (s.next_taken % 8 == 0) gb_heartbeat(s);  // a store over the bus: every 8th message in hand
       // Host messages in hand, served under a control word at most GB_CONTROL_WORD_AGE_NS old at
       // their start: a stop while a handler runs long cancels the ones after it, as it cancels
       // those still on the ring; a fast round of them costs no extra trip over the bus.
@@ -1205,6 +1220,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       continue;
     }
     gb_publish_completions(s);
+    gb_heartbeat(s);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
     // another. The slot's turn last, as an acquire load: the slot's body is read after it without

@@ -111,6 +111,14 @@ inline void gb_copy_slot(Slot* dst, const Slot* src) {
   }
   std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), sizeof(Slot));
 }
+// The device's 16-byte stores: the same alignment is required here.
+inline void gb_store_chunks(unsigned char* dst, const unsigned long long* words, unsigned int chunks) {
+  if ((reinterpret_cast<unsigned long long>(dst) & 15ull) != 0) {
+    std::fputs("gb_store_chunks: misaligned destination\n", stderr);
+    std::abort();
+  }
+  std::memcpy(dst, words, chunks * 16u);
+}
 inline void gb_st64(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
 inline void gb_st64_release(unsigned long long* p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 inline void gb_st32(unsigned int* p, unsigned int v) { __atomic_store_n(p, v, GB_HOST_SHARED_STORE); }
