@@ -4,20 +4,28 @@
 // Measured (Google Benchmark, real time; per kernel K and backend b in cpu, cuda, opencl):
 //   samples/<K>/<b>        Executor::run of K pinned to that backend (no fallback); a kernel
 //                          without an implementation there is skipped with the reason
-//   samples/<K>/direct     the library call on the host without the runtime: OpenBLAS
-//                          (sgemm/dgemm through samples::matmul) for matrix.multiply, the sample
-//                          CPU algorithms (include/gpubridge/samples/algorithms.hpp) otherwise
+//   samples/<K>/direct     the work on the host without the runtime: OpenBLAS (sgemm/dgemm
+//                          through samples::matmul) for matrix.multiply, the sample CPU
+//                          algorithms (include/gpubridge/samples/algorithms.hpp) otherwise
+//   samples/<K>/library    a well-known library doing the same work on the host, where one is
+//                          linked: OpenBLAS for the vector kernels (a copy then saxpy; dsdot, a
+//                          float64 sum of float32 products as the sample's; dsdot of x with itself,
+//                          then a copy and sscal), LAPACK in OpenBLAS for matrix.inverse (dgetrf +
+//                          dgetri) and OpenBLAS's somatcopy for matrix.transpose. None for the
+//                          image kernels (no OpenCV for C++ is a dependency) and the graph
+//                          kernels (no igraph / Boost.Graph); matrix.multiply's library is direct.
 //   samples/matrix.multiply/cublas
 //                          the reference of the CUDA call: cuBLAS sgemm called directly on
 //                          preallocated device buffers, with the same copies from and to the
 //                          caller's pageable memory (compute/raw_cuda.hpp, RawCublasGemm)
-// Ratio table after the run: <b> / direct (> 1: the catalog call on b is slower by that factor),
+// Ratio table after the run: <b> / direct and <b> / library (> 1: the catalog call on b is slower
+// by that factor),
 // cuda / cpu and opencl / cpu (the GPU against the catalog's own CPU backend), and cuda / cublas
 // for matrix.multiply.
 // Counter cpu_ms: the process's CPU time per call in ms, all threads together (the catalog runs
 // kernels on its worker threads, the algorithms start their own). On a shared, noisy machine
 // comparing catalog and direct cpu_ms shows the extra work better than real times do.
-// Inputs: f32 matrices 1024 x 1024 (multiply), 2048 x 2048 (transpose), f64 512 x 512 (inverse,
+// Inputs: seeded random f32 vectors of 2^22 elements (vector kernels), f32 matrices 1024 x 1024 (multiply), 2048 x 2048 (transpose), f64 512 x 512 (inverse,
 // diagonally dominant); ../shared/data/images/camera.png (512 x 512 grey) for the image kernels;
 // a seeded random directed graph with 200k nodes and 2M edges for the graph kernels.
 #include <benchmark/benchmark.h>
@@ -30,6 +38,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <cblas.h>
 
 #include "common/ratio_report.hpp"
 #include "compute/compute_fixture.hpp"
@@ -47,12 +57,70 @@ namespace {
 using compute::BackendKind;
 using compute::DType;
 
-// One benchmark case: a catalog call and the same work done directly.
+// One benchmark case: a catalog call and the same work done directly (and by a library).
 struct Case {
   std::string kernel;
   std::function<compute::KernelCall()> call;  // views into data owned by the case's storage
   std::function<Status()> direct;
+  std::function<Status()> library = {};  // empty: no library reference on the host
 };
+
+}  // namespace
+}  // namespace gpubridge::bench
+
+// LAPACK (Fortran calling convention), in OpenBLAS.
+extern "C" void dgetrf_(const int* m, const int* n, double* a, const int* lda, int* ipiv, int* info);
+extern "C" void dgetri_(const int* n, double* a, const int* lda, const int* ipiv, double* work, const int* lwork,
+                        int* info);
+
+namespace gpubridge::bench {
+namespace {
+
+// The library references (see the header). Each returns a fresh result, as the sample calls do.
+Status library_vector_add(std::span<const float> a, std::span<const float> b) {
+  std::vector<float> y(b.begin(), b.end());
+  cblas_saxpy(static_cast<int>(a.size()), 1.f, a.data(), 1, y.data(), 1);
+  benchmark::DoNotOptimize(y.data());
+  return {};
+}
+
+Status library_vector_dot(std::span<const float> a, std::span<const float> b) {
+  double dot = cblas_dsdot(static_cast<int>(a.size()), a.data(), 1, b.data(), 1);
+  benchmark::DoNotOptimize(dot);
+  return {};
+}
+
+Status library_vector_normalize(std::span<const float> x) {
+  const double norm = std::sqrt(cblas_dsdot(static_cast<int>(x.size()), x.data(), 1, x.data(), 1));
+  if (!(norm > 0) || !std::isfinite(norm)) return Status(Error(ErrorCode::invalid_argument, "zero or non-finite norm"));
+  std::vector<float> y(x.begin(), x.end());
+  cblas_sscal(static_cast<int>(y.size()), static_cast<float>(1.0 / norm), y.data(), 1);
+  benchmark::DoNotOptimize(y.data());
+  return {};
+}
+
+// Row-major A read as column-major is A^T, and inv(A^T) written column-major is inv(A) row-major.
+Status library_inverse(std::span<const double> a, int n) {
+  std::vector<double> w(a.begin(), a.end());
+  std::vector<int> pivots(static_cast<std::size_t>(n));
+  int info = 0;
+  dgetrf_(&n, &n, w.data(), &n, pivots.data(), &info);
+  if (info != 0) return Status(Error(ErrorCode::invalid_argument, "dgetrf: info " + std::to_string(info)));
+  const int lwork = 64 * n;
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  dgetri_(&n, w.data(), &n, pivots.data(), work.data(), &lwork, &info);
+  if (info != 0) return Status(Error(ErrorCode::invalid_argument, "dgetri: info " + std::to_string(info)));
+  benchmark::DoNotOptimize(w.data());
+  return {};
+}
+
+Status library_transpose(const samples::MatrixF32& m) {
+  std::vector<float> t(m.values.size());
+  cblas_somatcopy(CblasRowMajor, CblasTrans, static_cast<int>(m.rows), static_cast<int>(m.cols), 1.f, m.values.data(),
+                  static_cast<int>(m.cols), t.data(), static_cast<int>(m.rows));
+  benchmark::DoNotOptimize(t.data());
+  return {};
+}
 
 // The shared data directory: $GPUBRIDGE_DATA_DIR when set (a GPU machine without the checkout's
 // layout), else ../shared/data of the source tree.
@@ -62,7 +130,7 @@ std::string data_dir() {
 }
 
 struct Storage {
-  std::vector<float> a32, b32, image, kernel5;
+  std::vector<float> a32, b32, image, kernel5, va, vb;
   std::vector<double> a64, offsets, neighbors, weights;
   samples::MatrixF32 ma, mb, mt;
   samples::MatrixF64 minv;
@@ -81,6 +149,10 @@ Storage& storage() {
     for (auto& x : st->a32) x = u(rng);
     for (auto& x : st->b32) x = u(rng);
     st->ma = {1024, 1024, st->a32};
+    st->va.resize(std::size_t{1} << 22);
+    st->vb.resize(st->va.size());
+    for (auto& x : st->va) x = u(rng);
+    for (auto& x : st->vb) x = u(rng);
     st->mb = {1024, 1024, st->b32};
     std::vector<float> t(2048 * 2048);
     for (auto& x : t) x = u(rng);
@@ -141,14 +213,23 @@ std::vector<Case> cases() {
   Storage& s = storage();
   const double h = static_cast<double>(s.h), w = static_cast<double>(s.w);
   return {
+      {"vector.add", [&s] { return compute::KernelCall{"vector.add", DType::f32, {s.va, s.vb}, {}}; },
+       [&s] { return ok_or(samples::vector_add(std::span<const float>(s.va), std::span<const float>(s.vb))); },
+       [&s] { return library_vector_add(s.va, s.vb); }},
+      {"vector.dot", [&s] { return compute::KernelCall{"vector.dot", DType::f32, {s.va, s.vb}, {}}; },
+       [&s] { return ok_or(samples::vector_dot(std::span<const float>(s.va), std::span<const float>(s.vb))); },
+       [&s] { return library_vector_dot(s.va, s.vb); }},
+      {"vector.normalize", [&s] { return compute::KernelCall{"vector.normalize", DType::f32, {s.va}, {}}; },
+       [&s] { return ok_or(samples::vector_normalize(std::span<const float>(s.va))); },
+       [&s] { return library_vector_normalize(s.va); }},
       {"matrix.multiply",
        [&s] { return compute::KernelCall{"matrix.multiply", DType::f32, {s.a32, s.b32}, {1024, 1024, 1024}}; },
        [&s] { return ok_or(samples::matmul(s.ma, s.mb)); }},
       {"matrix.transpose",
        [&s] { return compute::KernelCall{"matrix.transpose", DType::f32, {s.mt.values}, {2048, 2048}}; },
-       [&s] { return ok_or(samples::transpose(s.mt)); }},
+       [&s] { return ok_or(samples::transpose(s.mt)); }, [&s] { return library_transpose(s.mt); }},
       {"matrix.inverse", [&s] { return compute::KernelCall{"matrix.inverse", DType::f64, {s.a64}, {512}}; },
-       [&s] { return ok_or(samples::inverse(s.minv)); }},
+       [&s] { return ok_or(samples::inverse(s.minv)); }, [&s] { return library_inverse(s.a64, 512); }},
       {"image.resize",
        [&s, h, w] { return compute::KernelCall{"image.resize", DType::f32, {s.image}, {h, w, 1, 1024, 1024}}; },
        [&s] { return ok_or(samples::resize_bilinear(s.img, 1024, 1024)); }},
@@ -187,12 +268,13 @@ void catalog_run(benchmark::State& state, Case c, BackendKind backend) {
   });
 }
 
-void direct_run(benchmark::State& state, Case c) {
+// The host reference `work` (a case's direct or library call).
+void host_run(benchmark::State& state, std::string kernel, std::function<Status()> work) {
   if (storage().image.empty()) return skip(state, "read_png", "camera.png not found under " + data_dir());
-  if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
+  if (Status s = work(); !s) return skip(state, kernel, s.error().to_string());
   with_process_cpu(state, [&] {
     for (auto _ : state) {
-      if (Status s = c.direct(); !s) return skip(state, c.kernel, s.error().to_string());
+      if (Status s = work(); !s) return skip(state, kernel, s.error().to_string());
     }
   });
 }
@@ -230,11 +312,20 @@ void register_all() {
   register_pair({"matrix.multiply (cuBLAS)", "cuda", "samples/matrix.multiply/cuda", "samples/matrix.multiply/cublas"});
   for (const Case& c : cases()) {
     const std::string prefix = "samples/" + c.kernel + "/";
-    benchmark::RegisterBenchmark((prefix + "direct").c_str(), direct_run, c)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark((prefix + "direct").c_str(), host_run, c.kernel, c.direct)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    if (c.library) {
+      benchmark::RegisterBenchmark((prefix + "library").c_str(), host_run, c.kernel, c.library)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+      register_pair({c.kernel + " direct (library)", "cpu", prefix + "direct", prefix + "library"});
+    }
     for (BackendKind backend : {BackendKind::cpu, BackendKind::cuda, BackendKind::opencl}) {
       const std::string b(compute::to_string(backend));
       benchmark::RegisterBenchmark((prefix + b).c_str(), catalog_run, c, backend)->UseRealTime()->Unit(benchmark::kMillisecond);
       register_pair({c.kernel, b, prefix + b, prefix + "direct"});
+      if (c.library) register_pair({c.kernel + " (library)", b, prefix + b, prefix + "library"});
       if (backend != BackendKind::cpu) register_pair({c.kernel + " vs cpu", b, prefix + b, prefix + "cpu"});
     }
   }

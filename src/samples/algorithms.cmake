@@ -1,7 +1,7 @@
 # gpubridge_samples_cpu: CPU implementations of the sample algorithms (vector, matrix, image,
 # graph); public API in include/gpubridge/samples/algorithms.hpp. Included from
 # src/samples/CMakeLists.txt.
-pkg_check_modules(GPUBRIDGE_OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+pkg_check_modules(GPUBRIDGE_OPENBLAS REQUIRED IMPORTED_TARGET GLOBAL openblas)  # GLOBAL: bench_samples calls OpenBLAS too
 
 add_library(gpubridge_samples_cpu STATIC
   ${CMAKE_CURRENT_LIST_DIR}/cpu/parallel.cpp

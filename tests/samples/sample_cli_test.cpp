@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli_support.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -33,12 +34,30 @@ TEST(SampleCli, VectorSamplesRunOnTheCpuAndCheckAgainstTheHost) {
   EXPECT_EQ(norm.exit_code, 0) << norm.out;
 }
 
-TEST(SampleCli, VectorSamplesRunOnOpenClWhenPresent) {
-  CliRun r = run_cli("sample vector-dot --n 1000003 --backend opencl");
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  if (contains(r.out, "fell back: no_device")) GTEST_SKIP() << "no OpenCL device: " << r.out;
-  EXPECT_TRUE(contains(r.out, "vector-dot on opencl:")) << r.out;
+// The three vector samples on a GPU backend, checked against the host; skipped where the backend
+// is absent, unless GPUBRIDGE_REQUIRE_BACKENDS names it.
+class VectorSamplesOn : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VectorSamplesOn, EachRunsThereWithoutFallbackAndMatchesTheHost) {
+  const std::string backend = GetParam();
+  CliRun probe = run_cli("sample vector-add --n 1000003 --seed 3 --backend " + backend);
+  ASSERT_EQ(probe.exit_code, 0) << probe.out;
+  if (contains(probe.out, "fell back: no_device")) {
+    if (gpubridge::testing::backend_required(backend)) FAIL() << "required backend " << backend << " is absent";
+    GTEST_SKIP() << "no " << backend << " device: " << probe.out;
+  }
+  EXPECT_TRUE(contains(probe.out, "vector-add on " + backend + ":")) << probe.out;
+  EXPECT_TRUE(contains(probe.out, "max |error| 0 over 1000003 elements")) << probe.out;
+  for (const std::string sample : {"vector-dot", "vector-normalize"}) {
+    CliRun r = run_cli("sample " + sample + " --n 1000003 --backend " + backend);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_TRUE(contains(r.out, sample + " on " + backend + ":")) << r.out;
+    EXPECT_TRUE(contains(r.out, "placement: asked " + backend + "; no fallback")) << r.out;
+    EXPECT_TRUE(contains(r.out, "check: ")) << r.out;
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(GpuBackends, VectorSamplesOn, ::testing::Values("opencl", "cuda"));
 
 TEST(SampleCli, AnAbsentBackendFallsBackAndSaysWhy) {
   CliRun r = run_cli("sample vector-add --n 1000 --backend cuda");

@@ -61,12 +61,13 @@ class SamplePrograms : public TempDirTest, public ::testing::WithParamInterface<
       GTEST_SKIP() << "no " << GetParam() << " device: " << probe.out;
     }
   }
-  // Runs a sample on this test's backend; expects success and returns the output text, which
-  // names the device (a kernel without an implementation on this backend says it fell back).
+  // Runs a sample on this test's backend; expects success on a device of that backend, with no
+  // fallback (the output names the device and the placement), and returns the output text.
   std::string run(const std::string& args) {
     CliRun r = run_cli("sample " + args + " --backend " + GetParam());
     EXPECT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_NE(r.out.find(" on "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" on " + GetParam() + ":"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("placement: asked " + GetParam() + "; no fallback"), std::string::npos) << r.out;
     return r.out;
   }
 };
@@ -124,7 +125,11 @@ TEST_P(SamplePrograms, MatrixSamplesMatchNumpy) {
   run("matmul --a " + pores + " --b " + pores + " --out " + out("c32.mtx"));
   expect_matrix_near(out("c32.mtx"), kRef + "/pores_1_square.mtx", 1e-5);
   const std::string text = run("inverse --matrix " + pores + " --out " + out("inv.mtx"));
-  EXPECT_NE(text.find("max |A * Ainv - I|"), std::string::npos) << text;
+  const std::string residual_at = "max |A * Ainv - I| = ";
+  const std::size_t at = text.find(residual_at);
+  ASSERT_NE(at, std::string::npos) << text;
+  // 1.4e-11 for pores_1 on the CPU and on PoCL.
+  EXPECT_LE(std::stod(text.substr(at + residual_at.size())), 1e-9) << text;
   expect_matrix_near(out("inv.mtx"), kRef + "/pores_1_inverse.mtx", 1e-8);
 }
 
@@ -201,6 +206,24 @@ TEST_F(SampleErrors, SingularMatrixIsAClearErrorAndNothingIsWritten) {
   CliRun r = run_cli("sample inverse --matrix " + singular + " --out " + out("inv.mtx"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("singular"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out("inv.mtx")));
+}
+
+TEST_F(SampleErrors, WrongDimensionsAreClearErrorsAndNothingIsWritten) {
+  const std::string m23 = out("m23.mtx");
+  {
+    std::FILE* f = std::fopen(m23.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("%%MatrixMarket matrix array real general\n2 3\n1\n2\n3\n4\n5\n6\n", f);
+    std::fclose(f);
+  }
+  CliRun product = run_cli("sample matmul --a " + m23 + " --b " + m23 + " --out " + out("c.mtx"));
+  EXPECT_EQ(product.exit_code, 2) << product.out;
+  EXPECT_NE(product.out.find("A is 2x3 and B is 2x3"), std::string::npos) << product.out;
+  EXPECT_FALSE(fs::exists(out("c.mtx")));
+  CliRun inverse = run_cli("sample inverse --matrix " + m23 + " --out " + out("inv.mtx"));
+  EXPECT_EQ(inverse.exit_code, 2) << inverse.out;
+  EXPECT_NE(inverse.out.find("not square"), std::string::npos) << inverse.out;
   EXPECT_FALSE(fs::exists(out("inv.mtx")));
 }
 
