@@ -666,6 +666,7 @@ struct gb_server {
   gb_u64 published_peak;
   gb_internal_area area;
   unsigned char* queue;  // this shard's region of the internal area
+  gb_u64 internal_next;  // its next position to serve (its dequeue word; only this block moves it)
   gb_ring_outbox outbox;
   gb_outcome outcome;
   gb_intake* intake;             // host messages taken off the ring (copies; their slots are free)
@@ -712,6 +713,7 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.published_peak = gb_ld64(&s.words->internal_peak);
   s.area = gb_read_area(internal);
   s.queue = gb_region(s.area, shard);
+  s.internal_next = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE));
   s.outbox.area = s.area;
   s.outbox.claims = gb_queue_claims(s.area, s.queue);
   s.outbox.staged = 0;
@@ -1039,6 +1041,7 @@ __device__ bool gb_serve_internal(gb_server& s, gb_internal_slot* slot, gb_u64 p
   __threadfence();  // the body is read before the slot is freed
   gb_st64(&slot->turn, position + s.area.slots);
   gb_st64(gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE), position + 1);
+  s.internal_next = position + 1;
   if (dropped) return true;  // its handler failed after staging it: it never runs
   ++s.internal_messages;
   const gb_internal_message& m = s.internal;
@@ -1177,7 +1180,7 @@ __device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued
 // Serves the next device-side message of this shard's queue, if one is published: true when it
 // did (`going` false when the host abandoned the kernel meanwhile).
 __device__ bool gb_serve_queued_internal(gb_server& s, gb_u32 word, bool& going) {
-  const gb_u64 position = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_DEQUEUE));
+  const gb_u64 position = s.internal_next;
   gb_internal_slot* message = gb_queue_slots(s.queue) + position % s.area.slots;
   if (gb_ld64(&message->turn) != position + 1) return false;
   __threadfence();  // acquire: the message after its turn
