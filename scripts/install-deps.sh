@@ -10,6 +10,8 @@ packages=(
   # libraries
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libopenblas-dev libpng-dev
+  # the samples' benchmark references: OpenCV's image processing, igraph
+  libopencv-imgproc-dev libigraph-dev
   # OpenCL: ICD loader, headers, and PoCL so OpenCL really runs on CPU-only machines
   ocl-icd-opencl-dev opencl-headers opencl-clhpp-headers pocl-opencl-icd clinfo
   # HTTP (metrics, health, dashboard, OTLP export) and the real servers/tools its tests drive

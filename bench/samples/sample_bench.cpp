@@ -11,9 +11,12 @@
 //                          linked: OpenBLAS for the vector kernels (a copy then saxpy; dsdot, a
 //                          float64 sum of float32 products as the sample's; dsdot of x with itself,
 //                          then a copy and sscal), LAPACK in OpenBLAS for matrix.inverse (dgetrf +
-//                          dgetri) and OpenBLAS's somatcopy for matrix.transpose. None for the
-//                          image kernels (no OpenCV for C++ is a dependency) and the graph
-//                          kernels (no igraph / Boost.Graph); matrix.multiply's library is direct.
+//                          dgetri), OpenBLAS's somatcopy for matrix.transpose, OpenCV (imgproc:
+//                          resize INTER_LINEAR, GaussianBlur, Sobel dx and dy then magnitude,
+//                          filter2D; its own threads) for the image kernels and igraph
+//                          (bfs_simple, PageRank by PRPACK, distances_dijkstra; one thread) for
+//                          the graph kernels, on a graph built once from the same CSR arrays;
+//                          matrix.multiply's library is direct.
 //   samples/matrix.multiply/cublas
 //                          the reference of the CUDA call: cuBLAS sgemm called directly on
 //                          preallocated device buffers, with the same copies from and to the
@@ -40,6 +43,10 @@
 #include <vector>
 
 #include <cblas.h>
+#include <igraph.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "common/ratio_report.hpp"
 #include "compute/compute_fixture.hpp"
@@ -129,6 +136,50 @@ std::string data_dir() {
   return env != nullptr ? env : GPUBRIDGE_SHARED_DATA_DIR;
 }
 
+// OpenCV on a float32 image (grey: one channel); results are fresh, as the sample calls' are.
+cv::Mat cv_image(const std::vector<float>& pixels, std::size_t h, std::size_t w) {
+  return cv::Mat(static_cast<int>(h), static_cast<int>(w), CV_32FC1, const_cast<float*>(pixels.data()));
+}
+
+Status library_resize(const cv::Mat& image, int width, int height) {
+  cv::Mat out;
+  cv::resize(image, out, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);
+  benchmark::DoNotOptimize(out.data);
+  return {};
+}
+
+Status library_blur(const cv::Mat& image, double sigma) {
+  cv::Mat out;
+  cv::GaussianBlur(image, out, cv::Size(0, 0), sigma, sigma, cv::BORDER_REFLECT_101);
+  benchmark::DoNotOptimize(out.data);
+  return {};
+}
+
+Status library_sobel(const cv::Mat& image) {
+  cv::Mat dx, dy, magnitude;
+  cv::Sobel(image, dx, CV_32F, 1, 0, 3);
+  cv::Sobel(image, dy, CV_32F, 0, 1, 3);
+  cv::magnitude(dx, dy, magnitude);
+  benchmark::DoNotOptimize(magnitude.data);
+  return {};
+}
+
+Status library_correlate(const cv::Mat& image, const std::vector<float>& kernel, int rows, int cols) {
+  cv::Mat out;
+  const cv::Mat k(rows, cols, CV_32FC1, const_cast<float*>(kernel.data()));
+  cv::filter2D(image, out, CV_32F, k, cv::Point(-1, -1), 0, cv::BORDER_REFLECT_101);
+  benchmark::DoNotOptimize(out.data);
+  return {};
+}
+
+Status igraph_status(igraph_error_t e, const char* what) {
+  if (e == IGRAPH_SUCCESS) return {};
+  return Status(Error(ErrorCode::internal, std::string(what) + ": " + igraph_strerror(e)));
+}
+
+struct Storage;
+Storage& storage();
+
 struct Storage {
   std::vector<float> a32, b32, image, kernel5, va, vb;
   std::vector<double> a64, offsets, neighbors, weights;
@@ -136,6 +187,9 @@ struct Storage {
   samples::MatrixF64 minv;
   samples::ImageF32 img;
   samples::CsrGraph graph;
+  igraph_t igraph{};                // the same graph for igraph (built with the CSR arrays)
+  igraph_vector_t igraph_weights{};
+  bool igraph_ready = false;
   std::size_t h = 0, w = 0;
 };
 
@@ -186,13 +240,70 @@ Storage& storage() {
     st->offsets.assign(st->graph.row_offsets.begin(), st->graph.row_offsets.end());
     st->neighbors.assign(st->graph.neighbors.begin(), st->graph.neighbors.end());
     st->weights = st->graph.weights;
-    on_shutdown([st] { delete st; });
+    igraph_set_error_handler(igraph_error_handler_printignore);  // errors come back as codes
+    igraph_vector_int_t ends;
+    if (igraph_vector_int_init(&ends, static_cast<igraph_integer_t>(2 * st->graph.neighbors.size())) == IGRAPH_SUCCESS) {
+      std::size_t e = 0;
+      for (std::size_t from = 0; from < st->graph.node_count; ++from) {
+        for (std::size_t k = st->graph.row_offsets[from]; k < st->graph.row_offsets[from + 1]; ++k, ++e) {
+          VECTOR(ends)[2 * e] = static_cast<igraph_integer_t>(from);
+          VECTOR(ends)[2 * e + 1] = static_cast<igraph_integer_t>(st->graph.neighbors[k]);
+        }
+      }
+      st->igraph_ready =
+          igraph_create(&st->igraph, &ends, static_cast<igraph_integer_t>(st->graph.node_count), IGRAPH_DIRECTED) ==
+              IGRAPH_SUCCESS &&
+          igraph_vector_init_array(&st->igraph_weights, st->graph.weights.data(),
+                                   static_cast<igraph_integer_t>(st->graph.weights.size())) == IGRAPH_SUCCESS;
+      igraph_vector_int_destroy(&ends);
+    }
+    on_shutdown([st] {
+      if (st->igraph_ready) {
+        igraph_destroy(&st->igraph);
+        igraph_vector_destroy(&st->igraph_weights);
+      }
+      delete st;
+    });
     return st;
   }();
   return *s;
 }
 
 Status ok_or(const auto& r) { return r ? Status{} : Status(r.error()); }
+
+Status library_bfs(Storage& s) {
+  if (!s.igraph_ready) return Status(Error(ErrorCode::internal, "the igraph graph could not be built"));
+  igraph_vector_int_t order, layers;
+  igraph_vector_int_init(&order, 0);
+  igraph_vector_int_init(&layers, 0);
+  Status st = igraph_status(igraph_bfs_simple(&s.igraph, 0, IGRAPH_OUT, &order, &layers, nullptr), "igraph_bfs_simple");
+  igraph_vector_int_destroy(&order);
+  igraph_vector_int_destroy(&layers);
+  return st;
+}
+
+Status library_pagerank(Storage& s) {
+  if (!s.igraph_ready) return Status(Error(ErrorCode::internal, "the igraph graph could not be built"));
+  igraph_vector_t ranks;
+  igraph_vector_init(&ranks, 0);
+  igraph_real_t value = 0;
+  Status st = igraph_status(igraph_pagerank(&s.igraph, IGRAPH_PAGERANK_ALGO_PRPACK, &ranks, &value, igraph_vss_all(),
+                                            true, 0.85, nullptr, nullptr),
+                            "igraph_pagerank");
+  igraph_vector_destroy(&ranks);
+  return st;
+}
+
+Status library_sssp(Storage& s) {
+  if (!s.igraph_ready) return Status(Error(ErrorCode::internal, "the igraph graph could not be built"));
+  igraph_matrix_t distances;
+  igraph_matrix_init(&distances, 0, 0);
+  Status st = igraph_status(igraph_distances_dijkstra(&s.igraph, &distances, igraph_vss_1(0), igraph_vss_all(),
+                                                      &s.igraph_weights, IGRAPH_OUT),
+                            "igraph_distances_dijkstra");
+  igraph_matrix_destroy(&distances);
+  return st;
+}
 
 // CPU time used by the whole process so far, in ms.
 double process_cpu_ms() {
@@ -232,23 +343,26 @@ std::vector<Case> cases() {
        [&s] { return ok_or(samples::inverse(s.minv)); }, [&s] { return library_inverse(s.a64, 512); }},
       {"image.resize",
        [&s, h, w] { return compute::KernelCall{"image.resize", DType::f32, {s.image}, {h, w, 1, 1024, 1024}}; },
-       [&s] { return ok_or(samples::resize_bilinear(s.img, 1024, 1024)); }},
+       [&s] { return ok_or(samples::resize_bilinear(s.img, 1024, 1024)); },
+       [&s] { return library_resize(cv_image(s.image, s.h, s.w), 1024, 1024); }},
       {"image.gaussian_blur",
        [&s, h, w] { return compute::KernelCall{"image.gaussian_blur", DType::f32, {s.image}, {h, w, 1, 3.0}}; },
-       [&s] { return ok_or(samples::gaussian_blur(s.img, 3.0)); }},
+       [&s] { return ok_or(samples::gaussian_blur(s.img, 3.0)); },
+       [&s] { return library_blur(cv_image(s.image, s.h, s.w), 3.0); }},
       {"image.sobel", [&s, h, w] { return compute::KernelCall{"image.sobel", DType::f32, {s.image}, {h, w, 1, 2}}; },
-       [&s] { return ok_or(samples::sobel(s.img)); }},
+       [&s] { return ok_or(samples::sobel(s.img)); }, [&s] { return library_sobel(cv_image(s.image, s.h, s.w)); }},
       {"image.correlate",
        [&s, h, w] { return compute::KernelCall{"image.correlate", DType::f32, {s.image, s.kernel5}, {h, w, 1, 5, 5}}; },
-       [&s] { return ok_or(samples::correlate2d(s.img, samples::MatrixF32{5, 5, s.kernel5})); }},
+       [&s] { return ok_or(samples::correlate2d(s.img, samples::MatrixF32{5, 5, s.kernel5})); },
+       [&s] { return library_correlate(cv_image(s.image, s.h, s.w), s.kernel5, 5, 5); }},
       {"graph.bfs", [&s] { return compute::KernelCall{"graph.bfs", DType::f64, {s.offsets, s.neighbors}, {0}}; },
-       [&s] { return ok_or(samples::bfs_levels(s.graph, 0)); }},
+       [&s] { return ok_or(samples::bfs_levels(s.graph, 0)); }, [&s] { return library_bfs(s); }},
       {"graph.pagerank",
        [&s] { return compute::KernelCall{"graph.pagerank", DType::f64, {s.offsets, s.neighbors, s.weights}, {0.85, 1e-10, 0}}; },
-       [&s] { return ok_or(samples::pagerank(s.graph)); }},
+       [&s] { return ok_or(samples::pagerank(s.graph)); }, [&s] { return library_pagerank(s); }},
       {"graph.sssp",
        [&s] { return compute::KernelCall{"graph.sssp", DType::f64, {s.offsets, s.neighbors, s.weights}, {0}}; },
-       [&s] { return ok_or(samples::sssp_dijkstra(s.graph, 0)); }},
+       [&s] { return ok_or(samples::sssp_dijkstra(s.graph, 0)); }, [&s] { return library_sssp(s); }},
   };
 }
 
