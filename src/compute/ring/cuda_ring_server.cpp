@@ -1183,6 +1183,7 @@ __device__ bool gb_serve_queued_internal(gb_server& s, gb_u32 word, bool& going)
   const gb_u64 position = s.internal_next;
   gb_internal_slot* message = gb_queue_slots(s.queue) + position % s.area.slots;
   if (gb_ld64(&message->turn) != position + 1) return false;
+  gb_heartbeat(s);
   __threadfence();  // acquire: the message after its turn
   going = gb_serve_internal(s, message, position, word);
   atomicAdd(gb_in_flight(s.area), ~0ull);  // finished (its own messages were counted when claimed)
@@ -1223,7 +1224,6 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       continue;
     }
     gb_publish_completions(s);
-    gb_heartbeat(s);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
     // another. The slot's turn last, as an acquire load: the slot's body is read after it without
@@ -1246,6 +1246,9 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
     }
     gb_publish_counts(s);
     if (turn != s.next_request + 1) {
+      // The heartbeat where no message waits: a store over the bus still on its way would hold
+      // up the fence of the next take (the in-hand path beats right after a take).
+      gb_heartbeat(s);
       // drain/stop end once nothing is queued, being enqueued or in flight on any shard.
       if (word != GB_CONTROL_RUN && gb_nothing_left(s)) {
         gb_st32(quiescent, 1u);
