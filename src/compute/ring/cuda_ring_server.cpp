@@ -1,6 +1,8 @@
-// CudaRingServer: the ring protocol's server as one persistent CUDA thread (see
-// gpubridge/compute/cuda_ring.hpp). The device source below mirrors cpu_ring_server.cpp step by
-// step; its layout constants are generated from the host structs so the two cannot drift apart.
+// CudaRingServer: the ring protocol's server as a persistent CUDA kernel, one block per shard (see
+// gpubridge/compute/cuda_ring.hpp). The device source below follows cpu_ring_server.cpp step by
+// step, except that it takes up to 32 requests off the ring at once and publishes completions in
+// batches (a trip over the bus costs microseconds); its layout constants are generated from the
+// host structs so the two cannot drift apart.
 #include "compute/ring/cuda_ring_server.hpp"
 
 #include <cuda_runtime_api.h>
@@ -288,12 +290,14 @@ __device__ int gb_ring_fail(const gb_ring_call& call, unsigned int code, const c
 #define GB_RING_DISPATCH_WRONG_TYPE 2
 )GBCU";
 
-// The persistent loop and device-side messaging. One thread per block, one block per shard
-// (blockIdx.x); shared words of the block go through gb_ld/gb_st, ordered by gb_ld64_acquire and
-// gb_st64_release (the protocol's acquire/release per message) or __threadfence_system(). The internal area (device memory) is shared
+// The persistent loop and device-side messaging. One block per shard (blockIdx.x), whose lane 0
+// serves and whose lanes take requests off the ring together (gb_take); shared words of the block
+// go through gb_ld/gb_st, ordered by gb_ld64_acquire (a request's turn before its body),
+// gb_fence_release (bodies before the turns that free or publish slots) or __threadfence_system()
+// (the drain check). The internal area (device memory) is shared
 // by the blocks: queues are claimed with atomicCAS, counted with atomicAdd, and ordered with
 // __threadfence() (device scope). Actor states are device memory only their shard's block touches.
-// It mirrors cpu_ring_server.cpp (serve_host, serve_internal, finish, complete, nothing_left).
+// It follows cpu_ring_server.cpp (serve_host, serve_internal, finish, complete, nothing_left).
 constexpr const char* kServerLoop = R"GBCU(
 // The shard of an actor: gpubridge::compute::ring::shard_of, the one routing rule.
 #define GB_SHARD_OF(actor_id, shard_count) ((actor_id) % (shard_count))
