@@ -177,9 +177,6 @@ Status igraph_status(igraph_error_t e, const char* what) {
   return Status(Error(ErrorCode::internal, std::string(what) + ": " + igraph_strerror(e)));
 }
 
-struct Storage;
-Storage& storage();
-
 struct Storage {
   std::vector<float> a32, b32, image, kernel5, va, vb;
   std::vector<double> a64, offsets, neighbors, weights;
