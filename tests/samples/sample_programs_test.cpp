@@ -47,6 +47,17 @@ class TempDirTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string out(const std::string& name) const { return (dir_ / name).string(); }
+  // Writes `text` to the file `name` in the test's directory and returns its path.
+  std::string write(const std::string& name, const char* text) const {
+    const std::string path = out(name);
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    EXPECT_NE(f, nullptr) << path;
+    if (f != nullptr) {
+      std::fputs(text, f);
+      std::fclose(f);
+    }
+    return path;
+  }
   fs::path dir_;
 };
 
@@ -196,13 +207,7 @@ TEST_F(SampleErrors, BadInputsExitWithTwoAndWriteNothing) {
 }
 
 TEST_F(SampleErrors, SingularMatrixIsAClearErrorAndNothingIsWritten) {
-  const std::string singular = out("singular.mtx");
-  {
-    std::FILE* f = std::fopen(singular.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fputs("%%MatrixMarket matrix array real general\n2 2\n1\n2\n2\n4\n", f);
-    std::fclose(f);
-  }
+  const std::string singular = write("singular.mtx", "%%MatrixMarket matrix array real general\n2 2\n1\n2\n2\n4\n");
   CliRun r = run_cli("sample inverse --matrix " + singular + " --out " + out("inv.mtx"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("singular"), std::string::npos) << r.out;
@@ -210,13 +215,7 @@ TEST_F(SampleErrors, SingularMatrixIsAClearErrorAndNothingIsWritten) {
 }
 
 TEST_F(SampleErrors, WrongDimensionsAreClearErrorsAndNothingIsWritten) {
-  const std::string m23 = out("m23.mtx");
-  {
-    std::FILE* f = std::fopen(m23.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fputs("%%MatrixMarket matrix array real general\n2 3\n1\n2\n3\n4\n5\n6\n", f);
-    std::fclose(f);
-  }
+  const std::string m23 = write("m23.mtx", "%%MatrixMarket matrix array real general\n2 3\n1\n2\n3\n4\n5\n6\n");
   CliRun product = run_cli("sample matmul --a " + m23 + " --b " + m23 + " --out " + out("c.mtx"));
   EXPECT_EQ(product.exit_code, 2) << product.out;
   EXPECT_NE(product.out.find("A is 2x3 and B is 2x3"), std::string::npos) << product.out;
@@ -228,13 +227,7 @@ TEST_F(SampleErrors, WrongDimensionsAreClearErrorsAndNothingIsWritten) {
 }
 
 TEST_F(SampleErrors, NegativeWeightsAreRejectedBySssp) {
-  const std::string g = out("neg.edges");
-  {
-    std::FILE* f = std::fopen(g.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fputs("# directed\n1 2 1.5\n2 3 -2\n", f);
-    std::fclose(f);
-  }
+  const std::string g = write("neg.edges", "# directed\n1 2 1.5\n2 3 -2\n");
   CliRun r = run_cli("sample sssp --graph " + g + " --source 1 --out " + out("d.tsv"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("non-negative"), std::string::npos) << r.out;
