@@ -157,6 +157,17 @@ TEST_P(SamplePrograms, ImageSamplesMatchOpenCv) {
   expect_npy_near(out("k.npy"), kRef + "/camera_crop_filter2d_kernel_asym_3x5.npy", 1e-3);
   run("blur --image " + crop + " --sigma 3 --out " + out("b.png"));
   EXPECT_TRUE(read_png(out("b.png")).ok());
+  // coins (grey, 303 x 384) whole, and an RGB crop of astronaut (three channels).
+  const std::string coins = kShared + "/images/coins.png";
+  run("resize --image " + coins + " --width 192 --height 151 --out " + out("cr.npy"));
+  expect_npy_near(out("cr.npy"), kRef + "/coins_resize_h151_w192.npy", 1e-2);
+  run("blur --image " + coins + " --sigma 3 --out " + out("cb.npy"));
+  expect_npy_near(out("cb.npy"), kRef + "/coins_blur_sigma3p0.npy", 1e-3);
+  const std::string astronaut = kRef + "/astronaut_crop.png";
+  run("resize --image " + astronaut + " --width 90 --height 37 --out " + out("ar.npy"));
+  expect_npy_near(out("ar.npy"), kRef + "/astronaut_crop_resize_h37_w90.npy", 1e-2);
+  run("blur --image " + astronaut + " --sigma 1.5 --out " + out("ab.npy"));
+  expect_npy_near(out("ab.npy"), kRef + "/astronaut_crop_blur_sigma1p5.npy", 1e-3);
 }
 
 TEST_P(SamplePrograms, GraphSamplesMatchNetworkx) {
