@@ -181,6 +181,8 @@ TEST_P(SamplePrograms, GraphSamplesMatchNetworkx) {
   const std::string directed = kRef + "/weighted_directed.edges";
   run("sssp --graph " + directed + " --source 1 --out " + out("wd.tsv"));
   expect_tsv_near(out("wd.tsv"), kRef + "/weighted_directed_sssp_from_1.tsv", 1e-12);
+  run("bfs --graph " + directed + " --source 1 --out " + out("wdb.tsv"));  // node 7 unreachable: -1
+  expect_tsv_near(out("wdb.tsv"), kRef + "/weighted_directed_bfs_from_1.tsv", 0);
   run("pagerank --weighted --graph " + directed + " --out " + out("wdpr.tsv"));
   expect_tsv_near(out("wdpr.tsv"), kRef + "/weighted_directed_pagerank_weighted.tsv", 1e-9);
   const std::string undirected = kRef + "/weighted_undirected.gml";
