@@ -13,7 +13,9 @@
 //   ring_rtt/<b>/ring_spin one actor, one caller: RingClient::send_async(8-byte payload) whose
 //                         callback (on the client's dispatcher thread) publishes the 8-byte reply to
 //                         the caller, which spins on it - waiting as the mailbox's caller does; one
-//                         round trip per iteration. cpu: CpuRingServer (a thread); cuda:
+//                         round trip per iteration. callback_p50_us / callback_p99_us: from the send
+//                         to the callback's start (the round trip less the hop from the dispatcher
+//                         thread to the caller); send_p50_us / send_p99_us: send_async itself. cpu: CpuRingServer (a thread); cuda:
 //                         CudaRingServer (the persistent kernel over mapped memory).
 //   ring_rtt/<b>/ring     the same with RingClient::send and a blocking wait on its future (the
 //                         caller sleeps until the dispatcher thread wakes it).
@@ -102,12 +104,13 @@ std::uint64_t u64_of(const std::vector<std::byte>& bytes) {
 struct Latencies {
   std::vector<double> us;
   void add(Clock::duration d) { us.push_back(std::chrono::duration<double, std::micro>(d).count()); }
-  void report(benchmark::State& state) {
+  // Counters <prefix>p50_us and <prefix>p99_us.
+  void report(benchmark::State& state, const std::string& prefix = "") {
     if (us.empty()) return;
     std::sort(us.begin(), us.end());
     auto at = [&](double q) { return us[std::min(us.size() - 1, static_cast<std::size_t>(q * (us.size() - 1) + 0.5))]; };
-    state.counters["p50_us"] = at(0.50);
-    state.counters["p99_us"] = at(0.99);
+    state.counters[prefix + "p50_us"] = at(0.50);
+    state.counters[prefix + "p99_us"] = at(0.99);
   }
 };
 
@@ -590,6 +593,7 @@ constexpr auto kQuietPause = std::chrono::milliseconds(2);  // ring_sporadic
 struct SpinReply {
   alignas(64) std::atomic<std::uint64_t> seq{0};
   std::uint64_t value = 0;
+  Clock::time_point delivered;  // when the callback ran (on the client's dispatcher thread)
   std::string error;
 };
 
@@ -602,6 +606,8 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
   RingRig& r = **rig;
   auto box = std::make_shared<SpinReply>();  // shared: a late callback after a failed case finds it alive
   Latencies latencies;
+  Latencies to_callback;  // send to the callback's start: the round trip less the hop to the caller
+  Latencies sending;      // send_async itself: the claim, the slot, the publication
   std::uint64_t value = 0;
   for (auto _ : state) {
     const Clock::time_point start = Clock::now();
@@ -610,6 +616,7 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
     Status sent = r.client->send_async(r.actors[0], kEcho,
                                        std::span<const std::byte>(reinterpret_cast<const std::byte*>(&value), sizeof value),
                                        deadline(), [box, seq](Result<ring::Reply> reply) {
+                                         box->delivered = Clock::now();
                                          if (reply) {
                                            box->value = u64_of(*reply);
                                          } else {
@@ -618,6 +625,7 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
                                          box->seq.store(seq, std::memory_order_release);
                                        });
     if (!sent) return fail_case(state, r.cuda, sent.error().to_string());
+    sending.add(Clock::now() - start);
     const Clock::time_point limit = start + kReplyLimit;
     std::uint32_t polls = 0;
     while (box->seq.load(std::memory_order_acquire) != seq) {
@@ -626,10 +634,13 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
       }
     }
     latencies.add(Clock::now() - start);
+    to_callback.add(box->delivered - start);
     if (!box->error.empty()) return fail_case(state, r.cuda, box->error);
     if (box->value != value) return fail_case(state, r.cuda, "ring reply mismatch");
   }
   latencies.report(state);
+  to_callback.report(state, "callback_");
+  sending.report(state, "send_");
   state.SetLabel(r.label + ", caller spins on the reply");
 }
 
