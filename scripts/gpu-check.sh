@@ -96,7 +96,7 @@ run_test() {
 }
 
 # One gpu-labelled test binary, every case named in the log as it starts, CUDA required. A run
-# that hangs (never run on a GPU before: a persistent kernel that never answers) costs LIMIT
+# that hangs (a persistent kernel that never answers) costs LIMIT
 # seconds: the case it hung in is named, and the cases not yet started run again without it, at
 # most three times.
 run_gpu_test() {
@@ -133,13 +133,14 @@ bench_run() {
   pack
 }
 
-# Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
-# call may run 600 s): results are written as they come, so a run cut short still reports them.
+# With $OUT set: everything written so far, as $OUT/results.tar.gz (replaced whole, never half written).
 pack() {
   [ -n "${OUT:-}" ] || return 0
   tar -C "$out" -czf "$OUT/.results.tar.gz" . && mv "$OUT/.results.tar.gz" "$OUT/results.tar.gz"
 }
 
+# Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
+# call may run 600 s): results are written as they come, so a run cut short still reports them.
 do_run() {
   bin=$1 out=$root/bench/results/local-$(date +%Y%m%d-%H%M%S)
   [ -n "${OUT:-}" ] && { out=$(mktemp -d); trap pack EXIT; }
@@ -164,7 +165,7 @@ do_run() {
   cat "$out/environment.txt"
   pack
 
-  # 1. The gpu-labelled test binaries (gpu-tests.txt, written by 'package'; coexistence first: never run yet).
+  # 1. The gpu-labelled test binaries (gpu-tests.txt, written by 'package'; the ring coexistence test first).
   : > "$out/tests.log"
   local gpu_tests=() t
   [ -f "$bin/gpu-tests.txt" ] && mapfile -t gpu_tests < "$bin/gpu-tests.txt"
