@@ -42,10 +42,7 @@ TEST_P(VectorSamplesOn, EachRunsThereWithoutFallbackAndMatchesTheHost) {
   const std::string backend = GetParam();
   CliRun probe = run_cli("sample vector-add --n 1000003 --seed 3 --backend " + backend);
   ASSERT_EQ(probe.exit_code, 0) << probe.out;
-  if (contains(probe.out, "fell back: no_device")) {
-    if (gpubridge::testing::backend_required(backend)) FAIL() << "required backend " << backend << " is absent";
-    GTEST_SKIP() << "no " << backend << " device: " << probe.out;
-  }
+  if (contains(probe.out, "fell back: no_device")) GB_SKIP_UNLESS_REQUIRED(backend, "no " + backend + " device: " + probe.out);
   EXPECT_TRUE(contains(probe.out, "vector-add on " + backend + ":")) << probe.out;
   EXPECT_TRUE(contains(probe.out, "max |error| 0 over 1000003 elements")) << probe.out;
   for (const std::string sample : {"vector-dot", "vector-normalize"}) {

@@ -68,8 +68,7 @@ class SamplePrograms : public TempDirTest, public ::testing::WithParamInterface<
     // An absent backend runs the samples on the CPU (fallback no_device): nothing new to test.
     CliRun probe = run_cli("sample vector-add --n 16 --backend " + GetParam());
     if (probe.out.find("fell back: no_device") != std::string::npos) {
-      if (::gpubridge::testing::backend_required(GetParam())) FAIL() << "required backend " << GetParam() << " is absent";
-      GTEST_SKIP() << "no " << GetParam() << " device: " << probe.out;
+      GB_SKIP_UNLESS_REQUIRED(GetParam(), "no " + GetParam() + " device: " + probe.out);
     }
   }
   // Runs a sample on this test's backend; expects success on a device of that backend, with no
