@@ -9,6 +9,7 @@
 #                                   a GPU machine without the build dependencies)
 #   scripts/gpu-check.sh run        unpack the payload into .gpu-run/ and run from there (on the GPU
 #                                   machine; here too, to try the script: .gpu-carry stays small)
+#   scripts/gpu-check.sh probe      as run, but only a few minutes of diagnostics (do_probe)
 #
 # Results go to bench/results/local-<date>/, or, when $OUT is set (the device tool brings back at
 # most 8 files from it), into $OUT/results.tar.gz, packed again after every stage so that a run
@@ -50,6 +51,9 @@ print("\n".join(names))' > "$stage/bin/gpu-tests.txt" || return 1
       *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
+  # gperftools' CPU profiler for 'probe', when installed here (not a dependency of the project).
+  local prof=/usr/lib/x86_64-linux-gnu/libprofiler.so.0
+  [ -e "$prof" ] && cp -L "$prof" /usr/lib/x86_64-linux-gnu/libunwind.so.8 "$stage/lib/"
   # One xz archive: the device tool carries at most 64 MiB, the binaries alone are larger.
   tar -C "$stage" -cf - bin lib data references | xz -T2 -6 > "$carry/payload.tar.xz" || return 1
   md5sum < "$carry/payload.tar.xz" > "$stage/payload.md5"  # unpacked already: `run` here uses it as it is
@@ -141,7 +145,8 @@ pack() {
 
 # Everything, most wanted first, inside GPUBRIDGE_CHECK_BUDGET_S seconds (default 560: one device
 # call may run 600 s): results are written as they come, so a run cut short still reports them.
-do_run() {
+# Sets up a run: bin, out, deadline, the environment, environment.txt.
+prepare_run() {
   bin=$1 out=$root/bench/results/local-$(date +%Y%m%d-%H%M%S)
   [ -n "${OUT:-}" ] && { out=$(mktemp -d); trap pack EXIT; }
   deadline=$((SECONDS + ${GPUBRIDGE_CHECK_BUDGET_S:-560}))
@@ -164,6 +169,10 @@ do_run() {
   } > "$out/environment.txt" 2>&1
   cat "$out/environment.txt"
   pack
+}
+
+do_run() {
+  prepare_run "$1"
 
   # 1. The gpu-labelled test binaries (gpu-tests.txt, written by 'package'; the ring coexistence test first).
   : > "$out/tests.log"
@@ -232,9 +241,34 @@ do_run() {
   return $failed
 }
 
+# A short look at where the time of the two unmet throughput paths goes (a few minutes of device
+# time, before changing them): the ring round trip with its host-side parts, the batch grains and
+# the batcher alone at B = 4096 with their time breakdown, then a CPU profile of the batch grains
+# (gperftools' libprofiler, when 'package' found it here; read it here with
+# `google-pprof --text .gpu-run/bin/bench_grains grains-cuda-4096.prof`) and CPU per thread role.
+do_probe() {
+  prepare_run "$1"
+  : > "$out/bench.txt"
+  bench_run bench_ring 'ring_rtt/cuda' 60
+  bench_run bench_grains 'grain_batch/cuda/(grains|raw)/4096' 40
+  bench_run bench_compute 'batch/cuda/(batcher|raw)/4096' 40
+  if [ -f "$unpacked/lib/libprofiler.so.0" ]; then
+    echo "== profile: bench_grains grain_batch/cuda/grains/4096" | tee -a "$out/bench.txt"
+    step 40 "$out/bench.txt" env LD_PRELOAD="$unpacked/lib/libprofiler.so.0" CPUPROFILE="$out/grains-cuda-4096.prof" \
+      CPUPROFILE_FREQUENCY=2000 "$bin/bench_grains" --benchmark_filter='grain_batch/cuda/grains/4096' \
+      --benchmark_min_time=5 > /dev/null || true
+    pack
+  fi
+  step 25 "$out/threads.txt" "$root/scripts/thread-cpu.sh" --at 3 --for 4 -- "$bin/bench_grains" --workers=16 \
+    --benchmark_filter='grain_batch/cuda/grains/4096' --benchmark_min_time=10 > /dev/null || true
+  pack
+  echo "gpu-check: probe results in ${OUT:+$OUT/results.tar.gz, from }$out ($((SECONDS)) s)"
+}
+
 case "$mode" in
   all) do_build && do_package && unpack_carry && do_run "$unpacked/bin" ;;
   package) do_build && do_package ;;
   run) unpack_carry && do_run "$unpacked/bin" ;;
-  *) echo "usage: $0 [all|package|run]" >&2; exit 2 ;;
+  probe) unpack_carry && do_probe "$unpacked/bin" ;;
+  *) echo "usage: $0 [all|package|run|probe]" >&2; exit 2 ;;
 esac

@@ -24,7 +24,10 @@
 //                           grains with telemetry.enabled = false (no grain call filter, no compute
 //                           observer): the reference of the "telemetry" pair, which reports the cost
 //                           of metrics on the batched hot path (goal: ratio on / off under 1.05).
-// Counters: items_per_second = requests per second; avg_batch = requests per launch (grains).
+// Counters: items_per_second = requests per second; avg_batch = requests per launch (grains);
+// on GPU backends the mean time of a call as its caller saw it (call_us) and the batcher's parts
+// of it: queued_us (submit to the batch's dispatch), executed_us (dispatch to the batch's
+// completion: packing, copies, kernel, scatter); the rest is the grain call and the caller's resumption.
 // Backends without a device are skipped with the reason.
 //
 // Flags: Google Benchmark's, --ratio_out=FILE and --workers=N (see common/ratio_report.hpp): the
@@ -34,6 +37,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -72,6 +76,14 @@ struct Caller {
   std::size_t index = 0;
   runtime::GrainRef<BatchGrain> grain;
   BatchCall call;
+  // Where a request's time went, summed over the timed iterations (GPU backends only, see
+  // caller_loop): the whole call as the caller saw it, and the batcher's part of it.
+  struct Times {
+    std::uint64_t calls = 0;
+    std::chrono::nanoseconds call{0};
+    std::chrono::nanoseconds queued{0};    // BatchReport::queued: submit to the batch's dispatch
+    std::chrono::nanoseconds executed{0};  // BatchReport::executed: dispatch to the batch's completion
+  } times;
 };
 
 // A silo and its callers for one (backend, B); kept for the rest of the run.
@@ -126,16 +138,27 @@ Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool t
   return slot.get();
 }
 
+// Times each call when the batches run on a GPU (a request there takes microseconds; on the CPU a
+// request runs inline in a few hundred nanoseconds, which two clock reads would visibly slow).
 Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
                        BackendKind expected) {
   std::vector<RawRequest>& memory = request_memory();
+  const bool timed = expected != BackendKind::cpu;
   try {
     for (std::size_t r = caller.index; r < kPerIteration; r += callers) {
       RawRequest& m = memory[r];
       caller.call.inputs[0] = compute::TensorView(compute::DType::f32, m.a.data(), m.a.size());
       caller.call.inputs[1] = compute::TensorView(compute::DType::f32, m.b.data(), m.b.size());
       caller.call.output = m.out.data();
+      const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       const compute::BatchReport report = co_await caller.grain.call<&BatchGrain::run>(caller.call);
+      if (timed) {
+        Caller::Times& t = caller.times;
+        ++t.calls;
+        t.call += std::chrono::steady_clock::now() - start;
+        t.queued += report.queued;
+        t.executed += report.executed;
+      }
       if (report.backend != expected) {
         round.fail(std::string("ran on ") + report.device_id);
         break;
@@ -191,6 +214,7 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   state.SetLabel(backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
                  std::to_string(f.silo->runtime().worker_count()) + " workers");
   const auto before = grain_batcher_stats(f);
+  for (auto& c : f.callers) c->times = {};
   for (auto _ : state) {
     if (auto bad = run_round(f, backend)) {
       skip(state, "BatchGrain::run", *bad);
@@ -201,6 +225,21 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   if (before && after && after->batches > before->batches) {
     state.counters["avg_batch"] = static_cast<double>(after->batched_requests - before->batched_requests) /
                                   static_cast<double>(after->batches - before->batches);
+  }
+  Caller::Times sum;
+  for (const auto& c : f.callers) {
+    sum.calls += c->times.calls;
+    sum.call += c->times.call;
+    sum.queued += c->times.queued;
+    sum.executed += c->times.executed;
+  }
+  if (sum.calls > 0) {
+    const auto mean_us = [&](std::chrono::nanoseconds total) {
+      return std::chrono::duration<double, std::micro>(total).count() / static_cast<double>(sum.calls);
+    };
+    state.counters["call_us"] = mean_us(sum.call);
+    state.counters["queued_us"] = mean_us(sum.queued);
+    state.counters["executed_us"] = mean_us(sum.executed);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kPerIteration));
 }

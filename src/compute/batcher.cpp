@@ -46,6 +46,7 @@
 #include "gpubridge/resilience/breaker.hpp"
 #include "gpubridge/resilience/bulkhead.hpp"
 #include "gpubridge/core/cache_line.hpp"
+#include "gpubridge/core/cpu_relax.hpp"
 #include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute {
@@ -102,9 +103,7 @@ std::unique_lock<std::mutex> lock_briefly(std::mutex& mu) noexcept {
   constexpr int kTries = 64;
   for (int i = 0; i < kTries; ++i) {
     if (mu.try_lock()) return std::unique_lock<std::mutex>(mu, std::adopt_lock);
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    cpu_relax();
   }
   return std::unique_lock<std::mutex>(mu);
 }

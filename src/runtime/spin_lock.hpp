@@ -11,15 +11,9 @@
 #include <atomic>
 #include <thread>
 
-namespace gpubridge::runtime::internal {
+#include "gpubridge/core/cpu_relax.hpp"
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
+namespace gpubridge::runtime::internal {
 
 class SpinLock {
  public:

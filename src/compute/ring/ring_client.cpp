@@ -19,6 +19,7 @@
 
 #include "compute/ring/slot_queue.hpp"
 #include "gpubridge/compute/ring.hpp"
+#include "gpubridge/core/cpu_relax.hpp"
 #include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute::ring {
@@ -68,10 +69,12 @@ class ChunkPool {
   std::vector<std::uint8_t> used_;
 };
 
-// Dispatcher threads: empty polls (each yields the core) before sleeping - with calls in flight,
-// then short sleeps (back_off); with none, then parking until a sender wakes the thread or
-// kParkLimit passes.
-constexpr std::uint32_t kPollsWhilePending = 8192;
+// Dispatcher threads: empty polls before sleeping - with calls in flight (a pause between polls,
+// a yield of the core on every kYieldEvery-th: a reply due within microseconds is seen sooner than
+// across a system call), then short sleeps (back_off); with none (each poll yields), then parking
+// until a sender wakes the thread or kParkLimit passes.
+constexpr std::uint32_t kPollsWhilePending = 65536;
+constexpr std::uint32_t kYieldEvery = 16;
 constexpr std::uint32_t kPollsBeforePark = 64;
 constexpr auto kParkLimit = std::chrono::milliseconds(20);
 
@@ -610,7 +613,11 @@ struct RingClient::Impl {
         ++idle;
         if (calls.in_use() > 0) {
           if (idle < kPollsWhilePending) {
-            std::this_thread::yield();
+            if (idle % kYieldEvery == 0) {
+              std::this_thread::yield();
+            } else {
+              cpu_relax();
+            }
           } else {
             back_off(64 + (idle - kPollsWhilePending));  // short sleeps first
           }

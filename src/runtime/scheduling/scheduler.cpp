@@ -4,14 +4,8 @@
 #include <string>
 #include <utility>
 
+#include "gpubridge/core/cpu_relax.hpp"
 #include "gpubridge/core/thread_name.hpp"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define GPUBRIDGE_CPU_RELAX() _mm_pause()
-#else
-#define GPUBRIDGE_CPU_RELAX() std::this_thread::yield()
-#endif
 
 namespace gpubridge::runtime::internal {
 
@@ -41,7 +35,7 @@ void Scheduler::LocalQueue::lock() noexcept {
     if (!locked.exchange(true, std::memory_order_acquire)) return;
     while (locked.load(std::memory_order_relaxed)) {
       if (++spins < 64) {
-        GPUBRIDGE_CPU_RELAX();
+        cpu_relax();
       } else {
         std::this_thread::yield();  // the holder (a thief) may have been preempted
       }
@@ -246,7 +240,7 @@ WorkItem* Scheduler::next_item(WorkerState& w) noexcept {
         if (round % kYieldInterval == kYieldInterval - 1) {
           std::this_thread::yield();
         } else {
-          GPUBRIDGE_CPU_RELAX();
+          cpu_relax();
         }
       }
     }
@@ -263,7 +257,7 @@ WorkItem* Scheduler::next_item(WorkerState& w) noexcept {
     }
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
     lock.unlock();
-    GPUBRIDGE_CPU_RELAX();
+    cpu_relax();
   }
 }
 
