@@ -204,6 +204,11 @@ do_run() {
   # bench/results/2026-11-27-xeon2-frame-region).
   bench_run bench_grains 'grain_batch/cuda/.*/256' 50
   bench_run bench_grains 'grain_batch/cuda/.*/4096' 50
+  # ... and with more batches in flight per batcher (the default is 4).
+  local n
+  for n in 8 16; do
+    bench_run bench_grains 'grain_batch/cuda/grains/4096' 30 --silo=batching.max_inflight_batches=$n
+  done
   bench_run bench_pipeline 'pipeline/cuda/' 60
   bench_run bench_samples '.' 120
   bench_run bench_runtime '.' 90

@@ -31,8 +31,10 @@
 // Backends without a device are skipped with the reason.
 //
 // Flags: Google Benchmark's, --ratio_out=FILE and --workers=N (see common/ratio_report.hpp): the
-// scaling of the grain side with workers, e.g. on a many-core host. Each benchmark runs for at
-// least 0.2 s unless --benchmark_min_time says otherwise.
+// scaling of the grain side with workers, e.g. on a many-core host; --silo=KEY=VALUE (repeatable):
+// a silo configuration override for the grain side (server/silo_config.hpp), e.g.
+// --silo=batching.max_inflight_batches=8, named in the label. Each benchmark runs for at least
+// 0.2 s unless --benchmark_min_time says otherwise.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -44,6 +46,7 @@
 #include <optional>
 #include <tuple>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,6 +56,7 @@
 #include "gpubridge/grains/batch_grain.hpp"
 #include "gpubridge/runtime/async_event.hpp"
 #include "gpubridge/server/silo.hpp"
+#include "gpubridge/server/silo_config.hpp"
 
 namespace gpubridge::bench {
 namespace {
@@ -66,6 +70,12 @@ constexpr std::size_t kN = kRawBatchElements;        // elements per request (25
 constexpr std::size_t kPerIteration = 32768;         // requests per benchmark iteration
 constexpr std::uint32_t kMaxDelayUs = 100;
 constexpr const char* kGrainKey = "vector.add/f32";
+
+// --silo=KEY=VALUE overrides, in order (main() takes them off the command line).
+std::vector<std::string>& silo_overrides() {
+  static std::vector<std::string> overrides;
+  return overrides;
+}
 
 // The memory of one iteration's requests: the raw reference's own (compute/raw_batch.hpp).
 std::vector<RawRequest>& request_memory() { return raw_requests(kPerIteration); }
@@ -122,6 +132,9 @@ Result<GrainFixture*> fixture_for(BackendKind backend, std::size_t batch, bool t
   config.max_delay_us = kMaxDelayUs;
   config.workers = static_cast<unsigned>(workers());  // 0: one per hardware thread
   config.queue_capacity = std::max<std::size_t>(config.queue_capacity, 4 * batch);
+  for (const std::string& o : silo_overrides()) {
+    if (Status s = server::apply_override(config, o); !s) return s.error();
+  }
   auto silo = server::Silo::start(config);
   if (!silo) return silo.error();
   auto f = std::make_unique<GrainFixture>();
@@ -211,8 +224,10 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
     if (auto bad = run_round(f, backend)) return skip(state, "BatchGrain::run", *bad);
   }
   if (auto bad = check_requests(request_memory())) return skip(state, "BatchGrain::run", *bad);
-  state.SetLabel(backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
-                 std::to_string(f.silo->runtime().worker_count()) + " workers");
+  std::string label = backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
+                      std::to_string(f.silo->runtime().worker_count()) + " workers";
+  for (const std::string& o : silo_overrides()) label += ", " + o;
+  state.SetLabel(label);
   const auto before = grain_batcher_stats(f);
   for (auto& c : f.callers) c->times = {};
   for (auto _ : state) {
@@ -272,10 +287,22 @@ void register_all() {
 }  // namespace gpubridge::bench
 
 int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a(argv[i]);
+    if (i > 0 && a.starts_with("--silo=")) {
+      gpubridge::bench::silo_overrides().emplace_back(a.substr(7));
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  args.push_back(nullptr);
   gpubridge::bench::register_all();
   return gpubridge::bench::run_with_ratio_report(
-      argc, argv,
+      static_cast<int>(args.size()) - 1, args.data(),
       {.help = "bench_grains: many callers calling BatchGrain \"vector.add/f32\" (256 floats each) on a silo,\n"
-               "against the raw backend API doing the same requests in the same batch sizes.\n\n",
+               "against the raw backend API doing the same requests in the same batch sizes.\n\n"
+               "  --silo=KEY=VALUE   a silo configuration override for the grain side (repeatable),\n"
+               "                     e.g. --silo=batching.max_inflight_batches=8\n\n",
        .workers_flag = true});
 }

@@ -59,8 +59,6 @@ using detail::ExecutorAccess;
 // A batch closes early rather than exceed this many elements per input (and a single request
 // longer than this is refused): bounds the staging and device memory one batch needs.
 constexpr std::size_t kMaxBatchElements = std::size_t{1} << 22;
-// Bound of max_inflight_batches: batch slots are preallocated (the other bounds: batcher.hpp).
-constexpr std::size_t kMaxInflightLimit = 64;
 // Requests of normal priority the dispatcher's queue holds before it first grows (8 bytes each).
 constexpr std::size_t kPendingReserve = 4096;
 // How long stop() lets in-flight batches finish before it abandons them.
@@ -518,7 +516,7 @@ class Batcher final : public DynamicBatcher {
   // for SteadyTime::max()) and fails their requests with `code`, outside the lock. Returns when
   // to look again (the next such deadline). Dispatcher or stop() only, with the lock held.
   SteadyTime abandon_late(std::unique_lock<std::mutex>& lock, SteadyTime now, ErrorCode code) {
-    std::array<InflightBatch*, kMaxInflightLimit> late{};
+    std::array<InflightBatch*, kMaxInflightBatches> late{};
     std::size_t count = 0;
     SteadyTime next = SteadyTime::max();
     for (std::size_t i = 0; i < policy_.max_inflight_batches; ++i) {
@@ -847,8 +845,8 @@ Status check_policy(const BatchPolicy& p) {
   if (p.queue_capacity == 0 || p.queue_capacity > kMaxQueueCapacity) {
     return invalid("BatchPolicy.queue_capacity must be in [1, " + std::to_string(kMaxQueueCapacity) + "]");
   }
-  if (p.max_inflight_batches == 0 || p.max_inflight_batches > kMaxInflightLimit) {
-    return invalid("BatchPolicy.max_inflight_batches must be in [1, " + std::to_string(kMaxInflightLimit) + "]");
+  if (p.max_inflight_batches == 0 || p.max_inflight_batches > kMaxInflightBatches) {
+    return invalid("BatchPolicy.max_inflight_batches must be in [1, " + std::to_string(kMaxInflightBatches) + "]");
   }
   if (p.adaptive) {
     if (p.min_batch == 0 || p.min_batch > p.max_batch) {

@@ -194,6 +194,7 @@ Result<std::unique_ptr<Silo>> Silo::start(SiloConfig config, RingPrograms progra
   policy.max_batch = c.max_batch;
   policy.max_delay = std::chrono::microseconds(c.max_delay_us);
   policy.queue_capacity = c.queue_capacity;
+  policy.max_inflight_batches = c.max_inflight_batches;
   policy.adaptive = c.adaptive;
   policy.latency_target = std::chrono::microseconds(c.latency_target_us);
   compute::CallOptions placement;

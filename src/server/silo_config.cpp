@@ -109,6 +109,8 @@ const std::map<std::string, Field>& fields() {
       {"batching.max_batch", unsigned_field(&SiloConfig::max_batch, 1, compute::kMaxBatchSize)},
       {"batching.max_delay_us", unsigned_field(&SiloConfig::max_delay_us, 0, 10'000'000)},
       {"batching.queue_capacity", unsigned_field(&SiloConfig::queue_capacity, 1, compute::kMaxQueueCapacity)},
+      {"batching.max_inflight_batches",
+       unsigned_field(&SiloConfig::max_inflight_batches, 1, compute::kMaxInflightBatches)},
       {"batching.adaptive", bool_field(&SiloConfig::adaptive)},
       {"batching.latency_target_us", unsigned_field(&SiloConfig::latency_target_us, 1, kU32)},
       {"runtime.collection_age_s", unsigned_field(&SiloConfig::collection_age_s, 1, kU32)},

@@ -131,6 +131,23 @@ TEST(BatchGrain, UnknownKernelOrBadKeyFailsTheCall) {
 // Every thread a silo starts carries a gb- name, so that top -H and perf tell them apart: the
 // scheduler's workers, the timer thread, the CPU backend's pool and each batcher's dispatcher
 // (named after its kernel).
+TEST(Silo, BatchingConfigReachesItsBatchers) {
+  server::SiloConfig c;
+  c.backend = "cpu";
+  c.workers = 1;
+  c.max_batch = 96;
+  c.max_delay_us = 300;
+  c.queue_capacity = 5000;
+  c.max_inflight_batches = 7;
+  auto silo = server::Silo::start(c);
+  ASSERT_TRUE(silo.ok()) << silo.error().to_string();
+  const compute::BatchPolicy& p = (*silo)->gpu().policy();
+  EXPECT_EQ(p.max_batch, 96u);
+  EXPECT_EQ(p.max_delay, std::chrono::microseconds(300));
+  EXPECT_EQ(p.queue_capacity, 5000u);
+  EXPECT_EQ(p.max_inflight_batches, 7u);
+}
+
 TEST(Silo, ItsThreadsAreNamed) {
 #if !defined(__linux__)
   GTEST_SKIP() << "thread names are read from /proc";

@@ -49,6 +49,19 @@ TEST(SiloConfig, WrongTypesAndRangesAreErrorsAndChangeNothing) {
   EXPECT_FALSE(apply_json(c, "[1,2]", "f").ok());
 }
 
+TEST(SiloConfig, InflightBatchesWithinTheBatchersBound) {
+  SiloConfig c;
+  EXPECT_EQ(c.max_inflight_batches, 4u);
+  ASSERT_TRUE(apply_override(c, "batching.max_inflight_batches=16").ok());
+  EXPECT_EQ(c.max_inflight_batches, 16u);
+  EXPECT_EQ(apply_override(c, "batching.max_inflight_batches=0").error().code(), ErrorCode::out_of_range);
+  const Status over = apply_override(c, "batching.max_inflight_batches=65");
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code(), ErrorCode::out_of_range);
+  EXPECT_NE(over.error().message().find("batching.max_inflight_batches"), std::string::npos) << over.error().to_string();
+  EXPECT_EQ(c.max_inflight_batches, 16u) << "a rejected override changes nothing";
+}
+
 TEST(SiloConfig, MalformedOverrideAndMissingFile) {
   SiloConfig c;
   EXPECT_FALSE(apply_override(c, "batching.max_batch").ok());

@@ -34,6 +34,7 @@ inline constexpr std::size_t kPriorityCount = 3;
 // intake holds 16 bytes per queue place from the batcher's creation.
 inline constexpr std::size_t kMaxBatchSize = std::size_t{1} << 20;
 inline constexpr std::size_t kMaxQueueCapacity = std::size_t{1} << 22;
+inline constexpr std::size_t kMaxInflightBatches = 64;
 
 // Batch policy is data: what closes a batch and how big it may get.
 struct BatchPolicy {

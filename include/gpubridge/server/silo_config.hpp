@@ -54,6 +54,7 @@ struct SiloConfig {
   std::size_t max_batch = 1024;
   std::uint32_t max_delay_us = 200;
   std::size_t queue_capacity = 1 << 16;
+  std::size_t max_inflight_batches = 4;  // batches of one batcher on its device at once
   bool adaptive = false;
   std::uint32_t latency_target_us = 2000;
 
