@@ -245,9 +245,8 @@ TYPED_TEST_P(CudaRingCases, FullRingFailsTrySendAndTimesOutSend) {
   const std::uint32_t actor = rig.activate();
   std::vector<std::future<Result<ring::Reply>>> queued;
   queued.push_back(rig.client->try_send(actor, kHold, {}).value());
-  // The kernel took it; its slot stays held until its reply is published: 7 of the 8 are free.
-  rig.wait_until_holding(2);
-  for (int i = 0; i < 7; ++i) queued.push_back(rig.client->try_send(actor, kEcho, bytes_of(i)).value());
+  rig.wait_until_holding(2);  // the kernel took it: its slot is free again
+  for (int i = 0; i < 8; ++i) queued.push_back(rig.client->try_send(actor, kEcho, bytes_of(i)).value());
 
   auto full = rig.client->try_send(actor, kEcho, bytes_of(99));
   ASSERT_FALSE(full.ok());
@@ -271,7 +270,7 @@ TYPED_TEST_P(CudaRingCases, FullRingFailsTrySendAndTimesOutSend) {
       EXPECT_EQ(u64_of(*reply), i - 1);
     }
   }
-  EXPECT_EQ(rig.deactivate_count(actor), 8u);  // 7 queued echoes and the waiter's
+  EXPECT_EQ(rig.deactivate_count(actor), 9u);  // 8 queued echoes and the waiter's
 }
 
 // The completion ring fills while the host's dispatcher is held in a callback: the server waits

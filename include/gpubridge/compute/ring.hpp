@@ -25,8 +25,7 @@
 //   compare-and-swap of the ring's `enqueue` counter p -> p+1 (request ring: many producers),
 //   fills the slot, then publishes with a release store turn = p + 1.
 //   Consumer at position p: ready to read when turn == p + 1 (acquire load); it copies what it
-//   needs, advances `dequeue` to p + 1 (messages taken) and frees the slot with a release store
-//   turn = p + C (at once, or later: see Completion slot).
+//   needs, then frees the slot with a release store turn = p + C and advances `dequeue` to p + 1.
 //   turn < p for a producer means the ring is full; turn < p + 1 for a consumer means empty.
 //   Counters are 64-bit and never wrap in practice; slot index = counter & (C-1).
 // Request slot: request_id (caller's correlation number), actor_id, handler_id, payload_bytes;
@@ -35,9 +34,7 @@
 //   reserved by the host for a reply larger than kInlinePayloadBytes. The server never allocates.
 // Completion slot: same request_id/actor_id/handler_id, status (ErrorCode), payload_bytes and the
 //   reply inline or at payload_offset (the host's reply block). The server frees a request's slot
-//   no later than it publishes its completion: the CPU server when it takes the message, the CUDA
-//   kernel together with the completion (one system fence for both; the slot's turn is written
-//   first), so a slot stays held while its message runs. On error the payload is the error
+//   before publishing its completion, so a caller that holds its reply can reuse that slot. On error the payload is the error
 //   message text (inline, truncated to kInlinePayloadBytes).
 // Actor table: actor_count ActorEntry records (type, state offset/size, active flag). Only the
 //   server writes entries and states; activation/deactivation travel through the request ring as

@@ -2,9 +2,7 @@
 //
 // Per device: a stream-ordered memory pool (cudaMemPool) whose release threshold keeps freed
 // memory reserved, so warm calls allocate without the driver; a page-locked staging pool; and
-// kLanes lanes. A lane is a non-blocking work stream, a download stream, one issue thread (it
-// packs and enqueues the batches of the dynamic batcher, so that the batcher's dispatcher hands a
-// batch over and forms the next while up to kLanes batches are packed at once) and one completion
+// kLanes lanes. A lane is a non-blocking work stream, a download stream and one completion
 // thread. Lanes spread calls over streams so copies of one call overlap kernels of another.
 //
 // Two transfer paths, both through reused page-locked memory (inputs are pageable user memory):
@@ -213,12 +211,6 @@ struct Lane {
   std::array<cudaEvent_t, 2> upload_events{};    // streamed uploads (under submit_mutex)
   std::array<cudaEvent_t, 2> download_events{};  // streamed downloads (completion thread only)
   std::mutex submit_mutex;  // one call enqueues at a time on this stream
-  // Batches handed over by execute_batch(), packed and enqueued by `issuer` in order.
-  std::mutex issue_mutex;
-  std::condition_variable issue_cv;
-  std::deque<Pending> issue_queue;
-  bool issue_stopping = false;
-  std::thread issuer;
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
   std::deque<Pending> queue;
@@ -508,12 +500,6 @@ class CudaBackend final : public Backend {
       for (auto& lane : d->lanes) {
         if (!lane) continue;
         {
-          std::lock_guard lock(lane->issue_mutex);
-          lane->issue_stopping = true;
-        }
-        lane->issue_cv.notify_all();
-        if (lane->issuer.joinable()) lane->issuer.join();  // issues what it holds first
-        {
           std::lock_guard lock(lane->queue_mutex);
           lane->stopping = true;
         }
@@ -596,32 +582,9 @@ class CudaBackend final : public Backend {
     Pending p;
     p.batch = &call;
     p.batch_done = std::move(done);
-    Lane& lane = next_lane(d);
-    {
-      std::lock_guard lock(lane.issue_mutex);
-      lane.issue_queue.push_back(std::move(p));
-    }
-    lane.issue_cv.notify_one();
-  }
-
-  // A lane's issue thread: packs and enqueues the batches handed to it, in order; once stopping,
-  // the ones still queued first.
-  void issue_loop(DeviceState& d, Lane& lane) {
-    cudaSetDevice(d.cuda_ordinal);
-    for (;;) {
-      Pending p;
-      {
-        std::unique_lock lock(lane.issue_mutex);
-        lane.issue_cv.wait(lock, [&] { return lane.issue_stopping || !lane.issue_queue.empty(); });
-        if (lane.issue_queue.empty()) return;
-        p = std::move(lane.issue_queue.front());
-        lane.issue_queue.pop_front();
-      }
-      const DType dtype = p.batch->dtype;
-      submit_on(d, lane, std::move(p), dtype, [&](Lane& l, cuda::NvrtcProgram& program, Pending& pending) {
-        return enqueue_batch(d, l, program, pending);
-      });
-    }
+    submit(d, std::move(p), call.dtype, [&](Lane& lane, cuda::NvrtcProgram& program, Pending& pending) {
+      return enqueue_batch(d, lane, program, pending);
+    });
   }
 
   // See "Pipelines" in the header comment.
@@ -658,18 +621,12 @@ class CudaBackend final : public Backend {
   // hands it to that lane's completion thread; on failure releases what it took and fails it.
   template <typename Issue>
   void submit(DeviceState& d, Pending p, DType dtype, Issue&& issue) {
-    submit_on(d, next_lane(d), std::move(p), dtype, std::forward<Issue>(issue));
-  }
-
-  static Lane& next_lane(DeviceState& d) { return *d.lanes[d.next_lane.fetch_add(1) % kLanes]; }
-
-  template <typename Issue>
-  void submit_on(DeviceState& d, Lane& lane, Pending p, DType dtype, Issue&& issue) {
     auto program = program_for(d, dtype);
     if (!program) {
       fail(p, Error(ErrorCode::failed_precondition, program.error().message()));
       return;
     }
+    Lane& lane = *d.lanes[d.next_lane.fetch_add(1) % kLanes];
     std::unique_lock submit_lock(lane.submit_mutex);
     if (Status s = issue(lane, **program, p); !s) {
       submit_lock.unlock();
@@ -925,7 +882,6 @@ class CudaBackend final : public Backend {
     for (auto& lane : d.lanes) {
       Lane* l = lane.get();
       l->completer = named_thread("gb-cuda-done", [this, &d, l] { complete_loop(d, *l); });
-      l->issuer = named_thread("gb-cuda-issue", [this, &d, l] { issue_loop(d, *l); });
     }
   }
 

@@ -39,9 +39,6 @@ namespace {
 constexpr std::uint32_t kIntakeLanes = 32;
 // The oldest control word (run, drain, stop) a message taken off the ring may start under.
 constexpr std::uint64_t kControlWordAgeNs = 20'000;
-// How often a kernel with nothing to serve beats (the host's watchdog windows are 100s of ms):
-// each beat is a store over the bus, which would otherwise go out on every empty poll.
-constexpr std::uint64_t kIdleBeatNs = 50'000;
 
 Error ring_error(ErrorCode code, std::string message) {
   return Error(code, std::move(message), "cuda ring server");
@@ -78,7 +75,6 @@ std::string layout_defines() {
   d += define("GB_MAX_SHARDS", kMaxShards);
   d += define("GB_INTAKE_LANES", kIntakeLanes);
   d += define("GB_CONTROL_WORD_AGE_NS", kControlWordAgeNs);
-  d += define("GB_IDLE_BEAT_NS", kIdleBeatNs);
   d += define("GB_CONTROL_RUN", static_cast<std::uint32_t>(ControlWord::run));
   d += define("GB_CONTROL_STOP", static_cast<std::uint32_t>(ControlWord::stop));
   d += define("GB_STATE_STOPPED", static_cast<std::uint32_t>(ServerState::stopped));
@@ -663,12 +659,10 @@ struct gb_server {
   gb_u64* heartbeat;
   gb_u32* control_word;
   gb_u64 next_request;
-  gb_u64 freed_request;  // request slots before this position are free again (gb_publish)
   gb_u64 next_completion;
   gb_u64 published_completion;  // completions before this position have their turn published
   gb_u64 completion_credit;  // completion slots before this one are known to be free
   gb_u64 beat;
-  gb_u64 beat_ns;  // when the idle loop last beat (gb_now_ns)
   gb_u64 served;
   gb_u64 internal_messages;
   gb_u64 published_internal_messages;  // last value written to the control block
@@ -679,7 +673,7 @@ struct gb_server {
   gb_u64 internal_next;  // its next position to serve (its dequeue word; only this block moves it)
   gb_ring_outbox outbox;
   gb_outcome outcome;
-  gb_intake* intake;             // host messages taken off the ring (copies; gb_publish frees their slots)
+  gb_intake* intake;             // host messages taken off the ring (copies; their slots are free)
   gb_u32 taken;                  // messages in intake->slots, ...
   gb_u32 next_taken;             // ... of which those before this one have been served
   gb_u32 intake_word;            // the control word they are served under, ...
@@ -712,12 +706,10 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.heartbeat = gb_u64_at(sh, GB_OFF_HEARTBEAT);
   s.control_word = gb_u32_at(block, GB_OFF_CONTROL);
   s.next_request = gb_ld64(s.request_dequeue);
-  s.freed_request = s.next_request;
   s.next_completion = gb_ld64(s.completion_enqueue);
   s.published_completion = s.next_completion;
   s.completion_credit = 0;  // read when the first completion is written
   s.beat = gb_ld64(s.heartbeat);
-  s.beat_ns = 0;
   s.served = gb_ld64(&s.words->served);
   s.internal_messages = gb_ld64(&s.words->internal_messages);
   s.published_internal_messages = s.internal_messages;
@@ -878,37 +870,23 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
   o.reply_bytes = static_cast<gb_u32>(written);
 }
 
-// Frees the request slots taken and publishes the completions written since the last call:
-// counters first (exact once a caller holds its reply), one system fence, then the request slots'
-// turns, the completions' turns and enqueue counter. Freeing taken slots here rather than at the
-// take spares the take a system fence of its own (a trip over the bus on the way to every reply);
-// a taken slot stays held until its reply - or the next poll - is published. The request dequeue
-// counter still moves at the take: it counts the messages taken, not the slots free.
-__device__ void gb_publish(gb_server& s) {
-  const bool replies = s.published_completion != s.next_completion;
-  const bool slots = s.freed_request != s.next_request;
-  if (!replies && !slots) return;
-  if (replies) {
-    gb_publish_counts(s);
-    gb_st64(&s.words->served, s.served);  // counted before the callers can see their replies
-  }
-  // One fence for all: the completions' bodies, the taken requests' copies (this lane's loads; the
-  // helper lanes fenced theirs) and their in-flight count before any slot changes hands.
+// Publishes the completions written since the last call: counters first (exact once a caller holds
+// its reply), one system fence for every body, then their turns in ring order.
+__device__ void gb_publish_completions(gb_server& s) {
+  if (s.published_completion == s.next_completion) return;
+  gb_publish_counts(s);
+  gb_st64(&s.words->served, s.served);  // counted before the callers can see their replies
   gb_fence_release();
-  for (gb_u64 p = s.freed_request; p < s.next_request; ++p) {
-    gb_st64(&(s.requests + (p & (s.request_capacity - 1)))->turn, p + s.request_capacity);
-  }
-  s.freed_request = s.next_request;
   for (gb_u64 p = s.published_completion; p < s.next_completion; ++p) {
     gb_st64(&(s.completions + (p & (s.completion_capacity - 1)))->turn, p + 1);
   }
-  if (replies) gb_st64(s.completion_enqueue, s.next_completion);
+  gb_st64(s.completion_enqueue, s.next_completion);
   s.published_completion = s.next_completion;
 }
 
 // Writes s.outcome as the completion of env's host call on this shard's completion ring, waiting
 // (heartbeating) for a free slot. False when the host abandoned the kernel meanwhile. The turn is
-// published later, with others (gb_publish): before the server looks at the request
+// published later, with others (gb_publish_completions): before the server looks at the request
 // ring again, once GB_INTAKE_LANES are written, and before it waits for a free slot or ends.
 __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   gb_ring_slot* out = s.completions + (s.next_completion & (s.completion_capacity - 1));
@@ -917,7 +895,7 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   // many completions rather than for each (acquire: the host has finished reading the slot's
   // previous body - it releases the counter after that - before this one is written). The host
   // frees only slots it has seen published: those written go out before the wait.
-  if (s.next_completion >= s.completion_credit) gb_publish(s);
+  if (s.next_completion >= s.completion_credit) gb_publish_completions(s);
   while (s.next_completion >= s.completion_credit) {
     s.completion_credit = gb_ld64_acquire(s.completion_dequeue) + s.completion_capacity;
     if (s.next_completion < s.completion_credit) break;
@@ -958,7 +936,7 @@ __device__ bool gb_complete(gb_server& s, const gb_envelope& env) {
   gb_store_chunks(reinterpret_cast<unsigned char*>(out) + 16, body, words / 2);
   ++s.served;
   ++s.next_completion;
-  if (s.next_completion - s.published_completion >= GB_INTAKE_LANES) gb_publish(s);
+  if (s.next_completion - s.published_completion >= GB_INTAKE_LANES) gb_publish_completions(s);
   return true;
 }
 
@@ -1021,7 +999,7 @@ __device__ bool gb_finish(gb_server& s, const gb_envelope& env) {
   return true;
 }
 
-// A host message taken off the ring (a copy: gb_publish frees its slot).
+// A host message taken off the ring (its slot already freed).
 __device__ bool gb_serve_host(gb_server& s, const gb_ring_slot& r, gb_u32 word) {
   gb_envelope env;
   env.request_id = r.request_id;
@@ -1120,7 +1098,7 @@ __device__ bool gb_nothing_left(gb_server& s) {
 
 // This block ends for good: the last block to finish says the server stopped.
 __device__ void gb_finish_shard(gb_server& s) {
-  gb_publish(s);
+  gb_publish_completions(s);
   gb_publish_counts(s);
   gb_st32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED), 1u);
   gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
@@ -1166,8 +1144,8 @@ __device__ void gb_intake_helper(gb_intake& in, gb_u32 lane) {
 // turn; `enqueued` is the producers' claim counter read with it): the first alone when it is the
 // only one claimed, else up to GB_INTAKE_LANES with the helper lanes (on a host build this thread
 // takes them all). Only a run of published ones from the first counts: a slot still being written
-// is taken by a later round. They are counted in flight before the dequeue counter moves (a block
-// that sees the new count in gb_nothing_left sees them in flight); gb_publish frees their slots.
+// is taken by a later round. They are counted in flight before their slots are freed and the
+// dequeue counter moves (a block that sees the new count in gb_nothing_left sees them in flight).
 __device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued, gb_u32 word) {
   gb_intake& in = *s.intake;
   const gb_u64 claimed = enqueued > s.next_request ? enqueued - s.next_request : 1;
@@ -1187,12 +1165,16 @@ __device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued
 #endif
   gb_u32 taken = 1;
   while (taken < in.count && in.ready[taken] != 0) ++taken;
-  // Counted in flight before the dequeue counter moves, for the other blocks (gb_nothing_left):
-  // a device-scope fence. The slots themselves are freed later, behind gb_publish's system fence.
   atomicAdd(gb_in_flight(s.area), static_cast<gb_u64>(taken));
-  __threadfence();
+  // The bodies are read and the messages counted before the slots are freed and the dequeue
+  // counter moves: one fence orders every store below after them.
+  gb_fence_release();
+  for (gb_u32 i = 0; i < taken; ++i) {
+    const gb_u64 position = in.first + i;
+    gb_st64(&(s.requests + (position & (s.request_capacity - 1)))->turn, position + s.request_capacity);
+  }
+  gb_st64(s.request_dequeue, s.next_request + taken);
   s.next_request += taken;
-  gb_st64(s.request_dequeue, s.next_request);
   s.taken = taken;
   s.next_taken = 0;
   s.intake_word = word;
@@ -1245,7 +1227,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       if (!going) break;
       continue;
     }
-    gb_publish(s);
+    gb_publish_completions(s);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
     // another. The slot's turn last, as an acquire load: the slot's body is read after it without
@@ -1268,13 +1250,9 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
     }
     gb_publish_counts(s);
     if (turn != s.next_request + 1) {
-      // The heartbeat where no message waits, every GB_IDLE_BEAT_NS (the in-hand path beats
-      // right after a take).
-      const gb_u64 now = gb_now_ns();
-      if (now - s.beat_ns >= GB_IDLE_BEAT_NS) {
-        gb_heartbeat(s);
-        s.beat_ns = now;
-      }
+      // The heartbeat where no message waits: a store over the bus still on its way would hold
+      // up the fence of the next take (the in-hand path beats right after a take).
+      gb_heartbeat(s);
       // drain/stop end once nothing is queued, being enqueued or in flight on any shard.
       if (word != GB_CONTROL_RUN && gb_nothing_left(s)) {
         gb_st32(quiescent, 1u);

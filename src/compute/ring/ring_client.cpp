@@ -19,7 +19,6 @@
 
 #include "compute/ring/slot_queue.hpp"
 #include "gpubridge/compute/ring.hpp"
-#include "gpubridge/core/cpu_relax.hpp"
 #include "gpubridge/core/thread_name.hpp"
 
 namespace gpubridge::compute::ring {
@@ -69,12 +68,10 @@ class ChunkPool {
   std::vector<std::uint8_t> used_;
 };
 
-// Dispatcher threads: empty polls before sleeping - with calls in flight (a pause between polls,
-// a yield of the core on every kYieldEvery-th: a reply due within microseconds is seen sooner than
-// across a system call), then short sleeps (back_off); with none (each poll yields), then parking
-// until a sender wakes the thread or kParkLimit passes.
-constexpr std::uint32_t kPollsWhilePending = 65536;
-constexpr std::uint32_t kYieldEvery = 16;
+// Dispatcher threads: empty polls (each yields the core) before sleeping - with calls in flight,
+// then short sleeps (back_off); with none, then parking until a sender wakes the thread or
+// kParkLimit passes.
+constexpr std::uint32_t kPollsWhilePending = 8192;
 constexpr std::uint32_t kPollsBeforePark = 64;
 constexpr auto kParkLimit = std::chrono::milliseconds(20);
 
@@ -613,11 +610,7 @@ struct RingClient::Impl {
         ++idle;
         if (calls.in_use() > 0) {
           if (idle < kPollsWhilePending) {
-            if (idle % kYieldEvery == 0) {
-              std::this_thread::yield();
-            } else {
-              cpu_relax();
-            }
+            std::this_thread::yield();
           } else {
             back_off(64 + (idle - kPollsWhilePending));  // short sleeps first
           }
