@@ -37,6 +37,12 @@
 //                         messages, all completed (the producer threads live for the whole case). S = 1 is the unsharded server; compare
 //                         msgs_per_s across S and D. cpu: (S, D) = (1, 1), (4, 1), (4, 2);
 //                         cuda: (1, 1), (4, 1), (4, 2), (16, 1), (16, 4), (32, 4), (64, 8).
+//   ring_rtt/cuda/ring_spin_timed, ring_throughput/cuda/ring_timed/...
+//                         the same over a kernel compiled with CudaRingServerOptions::time_phases,
+//                         which adds its own account (means over the case): idle_poll_ns (one look
+//                         at the rings that found nothing), take_ns (taking messages into hand),
+//                         serve_ns (one message: handler and completion body), publish_ns (one
+//                         publication of completions), msgs_per_take, msgs_per_publish.
 // Counters: p50_us / p99_us (round trips, timed one by one with steady_clock), msgs_per_s.
 // The ratio table (see common/ratio_report.hpp) pairs ring_spin with mailbox (the ring's cost over
 // raw memory: mean, p50 and p99, the goal being on p50), ring with ring_spin (a blocking wait's
@@ -133,12 +139,40 @@ struct RingRig {
   std::uint32_t shards = 1;       // the block's RingConfig::shards
   std::uint32_t dispatchers = 1;  // the client's RingClientOptions::dispatcher_threads
   bool cuda = false;              // served by a persistent kernel
+  bool timed = false;             // ... compiled with CudaRingServerOptions::time_phases
   ~RingRig() {
     client.reset();
     cpu_server.reset();
 #if GPUBRIDGE_HAVE_CUDA
     cuda_server.reset();
 #endif
+  }
+};
+
+// The kernel's own account of a timed case (RingRig::timed): the means of its phases between
+// two snapshots of CudaRingServer::phase_times(), as counters. Nothing for other rigs.
+struct PhaseSnapshot {
+  ring::CudaRingPhaseTimes at;
+  static PhaseSnapshot of(const RingRig& r) {
+    PhaseSnapshot p;
+#if GPUBRIDGE_HAVE_CUDA
+    if (r.timed) p.at = r.cuda_server->phase_times();
+#else
+    (void)r;
+#endif
+    return p;
+  }
+  void report_since(benchmark::State& state, const RingRig& r, const PhaseSnapshot& before) const {
+    if (!r.timed) return;
+    const ring::CudaRingPhaseTimes& a = at;
+    const ring::CudaRingPhaseTimes& b = before.at;
+    auto mean = [](std::uint64_t ns, std::uint64_t n) { return n == 0 ? 0.0 : static_cast<double>(ns) / static_cast<double>(n); };
+    state.counters["idle_poll_ns"] = mean(a.idle_poll_ns - b.idle_poll_ns, a.idle_polls - b.idle_polls);
+    state.counters["take_ns"] = mean(a.take_ns - b.take_ns, a.takes - b.takes);
+    state.counters["serve_ns"] = mean(a.serve_ns - b.serve_ns, a.served - b.served);
+    state.counters["publish_ns"] = mean(a.publish_ns - b.publish_ns, a.publishes - b.publishes);
+    state.counters["msgs_per_take"] = mean(a.served - b.served, a.takes - b.takes);
+    state.counters["msgs_per_publish"] = mean(a.served - b.served, a.publishes - b.publishes);
   }
 };
 
@@ -348,8 +382,9 @@ void release_cuda_grain_rig();
 
 // The CUDA rig of `shards` shards and a client with `dispatchers` dispatcher threads (one
 // persistent kernel per device at a time: a rig of another shape is released first).
-Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) {
-  if (g_cuda_rig != nullptr && g_cuda_rig->shards == shards && g_cuda_rig->dispatchers == dispatchers) {
+Result<RingRig*> cuda_rig_shaped(std::uint32_t shards, std::uint32_t dispatchers, bool timed) {
+  if (g_cuda_rig != nullptr && g_cuda_rig->shards == shards && g_cuda_rig->dispatchers == dispatchers &&
+      g_cuda_rig->timed == timed) {
     return g_cuda_rig;
   }
   release_cuda_rig();
@@ -360,10 +395,14 @@ Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) 
   owned->shards = shards;
   owned->dispatchers = dispatchers;
   owned->cuda = true;
+  owned->timed = timed;
   auto memory = ring::RingMemory::create(ring_config(shards));
   if (!memory) return memory.error();
   owned->memory = std::move(memory).value();
-  auto server = ring::CudaRingServer::create(*owned->memory, {kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}});
+  ring::CudaRingServerOptions options;
+  options.time_phases = timed;
+  auto server =
+      ring::CudaRingServer::create(*owned->memory, {kEchoHandlerSource, {{kEcho, kActorType, "bench_echo"}}}, options);
   if (!server) return server.error();
   owned->cuda_server = std::move(server).value();
   auto client = ring::RingClient::create(*owned->memory, client_options(dispatchers));
@@ -372,11 +411,19 @@ Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) 
   if (Status s = owned->cuda_server->start(); !s) return s.error();
   if (Status s = activate_all(*owned); !s) return s.error();
   owned->label = owned->cuda_server->mode().description + ", " + std::to_string(dispatchers) +
-                 " dispatcher thread(s)";
+                 " dispatcher thread(s)" + (timed ? ", kernel phases timed" : "");
   g_cuda_rig = owned.release();
   return g_cuda_rig;
 }
+Result<RingRig*> cuda_rig_with(std::uint32_t shards, std::uint32_t dispatchers) {
+  return cuda_rig_shaped(shards, dispatchers, false);
+}
+Result<RingRig*> cuda_timed_rig_with(std::uint32_t shards, std::uint32_t dispatchers) {
+  return cuda_rig_shaped(shards, dispatchers, true);
+}
+Result<RingRig*> cuda_timed_rig() { return cuda_timed_rig_with(1, 1); }
 Result<RingRig*> cuda_rig() { return cuda_rig_with(1, 1); }
+
 
 void release_cuda_rig() {
   delete g_cuda_rig;
@@ -609,6 +656,7 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
   Latencies to_callback;  // send to the callback's start: the round trip less the hop to the caller
   Latencies sending;      // send_async itself: the claim, the slot, the publication
   std::uint64_t value = 0;
+  const PhaseSnapshot phases_before = PhaseSnapshot::of(r);
   for (auto _ : state) {
     const Clock::time_point start = Clock::now();
     ++value;
@@ -641,6 +689,7 @@ void rtt_ring_spin(benchmark::State& state, Result<RingRig*> (*get)()) {
   latencies.report(state);
   to_callback.report(state, "callback_");
   sending.report(state, "send_");
+  PhaseSnapshot::of(r).report_since(state, r, phases_before);
   state.SetLabel(r.label + ", caller spins on the reply");
 }
 
@@ -723,6 +772,7 @@ void throughput_ring(benchmark::State& state,
     for (auto& t : threads) t.join();
   };
   std::size_t failures = 0;
+  const PhaseSnapshot phases_before = PhaseSnapshot::of(r);
   for (auto _ : state) {
     auto* tally = new Tally;
     crew.finished.store(0, std::memory_order_relaxed);
@@ -749,6 +799,7 @@ void throughput_ring(benchmark::State& state,
   state.counters["msgs_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * kThroughputMessages, benchmark::Counter::kIsRate);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kThroughputMessages));
+  PhaseSnapshot::of(r).report_since(state, r, phases_before);
   state.SetLabel(r.label);
 }
 
@@ -811,6 +862,16 @@ void register_all() {
                      {16, 8, 256, 4},
                      {32, 8, 256, 4},
                      {64, 16, 256, 8}}});
+  // The kernel's own account of where its time goes (time_phases), after the untimed cases.
+  benchmark::RegisterBenchmark("ring_rtt/cuda/ring_spin_timed",
+                               [](benchmark::State& st) { rtt_ring_spin(st, cuda_timed_rig); })
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("ring_throughput/cuda/ring_timed",
+                               [](benchmark::State& st) { throughput_ring(st, cuda_timed_rig_with); })
+      ->ArgNames({"shards", "producers", "actors", "dispatchers"})
+      ->Args({1, 8, 256, 1})
+      ->Args({16, 8, 256, 4})
+      ->UseRealTime();
 #endif
 }
 

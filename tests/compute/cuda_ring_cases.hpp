@@ -326,6 +326,36 @@ TYPED_TEST_P(CudaRingCases, FullCompletionRingWaitsForTheHost) {
   EXPECT_EQ(rig.server->stats().completions, before + kMore);
 }
 
+// With time_phases the kernel counts what it did - each host message served once, in takes and
+// publishes of one or more - and how long it took; without it, nothing. Read after the kernel
+// ended: a block writes its counts when it publishes and when it finishes.
+TYPED_TEST_P(CudaRingCases, PhaseTimesCountWhatTheKernelDid) {
+  for (const bool timed : {true, false}) {
+    ring::CudaRingServerOptions options;
+    options.time_phases = timed;
+    typename TestFixture::Rig rig(config_of(8), {}, options);
+    ASSERT_NE(rig.server, nullptr);
+    const std::uint32_t actor = rig.activate();
+    constexpr std::uint64_t kCalls = 50;
+    for (std::uint64_t i = 0; i < kCalls; ++i) ASSERT_TRUE(rig.call(actor, kEcho, bytes_of(i)).ok());
+    rig.server->request_stop();
+    ASSERT_TRUE(rig.server->wait().ok());
+    const ring::CudaRingPhaseTimes t = rig.server->phase_times();
+    if (!timed) {
+      EXPECT_EQ(t.served + t.takes + t.publishes + t.idle_polls, 0u);
+      EXPECT_EQ(t.serve_ns + t.take_ns + t.publish_ns + t.idle_poll_ns, 0u);
+      continue;
+    }
+    EXPECT_EQ(t.served, kCalls + 1);  // and the activation
+    EXPECT_GE(t.takes, 1u);
+    EXPECT_LE(t.takes, t.served);
+    EXPECT_GE(t.publishes, 1u);
+    EXPECT_LE(t.publishes, t.served);
+    EXPECT_GE(t.idle_polls, 1u);
+    EXPECT_GT(t.take_ns + t.serve_ns + t.publish_ns, 0u);
+  }
+}
+
 TYPED_TEST_P(CudaRingCases, ManyProducersEveryMessageCompletesExactlyOnce) {
   typename TestFixture::Rig rig(config_of(64));
   ASSERT_NE(rig.server, nullptr);
@@ -808,6 +838,7 @@ TYPED_TEST_P(CudaRingCases, DeadKernelFailsWaitingCallersInsteadOfHanging) {
 
 REGISTER_TYPED_TEST_SUITE_P(CudaRingCases, OptionsAndBlockAreValidated, RoundTripWrapsAroundOverManyLaps,
                             FullRingFailsTrySendAndTimesOutSend, FullCompletionRingWaitsForTheHost,
+                            PhaseTimesCountWhatTheKernelDid,
                             ManyProducersEveryMessageCompletesExactlyOnce,
                             LargePayloadsTravelThroughThePool, PoolExhaustedIsAClearErrorAndPoolPayloadsReachTheKernel,
                             BadMessagesGetClearErrors, DeactivationCopiesStateOutAndBackIn,

@@ -60,6 +60,25 @@ TEST(CudaRingCompileTest, TheGpuTestsHandlersCompile) {
   }
 }
 
+// With time_phases the kernel reads the global timer around its phases; without, it never does
+// (the control word age check reads it too, so count the reads).
+TEST(CudaRingCompileTest, PhaseTimingIsCompiledInOnlyWhenAsked) {
+  auto timer_reads = [](bool timed) {
+    auto source = ring::cuda_ring_kernel_source(sample_handlers(), timed);
+    EXPECT_TRUE(source.ok()) << source.error().to_string();
+    if (!source.ok()) return std::size_t{0};
+    EXPECT_EQ(source->find("#define GB_RING_TIME_PHASES") != std::string::npos, timed);
+    auto image = gpubridge::compute::cuda::compile_portable(*source, gpubridge::compute::DType::f32, "compute_90");
+    EXPECT_TRUE(image.ok()) << image.error().to_string();
+    if (!image.ok()) return std::size_t{0};
+    const std::string ptx(image->begin(), image->end());
+    std::size_t n = 0;
+    for (std::size_t at = ptx.find("%globaltimer"); at != std::string::npos; at = ptx.find("%globaltimer", at + 1)) ++n;
+    return n;
+  };
+  EXPECT_GT(timer_reads(true), timer_reads(false));
+}
+
 TEST(CudaRingCompileTest, NoHandlersStillCompiles) {
   auto source = ring::cuda_ring_kernel_source({});
   ASSERT_TRUE(source.ok()) << source.error().to_string();

@@ -19,6 +19,7 @@
 
 extern "C" void gb_ring_serve_host_v1(unsigned char*, unsigned char*, unsigned char*, unsigned char*);
 extern "C" void gb_ring_serve_host_v2(unsigned char*, unsigned char*, unsigned char*, unsigned char*);
+extern "C" void gb_ring_serve_host_v1_timed(unsigned char*, unsigned char*, unsigned char*, unsigned char*);
 
 namespace gpubridge::testing::cuda_ring {
 namespace {
@@ -56,11 +57,11 @@ class HostRingServer {
   static gpubridge::Result<std::unique_ptr<HostRingServer>> create(
       gpubridge::compute::ring::RingMemory& memory, std::uint64_t handlers_version,
       gpubridge::compute::ring::CudaRingServerOptions options) {
-    const KernelEntry kernel = kernel_of(handlers_version);
-    if (kernel == nullptr) return unknown_version(handlers_version);
+    const KernelEntry kernel = kernel_of(handlers_version, options.time_phases);
+    if (kernel == nullptr) return unknown_version(handlers_version, options.time_phases);
     auto server = HostKernelServer::create(memory, kernel, options);
     if (!server) return server.error();
-    return std::unique_ptr<HostRingServer>(new HostRingServer(std::move(server).value()));
+    return std::unique_ptr<HostRingServer>(new HostRingServer(std::move(server).value(), options.time_phases));
   }
   ~HostRingServer() {
     gate_.open();
@@ -79,13 +80,14 @@ class HostRingServer {
   void request_drain() { server_->request_drain(); }
   gpubridge::Status wait() { return server_->wait(); }
   gpubridge::Status reload(std::uint64_t handlers_version) {
-    const KernelEntry kernel = kernel_of(handlers_version);
-    if (kernel == nullptr) return unknown_version(handlers_version);
+    const KernelEntry kernel = kernel_of(handlers_version, timed_);
+    if (kernel == nullptr) return unknown_version(handlers_version, timed_);
     return server_->reload(kernel);
   }
   gpubridge::Status kernel_status() const { return server_->kernel_status(); }
   std::uint64_t messages_served() const { return server_->messages_served(); }
   gpubridge::compute::ring::RingServerStats stats() const { return server_->stats(); }
+  gpubridge::compute::ring::CudaRingPhaseTimes phase_times() const { return server_->phase_times(); }
   std::string last_internal_error() const { return server_->last_internal_error(); }
   void wait_until_holding() const { gate_.wait_entered(); }
   void release_holds() { gate_.open(); }
@@ -93,22 +95,24 @@ class HostRingServer {
   HostKernelServer& harness() { return *server_; }
 
  private:
-  explicit HostRingServer(std::unique_ptr<HostKernelServer> server) : server_(std::move(server)) {}
-  // The host-compiled kernel serving handlers(version); null for a version kernel_generator.cpp
-  // does not write.
-  static KernelEntry kernel_of(std::uint64_t handlers_version) {
+  HostRingServer(std::unique_ptr<HostKernelServer> server, bool timed) : server_(std::move(server)), timed_(timed) {}
+  // The host-compiled kernel serving handlers(version), with the phase timing compiled in when
+  // `timed`; null for one kernel_generator.cpp does not write.
+  static KernelEntry kernel_of(std::uint64_t handlers_version, bool timed) {
+    if (timed) return handlers_version == 1 ? &gb_ring_serve_host_v1_timed : nullptr;
     if (handlers_version == 1) return &gb_ring_serve_host_v1;
     if (handlers_version == 2) return &gb_ring_serve_host_v2;
     return nullptr;
   }
-  static gpubridge::Error unknown_version(std::uint64_t handlers_version) {
+  static gpubridge::Error unknown_version(std::uint64_t handlers_version, bool timed) {
     return gpubridge::Error(gpubridge::ErrorCode::invalid_argument,
                             "no host-compiled kernel for handlers version " + std::to_string(handlers_version) +
-                                " (only 1 and 2 are generated)");
+                                (timed ? " with time_phases (only 1 is generated)" : " (only 1 and 2 are generated)"));
   }
 
   Gate gate_;
   std::unique_ptr<HostKernelServer> server_;
+  bool timed_;
 };
 
 namespace gpubridge::testing::cuda_ring {

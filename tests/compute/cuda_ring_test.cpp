@@ -58,6 +58,7 @@ class DeviceRingServer {
   gpubridge::Status kernel_status() const { return server_->kernel_status(); }
   std::uint64_t messages_served() const { return server_->messages_served(); }
   gpubridge::compute::ring::RingServerStats stats() const { return server_->stats(); }
+  gpubridge::compute::ring::CudaRingPhaseTimes phase_times() const { return server_->phase_times(); }
   std::string last_internal_error() const { return server_->last_internal_error(); }
   // A running kernel is out of the test's reach: taking the request is all there is to see, and a
   // held handler returns after kDeviceHoldNanoseconds on its own.

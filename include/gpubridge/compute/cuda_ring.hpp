@@ -104,6 +104,24 @@ struct CudaRingServerOptions {
   int device = 0;                            // CUDA device ordinal
   std::uint32_t internal_queue_slots = 1024;  // device-side message queue bound per shard (1..kMaxRingSlots)
   std::uint32_t max_hops = 64;                // device-side hops per chain (1..kMaxRingSlots)
+  // Diagnostics: the kernel times its own phases with the device's global timer (phase_times()).
+  // Costs a few timer reads per message and a few stores over the bus per published batch.
+  bool time_phases = false;
+};
+
+// Where the serving kernel's time goes (CudaRingServerOptions::time_phases), summed over its
+// blocks since the server was created; each count goes with the nanoseconds after it. Written by
+// the kernel each time it publishes completions and when a block ends: a snapshot, not exact to
+// the message. All zero without time_phases.
+struct CudaRingPhaseTimes {
+  std::uint64_t idle_polls = 0;  // looks at the request ring that found nothing to take
+  std::uint64_t idle_poll_ns = 0;
+  std::uint64_t takes = 0;       // host messages taken off the request ring, in rounds of 1..32
+  std::uint64_t take_ns = 0;     // from the look that found them to their copies in hand
+  std::uint64_t served = 0;      // host messages served: the handler and its completion's body
+  std::uint64_t serve_ns = 0;
+  std::uint64_t publishes = 0;   // completions published (their fence and turns), in rounds
+  std::uint64_t publish_ns = 0;
 };
 
 // What the server runs on and how it reaches the host.
@@ -158,6 +176,8 @@ class CudaRingServer {
   RingServerStats stats() const noexcept;
   // The error of the last device-side message that failed ("" when none has).
   std::string last_internal_error() const;
+  // The kernel's own phase timing (all zero unless options.time_phases).
+  CudaRingPhaseTimes phase_times() const noexcept;
   const CudaRingMode& mode() const noexcept;
 
  private:
@@ -166,9 +186,10 @@ class CudaRingServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The full kernel source generated around `handlers` (pure string work, needs no GPU).
+// The full kernel source generated around `handlers` (pure string work, needs no GPU), with the
+// phase timing of CudaRingServerOptions::time_phases compiled in when asked.
 // invalid_argument for bad handler specs, as create().
-Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers);
+Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers, bool time_phases = false);
 
 // For your own CUDA work in a process that serves CUDA rings: runs fn with every ring kernel on
 // CUDA device `device` stepped aside - each returns after the message it is serving and is

@@ -339,11 +339,15 @@ struct __align__(64) gb_shard_words {
   gb_u32 error_words[GB_INLINE_BYTES / 4];
 };
 static_assert(sizeof(gb_shard_words) == GB_SHARD_WORDS_BYTES, "shard words size differs from the host");
+struct __align__(64) gb_shard_phases {
+  gb_u64 words[8];
+};
 struct gb_kernel_control {
   gb_u32 yield;
   gb_u32 abandon;
   gb_u32 reserved[14];
   gb_shard_words shards[GB_MAX_SHARDS];
+  gb_shard_phases phases[GB_MAX_SHARDS];
 };
 static_assert(sizeof(gb_kernel_control) == GB_CONTROL_BYTES, "kernel control size differs from the host");
 struct gb_internal_message {
@@ -679,8 +683,22 @@ struct gb_server {
   gb_u32 intake_word;            // the control word they are served under, ...
   gb_u64 intake_word_ns;         // ... read at this time (gb_now_ns)
   gb_internal_message internal;  // the device-side message being served (a copy; its slot is free)
+#ifdef GB_RING_TIME_PHASES
+  gb_u64 phase[8];  // this shard's gb_shard_phases, carried across launches
+#endif
   __align__(8) unsigned char inline_reply[GB_INLINE_BYTES];
 };
+
+// Phase timing (time_phases): a phase's count and nanoseconds, kept in the serving lane's
+// registers and written to the control block with each publish (gb_write_phases).
+enum { GB_PHASE_IDLE_POLL = 0, GB_PHASE_TAKE = 1, GB_PHASE_SERVE = 2, GB_PHASE_PUBLISH = 3 };
+#ifdef GB_RING_TIME_PHASES
+#define GB_PHASE_BEGIN(t) const gb_u64 t = gb_now_ns()
+#define GB_PHASE_END(s, k, t) ((s).phase[2 * (k)] += 1, (s).phase[2 * (k) + 1] += gb_now_ns() - (t))
+#else
+#define GB_PHASE_BEGIN(t) ((void)0)
+#define GB_PHASE_END(s, k, t) ((void)0)
+#endif
 
 __device__ __forceinline__ unsigned char* gb_shard_header(unsigned char* block, const gb_geometry& g, gb_u32 shard) {
   return block + g.shard_table + static_cast<gb_u64>(shard) * GB_SHARD_HEADER_BYTES;
@@ -728,6 +746,17 @@ __device__ void gb_init(gb_server& s, unsigned char* block, unsigned char* actor
   s.next_taken = 0;
   s.intake_word = GB_CONTROL_RUN;
   s.intake_word_ns = 0;
+#ifdef GB_RING_TIME_PHASES
+  for (int i = 0; i < 8; ++i) s.phase[i] = gb_ld64(&s.control->phases[shard].words[i]);
+#endif
+}
+
+__device__ __forceinline__ void gb_write_phases(gb_server& s) {
+#ifdef GB_RING_TIME_PHASES
+  for (int i = 0; i < 8; ++i) gb_st64(&s.control->phases[s.shard].words[i], s.phase[i]);
+#else
+  (void)s;
+#endif
 }
 
 __device__ __forceinline__ void gb_heartbeat(gb_server& s) { gb_st64(s.heartbeat, ++s.beat); }
@@ -874,6 +903,7 @@ __device__ void gb_serve(gb_server& s, const gb_envelope& env, const unsigned ch
 // its reply), one system fence for every body, then their turns in ring order.
 __device__ void gb_publish_completions(gb_server& s) {
   if (s.published_completion == s.next_completion) return;
+  GB_PHASE_BEGIN(started);
   gb_publish_counts(s);
   gb_st64(&s.words->served, s.served);  // counted before the callers can see their replies
   gb_fence_release();
@@ -882,6 +912,8 @@ __device__ void gb_publish_completions(gb_server& s) {
   }
   gb_st64(s.completion_enqueue, s.next_completion);
   s.published_completion = s.next_completion;
+  GB_PHASE_END(s, GB_PHASE_PUBLISH, started);
+  gb_write_phases(s);
 }
 
 // Writes s.outcome as the completion of env's host call on this shard's completion ring, waiting
@@ -1100,6 +1132,7 @@ __device__ bool gb_nothing_left(gb_server& s) {
 __device__ void gb_finish_shard(gb_server& s) {
   gb_publish_completions(s);
   gb_publish_counts(s);
+  gb_write_phases(s);
   gb_st32(gb_u32_at(s.queue, GB_OFF_Q_FINISHED), 1u);
   gb_st32(&s.words->exit_reason, GB_EXIT_FINISHED);
   __threadfence_system();
@@ -1221,13 +1254,16 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       }
       bool going = true;
       if (!gb_serve_queued_internal(s, s.intake_word, going)) {
+        GB_PHASE_BEGIN(serving);
         going = gb_serve_host(s, s.intake->slots[s.next_taken++], s.intake_word);
+        GB_PHASE_END(s, GB_PHASE_SERVE, serving);
         atomicAdd(gb_in_flight(s.area), ~0ull);
       }
       if (!going) break;
       continue;
     }
     gb_publish_completions(s);
+    GB_PHASE_BEGIN(polling);
     // The host words this round looks at, read back to back before any is used, so that their
     // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
     // another. The slot's turn last, as an acquire load: the slot's body is read after it without
@@ -1240,6 +1276,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
     const gb_u64 turn = gb_ld64_acquire(&slot->turn);
     if (yield != 0) {
       gb_publish_counts(s);
+      gb_write_phases(s);
       gb_st32(&s.words->exit_reason, GB_EXIT_YIELDED);
       return;
     }
@@ -1259,10 +1296,13 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
         break;
       }
       if (abandon != 0) break;
+      GB_PHASE_END(s, GB_PHASE_IDLE_POLL, polling);
       GB_RING_IDLE();
       continue;
     }
+    GB_PHASE_BEGIN(taking);
     gb_take(s, slot, enqueued, word);
+    GB_PHASE_END(s, GB_PHASE_TAKE, taking);
   }
   gb_finish_shard(s);
 }
@@ -1362,7 +1402,7 @@ class CurrentDeviceKept {
 
 }  // namespace
 
-Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers) {
+Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers, bool time_phases) {
   std::set<std::uint32_t> ids;
   for (const CudaHandler& h : handlers.handlers) {
     if (h.handler_id >= kFirstReservedHandler) {
@@ -1380,6 +1420,7 @@ Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource& handlers) {
     }
   }
   std::string source = "// Generated by gpubridge CudaRingServer.\n";
+  if (time_phases) source += "#define GB_RING_TIME_PHASES 1\n";
   source += layout_defines();
   source += kDevicePlatform;
   source += kHandlerPrelude;
@@ -1449,7 +1490,7 @@ struct CudaRingServer::Impl final : detail::KernelPlatform {
   // NVRTC only (no CUDA context work): safe while the kernel runs. From the disk cache of
   // compiled kernels when the same program was compiled before (a restart, a reload back).
   Result<cuda::CachedImage> compile(const CudaHandlerSource& handlers, bool recompile = false) const {
-    auto source = cuda_ring_kernel_source(handlers);
+    auto source = cuda_ring_kernel_source(handlers, options.time_phases);
     if (!source) return source.error();
     return cuda::cached_image(*source, DType::f32, mode.target, recompile);
   }
@@ -1680,6 +1721,10 @@ std::string CudaRingServer::last_internal_error() const {
   return detail::read_kernel_error(*impl_->control_words, impl_->shards);
 }
 
+CudaRingPhaseTimes CudaRingServer::phase_times() const noexcept {
+  return detail::read_phase_times(*impl_->control_words, impl_->shards);
+}
+
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }
 
 void with_rings_stepped_aside(int device, const std::function<void()>& fn) { cuda::DeviceIdle::run(device, fn); }
@@ -1741,6 +1786,16 @@ RingServerStats read_kernel_stats(KernelControl& control, const RingMemory& memo
     s.internal_queue_peak = std::max(s.internal_queue_peak, load(w.internal_peak));
   }
   return s;
+}
+
+CudaRingPhaseTimes read_phase_times(KernelControl& control, std::uint32_t shards) noexcept {
+  std::uint64_t sum[8] = {};
+  for (std::uint32_t shard = 0; shard < shards; ++shard) {
+    for (int i = 0; i < 8; ++i) {
+      sum[i] += std::atomic_ref<std::uint64_t>(control.phases[shard].words[i]).load(std::memory_order_relaxed);
+    }
+  }
+  return {sum[0], sum[1], sum[2], sum[3], sum[4], sum[5], sum[6], sum[7]};
 }
 
 std::string read_kernel_error(KernelControl& control, std::uint32_t shards) {

@@ -42,11 +42,19 @@ struct alignas(64) KernelShardWords {
 static_assert(sizeof(KernelShardWords) == 256);
 static_assert(kInlinePayloadBytes % 4 == 0);
 
+// A shard's phase timing (CudaRingPhaseTimes, field by field), written by its block only when the
+// kernel was compiled with time_phases.
+struct alignas(64) KernelShardPhases {
+  std::uint64_t words[8];  // idle_polls, idle_poll_ns, takes, take_ns, served, serve_ns, publishes, publish_ns
+};
+static_assert(sizeof(KernelShardPhases) == 64);
+
 struct KernelControl {
   std::uint32_t yield;    // host: 1 = return after the current message, leave the ring running
   std::uint32_t abandon;  // host: 1 = stop waiting for completion space and return
   std::uint32_t reserved[14];
   KernelShardWords shards[kMaxShards];
+  KernelShardPhases phases[kMaxShards];
 };
 static_assert(offsetof(KernelControl, shards) == 64);
 
@@ -109,5 +117,7 @@ RingServerStats read_kernel_stats(KernelControl& control, const RingMemory& memo
 // The last failed device-side message's error over every shard ("" when none has failed);
 // consistent while the kernel runs (retries while a block rewrites it).
 std::string read_kernel_error(KernelControl& control, std::uint32_t shards);
+// The kernel's phase timing summed over the shards (each word read on its own).
+CudaRingPhaseTimes read_phase_times(KernelControl& control, std::uint32_t shards) noexcept;
 
 }  // namespace gpubridge::compute::ring::detail

@@ -30,9 +30,10 @@ Status CudaRingServer::kernel_status() const { return unavailable(); }
 std::uint64_t CudaRingServer::messages_served() const noexcept { return 0; }
 RingServerStats CudaRingServer::stats() const noexcept { return {}; }
 std::string CudaRingServer::last_internal_error() const { return ""; }
+CudaRingPhaseTimes CudaRingServer::phase_times() const noexcept { return {}; }
 const CudaRingMode& CudaRingServer::mode() const noexcept { return impl_->mode; }
 
-Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource&) { return unavailable(); }
+Result<std::string> cuda_ring_kernel_source(const CudaHandlerSource&, bool) { return unavailable(); }
 
 void with_rings_stepped_aside(int, const std::function<void()>& fn) { fn(); }  // no ring kernel can run
 

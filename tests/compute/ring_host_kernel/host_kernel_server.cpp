@@ -170,6 +170,10 @@ ring::RingServerStats HostKernelServer::stats() const noexcept {
   return ring::detail::read_kernel_stats(*control_, memory_);
 }
 
+compute::ring::CudaRingPhaseTimes HostKernelServer::phase_times() const noexcept {
+  return ring::detail::read_phase_times(*control_, shards_);
+}
+
 std::string HostKernelServer::last_internal_error() const {
   return ring::detail::read_kernel_error(*control_, shards_);
 }

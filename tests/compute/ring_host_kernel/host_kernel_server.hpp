@@ -53,6 +53,7 @@ class HostKernelServer final : private compute::ring::detail::KernelPlatform {
   Status kernel_status() const;
   std::uint64_t messages_served() const noexcept;
   compute::ring::RingServerStats stats() const noexcept;
+  compute::ring::CudaRingPhaseTimes phase_times() const noexcept;
   std::string last_internal_error() const;
   // The kernel's control words (tests watch `yield` to order a reload against a handler).
   compute::ring::detail::KernelControl& control() override { return *control_; }
