@@ -424,7 +424,6 @@ Result<RingRig*> cuda_timed_rig_with(std::uint32_t shards, std::uint32_t dispatc
 Result<RingRig*> cuda_timed_rig() { return cuda_timed_rig_with(1, 1); }
 Result<RingRig*> cuda_rig() { return cuda_rig_with(1, 1); }
 
-
 void release_cuda_rig() {
   delete g_cuda_rig;
   g_cuda_rig = nullptr;

@@ -117,7 +117,7 @@ struct CudaRingPhaseTimes {
   std::uint64_t idle_polls = 0;  // looks at the request ring that found nothing to take
   std::uint64_t idle_poll_ns = 0;
   std::uint64_t takes = 0;       // host messages taken off the request ring, in rounds of 1..32
-  std::uint64_t take_ns = 0;     // from the look that found them to their copies in hand
+  std::uint64_t take_ns = 0;     // copying them into hand (the look that found them not included)
   std::uint64_t served = 0;      // host messages served: the handler and its completion's body
   std::uint64_t serve_ns = 0;
   std::uint64_t publishes = 0;   // completions published (their fence and turns), in rounds
