@@ -251,14 +251,15 @@ do_run() {
 }
 
 # A short look at where the time of the two unmet throughput paths goes (a few minutes of device
-# time, before changing them): the ring round trip with its host-side parts, the batch grains and
+# time, before changing them): the ring round trip with its host-side parts and the kernel's own
+# phase timing (the *_timed cases), the batch grains and
 # the batcher alone at B = 4096 with their time breakdown, then a CPU profile of the batch grains
 # (gperftools' libprofiler, when 'package' found it here; read it here with
 # `google-pprof --text .gpu-run/bin/bench_grains grains-cuda-4096.prof`) and CPU per thread role.
 do_probe() {
   prepare_run "$1"
   : > "$out/bench.txt"
-  bench_run bench_ring 'ring_rtt/cuda' 60
+  bench_run bench_ring 'ring_rtt/cuda|ring_throughput/cuda/ring_timed' 90
   bench_run bench_grains 'grain_batch/cuda/(grains|raw)/4096' 40
   bench_run bench_compute 'batch/cuda/(batcher|raw)/4096' 40
   if [ -f "$unpacked/lib/libprofiler.so.0" ]; then
