@@ -25,6 +25,8 @@
 //                           observer): the reference of the "telemetry" pair, which reports the cost
 //                           of metrics on the batched hot path (goal: ratio on / off under 1.05).
 // Counters: items_per_second = requests per second; avg_batch = requests per launch (grains);
+// spawn_us: the part of an iteration that one worker spends spawning the C callers (the
+// harness's own serial cost: where it nears the iteration's time, the callers are the limit);
 // on GPU backends the mean time of a call as its caller saw it (call_us) and the batcher's parts
 // of it: queued_us (submit to the batch's dispatch), executed_us (dispatch to the batch's
 // completion: packing, copies, kernel, scatter); the rest is the grain call and the caller's resumption.
@@ -106,6 +108,7 @@ struct GrainFixture {
 struct Round {
   std::atomic<std::size_t> left{0};
   runtime::AsyncEvent done;
+  std::chrono::nanoseconds spawning{0};  // burst()'s loop that spawns every caller
   std::mutex mu;
   std::string error;
   void fail(std::string message) {
@@ -188,19 +191,23 @@ Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
 // Spawns every caller (together making kPerIteration calls) and waits for all of them.
 Task<void> burst(GrainFixture& f, Round& round, BackendKind expected) {
   round.left.store(f.callers.size(), std::memory_order_relaxed);
+  const auto started = std::chrono::steady_clock::now();
   for (auto& c : f.callers) {
     if (!f.silo->runtime().spawn(caller_loop(*c, f.callers.size(), round, expected))) {
       round.fail("runtime stopping");
       if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
     }
   }
+  round.spawning = std::chrono::steady_clock::now() - started;
   co_await round.done;
 }
 
-// Runs one iteration's requests; the first error, if any.
-std::optional<std::string> run_round(GrainFixture& f, BackendKind expected) {
+// Runs one iteration's requests, adding the time spent spawning the callers to `spawning`; the
+// first error, if any.
+std::optional<std::string> run_round(GrainFixture& f, BackendKind expected, std::chrono::nanoseconds& spawning) {
   Round round;
   f.silo->runtime().run(burst(f, round, expected));
+  spawning += round.spawning;
   if (!round.error.empty()) return round.error;
   return std::nullopt;
 }
@@ -220,8 +227,9 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   GrainFixture& f = **fixture;
   // Warm-up (activation, batcher, kernel build, pools), checked on outputs cleared before it.
   clear_checked(request_memory());
+  std::chrono::nanoseconds spawning{0};
   for (int i = 0; i < 2; ++i) {
-    if (auto bad = run_round(f, backend)) return skip(state, "BatchGrain::run", *bad);
+    if (auto bad = run_round(f, backend, spawning)) return skip(state, "BatchGrain::run", *bad);
   }
   if (auto bad = check_requests(request_memory())) return skip(state, "BatchGrain::run", *bad);
   std::string label = backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
@@ -230,8 +238,9 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   state.SetLabel(label);
   const auto before = grain_batcher_stats(f);
   for (auto& c : f.callers) c->times = {};
+  spawning = {};
   for (auto _ : state) {
-    if (auto bad = run_round(f, backend)) {
+    if (auto bad = run_round(f, backend, spawning)) {
       skip(state, "BatchGrain::run", *bad);
       return;
     }
@@ -256,6 +265,8 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
     state.counters["queued_us"] = mean_us(sum.queued);
     state.counters["executed_us"] = mean_us(sum.executed);
   }
+  state.counters["spawn_us"] =
+      std::chrono::duration<double, std::micro>(spawning).count() / static_cast<double>(state.iterations());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kPerIteration));
 }
 
