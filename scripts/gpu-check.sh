@@ -91,16 +91,23 @@ step() {
   return "$rc"
 }
 
+# Records a step's exit status RC for WHAT in FILE: 0 passes, 125 (skipped for time) is "NOT RUN",
+# anything else is "FAILED" and fails the check.
+record() {
+  local rc=$1 what=$2 file=$3
+  case $rc in
+    0) ;;
+    125) echo "NOT RUN (out of time): $what" >> "$file" ;;
+    *) failed=1; echo "FAILED: $what (exit $rc)" | tee -a "$file" ;;
+  esac
+}
+
 # One test binary, CUDA required (the gpu tests fail instead of skipping). The GPU machine has no
 # promtool (Debian's prometheus package): those checks run in CI instead.
 run_test() {
   echo "== $(basename "$1")" >> "$out/tests.log"
   GPUBRIDGE_REQUIRE_BACKENDS=cuda step "$2" "$out/tests.log" "$1" --gtest_brief=1 --gtest_filter='-*Promtool*' > /dev/null
-  case $? in
-    0) ;;
-    125) echo "NOT RUN (out of time): $(basename "$1")" >> "$out/tests.log" ;;
-    *) failed=1; echo "FAILED: $(basename "$1")" | tee -a "$out/tests.log" ;;
-  esac
+  record $? "$(basename "$1")" "$out/tests.log"
 }
 
 # One gpu-labelled test binary, every case named in the log as it starts, CUDA required. A run
@@ -116,7 +123,7 @@ run_gpu_test() {
     GPUBRIDGE_REQUIRE_BACKENDS=cuda step "$limit" "$log" "$path" --gtest_filter="-$skip" > /dev/null
     rc=$?
     cat "$log" >> "$out/tests.log"
-    ((rc != 0)) && { failed=1; echo "FAILED: $name (exit $rc)" | tee -a "$out/tests.log"; }
+    record "$rc" "$name" "$out/tests.log"
     ((rc == 124 || rc == 137)) || break
     # The case that started and never finished, then every case that finished or failed: not run again.
     hung=$(awk '/^\[ RUN      \] /{c=$4} /^\[       OK \] |^\[  FAILED  \] |^\[  SKIPPED \] /{c=""} END{print c}' "$log")
@@ -138,11 +145,7 @@ bench_run() {
   echo "== $b ($filter)" | tee -a "$out/bench.txt"
   step "$limit" "$out/bench.txt" "$bin/$b" --benchmark_filter="$filter" --ratio_out="$out/ratios-$b-$bench_runs.json" "$@" \
     > /dev/null
-  case $? in
-    0) ;;
-    125) echo "NOT RUN (out of time): $b" >> "$out/bench.txt" ;;
-    *) failed=1; echo "FAILED: $b" | tee -a "$out/bench.txt" ;;
-  esac
+  record $? "$b" "$out/bench.txt"
   pack
 }
 
@@ -197,11 +200,13 @@ do_run() {
 
   # 2. Every kernel on CUDA against the CPU.
   echo "== gpubridge verify --backend cuda"
-  step 90 "$out/verify-cuda.txt" "$bin/gpubridge" verify --backend cuda > /dev/null || failed=1
+  step 90 "$out/verify-cuda.txt" "$bin/gpubridge" verify --backend cuda > /dev/null
+  record $? "gpubridge verify --backend cuda" "$out/verify-cuda.txt"
   tail -n 3 "$out/verify-cuda.txt"
   pack
   step 90 /dev/null bash -c '"$0" verify --backend cuda --json > "$1" 2>/dev/null' "$bin/gpubridge" "$out/verify-cuda.json" \
-    > /dev/null || failed=1
+    > /dev/null
+  record $? "gpubridge verify --backend cuda --json" "$out/verify-cuda.txt"
 
   # 3. Benchmarks, each with its reference in the same run.
   : > "$out/bench.txt"
@@ -239,7 +244,8 @@ do_run() {
   # 4. The demo, then the other test binaries (CPU-side code, also run in CI; those reading the
   #    source tree's data or loading plugins or stand-in libraries from the build tree are left to CI).
   echo "== gpubridge run --demo (batched kernels on the best device)"
-  step 60 "$out/demo.txt" "$bin/gpubridge" run --demo --duration 5 > /dev/null || failed=1
+  step 60 "$out/demo.txt" "$bin/gpubridge" run --demo --duration 5 > /dev/null
+  record $? "gpubridge run --demo" "$out/demo.txt"
   tail -n 12 "$out/demo.txt"
   for t in "$bin"/*_test; do
     case " ${gpu_tests[*]} samples_io_test samples_algorithms_test ring_library_test nvml_test " in *" $(basename "$t") "*) continue ;; esac
@@ -272,7 +278,8 @@ do_probe() {
   step 25 "$out/threads.txt" "$root/scripts/thread-cpu.sh" --at 3 --for 4 -- "$bin/bench_grains" --workers=16 \
     --benchmark_filter='grain_batch/cuda/grains/4096' --benchmark_min_time=10 > /dev/null || true
   pack
-  echo "gpu-check: probe results in ${OUT:+$OUT/results.tar.gz, from }$out ($((SECONDS)) s)"
+  echo "gpu-check: probe results in ${OUT:+$OUT/results.tar.gz, from }$out (failed=$failed, $((SECONDS)) s)"
+  return $failed
 }
 
 case "$mode" in

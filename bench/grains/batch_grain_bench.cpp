@@ -35,13 +35,14 @@
 // Flags: Google Benchmark's, --ratio_out=FILE and --workers=N (see common/ratio_report.hpp): the
 // scaling of the grain side with workers, e.g. on a many-core host; --silo=KEY=VALUE (repeatable):
 // a silo configuration override for the grain side (server/silo_config.hpp), e.g.
-// --silo=batching.max_inflight_batches=8, named in the label. Each benchmark runs for at least
-// 0.2 s unless --benchmark_min_time says otherwise.
+// --silo=batching.max_inflight_batches=8, named in the label (a bad one is an error before
+// anything runs). Each benchmark runs for at least 0.2 s unless --benchmark_min_time says otherwise.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -308,6 +309,13 @@ int main(int argc, char** argv) {
     }
   }
   args.push_back(nullptr);
+  gpubridge::server::SiloConfig scratch;  // a bad override is an error before anything runs
+  for (const std::string& o : gpubridge::bench::silo_overrides()) {
+    if (gpubridge::Status s = gpubridge::server::apply_override(scratch, o); !s) {
+      std::fprintf(stderr, "--silo=%s: %s\n", o.c_str(), s.error().to_string().c_str());
+      return 2;
+    }
+  }
   gpubridge::bench::register_all();
   return gpubridge::bench::run_with_ratio_report(
       static_cast<int>(args.size()) - 1, args.data(),

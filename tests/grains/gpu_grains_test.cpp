@@ -128,9 +128,7 @@ TEST(BatchGrain, UnknownKernelOrBadKeyFailsTheCall) {
   }
 }
 
-// Every thread a silo starts carries a gb- name, so that top -H and perf tell them apart: the
-// scheduler's workers, the timer thread, the CPU backend's pool and each batcher's dispatcher
-// (named after its kernel).
+// The batching section of the silo's configuration is the policy of every batcher it makes.
 TEST(Silo, BatchingConfigReachesItsBatchers) {
   server::SiloConfig c;
   c.backend = "cpu";
@@ -148,6 +146,9 @@ TEST(Silo, BatchingConfigReachesItsBatchers) {
   EXPECT_EQ(p.max_inflight_batches, 7u);
 }
 
+// Every thread a silo starts carries a gb- name, so that top -H and perf tell them apart: the
+// scheduler's workers, the timer thread, the CPU backend's pool and each batcher's dispatcher
+// (named after its kernel).
 TEST(Silo, ItsThreadsAreNamed) {
 #if !defined(__linux__)
   GTEST_SKIP() << "thread names are read from /proc";

@@ -110,17 +110,19 @@ struct CudaRingServerOptions {
 };
 
 // Where the serving kernel's time goes (CudaRingServerOptions::time_phases), summed over its
-// blocks since the server was created; each count goes with the nanoseconds after it. Written by
-// the kernel each time it publishes completions and when a block ends: a snapshot, not exact to
-// the message. All zero without time_phases.
+// blocks since the server was created; each count goes with the nanoseconds after it. A phase
+// leaves out the publications made inside it (they count as publishes). Written by the kernel
+// each time it publishes completions and when a block ends: a snapshot, not exact to the
+// message. All zero without time_phases.
 struct CudaRingPhaseTimes {
   std::uint64_t idle_polls = 0;  // looks at the request ring that found nothing to take
   std::uint64_t idle_poll_ns = 0;
   std::uint64_t takes = 0;       // host messages taken off the request ring, in rounds of 1..32
   std::uint64_t take_ns = 0;     // copying them into hand (the look that found them not included)
   std::uint64_t served = 0;      // host messages served: the handler and its completion's body
-  std::uint64_t serve_ns = 0;
-  std::uint64_t publishes = 0;   // completions published (their fence and turns), in rounds
+  std::uint64_t serve_ns = 0;    // (waits for completion space included)
+  std::uint64_t publishes = 0;   // completions published (their fence and turns), in rounds; they
+                                 // include the replies of device-side chains to host calls
   std::uint64_t publish_ns = 0;
 };
 

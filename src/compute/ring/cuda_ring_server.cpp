@@ -690,11 +690,16 @@ struct gb_server {
 };
 
 // Phase timing (time_phases): a phase's count and nanoseconds, kept in the serving lane's
-// registers and written to the control block with each publish (gb_write_phases).
+// registers and written to the control block with each publish (gb_write_phases). A publication
+// inside another phase (a message's completion that fills a round of GB_INTAKE_LANES or waits for
+// completion space publishes first) counts as a publication only: the phase leaves its time out.
 enum { GB_PHASE_IDLE_POLL = 0, GB_PHASE_TAKE = 1, GB_PHASE_SERVE = 2, GB_PHASE_PUBLISH = 3 };
 #ifdef GB_RING_TIME_PHASES
-#define GB_PHASE_BEGIN(t) const gb_u64 t = gb_now_ns()
-#define GB_PHASE_END(s, k, t) ((s).phase[2 * (k)] += 1, (s).phase[2 * (k) + 1] += gb_now_ns() - (t))
+#define GB_PHASE_BEGIN(t) const gb_u64 t = gb_now_ns(), t##_published = s.phase[2 * GB_PHASE_PUBLISH + 1]
+#define GB_PHASE_END(s, k, t)                                                         \
+  ((s).phase[2 * (k)] += 1,                                                           \
+   (s).phase[2 * (k) + 1] += gb_now_ns() - (t) -                                      \
+                             ((s).phase[2 * GB_PHASE_PUBLISH + 1] - t##_published))
 #else
 #define GB_PHASE_BEGIN(t) ((void)0)
 #define GB_PHASE_END(s, k, t) ((void)0)
