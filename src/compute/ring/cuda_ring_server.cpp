@@ -768,16 +768,19 @@ __device__ __forceinline__ void gb_heartbeat(gb_server& s) { gb_st64(s.heartbeat
 
 // Device-side counters cross no bus per message: they reach the host when the shard's queue is
 // empty and before each completion it writes.
-__device__ __forceinline__ void gb_publish_counts(gb_server& s) {
+// `peak`: the queue's peak word, read by the caller (gb_publish_counts reads it itself).
+__device__ __forceinline__ void gb_publish_counts_with(gb_server& s, gb_u64 peak) {
   if (s.internal_messages != s.published_internal_messages) {
     s.published_internal_messages = s.internal_messages;
     gb_st64(&s.words->internal_messages, s.internal_messages);
   }
-  const gb_u64 peak = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_PEAK));
   if (peak != s.published_peak) {
     s.published_peak = peak;
     gb_st64(&s.words->internal_peak, peak);
   }
+}
+__device__ __forceinline__ void gb_publish_counts(gb_server& s) {
+  gb_publish_counts_with(s, gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_PEAK)));
 }
 
 // Reply area of a message: the host call's pool block, or the inline buffer; false when the
@@ -1221,10 +1224,14 @@ __device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued
 
 // Serves the next device-side message of this shard's queue, if one is published: true when it
 // did (`going` false when the host abandoned the kernel meanwhile).
-__device__ bool gb_serve_queued_internal(gb_server& s, gb_u32 word, bool& going) {
+// `turn` is that slot's turn, read by the caller (gb_next_internal_turn).
+__device__ __forceinline__ gb_internal_slot* gb_next_internal(gb_server& s) {
+  return gb_queue_slots(s.queue) + s.internal_next % s.area.slots;
+}
+__device__ bool gb_serve_queued_internal(gb_server& s, gb_u64 turn, gb_u32 word, bool& going) {
   const gb_u64 position = s.internal_next;
-  gb_internal_slot* message = gb_queue_slots(s.queue) + position % s.area.slots;
-  if (gb_ld64(&message->turn) != position + 1) return false;
+  gb_internal_slot* message = gb_next_internal(s);
+  if (turn != position + 1) return false;
   gb_heartbeat(s);
   __threadfence();  // acquire: the message after its turn
   going = gb_serve_internal(s, message, position, word);
@@ -1247,7 +1254,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
   unsigned char* shard_header = gb_shard_header(block, s.geometry, shard);
   for (;;) {
     GB_RING_GRID_CHECK();
-    if (gb_ld32(quiescent) != 0) break;
+    // (No block finds the server quiescent while this one holds messages: they are in flight.)
     if (s.next_taken < s.taken) {
       if (s.next_taken % 8 == 0) gb_heartbeat(s);  // a store over the bus: every 8th message in hand
       // Host messages in hand, served under a control word at most GB_CONTROL_WORD_AGE_NS old at
@@ -1258,7 +1265,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
         s.intake_word_ns = gb_now_ns();
       }
       bool going = true;
-      if (!gb_serve_queued_internal(s, s.intake_word, going)) {
+      if (!gb_serve_queued_internal(s, gb_ld64(&gb_next_internal(s)->turn), s.intake_word, going)) {
         GB_PHASE_BEGIN(serving);
         going = gb_serve_host(s, s.intake->slots[s.next_taken++], s.intake_word);
         GB_PHASE_END(s, GB_PHASE_SERVE, serving);
@@ -1269,16 +1276,20 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
     }
     gb_publish_completions(s);
     GB_PHASE_BEGIN(polling);
-    // The host words this round looks at, read back to back before any is used, so that their
-    // trips over the bus (about a microsecond each from a GPU) overlap instead of following one
-    // another. The slot's turn last, as an acquire load: the slot's body is read after it without
-    // a system-wide fence.
+    // The words this round looks at, read back to back before any is used, so that their trips
+    // (over the bus, about a microsecond each from a GPU; to device memory) overlap instead of
+    // following one another: this server's device words first, then the host's. The slot's turn
+    // last, as an acquire load: the slot's body is read after it without a system-wide fence.
     const gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
+    const gb_u32 quiet = gb_ld32(quiescent);
+    const gb_u64 internal_turn = gb_ld64(&gb_next_internal(s)->turn);
+    const gb_u64 peak = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_PEAK));
     const gb_u32 yield = gb_ld32(&s.control->yield);
     const gb_u32 abandon = gb_ld32(&s.control->abandon);
     const gb_u32 word = gb_ld32(s.control_word);
     const gb_u64 enqueued = gb_ld64(gb_u64_at(shard_header, GB_OFF_REQUEST_ENQUEUE));
     const gb_u64 turn = gb_ld64_acquire(&slot->turn);
+    if (quiet != 0) break;
     if (yield != 0) {
       gb_publish_counts(s);
       gb_write_phases(s);
@@ -1286,11 +1297,11 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       return;
     }
     bool going = true;
-    if (gb_serve_queued_internal(s, word, going)) {
+    if (gb_serve_queued_internal(s, internal_turn, word, going)) {
       if (!going) break;
       continue;
     }
-    gb_publish_counts(s);
+    gb_publish_counts_with(s, peak);
     if (turn != s.next_request + 1) {
       // The heartbeat where no message waits: a store over the bus still on its way would hold
       // up the fence of the next take (the in-hand path beats right after a take).
