@@ -1222,15 +1222,16 @@ __device__ void gb_take(gb_server& s, const gb_ring_slot* first, gb_u64 enqueued
   s.intake_word_ns = gb_now_ns();
 }
 
-// Serves the next device-side message of this shard's queue, if one is published: true when it
-// did (`going` false when the host abandoned the kernel meanwhile).
-// `turn` is that slot's turn, read by the caller (gb_next_internal_turn).
+// The slot of the next device-side message of this shard's queue (published or not yet).
 __device__ __forceinline__ gb_internal_slot* gb_next_internal(gb_server& s) {
   return gb_queue_slots(s.queue) + s.internal_next % s.area.slots;
 }
-__device__ bool gb_serve_queued_internal(gb_server& s, gb_u64 turn, gb_u32 word, bool& going) {
+
+// Serves the message in `message` (gb_next_internal) if `turn`, its turn as the caller read it,
+// says it is published: true when it did (`going` false when the host abandoned the kernel meanwhile).
+__device__ bool gb_serve_queued_internal(gb_server& s, gb_internal_slot* message, gb_u64 turn, gb_u32 word,
+                                         bool& going) {
   const gb_u64 position = s.internal_next;
-  gb_internal_slot* message = gb_next_internal(s);
   if (turn != position + 1) return false;
   gb_heartbeat(s);
   __threadfence();  // acquire: the message after its turn
@@ -1265,7 +1266,8 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
         s.intake_word_ns = gb_now_ns();
       }
       bool going = true;
-      if (!gb_serve_queued_internal(s, gb_ld64(&gb_next_internal(s)->turn), s.intake_word, going)) {
+      gb_internal_slot* next_internal = gb_next_internal(s);
+      if (!gb_serve_queued_internal(s, next_internal, gb_ld64(&next_internal->turn), s.intake_word, going)) {
         GB_PHASE_BEGIN(serving);
         going = gb_serve_host(s, s.intake->slots[s.next_taken++], s.intake_word);
         GB_PHASE_END(s, GB_PHASE_SERVE, serving);
@@ -1282,7 +1284,8 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
     // last, as an acquire load: the slot's body is read after it without a system-wide fence.
     const gb_ring_slot* slot = s.requests + (s.next_request & (s.request_capacity - 1));
     const gb_u32 quiet = gb_ld32(quiescent);
-    const gb_u64 internal_turn = gb_ld64(&gb_next_internal(s)->turn);
+    gb_internal_slot* next_internal = gb_next_internal(s);
+    const gb_u64 internal_turn = gb_ld64(&next_internal->turn);
     const gb_u64 peak = gb_ld64(gb_u64_at(s.queue, GB_OFF_Q_PEAK));
     const gb_u32 yield = gb_ld32(&s.control->yield);
     const gb_u32 abandon = gb_ld32(&s.control->abandon);
@@ -1297,7 +1300,7 @@ __device__ void gb_serve_shard(unsigned char* block, unsigned char* actors, unsi
       return;
     }
     bool going = true;
-    if (gb_serve_queued_internal(s, internal_turn, word, going)) {
+    if (gb_serve_queued_internal(s, next_internal, internal_turn, word, going)) {
       if (!going) break;
       continue;
     }
