@@ -23,6 +23,8 @@ constexpr std::uint32_t kLocalCap = 512;
 constexpr std::uint32_t kBatch = 256;
 constexpr std::size_t kRecentBatches = 64;
 constexpr std::size_t kPrefetchLines = 16;  // of the block the next allocation will take
+constexpr std::size_t kPrefetchMaxBytes = 1024;     // FramePool::prefetch: at most this much of a block
+constexpr std::size_t kPrefetchUnknownBytes = 256;  // of a frame from outside the region (size unknown)
 
 static_assert((std::size_t{1} << (kMinShift + kClasses - 1)) == FramePool::kMaxPooledSize);
 static_assert(FramePool::kChunkBytes >= 64 * (FramePool::kMaxPooledSize + kCacheLine));
@@ -68,6 +70,8 @@ class FrameRegion {
       if (!reserve() || next_chunk_ == end()) return nullptr;
       cursor_[cls] = next_chunk_;
       left_[cls] = FramePool::kChunkBytes / stride(cls);
+      chunk_class_[static_cast<std::size_t>(next_chunk_ - base()) / FramePool::kChunkBytes].store(
+          static_cast<std::uint8_t>(cls + 1), std::memory_order_relaxed);
       next_chunk_ += FramePool::kChunkBytes;
       chunk_bytes_.store(static_cast<std::size_t>(next_chunk_ - base()), std::memory_order_relaxed);
     }
@@ -86,6 +90,16 @@ class FrameRegion {
   }
 
   std::size_t chunk_bytes() const noexcept { return chunk_bytes_.load(std::memory_order_relaxed); }
+
+  // The block size of a region block `p` (any address inside it), 0 outside the region. Relaxed
+  // reads: a chunk's class is set before any of its blocks exists, and the caller got `p` from
+  // whatever handed it that block.
+  std::size_t block_size(const void* p) const noexcept {
+    if (!contains(p)) return 0;
+    const auto offset = reinterpret_cast<std::uintptr_t>(p) - base_.load(std::memory_order_relaxed);
+    const std::uint8_t tagged = chunk_class_[offset / FramePool::kChunkBytes].load(std::memory_order_relaxed);
+    return tagged == 0 ? 0 : class_size(tagged - 1u);
+  }
 
  private:
   // Blocks lie one cache line further apart than their size. At exactly their (power-of-two)
@@ -130,6 +144,7 @@ class FrameRegion {
   char* next_chunk_ = nullptr;
   char* cursor_[kClasses] = {};
   std::size_t left_[kClasses] = {};
+  std::atomic<std::uint8_t> chunk_class_[FramePool::kRegionBytes / FramePool::kChunkBytes] = {};  // class + 1; 0: not carved
 };
 
 FrameRegion& region() {
@@ -324,5 +339,15 @@ std::uint64_t FramePool::new_blocks() noexcept { return g_new_blocks.load(std::m
 std::size_t FramePool::region_bytes() noexcept { return region().chunk_bytes(); }
 
 bool FramePool::in_region(const void* p) noexcept { return region().contains(p); }
+
+std::size_t FramePool::block_bytes(const void* p) noexcept { return region().block_size(p); }
+
+void FramePool::prefetch(const void* frame) noexcept {
+  if (frame == nullptr) return;
+  const std::size_t size = region().block_size(frame);
+  const std::size_t bytes = size == 0 ? kPrefetchUnknownBytes : std::min(size, kPrefetchMaxBytes);
+  const auto* p = static_cast<const char*>(frame);
+  for (std::size_t off = 0; off < bytes; off += kCacheLine) __builtin_prefetch(p + off, 1);
+}
 
 }  // namespace gpubridge::runtime

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace gpubridge::runtime {
@@ -62,6 +63,32 @@ TEST(FramePool, NewBlocksAreCarvedFromTheRegionOnCacheLines) {
     EXPECT_FALSE(FramePool::in_region(huge));
     FramePool::deallocate(huge, FramePool::kMaxPooledSize + 1);
     free_all(blocks);
+  });
+}
+
+TEST(FramePool, RegionBlocksKnowTheirSizeClass) {
+  in_fresh_process([] {
+    struct Case {
+      std::size_t size, class_bytes;
+    };
+    std::vector<std::pair<void*, std::size_t>> blocks;
+    for (const Case c : {Case{1, 64}, Case{64, 64}, Case{65, 128}, Case{200, 256}, Case{560, 1024}, Case{4096, 4096}}) {
+      for (int i = 0; i < 3; ++i) {  // the first, and later blocks of the class's chunk
+        void* p = FramePool::allocate(c.size);
+        EXPECT_EQ(FramePool::block_bytes(p), c.class_bytes) << "allocated for " << c.size << " bytes";
+        FramePool::prefetch(p);  // a hint: any block, any time
+        blocks.emplace_back(p, c.size);
+      }
+    }
+    void* huge = FramePool::allocate(FramePool::kMaxPooledSize + 1);
+    EXPECT_EQ(FramePool::block_bytes(huge), 0u) << "not pooled: size unknown";
+    FramePool::prefetch(huge);
+    FramePool::deallocate(huge, FramePool::kMaxPooledSize + 1);
+    int local = 0;
+    EXPECT_EQ(FramePool::block_bytes(&local), 0u);
+    EXPECT_EQ(FramePool::block_bytes(nullptr), 0u);
+    FramePool::prefetch(nullptr);
+    for (auto [p, size] : blocks) FramePool::deallocate(p, size);
   });
 }
 

@@ -42,6 +42,13 @@ class FramePool {
   static std::size_t region_bytes() noexcept;
   // True when `p`, a block allocate() returned, was carved from the frame region.
   static bool in_region(const void* p) noexcept;
+  // The size class of a block carved from the frame region (the bytes it may use, at least the
+  // size it was allocated for), given its start; 0 for any other address.
+  static std::size_t block_bytes(const void* p) noexcept;
+  // A hint: asks this core's caches for the frame at `frame` (the start of a block allocate()
+  // returned, e.g. a coroutine handle's address; null does nothing), about to be resumed: a
+  // region block's first block_bytes() up to 1 KiB, 256 bytes of other frames. Reads nothing.
+  static void prefetch(const void* frame) noexcept;
 };
 
 }  // namespace gpubridge::runtime

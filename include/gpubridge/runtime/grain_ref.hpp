@@ -45,8 +45,10 @@ struct DispatchAwaiter {
   bool await_ready() const noexcept { return false; }
   // Suspends unless dispatch failed at once. After dispatch() returns true another thread may
   // already have resumed the caller, so nothing here touches the frame afterwards.
-  bool await_suspend(std::coroutine_handle<> caller) const noexcept {
+  template <typename P>
+  bool await_suspend(std::coroutine_handle<P> caller) const noexcept {
     message.reply.handle = caller;
+    message.caller_continuation = caller.promise().continuation();
     return dispatch(runtime, message);
   }
   void await_resume() const noexcept {}

@@ -50,6 +50,7 @@ class TaskPromiseBase : public PooledFrame {
   std::suspend_always initial_suspend() const noexcept { return {}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+  std::coroutine_handle<> continuation() const noexcept { return continuation_; }
 
  private:
   std::coroutine_handle<> continuation_;

@@ -14,6 +14,7 @@
 
 #include "compute/backend.hpp"
 #include "compute/cpu/thread_pool.hpp"
+#include "compute/request_prefetch.hpp"
 #include "gpubridge/core/cache_line.hpp"
 
 namespace gpubridge::compute {
@@ -63,44 +64,6 @@ class SerialParallel final : public CpuParallel {
     if (n > 0) fn(0, 0, n);
   }
 };
-
-// Asks the caches for the memory segment `r` will read and write (up to kPrefetchBytes of each
-// input and of the output), while the segment before it runs. A batch's requests come from
-// anywhere in memory in arrival order, so the hardware prefetchers, which follow one stream at a
-// time, start cold at every segment; fetching the next one ahead overlaps its misses with work.
-constexpr std::size_t kPrefetchBytes = 4096;
-
-// Inlined always: GCC judges a function that only prefetches free of effects and drops calls to it.
-[[gnu::always_inline]] inline void prefetch_range(const void* data, std::size_t bytes, bool for_write) noexcept {
-  const auto* p = static_cast<const char*>(data);
-  const std::size_t n = std::min(bytes, kPrefetchBytes);
-  for (std::size_t off = 0; off < n; off += kCacheLine) {
-    if (for_write) {
-      __builtin_prefetch(p + off, 1);
-    } else {
-      __builtin_prefetch(p + off, 0);
-    }
-  }
-}
-
-[[gnu::always_inline]] inline void prefetch_segment(const KernelDef& def, DType dtype, const BatchRequest& r) noexcept {
-  const std::size_t inputs = def.signature.inputs.size();
-  for (std::size_t i = 0; i < inputs; ++i) prefetch_range(r.inputs[i].data, r.inputs[i].bytes(), false);
-  prefetch_range(r.output, KernelCatalog::output_count(def, r.inputs[0].count) * size_of(dtype), true);
-}
-
-// Asks the caches for the lines of a request that a segment reads (its input views and output
-// pointer): the request was written on the submitting core, so without this every segment's
-// prefetch_segment() would first wait for them.
-[[gnu::always_inline]] inline void prefetch_request(const BatchRequest& r) noexcept {
-  const auto* first = reinterpret_cast<const char*>(&r.inputs);
-  const auto* last = reinterpret_cast<const char*>(&r.output_capacity);
-  for (const char* p = first; p <= last; p += kCacheLine) __builtin_prefetch(p, 0);
-  __builtin_prefetch(last, 0);
-}
-
-// Segments whose requests are fetched ahead of the one that runs (see prefetch_request).
-constexpr std::size_t kRequestsAhead = 4;
 
 // Runs one segment of a batch into its request's output and sets the request's status. `serial`
 // is shared by the segments of one chunk.
@@ -196,7 +159,8 @@ class CpuBackend final : public Backend {
     const std::size_t elements =
         r.elements_ * def.signature.inputs.size() + KernelCatalog::output_count(def, r.elements_);
     if (elements > kInlineElements) return false;
-    prefetch_segment(def, dtype, r);
+    detail::prefetch_inputs(def, r);
+    detail::prefetch_output(def, dtype, r);
     SerialParallel serial;
     run_segment(def, dtype, r, serial);
     return true;
@@ -272,12 +236,13 @@ class CpuBackend final : public Backend {
     const BatchCall* c = &call;  // one pointer: the loop body fits std::function's inline storage
     pool_.for_chunks(call.requests.size(), segments_per_chunk(call), [c](std::size_t, std::size_t begin, std::size_t end) {
       SerialParallel serial;
-      for (std::size_t s = begin; s < end && s < begin + kRequestsAhead; ++s) prefetch_request(*c->requests[s]);
-      for (std::size_t s = begin; s < end; ++s) {
-        if (s + kRequestsAhead < end) prefetch_request(*c->requests[s + kRequestsAhead]);
-        if (s + 1 < end) prefetch_segment(*c->def, c->dtype, *c->requests[s + 1]);
-        run_segment(*c->def, c->dtype, *c->requests[s], serial);
-      }
+      detail::for_requests_prefetched(
+          *c, begin, end,
+          [c](const BatchRequest& r) {
+            detail::prefetch_inputs(*c->def, r);
+            detail::prefetch_output(*c->def, c->dtype, r);
+          },
+          [c, &serial](std::size_t s) { run_segment(*c->def, c->dtype, *c->requests[s], serial); });
     });
   }
 

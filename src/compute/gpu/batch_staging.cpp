@@ -5,6 +5,8 @@
 #include <cstring>
 #include <span>
 
+#include "compute/request_prefetch.hpp"
+
 namespace gpubridge::compute::detail {
 
 namespace {
@@ -57,20 +59,23 @@ void pack_batch_inputs(const BatchCall& call, const BatchStaging& layout, std::b
                        std::size_t end) {
   const std::size_t t = size_of(call.dtype);
   const std::size_t inputs = call.def->signature.inputs.size();
-  for (std::size_t s = begin; s < end; ++s) {
-    const BatchRequest& r = *call.requests[s];
-    const std::size_t at = call.offsets[s] * t;
-    for (std::size_t i = 0; i < inputs; ++i) {
-      std::memcpy(upload + layout.input[i] + at, r.inputs[i].data, r.inputs[i].count * t);
-    }
-  }
+  for_requests_prefetched(
+      call, begin, end, [&call](const BatchRequest& r) { prefetch_inputs(*call.def, r); },
+      [&](std::size_t s) {
+        const BatchRequest& r = *call.requests[s];
+        const std::size_t at = call.offsets[s] * t;
+        for (std::size_t i = 0; i < inputs; ++i) {
+          std::memcpy(upload + layout.input[i] + at, r.inputs[i].data, r.inputs[i].count * t);
+        }
+      });
 }
 
 void scatter_batch(const BatchCall& call, const GpuBatchRecipe& recipe, const BatchStaging& layout,
                    const std::byte* download, std::size_t begin, std::size_t end) {
   const std::size_t t = size_of(call.dtype);
   const bool scalar = call.def->signature.output == OutputShape::scalar;
-  for (std::size_t s = begin; s < end; ++s) {
+  const auto next = [&call](const BatchRequest& r) { prefetch_output(*call.def, call.dtype, r); };
+  for_requests_prefetched(call, begin, end, next, [&](std::size_t s) {
     BatchRequest& r = *call.requests[s];
     Status status;
     if (recipe.check != nullptr) {
@@ -94,7 +99,7 @@ void scatter_batch(const BatchCall& call, const GpuBatchRecipe& recipe, const Ba
       std::memcpy(r.output, download + layout.output + first * t, count * t);
     }
     r.status = std::move(status);
-  }
+  });
 }
 
 }  // namespace gpubridge::compute::detail

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "execution_context.hpp"
+#include "gpubridge/core/cache_line.hpp"
+#include "gpubridge/runtime/frame_pool.hpp"
 #include "timers/timer_service.hpp"
 
 namespace gpubridge::runtime::internal {
@@ -31,6 +33,34 @@ TurnTask tick_turn(Grain&, Message& m) {
   } catch (...) {
     m.error = std::current_exception();
   }
+}
+
+// Continuations queued to an activation at once - every caller of a finished kernel batch, often
+// thousands - wait in frames that no core has touched since they suspended, and each would start
+// with a chain of cache misses, every address found through the line before: its queue entry,
+// its frame, its turn's message, the turn's frame and the caller's frame. Taking one from the
+// queue fetches those of the next ones, a link per step: the entry three ahead; the frame and turn
+// message of the one two ahead (its entry came a step ago); the turn and caller frames of the
+// next one (its message came a step ago). Reads only queued entries and the messages of their
+// turns, which live while they wait; a prefetch of an address no longer in use is harmless.
+// 8192 callers of a batch grain on PoCL, 2 cores: 0.66 -> 0.83 M requests/s (medians of 8 runs,
+// bench/results/2026-11-28-epyc2-resume-prefetch).
+void prefetch_ready(const WorkItem* next) noexcept {
+  if (next == nullptr) return;
+  const auto* first = static_cast<const Resumption*>(next);
+  if (const Message* m = first->turn; m != nullptr) {
+    FramePool::prefetch(m->turn_frame.address());
+    FramePool::prefetch(m->reply.handle.address());
+    FramePool::prefetch(m->caller_continuation.address());
+  }
+  const auto* second = static_cast<const Resumption*>(first->next);
+  if (second == nullptr) return;
+  FramePool::prefetch(second->handle.address());
+  if (second->turn != nullptr) {
+    const auto* m = reinterpret_cast<const char*>(second->turn);
+    for (std::size_t off = 0; off < sizeof(Message); off += kCacheLine) __builtin_prefetch(m + off, 0);
+  }
+  if (second->next != nullptr) __builtin_prefetch(second->next, 0);
 }
 
 void clear_context() noexcept {
@@ -327,6 +357,7 @@ Activation::Step Activation::next_step_locked() noexcept {
     ready_head_ = r->next;
     if (ready_head_ == nullptr) ready_tail_ = nullptr;
     r->next = nullptr;
+    prefetch_ready(ready_head_);
     return {StepKind::resume, static_cast<Resumption*>(r)};
   }
   switch (state_) {

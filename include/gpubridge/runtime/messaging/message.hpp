@@ -90,6 +90,10 @@ struct Message {
   // Resumes the caller when the call completes. reply.context: the caller's context, for a
   // caller outside any grain (GrainRef sets it; null: the resuming thread's own).
   Resumption reply;
+  // What runs once reply.handle's coroutine (GrainRef's call) returns: the code that awaited the
+  // call, when known. Only a hint for fetching its frame ahead of a resumption (see
+  // Activation::next_step_locked); nothing resumes it through here.
+  std::coroutine_handle<> caller_continuation;
 };
 
 }  // namespace gpubridge::runtime
