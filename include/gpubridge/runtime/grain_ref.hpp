@@ -48,7 +48,7 @@ struct DispatchAwaiter {
   template <typename P>
   bool await_suspend(std::coroutine_handle<P> caller) const noexcept {
     message.reply.handle = caller;
-    message.caller_continuation = caller.promise().continuation();
+    message.reply.continues_in = caller.promise().continuation();
     return dispatch(runtime, message);
   }
   void await_resume() const noexcept {}

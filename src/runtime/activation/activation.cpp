@@ -3,8 +3,7 @@
 #include <algorithm>
 
 #include "execution_context.hpp"
-#include "gpubridge/core/cache_line.hpp"
-#include "gpubridge/runtime/frame_pool.hpp"
+#include "prefetch.hpp"
 #include "timers/timer_service.hpp"
 
 namespace gpubridge::runtime::internal {
@@ -35,32 +34,32 @@ TurnTask tick_turn(Grain&, Message& m) {
   }
 }
 
-// Continuations queued to an activation at once - every caller of a finished kernel batch, often
-// thousands - wait in frames that no core has touched since they suspended, and each would start
-// with a chain of cache misses, every address found through the line before: its queue entry,
-// its frame, its turn's message, the turn's frame and the caller's frame. Taking one from the
-// queue fetches those of the next ones, a link per step: the entry three ahead; the frame and turn
-// message of the one two ahead (its entry came a step ago); the turn and caller frames of the
-// next one (its message came a step ago). Reads only queued entries and the messages of their
-// turns, which live while they wait; a prefetch of an address no longer in use is harmless.
-// 8192 callers of a batch grain on PoCL, 2 cores: 0.66 -> 0.83 M requests/s (medians of 8 runs,
+// Ready queue (see runtime/prefetch.hpp): taking a continuation - every caller of a finished
+// kernel batch is one, often thousands at once - fetches, for the next one, its turn's frame and
+// caller's frames (its turn message came a step ago); for the one after it, its own frame and
+// turn message (its entry came a step ago); and the entry after that. 8192 callers of a batch
+// grain on PoCL, 2 cores: 0.66 -> 0.83 M requests/s (medians of 8 runs,
 // bench/results/2026-11-28-epyc2-resume-prefetch).
 void prefetch_ready(const WorkItem* next) noexcept {
   if (next == nullptr) return;
   const auto* first = static_cast<const Resumption*>(next);
   if (const Message* m = first->turn; m != nullptr) {
     FramePool::prefetch(m->turn_frame.address());
-    FramePool::prefetch(m->reply.handle.address());
-    FramePool::prefetch(m->caller_continuation.address());
+    prefetch_frames(m->reply);
   }
   const auto* second = static_cast<const Resumption*>(first->next);
   if (second == nullptr) return;
-  FramePool::prefetch(second->handle.address());
-  if (second->turn != nullptr) {
-    const auto* m = reinterpret_cast<const char*>(second->turn);
-    for (std::size_t off = 0; off < sizeof(Message); off += kCacheLine) __builtin_prefetch(m + off, 0);
-  }
-  if (second->next != nullptr) __builtin_prefetch(second->next, 0);
+  prefetch_frames(*second);
+  if (second->turn != nullptr) prefetch_lines(second->turn, sizeof(Message));
+  if (second->next != nullptr) prefetch_lines(second->next, sizeof(Resumption));
+}
+
+// Inbox (see runtime/prefetch.hpp): taking a call fetches the caller's frame of the next one -
+// where its message and arguments live - and the message after it.
+void prefetch_inbox(const Message* next) noexcept {
+  if (next == nullptr) return;
+  FramePool::prefetch(next->reply.handle.address());
+  if (next->next != nullptr) prefetch_lines(next->next, sizeof(Message));
 }
 
 void clear_context() noexcept {
@@ -338,6 +337,7 @@ Message* Activation::pick_locked() noexcept {
       (prev != nullptr ? prev->next : inbox_head_) = m->next;
       if (inbox_tail_ == m) inbox_tail_ = prev;
       m->next = nullptr;
+      prefetch_inbox(inbox_head_);
       if (m->method != nullptr && m->method->always_interleave) --interleavable_queued_;
       return m;
     }

@@ -44,6 +44,10 @@ struct Resumption : WorkItem {
   Message* turn = nullptr;  // the turn of the resumed code (null outside grains)
   // Outside grains: the request context of the resumed code (null: the resuming thread's own).
   RequestContext* context = nullptr;
+  // Where the resumed code is expected to continue once `handle` returns (a call's reply: the
+  // code that awaited the call), when known. Only a hint for fetching that frame ahead of time
+  // (runtime/prefetch.hpp); nothing resumes it through here.
+  std::coroutine_handle<> continues_in;
 };
 
 enum class MessageKind : std::uint8_t {
@@ -90,10 +94,6 @@ struct Message {
   // Resumes the caller when the call completes. reply.context: the caller's context, for a
   // caller outside any grain (GrainRef sets it; null: the resuming thread's own).
   Resumption reply;
-  // What runs once reply.handle's coroutine (GrainRef's call) returns: the code that awaited the
-  // call, when known. Only a hint for fetching its frame ahead of a resumption (see
-  // Activation::next_step_locked); nothing resumes it through here.
-  std::coroutine_handle<> caller_continuation;
 };
 
 }  // namespace gpubridge::runtime
