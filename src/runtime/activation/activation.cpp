@@ -38,7 +38,7 @@ TurnTask tick_turn(Grain&, Message& m) {
 // kernel batch is one, often thousands at once - fetches, for the next one, its turn's frame and
 // caller's frames (its turn message came a step ago); for the one after it, its own frame and
 // turn message (its entry came a step ago); and the entry after that. 8192 callers of a batch
-// grain on PoCL, 2 cores: 0.66 -> 0.83 M requests/s (medians of 8 runs,
+// grain on PoCL, 2 cores: 0.68 -> 0.80 M requests/s (with the batch loops' prefetching,
 // bench/results/2026-11-28-epyc2-resume-prefetch).
 void prefetch_ready(const WorkItem* next) noexcept {
   if (next == nullptr) return;

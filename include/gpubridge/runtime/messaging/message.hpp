@@ -46,7 +46,7 @@ struct Resumption : WorkItem {
   RequestContext* context = nullptr;
   // Where the resumed code is expected to continue once `handle` returns (a call's reply: the
   // code that awaited the call), when known. Only a hint for fetching that frame ahead of time
-  // (runtime/prefetch.hpp); nothing resumes it through here.
+  // (src/runtime/prefetch.hpp); nothing resumes it through here.
   std::coroutine_handle<> continues_in;
 };
 
