@@ -8,8 +8,6 @@
 // step, for the request struct kRequestsAhead ahead (its views and output pointer) and for the
 // data of the next request (up to kPrefetchBytes of each range), so their misses overlap with
 // the current request's work.
-//
-// Always inlined: GCC judges a function that only prefetches free of effects and drops calls to it.
 #include <algorithm>
 #include <cstddef>
 
@@ -22,15 +20,7 @@ inline constexpr std::size_t kPrefetchBytes = 4096;  // of each input or output 
 inline constexpr std::size_t kRequestsAhead = 4;     // request structs fetched ahead
 
 [[gnu::always_inline]] inline void prefetch_range(const void* data, std::size_t bytes, bool for_write) noexcept {
-  const auto* p = static_cast<const char*>(data);
-  const std::size_t n = std::min(bytes, kPrefetchBytes);
-  for (std::size_t off = 0; off < n; off += kCacheLine) {
-    if (for_write) {
-      __builtin_prefetch(p + off, 1);
-    } else {
-      __builtin_prefetch(p + off, 0);
-    }
-  }
+  prefetch_lines(data, std::min(bytes, kPrefetchBytes), for_write);
 }
 
 // The inputs a segment reads.
@@ -47,9 +37,8 @@ inline constexpr std::size_t kRequestsAhead = 4;     // request structs fetched 
 // The lines of a request that a segment reads (its input views and output pointer).
 [[gnu::always_inline]] inline void prefetch_request(const BatchRequest& r) noexcept {
   const auto* first = reinterpret_cast<const char*>(&r.inputs);
-  const auto* last = reinterpret_cast<const char*>(&r.output_capacity);
-  for (const char* p = first; p <= last; p += kCacheLine) __builtin_prefetch(p, 0);
-  __builtin_prefetch(last, 0);
+  const auto* end = reinterpret_cast<const char*>(&r.output_capacity + 1);
+  prefetch_lines(first, static_cast<std::size_t>(end - first));
 }
 
 // Runs body(s) for s in [begin, end), with the prefetches described above; `data(r)` prefetches

@@ -18,11 +18,6 @@
 
 namespace gpubridge::runtime::internal {
 
-inline void prefetch_lines(const void* p, std::size_t bytes) noexcept {
-  const auto* c = static_cast<const char*>(p);
-  for (std::size_t off = 0; off < bytes; off += kCacheLine) __builtin_prefetch(c + off, 0);
-}
-
 // The frame a resumption resumes and the one it is expected to continue in.
 inline void prefetch_frames(const Resumption& r) noexcept {
   FramePool::prefetch(r.handle.address());
