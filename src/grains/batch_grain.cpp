@@ -15,7 +15,7 @@ runtime::Task<void> BatchGrain::on_activate() {
   co_return;
 }
 
-runtime::Task<compute::BatchReport> BatchGrain::run(BatchCall call) {
+runtime::Task<compute::BatchReport> BatchGrain::run(const BatchCall& call) {
   compute::BatchRequest request;
   request.inputs = call.inputs;
   request.scalars = call.scalars;

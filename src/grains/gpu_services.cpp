@@ -57,8 +57,8 @@ bool BatchAwaiter::await_suspend(std::coroutine_handle<> handle) {
   // nothing of this frame is touched after a successful submit.
   Status s = batcher_.submit(request_);
   if (s.ok()) return true;
-  submitted_ = std::move(s);
-  return false;  // not accepted: resume at once and report the error
+  request_.status = std::move(s);  // not accepted: resume at once and report the error
+  return false;
 }
 
 void BatchAwaiter::on_done(compute::BatchRequest& request) {
@@ -67,7 +67,6 @@ void BatchAwaiter::on_done(compute::BatchRequest& request) {
 }
 
 compute::BatchReport BatchAwaiter::await_resume() const {
-  if (!submitted_.ok()) throw ErrorException(submitted_.error());
   if (!request_.status.ok()) throw ErrorException(request_.status.error());
   return request_.report;
 }

@@ -110,6 +110,37 @@ TEST_P(BatchGrainTest, ManyConcurrentCallersGetTheirOwnResults) {
   EXPECT_LT(batches, static_cast<std::uint64_t>(kCallers));
 }
 
+// A request the batcher refuses (here: inputs of different lengths; refused by submit() on a
+// device, by the inline run on the host) fails its call with the batcher's reason, and the grain
+// serves the next call as usual.
+TEST_P(BatchGrainTest, ARefusedRequestFailsItsCallWithTheReason) {
+  auto silo = start_silo(GetParam());
+  ASSERT_NE(silo, nullptr);
+  auto kind = compute::parse_backend(GetParam());
+  if (!backend_present(*silo, *kind)) {
+    if (testing::backend_required(GetParam())) FAIL() << GetParam() << " required";
+    GTEST_SKIP() << "no " << GetParam() << " device";
+  }
+  auto& rt = silo->runtime();
+  std::vector<float> a(256, 1.f), b(128, 2.f), out(256, -1.f);
+  BatchCall call;
+  call.inputs[0] = compute::TensorView(a);
+  call.inputs[1] = compute::TensorView(b);
+  call.input_count = 2;
+  call.output = out.data();
+  call.output_capacity = out.size();
+  try {
+    rt.run(rt.get<BatchGrain>("vector.add/f32").call<&BatchGrain::run>(call));
+    ADD_FAILURE() << "expected an error";
+  } catch (const ErrorException& e) {
+    EXPECT_EQ(e.error().code(), ErrorCode::invalid_argument) << e.error().to_string();
+    EXPECT_NE(e.error().message().find("input lengths differ"), std::string::npos) << e.error().to_string();
+  }
+  EXPECT_EQ(out[0], -1.f) << "a refused request writes nothing";
+  std::atomic<std::uint32_t> max_batch{0};
+  EXPECT_EQ(rt.run(add_and_check(rt, 7, max_batch)), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BatchGrainTest, ::testing::Values("cpu", "opencl", "cuda"));
 
 TEST(BatchGrain, UnknownKernelOrBadKeyFailsTheCall) {

@@ -37,7 +37,7 @@ class BatchGrain : public runtime::Grain {
   runtime::Task<void> on_activate() override;
 
   // Runs one request batched; throws ErrorException on queue full, deadline, device or data errors.
-  runtime::Task<compute::BatchReport> run(BatchCall call);
+  runtime::Task<compute::BatchReport> run(const BatchCall& call);
   // Same, with the output allocated (n or 1 elements, per the kernel's signature).
   runtime::Task<compute::KernelResult> compute(std::vector<compute::TensorView> inputs, std::vector<double> scalars);
 

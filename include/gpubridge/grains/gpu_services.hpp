@@ -95,7 +95,7 @@ class CompletionAwaiter {
 // request's report or throws ErrorException with the request's error (queue full, deadline,
 // device or data error). A request that the batcher runs inline (DynamicBatcher::run_inline: a
 // small one on the host) completes without suspending. The request's on_done/user fields are
-// taken over by the awaiter.
+// taken over by the awaiter, and a refused submit's error is kept in its status.
 class BatchAwaiter {
  public:
   BatchAwaiter(compute::DynamicBatcher& batcher, compute::BatchRequest& request) noexcept
@@ -110,7 +110,6 @@ class BatchAwaiter {
   compute::BatchRequest& request_;
   runtime::Resumption resumption_;
   runtime::ResumeContext context_;
-  Status submitted_;
 };
 
 inline BatchAwaiter submit_batch(compute::DynamicBatcher& batcher, compute::BatchRequest& request) noexcept {
