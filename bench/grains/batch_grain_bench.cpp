@@ -18,6 +18,12 @@
 //                           input and output memory (caller c makes requests c, c + C, c + 2C, ...
 //                           of 32768, in the reference's own memory), so neither side gains from
 //                           data already in the caches.
+//   grain_batch/<b>/grain_callers
+//                           the same, with the C callers grains (CallerGrain, one activation
+//                           each) as the "many grains each calling vector.add": each
+//                           iteration calls every caller grain once (one-way), and its turn makes
+//                           its share of the calls, so every call is sent from a turn and its
+//                           reply resumes that turn through the caller's activation.
 //   grain_batch/<b>/raw     the same 32768 requests in batches of B with the backend's own API
 //                           (compute/raw_batch.hpp, the reference of bench_compute's batch/<b>/raw).
 //   grain_batch/<b>/telemetry_off
@@ -25,8 +31,9 @@
 //                           observer): the reference of the "telemetry" pair, which reports the cost
 //                           of metrics on the batched hot path (goal: ratio on / off under 1.05).
 // Counters: items_per_second = requests per second; avg_batch = requests per launch (grains);
-// spawn_us: the part of an iteration that one worker spends spawning the C callers (the
-// harness's own serial cost: where it nears the iteration's time, the callers are the limit);
+// spawn_us: the part of an iteration that one worker spends spawning the C callers, or sending
+// to the C caller grains (the harness's own serial cost: where it nears the iteration's time,
+// the callers are the limit);
 // on GPU backends the mean time of a call as its caller saw it (call_us) and the batcher's parts
 // of it: queued_us (submit to the batch's dispatch), executed_us (dispatch to the batch's
 // completion: packing, copies, kernel, scatter); the rest is the grain call and the caller's resumption.
@@ -100,9 +107,11 @@ struct Caller {
 };
 
 // A silo and its callers for one (backend, B); kept for the rest of the run.
+class CallerGrain;
 struct GrainFixture {
   std::unique_ptr<server::Silo> silo;
   std::vector<std::unique_ptr<Caller>> callers;  // 2 * B
+  std::vector<runtime::GrainRef<CallerGrain>> caller_grains;  // callers[i] as grain i (grain_callers)
 };
 
 // One iteration's callers: the last one to finish sets `done`; the first error is kept.
@@ -189,12 +198,26 @@ Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
   if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
 }
 
-// Spawns every caller (together making kPerIteration calls) and waits for all of them.
-Task<void> burst(GrainFixture& f, Round& round, BackendKind expected) {
+// A caller as a grain: one turn per iteration makes the caller's share of the calls (caller_loop
+// inside the turn, so each call is sent by the turn and its reply resumes the turn).
+class CallerGrain : public runtime::Grain {
+ public:
+  Task<void> round(Caller* caller, std::size_t callers, Round* round, BackendKind expected) {
+    co_await caller_loop(*caller, callers, *round, expected);
+  }
+};
+
+// Starts every caller (together making kPerIteration calls) - spawned, or as grains - and waits
+// for all of them.
+Task<void> burst(GrainFixture& f, Round& round, BackendKind expected, bool as_grains) {
   round.left.store(f.callers.size(), std::memory_order_relaxed);
   const auto started = std::chrono::steady_clock::now();
-  for (auto& c : f.callers) {
-    if (!f.silo->runtime().spawn(caller_loop(*c, f.callers.size(), round, expected))) {
+  for (std::size_t i = 0; i < f.callers.size(); ++i) {
+    Caller& c = *f.callers[i];
+    const bool started_ok =
+        as_grains ? f.caller_grains[i].send<&CallerGrain::round>(&c, f.callers.size(), &round, expected)
+                  : f.silo->runtime().spawn(caller_loop(c, f.callers.size(), round, expected));
+    if (!started_ok) {
       round.fail("runtime stopping");
       if (round.left.fetch_sub(1, std::memory_order_acq_rel) == 1) round.done.set();
     }
@@ -203,11 +226,12 @@ Task<void> burst(GrainFixture& f, Round& round, BackendKind expected) {
   co_await round.done;
 }
 
-// Runs one iteration's requests, adding the time spent spawning the callers to `spawning`; the
+// Runs one iteration's requests, adding the time spent starting the callers to `spawning`; the
 // first error, if any.
-std::optional<std::string> run_round(GrainFixture& f, BackendKind expected, std::chrono::nanoseconds& spawning) {
+std::optional<std::string> run_round(GrainFixture& f, BackendKind expected, std::chrono::nanoseconds& spawning,
+                                     bool as_grains) {
   Round round;
-  f.silo->runtime().run(burst(f, round, expected));
+  f.silo->runtime().run(burst(f, round, expected, as_grains));
   spawning += round.spawning;
   if (!round.error.empty()) return round.error;
   return std::nullopt;
@@ -220,20 +244,35 @@ std::optional<compute::BatcherStats> grain_batcher_stats(GrainFixture& f) {
   return std::nullopt;
 }
 
-void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetry) {
+// The caller grains of `f`, registered and referenced at first use.
+Status make_caller_grains(GrainFixture& f) {
+  if (!f.caller_grains.empty()) return {};
+  runtime::Runtime& rt = f.silo->runtime();
+  if (Status s = rt.register_grain<CallerGrain>(); !s) return s;
+  for (std::size_t i = 0; i < f.callers.size(); ++i) {
+    f.caller_grains.push_back(rt.get<CallerGrain>(static_cast<std::int64_t>(i)));
+  }
+  return {};
+}
+
+void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetry, bool as_grains) {
   if (executor_for(state, backend) == nullptr) return;  // no device: skipped with the reason
   const auto batch = static_cast<std::size_t>(state.range(0));
   auto fixture = fixture_for(backend, batch, telemetry);
   if (!fixture) return skip(state, "Silo::start", fixture.error().to_string());
   GrainFixture& f = **fixture;
+  if (as_grains) {
+    if (Status s = make_caller_grains(f); !s) return skip(state, "register_grain<CallerGrain>", s.error().to_string());
+  }
   // Warm-up (activation, batcher, kernel build, pools), checked on outputs cleared before it.
   clear_checked(request_memory());
   std::chrono::nanoseconds spawning{0};
   for (int i = 0; i < 2; ++i) {
-    if (auto bad = run_round(f, backend, spawning)) return skip(state, "BatchGrain::run", *bad);
+    if (auto bad = run_round(f, backend, spawning, as_grains)) return skip(state, "BatchGrain::run", *bad);
   }
   if (auto bad = check_requests(request_memory())) return skip(state, "BatchGrain::run", *bad);
-  std::string label = backend_label(backend) + ", " + std::to_string(f.callers.size()) + " callers, " +
+  std::string label = backend_label(backend) + ", " + std::to_string(f.callers.size()) +
+                      (as_grains ? " caller grains, " : " callers, ") +
                       std::to_string(f.silo->runtime().worker_count()) + " workers";
   for (const std::string& o : silo_overrides()) label += ", " + o;
   state.SetLabel(label);
@@ -241,7 +280,7 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   for (auto& c : f.callers) c->times = {};
   spawning = {};
   for (auto _ : state) {
-    if (auto bad = run_round(f, backend, spawning)) {
+    if (auto bad = run_round(f, backend, spawning, as_grains)) {
       skip(state, "BatchGrain::run", *bad);
       return;
     }
@@ -271,8 +310,11 @@ void grains_run_with(benchmark::State& state, BackendKind backend, bool telemetr
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kPerIteration));
 }
 
-void grains_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, true); }
-void grains_telemetry_off_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, false); }
+void grains_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, true, false); }
+void grain_callers_run(benchmark::State& state, BackendKind backend) { grains_run_with(state, backend, true, true); }
+void grains_telemetry_off_run(benchmark::State& state, BackendKind backend) {
+  grains_run_with(state, backend, false, false);
+}
 
 void raw_run(benchmark::State& state, BackendKind backend) {
   raw_batch_run(state, backend, static_cast<std::size_t>(state.range(0)), kPerIteration);
@@ -282,8 +324,8 @@ void register_all() {
   for (BackendKind backend : {BackendKind::cpu, BackendKind::cuda, BackendKind::opencl}) {
     const std::string b(compute::to_string(backend));
     const std::string prefix = "grain_batch/" + b + "/";
-    for (const auto& [name, fn] : {std::pair{"grains", &grains_run}, std::pair{"raw", &raw_run},
-                                   std::pair{"telemetry_off", &grains_telemetry_off_run}}) {
+    for (const auto& [name, fn] : {std::pair{"grains", &grains_run}, std::pair{"grain_callers", &grain_callers_run},
+                                   std::pair{"raw", &raw_run}, std::pair{"telemetry_off", &grains_telemetry_off_run}}) {
       benchmark::RegisterBenchmark((prefix + name).c_str(), fn, backend)
           ->Arg(256)
           ->Arg(4096)
@@ -291,6 +333,7 @@ void register_all() {
           ->Unit(benchmark::kMillisecond);
     }
     register_pair({"grain_batch", b, prefix + "grains", prefix + "raw", static_cast<double>(kPerIteration)});
+    register_pair({"grain_callers", b, prefix + "grain_callers", prefix + "raw", static_cast<double>(kPerIteration)});
     register_pair({"telemetry", b, prefix + "grains", prefix + "telemetry_off", static_cast<double>(kPerIteration)});
   }
 }
