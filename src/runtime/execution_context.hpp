@@ -22,6 +22,9 @@ struct ExecutionContext {
   // Activation::admit): its end must not resume the caller inline. Depth bounds nesting.
   Message* inline_call = nullptr;
   int inline_depth = 0;
+  // An activation this thread took over for a step of its slice (Activation::resume_here): a
+  // turn of it runs nested in the step; the slice releases it when the step returns.
+  Activation* claimed = nullptr;
 };
 
 // Nesting bound of calls started inside their caller's dispatch (each adds a few stack frames).

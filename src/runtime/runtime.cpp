@@ -118,13 +118,17 @@ Runtime::Core::Core(RuntimeOptions opts) : options(std::move(opts)), directory(o
 Runtime::Core::~Core() = default;
 
 void Runtime::Core::count_call(bool failed) noexcept {
+  count(failed ? &internal::CallCounters::failed : &internal::CallCounters::completed);
+}
+
+void Runtime::Core::count(std::atomic<std::uint64_t> internal::CallCounters::*counter) noexcept {
   const internal::ExecutionContext& ctx = internal::t_context;
   const std::size_t index = ctx.core == this ? ctx.counter_slot : 0;
-  std::atomic<std::uint64_t>& count = failed ? call_counters[index].failed : call_counters[index].completed;
+  std::atomic<std::uint64_t>& value = call_counters[index].*counter;
   if (index == 0) {
-    count.fetch_add(1, std::memory_order_relaxed);  // shared by every thread outside the pool
+    value.fetch_add(1, std::memory_order_relaxed);  // shared by every thread outside the pool
   } else {
-    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // this worker's own
+    value.store(value.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // this worker's own
   }
 }
 
@@ -355,6 +359,7 @@ RuntimeStats Runtime::stats() const noexcept {
   for (std::size_t i = 0; i < c.call_counter_slots; ++i) {
     s.calls_completed += c.call_counters[i].completed.load(std::memory_order_relaxed);
     s.calls_failed += c.call_counters[i].failed.load(std::memory_order_relaxed);
+    s.replies_resumed_in_place += c.call_counters[i].replies_in_place.load(std::memory_order_relaxed);
   }
   return s;
 }

@@ -46,6 +46,7 @@ struct DetachedRoot;
 struct alignas(64) CallCounters {
   std::atomic<std::uint64_t> completed{0};
   std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> replies_in_place{0};  // RuntimeStats::replies_resumed_in_place
 };
 
 }  // namespace internal
@@ -89,6 +90,8 @@ struct Runtime::Core {
   std::atomic<std::uint64_t> activation_failures{0};
   // Counts one answered (or refused) call on the calling thread's slot.
   void count_call(bool failed) noexcept;
+  // Adds one to `counter` of the calling thread's slot of call_counters.
+  void count(std::atomic<std::uint64_t> internal::CallCounters::*counter) noexcept;
 
   std::mutex graveyard_mu;
   std::vector<internal::Activation*> graveyard;  // abandoned at stop(), freed after the join
@@ -103,7 +106,9 @@ struct Runtime::Core {
   // True when no activation has a call queued or running (stop(), phase 1).
   bool calls_idle();
   // Answers a call: resumes the caller in its activation, or returns its handle when it may run
-  // inline on this thread (allow_inline), or posts it to the workers.
+  // inline on this thread (allow_inline), or posts it to the workers. With allow_inline, a
+  // grain's turn waiting for the answer continues here when its activation is idle
+  // (Activation::resume_here).
   std::coroutine_handle<> complete_call(Message& m, bool allow_inline) noexcept;
   // Completes a call with `error` without inline resumption.
   void fail_call(Message& m, std::exception_ptr error) noexcept;

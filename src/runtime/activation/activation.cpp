@@ -1,6 +1,7 @@
 #include "activation/activation.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "execution_context.hpp"
 #include "prefetch.hpp"
@@ -175,6 +176,34 @@ void Activation::post_ready_chain(Resumption& first, Resumption& last) noexcept 
   if (must_post) post();
 }
 
+std::coroutine_handle<> Activation::resume_here(Resumption& r) noexcept {
+  if (t_context.slice == nullptr || t_context.slice == this || t_context.claimed != nullptr || r.turn == nullptr) {
+    return nullptr;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (scheduled_ || frozen_ || state_ != ActivationState::valid) return nullptr;
+    scheduled_ = true;  // this thread is its slice owner until release_claim()
+  }
+  t_context.claimed = this;
+  enter_turn(this, *r.turn);
+  return r.handle;
+}
+
+void Activation::release_claim() noexcept {
+  bool must_post = false;
+  {
+    std::lock_guard lock(mu_);
+    // While claimed, whatever would have scheduled it (a continuation, a call, a tick, a request
+    // to deactivate or abandon) found it scheduled and only queued itself; a turn that ended
+    // here may have left calls waiting for it. A slice sorts them out.
+    must_post = !frozen_ && (ready_head_ != nullptr || inbox_head_ != nullptr || abandon_requested_ ||
+                             deactivation_requested_ || state_ != ActivationState::valid);
+    if (!must_post) scheduled_ = false;
+  }
+  if (must_post) post();
+}
+
 void Activation::post() noexcept { core_.scheduler->post(&work_); }
 
 bool Activation::deactivate_if_idle(Clock::time_point now, Clock::duration age,
@@ -315,6 +344,7 @@ void Activation::run_slice() noexcept {
         break;
     }
     clear_context();
+    if (Activation* claimed = std::exchange(t_context.claimed, nullptr)) claimed->release_claim();
     if (destroy_) {
       t_context.slice = nullptr;
       delete this;

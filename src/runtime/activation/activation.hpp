@@ -87,6 +87,16 @@ class alignas(kCacheLine) Activation {
   void post_ready(Resumption& r) noexcept;
   // post_ready() of a chain first..last (linked through next, in order) under one lock.
   void post_ready_chain(Resumption& first, Resumption& last) noexcept;
+  // A reply to a call of this activation's turn `r`, on a worker running a step of another
+  // activation's slice: when nobody runs or has queued this activation (it is idle, its turn
+  // waiting for the reply), the thread takes it over and returns r's handle to resume at once,
+  // in the turn's context - no trip through the scheduler, with the caller's state still in
+  // this core's cache; the slice step releases it when it returns (release_claim). Null
+  // otherwise: post_ready(r) then.
+  std::coroutine_handle<> resume_here(Resumption& r) noexcept;
+  // Ends a take-over: schedules the activation when work arrived meanwhile (or a turn that
+  // ended here left calls waiting), else leaves it unscheduled.
+  void release_claim() noexcept;
   void post() noexcept;
   // Idle collection: asks for deactivation when idle for at least `age` (under the shard lock).
   bool deactivate_if_idle(Clock::time_point now, Clock::duration age,

@@ -245,6 +245,12 @@ std::coroutine_handle<> Runtime::Core::complete_call(Message& m, bool allow_inli
   const std::coroutine_handle<> caller = reply.handle;
   count_call(/*failed=*/m.error != nullptr);
   if (sender != nullptr) {
+    if (allow_inline) {
+      if (std::coroutine_handle<> here = sender->resume_here(reply)) {
+        count(&internal::CallCounters::replies_in_place);
+        return here;
+      }
+    }
     sender->post_ready(reply);
     return std::noop_coroutine();
   }
