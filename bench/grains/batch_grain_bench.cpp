@@ -202,7 +202,7 @@ Task<void> caller_loop(Caller& caller, std::size_t callers, Round& round,
 // inside the turn, so each call is sent by the turn and its reply resumes the turn).
 class CallerGrain : public runtime::Grain {
  public:
-  Task<void> round(Caller* caller, std::size_t callers, Round* round, BackendKind expected) {
+  Task<void> make_calls(Caller* caller, std::size_t callers, Round* round, BackendKind expected) {
     co_await caller_loop(*caller, callers, *round, expected);
   }
 };
@@ -215,7 +215,7 @@ Task<void> burst(GrainFixture& f, Round& round, BackendKind expected, bool as_gr
   for (std::size_t i = 0; i < f.callers.size(); ++i) {
     Caller& c = *f.callers[i];
     const bool started_ok =
-        as_grains ? f.caller_grains[i].send<&CallerGrain::round>(&c, f.callers.size(), &round, expected)
+        as_grains ? f.caller_grains[i].send<&CallerGrain::make_calls>(&c, f.callers.size(), &round, expected)
                   : f.silo->runtime().spawn(caller_loop(c, f.callers.size(), round, expected));
     if (!started_ok) {
       round.fail("runtime stopping");

@@ -43,6 +43,17 @@ bool backend_present(server::Silo& silo, compute::BackendKind kind) {
   return false;
 }
 
+// vector.add's call: out = a + b.
+BatchCall add_call(std::vector<float>& a, std::vector<float>& b, std::vector<float>& out) {
+  BatchCall call;
+  call.inputs[0] = compute::TensorView(a);
+  call.inputs[1] = compute::TensorView(b);
+  call.input_count = 2;
+  call.output = out.data();
+  call.output_capacity = out.size();
+  return call;
+}
+
 // One caller: adds its own vectors through the batch grain and checks the sum.
 Task<int> add_and_check(runtime::Runtime& rt, int caller, std::atomic<std::uint32_t>& max_batch_seen) {
   auto grain = rt.get<BatchGrain>("vector.add/f32");
@@ -51,12 +62,7 @@ Task<int> add_and_check(runtime::Runtime& rt, int caller, std::atomic<std::uint3
     a[static_cast<std::size_t>(i)] = static_cast<float>(caller);
     b[static_cast<std::size_t>(i)] = static_cast<float>(i);
   }
-  BatchCall call;
-  call.inputs[0] = compute::TensorView(a);
-  call.inputs[1] = compute::TensorView(b);
-  call.input_count = 2;
-  call.output = out.data();
-  call.output_capacity = out.size();
+  BatchCall call = add_call(a, b, out);
   const compute::BatchReport report = co_await grain.call<&BatchGrain::run>(call);
   std::uint32_t seen = max_batch_seen.load();
   while (report.batch_size > seen && !max_batch_seen.compare_exchange_weak(seen, report.batch_size)) {
@@ -66,16 +72,22 @@ Task<int> add_and_check(runtime::Runtime& rt, int caller, std::atomic<std::uint3
   co_return wrong;
 }
 
-class BatchGrainTest : public ::testing::TestWithParam<std::string> {};
+// A silo on the parameter's backend; skipped without its device (failed where it is required).
+class BatchGrainTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    silo = start_silo(GetParam());
+    ASSERT_NE(silo, nullptr);
+    if (!backend_present(*silo, *compute::parse_backend(GetParam()))) {
+      if (testing::backend_required(GetParam())) FAIL() << GetParam() << " required";
+      GTEST_SKIP() << "no " << GetParam() << " device";
+    }
+  }
+  std::unique_ptr<server::Silo> silo;
+};
 
 TEST_P(BatchGrainTest, ManyConcurrentCallersGetTheirOwnResults) {
-  auto silo = start_silo(GetParam());
-  ASSERT_NE(silo, nullptr);
   auto kind = compute::parse_backend(GetParam());
-  if (!backend_present(*silo, *kind)) {
-    if (testing::backend_required(GetParam())) FAIL() << GetParam() << " required";
-    GTEST_SKIP() << "no " << GetParam() << " device";
-  }
   constexpr int kCallers = 200;
   std::atomic<std::uint32_t> max_batch{0};
   std::atomic<int> wrong{0};
@@ -114,21 +126,9 @@ TEST_P(BatchGrainTest, ManyConcurrentCallersGetTheirOwnResults) {
 // device, by the inline run on the host) fails its call with the batcher's reason, and the grain
 // serves the next call as usual.
 TEST_P(BatchGrainTest, ARefusedRequestFailsItsCallWithTheReason) {
-  auto silo = start_silo(GetParam());
-  ASSERT_NE(silo, nullptr);
-  auto kind = compute::parse_backend(GetParam());
-  if (!backend_present(*silo, *kind)) {
-    if (testing::backend_required(GetParam())) FAIL() << GetParam() << " required";
-    GTEST_SKIP() << "no " << GetParam() << " device";
-  }
   auto& rt = silo->runtime();
   std::vector<float> a(256, 1.f), b(128, 2.f), out(256, -1.f);
-  BatchCall call;
-  call.inputs[0] = compute::TensorView(a);
-  call.inputs[1] = compute::TensorView(b);
-  call.input_count = 2;
-  call.output = out.data();
-  call.output_capacity = out.size();
+  BatchCall call = add_call(a, b, out);
   try {
     rt.run(rt.get<BatchGrain>("vector.add/f32").call<&BatchGrain::run>(call));
     ADD_FAILURE() << "expected an error";

@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <coroutine>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
@@ -18,7 +17,6 @@
 #include <thread>
 #include <vector>
 
-#include "gpubridge/runtime/resume_context.hpp"
 #include "runtime_test_support.hpp"
 
 namespace gpubridge::runtime {
@@ -26,45 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Continuations parked until a thread outside the runtime completes them in bulk, like a batch
-// completion: each resumes in the ResumeContext it was suspended in. Thread-safe.
-class Completions {
- public:
-  struct Parked {
-    Resumption resumption;
-    ResumeContext context;
-  };
-  void park(Parked& p) {
-    std::lock_guard lock(mu_);
-    parked_.push_back(&p);
-  }
-  std::size_t complete_all() {
-    std::vector<Parked*> batch;
-    {
-      std::lock_guard lock(mu_);
-      batch.swap(parked_);
-    }
-    for (Parked* p : batch) p->context.resume(p->resumption);
-    return batch.size();
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<Parked*> parked_;
-};
-
-Completions* g_completions = nullptr;
-
-struct ParkAwaiter {
-  Completions::Parked parked;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    parked.context = ResumeContext::current();
-    parked.resumption.handle = h;
-    g_completions->park(parked);  // may be resumed on another thread from here on
-  }
-  void await_resume() const noexcept {}
-};
+testing::Parking* g_parking = nullptr;
 
 // What the callee saw of its caller's request context, checked by the caller.
 std::string traceparent_for(int caller) {
@@ -79,15 +39,13 @@ class Echo : public Grain {
   // Suspends until completed from outside, then answers.
   Task<std::string> parked(int x) {
     std::string seen(RequestContext::current().traceparent());
-    ParkAwaiter wait;
-    co_await wait;
+    co_await testing::Park{*g_parking};
     if (RequestContext::current().traceparent() != seen) throw std::logic_error("callee context changed across co_await");
     co_return seen + "/" + std::to_string(x);
   }
   // Fails after its first suspension.
   Task<int> parked_failure(int x) {
-    ParkAwaiter wait;
-    co_await wait;
+    co_await testing::Park{*g_parking};
     throw ErrorException(Error(ErrorCode::out_of_range, "late " + std::to_string(x)));
     co_return 0;
   }
@@ -161,25 +119,19 @@ void run_callers(GrainOptions options, int callers, int rounds) {
   ASSERT_TRUE(rt->register_grain<Echo>(options).ok());
   auto filter = std::make_shared<CountingFilter>();
   rt->add_call_filter(filter);
-  Completions completions;
-  g_completions = &completions;
+  testing::Parking parking;
+  g_parking = &parking;
   std::atomic<bool> stop_completing{false};
   std::thread completer([&] {
     while (!stop_completing.load()) {
-      if (completions.complete_all() == 0) std::this_thread::sleep_for(50us);
+      if (parking.resume_all() == 0) std::this_thread::sleep_for(50us);
     }
   });
   Outcome out;
   std::latch done(callers);
   auto echo = rt->get<Echo>("e");
   for (int c = 0; c < callers; ++c) ASSERT_TRUE(rt->spawn(caller(echo, c, rounds, out, done)));
-  const bool finished = [&] {
-    for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
-      if (done.try_wait()) return true;
-      std::this_thread::sleep_for(1ms);
-    }
-    return false;
-  }();
+  const bool finished = testing::wait_for(done, 60s);
   stop_completing.store(true);
   completer.join();
   ASSERT_TRUE(finished) << "callers did not finish";
@@ -198,7 +150,7 @@ void run_callers(GrainOptions options, int callers, int rounds) {
   rt->stop();
   EXPECT_EQ(rt->activation_count(), 0u);
   EXPECT_TRUE(errors.messages().empty()) << errors.messages().front();
-  g_completions = nullptr;
+  g_parking = nullptr;
 }
 
 TEST(InlineDispatch, ReentrantStatelessWorkerKeepsCallSemantics) {

@@ -8,13 +8,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <coroutine>
 #include <latch>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "gpubridge/runtime/resume_context.hpp"
 #include "runtime_test_support.hpp"
 
 namespace gpubridge::runtime {
@@ -22,54 +20,16 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Continuations parked until a thread outside the runtime resumes them in bulk (as a kernel
-// batch's completion does), each in the ResumeContext it suspended in. Thread-safe.
-class Parking {
- public:
-  struct Spot {
-    Resumption resumption;
-    ResumeContext context;
-  };
-  void park(Spot& s) {
-    std::lock_guard lock(mu_);
-    spots_.push_back(&s);
-  }
-  std::size_t resume_all() {
-    std::vector<Spot*> batch;
-    {
-      std::lock_guard lock(mu_);
-      batch.swap(spots_);
-    }
-    for (Spot* s : batch) s->context.resume(s->resumption);
-    return batch.size();
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<Spot*> spots_;
-};
-
-Parking* g_parking = nullptr;
+testing::Parking* g_parking = nullptr;  // KeepsTurnsExclusiveAndQueuedCallsRunning's
 
 constexpr int kClients = 16, kRounds = 40, kPokes = 30;  // KeepsTurnsExclusiveAndQueuedCallsRunning
-
-struct Park {
-  Parking::Spot spot;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    spot.context = ResumeContext::current();
-    spot.resumption.handle = h;
-    g_parking->park(spot);
-  }
-  void await_resume() const noexcept {}
-};
 
 // The callee: answers at once, or after being parked, or fails.
 class Echo : public Grain {
  public:
   Task<int> at_once(int x) { co_return x + 1; }
   Task<int> parked(int x) {
-    co_await Park{};
+    co_await testing::Park{*g_parking};
     co_return x + 1;
   }
   Task<int> fails(int x) {
@@ -170,7 +130,7 @@ TEST(ReplyInPlace, KeepsTurnsExclusiveAndQueuedCallsRunning) {
   testing::ErrorSink errors;
   auto rt = make(2, errors);
   ASSERT_TRUE(rt);
-  Parking parking;
+  testing::Parking parking;
   g_parking = &parking;
   std::atomic<bool> stop_resuming{false};
   std::thread resumer([&] {
@@ -191,13 +151,7 @@ TEST(ReplyInPlace, KeepsTurnsExclusiveAndQueuedCallsRunning) {
       d.count_down();
     }(client, done)));
   }
-  const bool finished = [&] {
-    for (auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
-      if (done.try_wait()) return true;
-      std::this_thread::sleep_for(1ms);
-    }
-    return false;
-  }();
+  const bool finished = testing::wait_for(done, 60s);
   stop_resuming.store(true);
   resumer.join();
   ASSERT_TRUE(finished) << "calls did not finish (a poke queued behind a chain was never started?)";

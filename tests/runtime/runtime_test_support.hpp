@@ -1,12 +1,18 @@
 #pragma once
-// Helpers for the runtime tests: a runtime with test-friendly options and an error sink.
+// Helpers for the runtime tests: a runtime with test-friendly options, an error sink, parked
+// continuations resumed in bulk from outside the runtime, and a bounded wait for a latch.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <coroutine>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "gpubridge/runtime/resume_context.hpp"
 #include "gpubridge/runtime/runtime.hpp"
 
 namespace gpubridge::runtime::testing {
@@ -35,6 +41,56 @@ inline std::unique_ptr<Runtime> make_runtime(RuntimeOptions options = {}) {
   auto r = Runtime::create(std::move(options));
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().to_string());
   return r.ok() ? std::move(r).value() : nullptr;
+}
+
+// Continuations parked until a thread outside the runtime resumes them in bulk (as a kernel
+// batch's completion does), each in the ResumeContext it suspended in. Thread-safe.
+class Parking {
+ public:
+  struct Spot {
+    Resumption resumption;
+    ResumeContext context;
+  };
+  void park(Spot& s) {
+    std::lock_guard lock(mu_);
+    spots_.push_back(&s);
+  }
+  // Resumes everything parked so far; how many.
+  std::size_t resume_all() {
+    std::vector<Spot*> batch;
+    {
+      std::lock_guard lock(mu_);
+      batch.swap(spots_);
+    }
+    for (Spot* s : batch) s->context.resume(s->resumption);
+    return batch.size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Spot*> spots_;
+};
+
+// co_await Park{parking}: suspends until parking.resume_all() (on any thread) resumes it.
+struct Park {
+  Parking& parking;
+  Parking::Spot spot{};
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    spot.context = ResumeContext::current();
+    spot.resumption.handle = h;
+    parking.park(spot);  // may be resumed on another thread from here on
+  }
+  void await_resume() const noexcept {}
+};
+
+// Waits up to `limit` for `done` to reach zero; whether it did.
+inline bool wait_for(std::latch& done, std::chrono::milliseconds limit) {
+  for (auto deadline = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < deadline;) {
+    if (done.try_wait()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done.try_wait();
 }
 
 // The ErrorCode carried by an exception (ok when it is not an ErrorException).
