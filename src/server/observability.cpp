@@ -276,6 +276,9 @@ void SiloObservability::Impl::collect(telemetry::MetricSink& sink) const {
                static_cast<double>(rs.activations_created));
   sink.counter("gpubridge_grain_deactivations_total", "Grain activations deactivated or collected", {}, {},
                static_cast<double>(rs.deactivations));
+  sink.counter("gpubridge_grain_replies_in_place_total",
+               "Answers that continued the calling grain's turn on the completing worker, without the scheduler", {}, {},
+               static_cast<double>(rs.replies_resumed_in_place));
   sink.gauge("gpubridge_grain_frame_region_bytes",
              "Bytes of the coroutine frame region handed to the frame pool (kept for the life of the process)", {}, {},
              static_cast<double>(runtime::FramePool::region_bytes()));
