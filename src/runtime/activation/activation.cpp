@@ -75,6 +75,17 @@ void enter_turn(Activation* activation, Message& turn) noexcept {
   t_context.request = &turn.context;
 }
 
+// The context `r` resumes in, in `activation`: its turn's, or (code of the activation outside a
+// turn) the request context it recorded.
+void enter_resumption(Activation* activation, const Resumption& r) noexcept {
+  if (r.turn != nullptr) {
+    enter_turn(activation, *r.turn);
+  } else {
+    t_context.activation = activation;
+    t_context.request = r.context;
+  }
+}
+
 }  // namespace
 
 std::coroutine_handle<> finish_turn(Message& message) noexcept { return message.receiver->end_turn(message); }
@@ -177,16 +188,14 @@ void Activation::post_ready_chain(Resumption& first, Resumption& last) noexcept 
 }
 
 std::coroutine_handle<> Activation::resume_here(Resumption& r) noexcept {
-  if (t_context.slice == nullptr || t_context.slice == this || t_context.claimed != nullptr || r.turn == nullptr) {
-    return nullptr;
-  }
+  if (t_context.slice == nullptr || t_context.claimed != nullptr) return nullptr;
   {
     std::lock_guard lock(mu_);
     if (scheduled_ || frozen_ || state_ != ActivationState::valid) return nullptr;
     scheduled_ = true;  // this thread is its slice owner until release_claim()
   }
   t_context.claimed = this;
-  enter_turn(this, *r.turn);
+  enter_resumption(this, r);  // as the slice's resume step would
   return r.handle;
 }
 
@@ -196,9 +205,10 @@ void Activation::release_claim() noexcept {
     std::lock_guard lock(mu_);
     // While claimed, whatever would have scheduled it (a continuation, a call, a tick, a request
     // to deactivate or abandon) found it scheduled and only queued itself; a turn that ended
-    // here may have left calls waiting for it. A slice sorts them out.
+    // here may have left calls waiting for it. A slice sorts them out. (Its state stays valid:
+    // only its own slice changes that, and none runs while it is claimed.)
     must_post = !frozen_ && (ready_head_ != nullptr || inbox_head_ != nullptr || abandon_requested_ ||
-                             deactivation_requested_ || state_ != ActivationState::valid);
+                             deactivation_requested_);
     if (!must_post) scheduled_ = false;
   }
   if (must_post) post();
@@ -308,12 +318,7 @@ void Activation::run_slice() noexcept {
         return;
       case StepKind::resume: {
         auto* r = static_cast<Resumption*>(step.resumption);
-        if (r->turn != nullptr) {
-          enter_turn(this, *r->turn);
-        } else {
-          t_context.activation = this;
-          t_context.request = r->context;
-        }
+        enter_resumption(this, *r);
         resume(r->handle);
         break;
       }

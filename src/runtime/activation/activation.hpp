@@ -87,10 +87,10 @@ class alignas(kCacheLine) Activation {
   void post_ready(Resumption& r) noexcept;
   // post_ready() of a chain first..last (linked through next, in order) under one lock.
   void post_ready_chain(Resumption& first, Resumption& last) noexcept;
-  // A reply to a call of this activation's turn `r`, on a worker running a step of another
-  // activation's slice: when nobody runs or has queued this activation (it is idle, its turn
-  // waiting for the reply), the thread takes it over and returns r's handle to resume at once,
-  // in the turn's context - no trip through the scheduler, with the caller's state still in
+  // A reply `r` to a call made by this activation's code, on a worker running a step of a slice
+  // (of another activation: this one's own slice means it is scheduled): when nobody runs or has
+  // queued this activation (it is idle, its code waiting for the reply), the thread takes it over
+  // and returns r's handle to resume at once, in r's context - no trip through the scheduler, with the caller's state still in
   // this core's cache; the slice step releases it when it returns (release_claim). Null
   // otherwise: post_ready(r) then.
   std::coroutine_handle<> resume_here(Resumption& r) noexcept;
