@@ -18,6 +18,14 @@
 //                the same through copies of one GrainRef, whose shared reference count every
 //                call updates (ratio to pipelined/stateless: that count's cost, which grows with
 //                the number of workers).
+//   population/runtime
+//                a large population: 200,000 grains (activated before timing), the 64 callers
+//                each calling grains picked at random (a fixed sequence) - a digital twin's
+//                traffic, where almost every call finds its activation, its directory entry and
+//                its reference out of the caches.
+//   population/keyed_map
+//                its reference: the same 200,000 adders in a std::unordered_map by key, called
+//                directly in the same sequence (what a hand-rolled keyed object table costs).
 // References:
 //   direct       the grain method called as a plain coroutine (no runtime: no routing, no
 //                mailbox, no turn) - the floor.
@@ -33,6 +41,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/ratio_report.hpp"
@@ -52,6 +61,7 @@ constexpr int kPipelinedCallers = 64;
 constexpr int kCallsPerCaller = 200;
 constexpr int kPipelinedGrains = 16;
 constexpr int kPipelinedCalls = kPipelinedCallers * kCallsPerCaller;
+constexpr std::size_t kPopulation = 200'000;
 
 class Adder : public Grain {
  public:
@@ -93,6 +103,15 @@ struct Fixture {
   GrainRef<Driver> driver;
   GrainRef<StatelessAdder> stateless;
   std::vector<std::unique_ptr<Local>> locals;  // one per caller
+};
+
+// The population scenario's grains and their reference, made at first use. Grain keys are
+// kPopulationBase + i, so they never meet the other scenarios' grains.
+constexpr std::int64_t kPopulationBase = 1'000'000;
+struct Population {
+  std::vector<GrainRef<Adder>> grains;
+  std::unordered_map<std::int64_t, std::unique_ptr<Adder>> keyed;  // the reference's table
+  std::vector<std::uint32_t> picks;  // kPipelinedCalls indices into grains, pseudo-random
 };
 
 Fixture& fixture() {
@@ -218,6 +237,68 @@ void pipelined(benchmark::State& state, Kind kind) {
   state.SetLabel(label());
 }
 
+// ---------------------------------------------------------------- population
+
+Task<void> activate_all(std::vector<GrainRef<Adder>>& grains) {
+  for (auto& g : grains) benchmark::DoNotOptimize(co_await g.call<&Adder::add>(0));
+}
+
+Population& population() {
+  static Population* p = [] {
+    auto* pop = new Population;
+    Fixture& f = fixture();
+    pop->grains.reserve(kPopulation);
+    for (std::size_t i = 0; i < kPopulation; ++i) {
+      const auto key = kPopulationBase + static_cast<std::int64_t>(i);
+      pop->grains.push_back(f.rt->get<Adder>(key));
+      pop->keyed.emplace(key, std::make_unique<Adder>());
+    }
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;  // xorshift64: the same sequence on every run
+    pop->picks.resize(kPipelinedCalls);
+    for (auto& pick : pop->picks) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      pick = static_cast<std::uint32_t>(x % kPopulation);
+    }
+    f.rt->run(activate_all(pop->grains));
+    on_shutdown([pop] { delete pop; });
+    return pop;
+  }();
+  return *p;
+}
+
+// Caller `index` makes calls index, index + kPipelinedCallers, ... of the pick sequence.
+Task<void> population_caller(bool keyed, int index, Burst& burst) {
+  Population& pop = population();
+  for (std::size_t i = static_cast<std::size_t>(index); i < pop.picks.size(); i += kPipelinedCallers) {
+    const std::uint32_t pick = pop.picks[i];
+    if (keyed) {
+      Adder& a = *pop.keyed.find(kPopulationBase + pick)->second;
+      benchmark::DoNotOptimize(co_await a.add(1));
+    } else {
+      benchmark::DoNotOptimize(co_await pop.grains[pick].call<&Adder::add>(1));
+    }
+  }
+  if (burst.left.fetch_sub(1) == 1) burst.done.set();
+}
+
+Task<void> population_burst(bool keyed) {
+  Burst burst;
+  for (int c = 0; c < kPipelinedCallers; ++c) fixture().rt->spawn(population_caller(keyed, c, burst));
+  co_await burst.done;
+}
+
+void population_run(benchmark::State& state, bool keyed) {
+  Fixture& f = fixture();
+  population();
+  f.rt->run(population_burst(keyed));
+  for (auto _ : state) f.rt->run(population_burst(keyed));
+  state.counters["calls_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kPipelinedCalls, benchmark::Counter::kIsRate);
+  state.SetLabel(label() + ", " + std::to_string(kPopulation) + " grains");
+}
+
 void register_all() {
   benchmark::RegisterBenchmark("grain_call/sequential/runtime", [](benchmark::State& s) { sequential(s, Kind::runtime); })
       ->UseRealTime();
@@ -237,13 +318,23 @@ void register_all() {
   benchmark::RegisterBenchmark("grain_call/pipelined/stateless_shared_ref",
                                [](benchmark::State& s) { pipelined(s, Kind::stateless_shared_ref); })
       ->UseRealTime();
+  benchmark::RegisterBenchmark("grain_call/population/runtime", [](benchmark::State& s) { population_run(s, false); })
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("grain_call/population/keyed_map", [](benchmark::State& s) { population_run(s, true); })
+      ->UseRealTime();
 
-  register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});
+  register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});  benchmark::RegisterBenchmark("grain_call/population/runtime", [](benchmark::State& s) { population_run(s, false); })
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("grain_call/population/keyed_map", [](benchmark::State& s) { population_run(s, true); })
+      ->UseRealTime();
+
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"from_grain", "runtime", "grain_call/from_grain/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/direct", kPipelinedCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/posted", kPipelinedCalls});
   register_pair({"pipelined", "stateless", "grain_call/pipelined/stateless", "grain_call/pipelined/posted", kPipelinedCalls});
+  register_pair({"population", "runtime", "grain_call/population/runtime", "grain_call/population/keyed_map",
+                 kPipelinedCalls});
   register_pair({"shared_ref", "stateless", "grain_call/pipelined/stateless_shared_ref", "grain_call/pipelined/stateless",
                  kPipelinedCalls});
 }

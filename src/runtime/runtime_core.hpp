@@ -100,7 +100,7 @@ struct Runtime::Core {
   bool route(Message& m) noexcept;
   // route() for a stateless worker type (shard locked; may create an activation when may_create,
   // else sets needs_writer; may throw bad_alloc). Null with m.error set on a deadlock.
-  internal::Activation* pick_stateless(std::vector<internal::Activation*>& list, const internal::GrainType& type,
+  internal::Activation* pick_stateless(internal::ActivationTable::Slot& listing, const internal::GrainType& type,
                                        Message& m, const internal::Activation* home_candidate, bool may_create,
                                        bool& needs_writer);
   // True when no activation has a call queued or running (stop(), phase 1).

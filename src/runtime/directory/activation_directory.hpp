@@ -12,9 +12,8 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
-#include <unordered_map>
-#include <vector>
 
+#include "activation_table.hpp"
 #include "gpubridge/runtime/grain_id.hpp"
 #include "read_mostly_lock.hpp"
 
@@ -29,7 +28,7 @@ class ActivationDirectory {
     explicit Shard(std::size_t reader_slots) : mu(reader_slots) {}
     // Shared for a lookup and an enqueue; exclusive to create or remove an activation.
     ReadMostlyLock mu;
-    std::unordered_map<GrainId, std::vector<Activation*>, GrainIdHash> map;
+    ActivationTable table;
   };
 
   // reader_slots: see ReadMostlyLock (the runtime's workers + 1).
@@ -45,11 +44,7 @@ class ActivationDirectory {
   void remove(const GrainId& id, Activation* a, F&& then) {
     Shard& s = shard_for(id);
     std::lock_guard lock(s.mu);
-    auto it = s.map.find(id);
-    if (it != s.map.end()) {
-      std::erase(it->second, a);
-      if (it->second.empty()) s.map.erase(it);
-    }
+    s.table.remove(id, a);
     then();
   }
 
@@ -58,9 +53,7 @@ class ActivationDirectory {
   void for_each(F&& fn) {
     for (auto& s : shards_) {
       std::lock_guard lock(s->mu);
-      for (auto& [id, list] : s->map) {
-        for (Activation* a : list) fn(a);
-      }
+      s->table.for_each([&](const GrainId&, Activation* a) { fn(a); });
     }
   }
 
@@ -73,9 +66,7 @@ class ActivationDirectory {
     std::size_t n = 0;
     for (auto& s : shards_) {
       std::lock_guard lock(s->mu);
-      for (auto& [id, list] : s->map) {
-        if (id.type() == type) n += list.size();
-      }
+      s->table.for_each([&](const GrainId& id, Activation*) { n += id.type() == type ? 1 : 0; });
     }
     return n;
   }

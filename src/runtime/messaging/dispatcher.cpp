@@ -1,5 +1,7 @@
 // The single dispatch point (Runtime::dispatch), routing to activations, and the answer path.
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "activation/activation.hpp"
 #include "execution_context.hpp"
@@ -90,9 +92,10 @@ bool Runtime::dispatch(Message& m) noexcept {
 // due but the shard is only read-locked (!may_create).
 constexpr std::uint32_t kSampleEvery = 8;
 
-Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const internal::GrainType& type,
+Activation* Runtime::Core::pick_stateless(internal::ActivationTable::Slot& listing, const internal::GrainType& type,
                                           Message& m, const Activation* home_candidate, bool may_create,
                                           bool& needs_writer) {
+  const std::vector<Activation*>& list = *listing.workers;
   bool chain_entered = false;
   for (const Message* p = m.parent; p != nullptr && !chain_entered; p = p->parent) {
     chain_entered = *p->target == *m.target;
@@ -133,10 +136,10 @@ Activation* Runtime::Core::pick_stateless(std::vector<Activation*>& list, const 
       needs_writer = true;
       return nullptr;
     }
-    best = new Activation(*this, type, *m.target);
-    list.push_back(best);
+    auto fresh = std::make_unique<Activation>(*this, type, *m.target);
+    internal::ActivationTable::add_worker(listing, fresh.get());
     activations_created.fetch_add(1, std::memory_order_relaxed);
-    return best;
+    return fresh.release();
   }
   if (home != nullptr && best != nullptr && type.options.reentrant && home->load() <= 2 * best->load() + 1) {
     best = home;
@@ -170,10 +173,9 @@ RouteStep route_locked(Runtime::Core& core, internal::ActivationDirectory::Shard
     m.error = make_error(ErrorCode::unavailable, "runtime stopped");
     return RouteStep::failed;
   }
-  auto it = shard.map.find(*m.target);
-  if (it == shard.map.end() && !may_create) return RouteStep::needs_writer;
-  const internal::GrainType* type =
-      it != shard.map.end() ? &it->second.front()->type() : core.find_type(m.target->type());
+  internal::ActivationTable::Slot* listing = shard.table.find(*m.target);
+  if (listing == nullptr && !may_create) return RouteStep::needs_writer;
+  const internal::GrainType* type = listing != nullptr ? &listing->first->type() : core.find_type(m.target->type());
   if (type == nullptr) {
     m.error = make_error(ErrorCode::not_found, "grain type '" + std::string(m.target->type()) + "' is not registered");
     return RouteStep::failed;
@@ -184,19 +186,20 @@ RouteStep route_locked(Runtime::Core& core, internal::ActivationDirectory::Shard
                          "it is called through; give one of the classes its own GrainOptions::type_name");
     return RouteStep::failed;
   }
-  if (it == shard.map.end()) {
-    chosen = new Activation(core, *type, *m.target);
-    shard.map.emplace(*m.target, std::vector<Activation*>{chosen});
+  if (listing == nullptr) {
+    auto fresh = std::make_unique<Activation>(core, *type, *m.target);
+    shard.table.add(*m.target, fresh.get(), type->options.stateless_worker);
+    chosen = fresh.release();
     core.activations_created.fetch_add(1, std::memory_order_relaxed);
   } else if (!type->options.stateless_worker) {
-    chosen = it->second.front();
+    chosen = listing->first;
     if (m.parent != nullptr && blocks_chain(*chosen, m)) {
       m.error = deadlock_error(m);
       return RouteStep::failed;
     }
   } else {
     bool needs_writer = false;
-    chosen = core.pick_stateless(it->second, *type, m, home_candidate, may_create, needs_writer);
+    chosen = core.pick_stateless(*listing, *type, m, home_candidate, may_create, needs_writer);
     if (needs_writer) return RouteStep::needs_writer;
     if (chosen == nullptr) return RouteStep::failed;  // m.error says why
   }
