@@ -96,6 +96,15 @@ void worker_start(void* arg, std::size_t index) {
 
 bool dispatch(Runtime& runtime, Message& message) noexcept { return runtime.dispatch(message); }
 bool spawn(Runtime& runtime, Task<void> task) { return runtime.spawn(std::move(task)); }
+void report_failed_send(Runtime& runtime, const Message& message) noexcept {
+  const Runtime::Core& core = *runtime.core_;
+  try {
+    core.report("one-way call " + std::string(message.method->name) + " to " + message.target->to_string() + " failed",
+                message.error);
+  } catch (...) {  // out of memory building the text
+    core.report("one-way call failed", message.error);
+  }
+}
 void throw_unbound_ref() {
   throw ErrorException(Error(ErrorCode::failed_precondition, "call through an unbound GrainRef"));
 }

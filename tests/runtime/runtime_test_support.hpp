@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <coroutine>
 #include <latch>
 #include <memory>
@@ -22,17 +23,26 @@ class ErrorSink {
  public:
   std::function<void(std::string_view)> handler() {
     return [this](std::string_view what) {
-      std::lock_guard lock(mu_);
-      messages_.emplace_back(what);
+      {
+        std::lock_guard lock(mu_);
+        messages_.emplace_back(what);
+      }
+      cv_.notify_all();
     };
   }
   std::vector<std::string> messages() const {
     std::lock_guard lock(mu_);
     return messages_;
   }
+  // Waits (at most 10 s) until at least n messages arrived; whether they did.
+  bool wait_for(std::size_t n) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return messages_.size() >= n; });
+  }
 
  private:
   mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
   std::vector<std::string> messages_;
 };
 

@@ -79,6 +79,57 @@ Task<void> discard_result(Task<T> task) {
   co_await std::move(task);
 }
 
+// Reports a failed one-way call to the runtime's unhandled-error handler.
+void report_failed_send(Runtime& runtime, const Message& message) noexcept;
+
+// A one-way call's own frame: started at once, it dispatches the call from the sending thread
+// and frees itself when the call completes (a failure is reported). Nothing else holds it.
+struct OneWayCall {
+  struct promise_type : PooledFrame {
+    OneWayCall get_return_object() const noexcept { return {}; }
+    std::suspend_never initial_suspend() const noexcept { return {}; }
+    std::suspend_never final_suspend() const noexcept { return {}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept { std::terminate(); }
+    std::coroutine_handle<> continuation() const noexcept { return {}; }
+  };
+};
+
+// Dispatches like DispatchAwaiter and stores whether the runtime took the call in `*dispatched`
+// (written before the sending code continues; the frame may be gone by then).
+struct OneWayDispatch {
+  Runtime& runtime;
+  Message& message;
+  bool* dispatched;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<OneWayCall::promise_type> frame) const noexcept {
+    message.reply.handle = frame;
+    bool* const out = dispatched;  // not through `this`, which lives in the frame
+    const bool taken = dispatch(runtime, message);
+    *out = taken;
+    return taken;
+  }
+  void await_resume() const noexcept {}
+};
+
+template <auto M>
+OneWayCall send_grain(Runtime& runtime, const void* grain_class, GrainId id, typename traits_of<M>::arguments args,
+                      bool* dispatched) {
+  using R = result_of<M>;
+  ResultSlot<R> slot;  // the callee's result, dropped
+  Message m;
+  m.one_way = true;
+  m.target = &id;
+  m.method = &method_info<M>;
+  m.grain_class = grain_class;
+  m.arguments = &args;
+  if constexpr (!std::is_void_v<R>) m.result = &slot;
+  m.context = RequestContext::current();
+  m.reply.context = &m.context;
+  co_await OneWayDispatch{runtime, m, dispatched};
+  if (m.error) report_failed_send(runtime, m);
+}
+
 }  // namespace internal
 
 template <typename G>
@@ -93,22 +144,23 @@ class GrainRef {
 
   template <auto M, typename... A>
   Task<internal::result_of<M>> call(A&&... args) const {
-    static_assert(internal::check_method<M>());
-    using Traits = internal::traits_of<M>;
-    static_assert(std::is_base_of_v<typename Traits::grain_type, G>, "the method does not belong to this grain type");
-    static_assert(sizeof...(A) == Traits::arity, "wrong number of arguments for this grain method");
-    static_assert(std::is_constructible_v<typename Traits::arguments, A&&...>,
-                  "arguments do not convert to this grain method's parameters");
+    check_call<M, A...>();
     return internal::call_grain<M>(runtime_, internal::type_key<G>(), id_.thread_copy(),
-                                   typename Traits::arguments(std::forward<A>(args)...));
+                                   typename internal::traits_of<M>::arguments(std::forward<A>(args)...));
   }
 
-  // One-way call: returns at once; the result is dropped and an exception goes to the runtime's
-  // unhandled-error handler. False when the runtime no longer accepts work.
+  // One-way call: dispatched now from this thread (no task is spawned for it) and not awaited;
+  // the result is dropped, and a failure - the grain's exception, or a refusal - goes to the
+  // runtime's unhandled-error handler. False when the runtime refused the call at once (stopped,
+  // type not registered, ...). It is not part of the sending turn's call chain.
   template <auto M, typename... A>
   bool send(A&&... args) const {
+    check_call<M, A...>();
     if (runtime_ == nullptr) internal::throw_unbound_ref();
-    return internal::spawn(*runtime_, internal::discard_result(call<M>(std::forward<A>(args)...)));
+    bool dispatched = false;
+    internal::send_grain<M>(*runtime_, internal::type_key<G>(), id_.thread_copy(),
+                            typename internal::traits_of<M>::arguments(std::forward<A>(args)...), &dispatched);
+    return dispatched;
   }
 
   friend bool operator==(const GrainRef& a, const GrainRef& b) noexcept {
@@ -116,6 +168,16 @@ class GrainRef {
   }
 
  private:
+  template <auto M, typename... A>
+  static constexpr void check_call() {
+    static_assert(internal::check_method<M>());
+    using Traits = internal::traits_of<M>;
+    static_assert(std::is_base_of_v<typename Traits::grain_type, G>, "the method does not belong to this grain type");
+    static_assert(sizeof...(A) == Traits::arity, "wrong number of arguments for this grain method");
+    static_assert(std::is_constructible_v<typename Traits::arguments, A&&...>,
+                  "arguments do not convert to this grain method's parameters");
+  }
+
   Runtime* runtime_ = nullptr;
   GrainId id_;
 };

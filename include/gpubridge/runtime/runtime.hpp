@@ -171,6 +171,7 @@ class Runtime {
   void post_root(std::coroutine_handle<internal::RootTask::promise_type> root);
 
   friend std::string internal::registered_type_name(Runtime&, const void*, std::string_view);
+  friend void internal::report_failed_send(Runtime&, const Message&) noexcept;
   std::unique_ptr<Core> core_;
 };
 

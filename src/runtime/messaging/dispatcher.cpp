@@ -61,8 +61,8 @@ bool Runtime::dispatch(Message& m) noexcept {
   m.abandoned = false;
   m.error = nullptr;
   m.receiver = nullptr;
-  m.parent = ours ? ctx.turn : nullptr;
-  m.sender = ours ? ctx.activation : nullptr;
+  m.parent = ours && !m.one_way ? ctx.turn : nullptr;
+  m.sender = ours && !m.one_way ? ctx.activation : nullptr;
   m.reply.turn = m.parent;
   m.reply.run = &internal::resume_outside;
   const Phase phase = c.phase.load(std::memory_order_acquire);
@@ -205,8 +205,8 @@ RouteStep route_locked(Runtime::Core& core, internal::ActivationDirectory::Shard
   }
   m.receiver = chosen;
   // Started right here only by the thread that runs the chosen activation's slice, for a
-  // caller outside any turn, within the nesting bound.
-  const bool may_start_here = chosen == home_candidate && m.parent == nullptr &&
+  // caller outside any turn that waits for it, within the nesting bound.
+  const bool may_start_here = chosen == home_candidate && m.parent == nullptr && !m.one_way &&
                               ctx.inline_depth < internal::kMaxInlineDepth;
   admission = chosen->admit(m, may_start_here);
   return RouteStep::admitted;

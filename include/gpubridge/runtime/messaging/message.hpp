@@ -75,6 +75,9 @@ struct MethodInfo {
 struct Message {
   MessageKind kind = MessageKind::call;
   bool abandoned = false;  // stop() answered the caller already; the turn must not touch it
+  // A one-way call (GrainRef::send): nobody waits for it, so it belongs to no call chain (no
+  // parent, no sender) and never starts inside the code that sent it.
+  bool one_way = false;
   const GrainId* target = nullptr;
   const MethodInfo* method = nullptr;  // calls only
   const void* grain_class = nullptr;   // calls: the C++ class the caller expects (type_key), or null

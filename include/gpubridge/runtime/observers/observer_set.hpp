@@ -27,7 +27,7 @@ class ObserverSet {
 
   SubscriptionId subscribe(std::function<void(const Event&)> callback) {
     const SubscriptionId id = next_id_++;
-    entries_.push_back(Entry{id, GrainId(), nullptr, std::move(callback), {}});
+    entries_.push_back(Entry{id, GrainId(), nullptr, std::move(callback), {}, {}});
     return id;
   }
 
@@ -38,9 +38,11 @@ class ObserverSet {
       if (e.grain.valid() && e.grain == observer.id()) return e.id;
     }
     const SubscriptionId id = next_id_++;
-    entries_.push_back(Entry{id, observer.id(), observer.runtime(), {}, [observer](const Event& event) {
+    entries_.push_back(Entry{id, observer.id(), observer.runtime(), {},
+                             [observer](const Event& event) {
                                return internal::discard_result(observer.template call<M>(event));
-                             }});
+                             },
+                             [observer](const Event& event) { observer.template send<M>(event); }});
     return id;
   }
 
@@ -64,7 +66,7 @@ class ObserverSet {
       if (e.callback) {
         e.callback(event);
       } else if (e.runtime != nullptr) {
-        internal::spawn(*e.runtime, e.call(event));
+        e.send(event);
       }
     }
     return snapshot.size();
@@ -96,6 +98,7 @@ class ObserverSet {
     Runtime* runtime;                                // grain observers
     std::function<void(const Event&)> callback;      // callback observers
     std::function<Task<void>(const Event&)> call;    // grain observers: the call
+    std::function<void(const Event&)> send;          // grain observers: the call, one-way
   };
 
   std::vector<Entry> entries_;
