@@ -433,18 +433,26 @@ void Activation::start_turn(Message& m) noexcept {
   std::coroutine_handle<> h =
       m.kind == MessageKind::tick ? std::coroutine_handle<>(tick_turn(*grain_, m).handle) : m.method->start(*grain_, m);
   m.turn_frame = h;
-  m.running_slot = running_.size();
-  running_.push_back(&m);
+  add_running(m);
   resume(h);
 }
 
+void Activation::add_running(Message& m) noexcept {
+  m.running_prev = nullptr;
+  m.running_next = running_;
+  if (running_ != nullptr) running_->running_prev = &m;
+  running_ = &m;
+}
+
+void Activation::remove_running(Message& m) noexcept {
+  if (m.running_prev == nullptr && running_ != &m) return;  // not listed
+  (m.running_prev != nullptr ? m.running_prev->running_next : running_) = m.running_next;
+  if (m.running_next != nullptr) m.running_next->running_prev = m.running_prev;
+  m.running_prev = m.running_next = nullptr;
+}
+
 std::coroutine_handle<> Activation::end_turn(Message& m) noexcept {
-  // Swap-remove by the slot recorded at start: a reentrant activation may run thousands of turns.
-  if (m.running_slot < running_.size() && running_[m.running_slot] == &m) {
-    running_[m.running_slot] = running_.back();
-    running_[m.running_slot]->running_slot = m.running_slot;
-    running_.pop_back();
-  }
+  remove_running(m);
   m.turn_frame = {};
   switch (m.kind) {
     case MessageKind::call:
@@ -490,8 +498,7 @@ void Activation::begin_activation() noexcept {
   enter_turn(this, activate_msg_);
   std::coroutine_handle<> h = lifecycle_turn(*grain_, activate_msg_).handle;
   activate_msg_.turn_frame = h;
-  activate_msg_.running_slot = running_.size();
-  running_.push_back(&activate_msg_);
+  add_running(activate_msg_);
   resume(h);
 }
 
@@ -519,8 +526,7 @@ void Activation::begin_deactivation() noexcept {
   enter_turn(this, deactivate_msg_);
   std::coroutine_handle<> h = lifecycle_turn(*grain_, deactivate_msg_).handle;
   deactivate_msg_.turn_frame = h;
-  deactivate_msg_.running_slot = running_.size();
-  running_.push_back(&deactivate_msg_);
+  add_running(deactivate_msg_);
   resume(h);
 }
 
@@ -564,7 +570,9 @@ Message* Activation::retire() noexcept {
 }
 
 void Activation::do_abandon() noexcept {
-  for (Message* m : running_) {
+  for (Message* m = std::exchange(running_, nullptr); m != nullptr;) {
+    Message* const next = m->running_next;  // read first: failing the call may free m's frame
+    m->running_prev = m->running_next = nullptr;
     abandoned_frames_.push_back(m->turn_frame);
     if (m->kind == MessageKind::call && !m->abandoned) {
       m->abandoned = true;
@@ -572,8 +580,8 @@ void Activation::do_abandon() noexcept {
                                                                std::string(m->method->name) + " on " +
                                                                id_.to_string() + " completed"));
     }
+    m = next;
   }
-  running_.clear();
   for (auto& t : timers_) core_.timers->cancel(*t);  // the Timer objects stay: frozen ticks use them
   Message* queued = nullptr;
   core_.directory.remove(id_, this, [&] {

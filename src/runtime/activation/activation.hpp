@@ -148,6 +148,9 @@ class alignas(kCacheLine) Activation {
     active_turns_.store(active_turns_.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
   }
   void notify_waiters() noexcept;
+  // The list of running turns: m joins at the head; m leaves (nothing when it is not listed).
+  void add_running(Message& m) noexcept;
+  void remove_running(Message& m) noexcept;
 
   struct Item : WorkItem {
     Activation* self = nullptr;
@@ -183,7 +186,7 @@ class alignas(kCacheLine) Activation {
   std::atomic<bool> accepting_{true};
   std::atomic<Clock::duration::rep> last_active_;
   bool destroy_ = false;  // the last slice frees the activation
-  std::vector<Message*, CacheLineAllocator<Message*>> running_;  // turns started and not ended
+  Message* running_ = nullptr;  // turns started and not ended (add_running, remove_running)
   std::vector<std::coroutine_handle<>> abandoned_frames_;
   std::vector<std::shared_ptr<Timer>> timers_;
   TimerId next_timer_ = 1;

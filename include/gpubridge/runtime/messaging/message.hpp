@@ -88,7 +88,9 @@ struct Message {
   internal::Activation* sender = nullptr;    // where the caller resumes; null: anywhere
   internal::Activation* receiver = nullptr;  // set when routed
   Message* next = nullptr;                   // mailbox link
-  std::size_t running_slot = 0;              // index in the receiver's running turns (O(1) removal)
+  // The receiver's running turns, a list through their messages (no allocation, O(1) removal).
+  Message* running_prev = nullptr;
+  Message* running_next = nullptr;
   std::coroutine_handle<> turn_frame;        // the running turn, while it runs
   void* owner = nullptr;                     // ticks: the timer
   // Calls: the callee's request context, a copy of the caller's made by the caller (GrainRef
