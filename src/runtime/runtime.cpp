@@ -343,10 +343,11 @@ void Runtime::stop() {
   // 2. Close: every call is refused; queued calls fail; every activation deactivates.
   c.phase.store(Phase::closing, std::memory_order_seq_cst);
   // No activation is created from here on, so all have left the directory once as many have
-  // been removed as created (one comparison per wake-up: every removal wakes this thread, and
-  // counting the directory's entries each time would make stopping quadratic in activations).
+  // been unlisted as were listed (each counted once, when it happens; one comparison per
+  // wake-up: every removal wakes this thread, and counting the directory's entries each time
+  // would make stopping quadratic in activations).
   const auto none_listed = [&] {
-    return c.activations_removed.load(std::memory_order_relaxed) >=
+    return c.activations_removed.load(std::memory_order_relaxed) ==
            c.activations_created.load(std::memory_order_relaxed);
   };
   c.directory.for_each([](internal::Activation* a) { a->shutdown(); });

@@ -143,6 +143,8 @@ TEST_F(ShutdownTest, StuckCallIsCancelledAndQueuedCallsFailWithinTheBound) {
   const ErrorCode queued_code = testing::code_of(queued_error);
   EXPECT_TRUE(queued_code == ErrorCode::unavailable) << message_of(queued_error);
   EXPECT_EQ(g_deactivated.load(), 0) << "an abandoned activation does not run on_deactivate";
+  EXPECT_EQ(rt_->activation_count(), 0u);
+  EXPECT_EQ(rt_->stats().activations_current, 0u) << "every activation is counted out once";
   g_gate = nullptr;
 }
 

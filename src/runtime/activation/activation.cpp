@@ -557,14 +557,14 @@ void Activation::tick_finished(Message& m) noexcept {
 
 Message* Activation::retire() noexcept {
   Message* taken = nullptr;
-  core_.directory.remove(id_, this, [&] {
+  const bool listed = core_.directory.remove(id_, this, [&] {
     std::lock_guard lock(mu_);
     state_ = ActivationState::invalid;
     accepting_.store(false, std::memory_order_relaxed);
     taken = inbox_head_;
     inbox_head_ = inbox_tail_ = nullptr;
   });
-  core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
+  if (listed) core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
   if (core_.phase.load(std::memory_order_relaxed) != Phase::running) core_.notify_progress();
   return taken;
 }
@@ -584,7 +584,8 @@ void Activation::do_abandon() noexcept {
   }
   for (auto& t : timers_) core_.timers->cancel(*t);  // the Timer objects stay: frozen ticks use them
   Message* queued = nullptr;
-  core_.directory.remove(id_, this, [&] {
+  // Counted only once: a deactivation that ended before this step has retired it already.
+  const bool listed = core_.directory.remove(id_, this, [&] {
     std::lock_guard lock(mu_);
     frozen_ = true;
     state_ = ActivationState::invalid;
@@ -593,7 +594,7 @@ void Activation::do_abandon() noexcept {
     inbox_head_ = inbox_tail_ = nullptr;
     ready_head_ = ready_tail_ = nullptr;
   });
-  core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
+  if (listed) core_.activations_removed.fetch_add(1, std::memory_order_relaxed);
   while (queued != nullptr) {
     Message* next = queued->next;
     if (queued->kind == MessageKind::call) {

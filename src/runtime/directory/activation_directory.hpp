@@ -40,12 +40,14 @@ class ActivationDirectory {
   Shard& shard_for(const GrainId& id) noexcept { return *shards_[(id.hash() >> 7) % kShards]; }
 
   // Unlists `a` (registered under `id`) and runs `then()` while the shard is still locked.
+  // False when `a` was not listed (removed before).
   template <typename F>
-  void remove(const GrainId& id, Activation* a, F&& then) {
+  bool remove(const GrainId& id, Activation* a, F&& then) {
     Shard& s = shard_for(id);
     std::lock_guard lock(s.mu);
-    s.table.remove(id, a);
+    const bool listed = s.table.remove(id, a);
     then();
+    return listed;
   }
 
   // Calls fn(Activation*) for every listed activation, one shard locked at a time.
