@@ -220,16 +220,18 @@ Task<void> pipelined_caller(Kind kind, int index, Burst& burst) {
   if (burst.left.fetch_sub(1) == 1) burst.done.set();
 }
 
-Task<void> pipelined_burst(Kind kind) {
+// Spawns the kPipelinedCallers callers caller(arg, index, burst) and waits for all of them.
+template <typename Arg>
+Task<void> burst_of(Task<void> (*caller)(Arg, int, Burst&), Arg arg) {
   Burst burst;
-  for (int c = 0; c < kPipelinedCallers; ++c) fixture().rt->spawn(pipelined_caller(kind, c, burst));
+  for (int c = 0; c < kPipelinedCallers; ++c) fixture().rt->spawn(caller(arg, c, burst));
   co_await burst.done;
 }
 
 void pipelined(benchmark::State& state, Kind kind) {
   Fixture& f = fixture();
-  f.rt->run(pipelined_burst(kind));
-  for (auto _ : state) f.rt->run(pipelined_burst(kind));
+  f.rt->run(burst_of(&pipelined_caller, kind));
+  for (auto _ : state) f.rt->run(burst_of(&pipelined_caller, kind));
   const double calls = static_cast<double>(state.iterations()) * kPipelinedCalls;
   state.counters["calls_per_s"] = benchmark::Counter(calls, benchmark::Counter::kIsRate);
   state.counters["calls_per_s_per_worker"] =
@@ -283,17 +285,11 @@ Task<void> population_caller(bool keyed, int index, Burst& burst) {
   if (burst.left.fetch_sub(1) == 1) burst.done.set();
 }
 
-Task<void> population_burst(bool keyed) {
-  Burst burst;
-  for (int c = 0; c < kPipelinedCallers; ++c) fixture().rt->spawn(population_caller(keyed, c, burst));
-  co_await burst.done;
-}
-
 void population_run(benchmark::State& state, bool keyed) {
   Fixture& f = fixture();
   population();
-  f.rt->run(population_burst(keyed));
-  for (auto _ : state) f.rt->run(population_burst(keyed));
+  f.rt->run(burst_of(&population_caller, keyed));
+  for (auto _ : state) f.rt->run(burst_of(&population_caller, keyed));
   state.counters["calls_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * kPipelinedCalls, benchmark::Counter::kIsRate);
   state.SetLabel(label() + ", " + std::to_string(kPopulation) + " grains");
@@ -323,11 +319,7 @@ void register_all() {
   benchmark::RegisterBenchmark("grain_call/population/keyed_map", [](benchmark::State& s) { population_run(s, true); })
       ->UseRealTime();
 
-  register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});  benchmark::RegisterBenchmark("grain_call/population/runtime", [](benchmark::State& s) { population_run(s, false); })
-      ->UseRealTime();
-  benchmark::RegisterBenchmark("grain_call/population/keyed_map", [](benchmark::State& s) { population_run(s, true); })
-      ->UseRealTime();
-
+  register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/direct", kSequentialCalls});
   register_pair({"sequential", "runtime", "grain_call/sequential/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"from_grain", "runtime", "grain_call/from_grain/runtime", "grain_call/sequential/posted", kSequentialCalls});
   register_pair({"pipelined", "runtime", "grain_call/pipelined/runtime", "grain_call/pipelined/direct", kPipelinedCalls});
