@@ -127,5 +127,21 @@ TEST(ActivationTableTest, AStatelessIdsFirstFollowsItsRemainingWorkers) {
   EXPECT_EQ(table.ids(), 0u);
 }
 
+TEST(ActivationTableTest, ACollectedPopulationDoesNotKeepItsPeaksSlots) {
+  ActivationTable table;
+  std::vector<Fake> pool(1);
+  constexpr std::int64_t kPeak = 20000;
+  for (std::int64_t k = 1; k <= kPeak; ++k) table.add(GrainId("Single", k), fake(pool, 0), false);
+  EXPECT_GE(table.capacity(), static_cast<std::size_t>(kPeak));
+  for (std::int64_t k = 11; k <= kPeak; ++k) ASSERT_TRUE(table.remove(GrainId("Single", k), fake(pool, 0)));
+  EXPECT_LE(table.capacity(), 128u) << "10 ids left";
+  for (std::int64_t k = 1; k <= 10; ++k) EXPECT_NE(table.find(GrainId("Single", k)), nullptr) << k;
+  for (std::int64_t k = 1; k <= 10; ++k) ASSERT_TRUE(table.remove(GrainId("Single", k), fake(pool, 0)));
+  EXPECT_EQ(table.capacity(), 0u);
+  EXPECT_EQ(table.find(GrainId("Single", 1)), nullptr);
+  table.add(GrainId("Single", 1), fake(pool, 0), false);  // usable again
+  EXPECT_NE(table.find(GrainId("Single", 1)), nullptr);
+}
+
 }  // namespace
 }  // namespace gpubridge::runtime::internal

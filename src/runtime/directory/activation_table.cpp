@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <bit>
+#include <new>
 #include <utility>
 
 namespace gpubridge::runtime::internal {
 
 void ActivationTable::add(const GrainId& id, Activation* a, bool stateless) {
   // At most 3/4 full, so that probes stay short.
-  if (4 * (size_ + 1) > 3 * capacity()) grow();
+  if (4 * (size_ + 1) > 3 * capacity()) rehash(capacity() == 0 ? kMinCapacity : 2 * capacity());
   auto workers = stateless ? std::make_unique<std::vector<Activation*>>(1, a) : nullptr;
   const std::size_t hash = id.hash();
   std::size_t i = home(hash);
@@ -37,12 +38,22 @@ bool ActivationTable::remove(const GrainId& id, const Activation* a) noexcept {
     return false;
   }
   erase_slot(static_cast<std::size_t>(s - slots_.get()));
+  if (size_ == 0) {
+    slots_.reset();
+    mask_ = 0;
+    shift_ = 64;
+  } else if (capacity() > kMinCapacity && 8 * size_ < capacity()) {
+    try {
+      rehash(capacity() / 2);
+    } catch (const std::bad_alloc&) {
+      // Stays larger than it needs to be; still correct.
+    }
+  }
   return true;
 }
 
-void ActivationTable::grow() {
+void ActivationTable::rehash(std::size_t new_capacity) {
   const std::size_t old_capacity = capacity();
-  const std::size_t new_capacity = old_capacity == 0 ? 16 : 2 * old_capacity;
   auto fresh = std::make_unique<Slot[]>(new_capacity);  // may throw: nothing changed yet
   std::unique_ptr<Slot[]> old = std::exchange(slots_, std::move(fresh));
   mask_ = new_capacity - 1;

@@ -5,10 +5,12 @@
 // then the activation. (A node-based map read a bucket, one or two list nodes, an id record per
 // node passed and a vector before reaching the activation: with hundreds of thousands of grains,
 // each a cache miss on almost every call.) Erasing shifts the following slots back, so there are
-// no tombstones and a lookup stops at the first free slot.
+// no tombstones and a lookup stops at the first free slot. The table grows when 3/4 full and
+// halves when under 1/8 full (all of it is freed with its last id), so a population that was
+// collected does not keep its peak's slots.
 //
 // Not thread-safe: the owning shard's lock guards it. Slot pointers stay valid until the next
-// add() or erase().
+// add() or remove().
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -70,12 +72,13 @@ class ActivationTable {
   }
 
   std::size_t ids() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return slots_ ? mask_ + 1 : 0; }  // slots allocated
 
  private:
-  std::size_t capacity() const noexcept { return slots_ ? mask_ + 1 : 0; }
   // Fibonacci hashing: spreads the id's hash over the table by its high product bits.
   std::size_t home(std::size_t hash) const noexcept { return (hash * 0x9E3779B97F4A7C15ull) >> shift_; }
-  void grow();  // doubles the table (16 slots at first)
+  static constexpr std::size_t kMinCapacity = 16;
+  void rehash(std::size_t new_capacity);  // a power of two that holds every id; may throw bad_alloc
   void erase_slot(std::size_t i) noexcept;
 
   std::unique_ptr<Slot[]> slots_;
