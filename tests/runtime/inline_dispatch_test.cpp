@@ -121,19 +121,13 @@ void run_callers(GrainOptions options, int callers, int rounds) {
   rt->add_call_filter(filter);
   testing::Parking parking;
   g_parking = &parking;
-  std::atomic<bool> stop_completing{false};
-  std::thread completer([&] {
-    while (!stop_completing.load()) {
-      if (parking.resume_all() == 0) std::this_thread::sleep_for(50us);
-    }
-  });
+  testing::BulkResumer completer(parking, 50us);
   Outcome out;
   std::latch done(callers);
   auto echo = rt->get<Echo>("e");
   for (int c = 0; c < callers; ++c) ASSERT_TRUE(rt->spawn(caller(echo, c, rounds, out, done)));
   const bool finished = testing::wait_for(done, 60s);
-  stop_completing.store(true);
-  completer.join();
+  completer.stop();
   ASSERT_TRUE(finished) << "callers did not finish";
   {
     std::lock_guard lock(out.mu);

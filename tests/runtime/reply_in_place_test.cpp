@@ -132,12 +132,7 @@ TEST(ReplyInPlace, KeepsTurnsExclusiveAndQueuedCallsRunning) {
   ASSERT_TRUE(rt);
   testing::Parking parking;
   g_parking = &parking;
-  std::atomic<bool> stop_resuming{false};
-  std::thread resumer([&] {
-    while (!stop_resuming.load()) {
-      if (parking.resume_all() == 0) std::this_thread::sleep_for(20us);
-    }
-  });
+  testing::BulkResumer resumer(parking, 20us);
   std::atomic<int> wrong{0};
   std::latch done(2 * kClients);
   for (int c = 0; c < kClients; ++c) {
@@ -152,8 +147,7 @@ TEST(ReplyInPlace, KeepsTurnsExclusiveAndQueuedCallsRunning) {
     }(client, done)));
   }
   const bool finished = testing::wait_for(done, 60s);
-  stop_resuming.store(true);
-  resumer.join();
+  resumer.stop();
   ASSERT_TRUE(finished) << "calls did not finish (a poke queued behind a chain was never started?)";
   EXPECT_EQ(wrong.load(), 0);
   for (int c = 0; c < kClients; ++c) {

@@ -3,6 +3,7 @@
 // continuations resumed in bulk from outside the runtime, and a bounded wait for a latch.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <coroutine>
@@ -92,6 +93,29 @@ struct Park {
     parking.park(spot);  // may be resumed on another thread from here on
   }
   void await_resume() const noexcept {}
+};
+
+// A thread outside the runtime that resumes whatever `parking` holds, in bulk, until stop() (or
+// destruction), pausing `idle` whenever nothing was parked.
+class BulkResumer {
+ public:
+  BulkResumer(Parking& parking, std::chrono::microseconds idle)
+      : thread_([this, &parking, idle] {
+          while (!stopping_.load()) {
+            if (parking.resume_all() == 0) std::this_thread::sleep_for(idle);
+          }
+        }) {}
+  BulkResumer(const BulkResumer&) = delete;
+  BulkResumer& operator=(const BulkResumer&) = delete;
+  ~BulkResumer() { stop(); }
+  void stop() {
+    stopping_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
 };
 
 // Waits up to `limit` for `done` to reach zero; whether it did.

@@ -90,9 +90,9 @@ class alignas(kCacheLine) Activation {
   // A reply `r` to a call made by this activation's code, on a worker running a step of a slice
   // (of another activation: this one's own slice means it is scheduled): when nobody runs or has
   // queued this activation (it is idle, its code waiting for the reply), the thread takes it over
-  // and returns r's handle to resume at once, in r's context - no trip through the scheduler, with the caller's state still in
-  // this core's cache; the slice step releases it when it returns (release_claim). Null
-  // otherwise: post_ready(r) then.
+  // and returns r's handle to resume at once, in r's context - no trip through the scheduler,
+  // with the caller's state still in this core's cache; the slice step releases it when it
+  // returns (release_claim). Null otherwise: post_ready(r) then.
   std::coroutine_handle<> resume_here(Resumption& r) noexcept;
   // Ends a take-over: schedules the activation when work arrived meanwhile (or a turn that
   // ended here left calls waiting), else leaves it unscheduled.
